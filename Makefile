@@ -1,0 +1,42 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+CLOUD_VENV := .cloud-venv
+XFER := $(VENV)/bin/xfer
+
+.PHONY: demo test bench lint deps system-packages clean
+
+deps: system-packages $(VENV)/.installed $(CLOUD_VENV)/.installed
+
+# Debian packages the local cloud needs: memcached for tempauth's tokens.
+system-packages:
+	@command -v memcached >/dev/null 2>&1 || { \
+	  echo "installing Debian package memcached"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q memcached >/dev/null; }
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[embedded,dev]'
+	touch $@
+
+# The local cloud's own packages live in their own venv, never mixed with xfer's.
+$(CLOUD_VENV)/.installed: devcloud-requirements.txt
+	$(PYTHON) -m venv $(CLOUD_VENV)
+	$(CLOUD_VENV)/bin/pip install -q --upgrade pip
+	$(CLOUD_VENV)/bin/pip install -q -r devcloud-requirements.txt
+	touch $@
+
+demo: deps
+	$(XFER) demo
+
+test: deps
+	$(VENV)/bin/ruff check xfer tests benchmarks
+	$(VENV)/bin/pytest
+
+lint: deps
+	$(VENV)/bin/ruff check xfer tests benchmarks
+	$(VENV)/bin/mypy xfer
+
+clean:
+	rm -rf $(VENV) $(CLOUD_VENV) .pytest_cache

@@ -1,0 +1,82 @@
+-- Named queries, loaded once by xfer/db.py and called only from xfer/store.py.
+-- Each starts with "-- name: <name>".
+
+-- name: insert_job
+INSERT INTO jobs (id, source_region, source_container, source_object,
+                  target_region, target_container, target_object,
+                  segment_container, expected_md5, segment_size)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+RETURNING *;
+
+-- name: record_transition
+INSERT INTO job_transitions (job_id, from_state, to_state) VALUES ($1, $2, $3);
+
+-- name: notify_new_job
+SELECT pg_notify('xfer_jobs', $1::text);
+
+-- name: get_job
+SELECT * FROM jobs WHERE id = $1;
+
+-- name: list_jobs
+SELECT * FROM jobs
+WHERE ($1::text IS NULL OR state = $1)
+ORDER BY created_at DESC, id
+LIMIT $2;
+
+-- name: claim_job
+-- A queued job, or a running one whose worker stopped renewing its lease.
+WITH next AS (
+    SELECT id, state FROM jobs
+    WHERE state = 'queued' OR (state = 'running' AND lease_expires_at < now())
+    ORDER BY created_at
+    FOR UPDATE SKIP LOCKED
+    LIMIT 1
+)
+UPDATE jobs SET state = 'running',
+                lease_owner = $1,
+                lease_expires_at = now() + make_interval(secs => $2),
+                attempts = attempts + 1,
+                started_at = coalesce(started_at, now()),
+                updated_at = now()
+FROM next WHERE jobs.id = next.id
+RETURNING jobs.*, next.state AS previous_state;
+
+-- name: renew_lease
+UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+RETURNING id;
+
+-- name: set_plan
+UPDATE jobs SET bytes_total = $2, segments_total = $3, layout = $4, updated_at = now()
+WHERE id = $1;
+
+-- name: record_segment
+INSERT INTO job_segments (job_id, index, "offset", length, etag)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (job_id, index) DO UPDATE SET etag = EXCLUDED.etag, written_at = now();
+
+-- name: set_progress
+UPDATE jobs SET bytes_done = $2, updated_at = now() WHERE id = $1;
+
+-- name: finish_succeeded
+UPDATE jobs SET state = 'succeeded', bytes_done = bytes_total, md5 = $3, sha512 = $4, etag = $5,
+                md5_checked_against = $6, retries = $7, finished_at = now(), updated_at = now(),
+                lease_owner = NULL, lease_expires_at = NULL
+WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+RETURNING id;
+
+-- name: finish_failed
+UPDATE jobs SET state = 'failed', error_code = $3, error_message = $4,
+                finished_at = now(), updated_at = now(),
+                lease_owner = NULL, lease_expires_at = NULL
+WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+RETURNING id;
+
+-- name: list_segments
+SELECT index, "offset", length, etag FROM job_segments WHERE job_id = $1 ORDER BY index;
+
+-- name: requeue_job
+-- A worker shutting down hands its job back at once instead of waiting for the lease to expire.
+UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+RETURNING id;

@@ -1,0 +1,130 @@
+"""REST handlers: validate -> call the store -> JSON. No SQL and no Swift calls here."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from xfer.errors import RequestError
+from xfer.settings import Settings
+from xfer.store import JobStore
+from xfer.validation import validate_job_request
+
+STORE = web.AppKey("store", JobStore)
+SETTINGS = web.AppKey("settings", Settings)
+MAX_PAGE = 500
+JOB_STATES = ("queued", "running", "succeeded", "failed")
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None
+                   ) -> web.Response:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    return web.json_response({"error": error}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                      ) -> web.StreamResponse:
+    """Every error, ours or aiohttp's (404, 405, 413), in one JSON shape."""
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        return error_response(400, "invalid_request", exc.message, exc.field)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(413, "body_too_large", exc.text or "request body too large", "body")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+        return error_response(exc.status, code, exc.reason)
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def job_json(row: asyncpg.Record) -> dict[str, Any]:
+    error = None
+    if row["error_code"]:
+        error = {"code": row["error_code"], "message": row["error_message"]}
+    return {
+        "id": str(row["id"]),
+        "state": row["state"],
+        "source": {"region": row["source_region"], "container": row["source_container"],
+                   "object": row["source_object"]},
+        "target": {"region": row["target_region"], "container": row["target_container"],
+                   "object": row["target_object"]},
+        "checksum": row["expected_md5"],
+        "bytes_total": row["bytes_total"],
+        "bytes_done": row["bytes_done"],
+        "segments_total": row["segments_total"],
+        "layout": row["layout"],
+        "md5": row["md5"],
+        "sha512": row["sha512"],
+        "etag": row["etag"],
+        "md5_checked_against": row["md5_checked_against"],
+        "retries": row["retries"],
+        "attempts": row["attempts"],
+        "error": error,
+        "created_at": _timestamp(row["created_at"]),
+        "started_at": _timestamp(row["started_at"]),
+        "finished_at": _timestamp(row["finished_at"]),
+        "updated_at": _timestamp(row["updated_at"]),
+    }
+
+
+async def create_job(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except json.JSONDecodeError as exc:
+        raise RequestError("body", f"not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except UnicodeDecodeError:
+        raise RequestError("body", "not UTF-8 text") from None
+    settings = request.app[SETTINGS]
+    job_request = validate_job_request(body, settings.regions.keys())
+    row = await request.app[STORE].create_job(job_request)
+    location = str(request.app.router["job"].url_for(job_id=str(row["id"])))
+    return web.json_response(job_json(row), status=201, headers={"Location": location})
+
+
+def _job_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["job_id"])
+    except ValueError:
+        raise web.HTTPNotFound(reason="no such job") from None
+
+
+async def get_job(request: web.Request) -> web.Response:
+    row = await request.app[STORE].get_job(_job_id(request))
+    if row is None:
+        raise web.HTTPNotFound(reason="no such job")
+    return web.json_response(job_json(row))
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    state = request.query.get("state")
+    if state is not None and state not in JOB_STATES:
+        raise RequestError("state", f"must be one of {', '.join(JOB_STATES)}")
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        raise RequestError("limit", "must be an integer") from None
+    if not 1 <= limit <= MAX_PAGE:
+        raise RequestError("limit", f"must be between 1 and {MAX_PAGE}")
+    rows = await request.app[STORE].list_jobs(state, limit)
+    return web.json_response({"jobs": [job_json(row) for row in rows]})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/jobs", create_job)
+    app.router.add_get("/v1/jobs", list_jobs)
+    app.router.add_get("/v1/jobs/{job_id}", get_job, name="job")

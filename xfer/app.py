@@ -1,0 +1,76 @@
+"""Assembles the service: database, Swift clients, worker and REST API, in one TaskGroup."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+import aiohttp
+from aiohttp import web
+
+from xfer import api
+from xfer.copy import Copier
+from xfer.db import create_pool
+from xfer.errors import ConfigError
+from xfer.settings import Settings
+from xfer.store import JobStore
+from xfer.swift_client import SwiftRegions
+from xfer.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+def http_session(settings: Settings) -> aiohttp.ClientSession:
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
+                                    sock_read=settings.read_timeout)
+    # No connection cap here: the copy window already bounds how many requests are in flight.
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
+
+
+def build_app(settings: Settings, store: JobStore) -> web.Application:
+    app = web.Application(middlewares=[api.json_errors], client_max_size=settings.max_body_bytes)
+    app[api.SETTINGS] = settings
+    app[api.STORE] = store
+    api.add_routes(app)
+    return app
+
+
+async def serve(settings: Settings, *, api_enabled: bool = True,
+                on_ready: Callable[[int], None] | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run the API (unless disabled) and a worker until `stop` is set, SIGTERM or SIGINT."""
+    if not settings.database_url:
+        raise ConfigError("XFER_DATABASE_URL is not set")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    pool = await create_pool(settings.database_url)
+    store = JobStore(pool)
+    runner = None
+    try:
+        async with http_session(settings) as http:
+            port = 0
+            if api_enabled:
+                runner = web.AppRunner(build_app(settings, store), access_log=None)
+                await runner.setup()
+                site = web.TCPSite(runner, settings.listen_host, settings.listen_port)
+                await site.start()
+                port = runner.addresses[0][1]
+                log.info("listening on http://%s:%d", settings.listen_host, port)
+            copier = Copier(settings, SwiftRegions(http, dict(settings.regions)))
+            async with asyncio.TaskGroup() as group:
+                worker = group.create_task(Worker(settings, store, copier).run())
+                if on_ready:
+                    on_ready(port)
+                await stop.wait()
+                worker.cancel()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        if runner is not None:
+            await runner.cleanup()
+        await pool.close()

@@ -1,0 +1,283 @@
+"""One copy of one object between regions.
+
+    HEAD source -> target /info -> plan -> TaskGroup:
+        one task per segment (at most `window` alive): ranged GET into a buffer -> segment MD5
+            -> PUT with that MD5 as ETag (Swift checks it) -> offer the buffer to the hasher
+        the in-order hasher: whole-object MD5 (+ SHA-512) over the bytes in order
+    -> compare the whole-object MD5 with the expected checksum -> manifest PUT (ETag checked
+    by Swift) -> HEAD the result (size and ETag).
+
+Nothing is published before the bytes are verified. On any failure or cancel every task of
+the copy stops (TaskGroup) and the segments it wrote are deleted; names carry the job id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from xfer.errors import CopyFailed, RemoteError, XferError
+from xfer.failures import failing_as, first_copy_failure
+from xfer.hashing import Digests, InOrderHasher, md5_hex_off_loop
+from xfer.plan import Plan, Segment, plan_from_source_segments, plan_segments, window_for
+from xfer.proto import swift
+from xfer.retry import RetryBudget, with_retries
+from xfer.settings import Settings
+from xfer.swift_client import SwiftRegions
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CLEANUP_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    region: str
+    container: str
+    object: str
+
+    def describe(self) -> str:
+        return f"{self.container}/{self.object} in {self.region}"
+
+
+@dataclass(frozen=True)
+class CopySpec:
+    job_id: str
+    source: ObjectRef
+    target: ObjectRef
+    segment_container: str | None = None  # default: the target's own container
+    expected_md5: str | None = None
+    segment_size: int | None = None
+
+    @property
+    def segments_container(self) -> str:
+        return self.segment_container or self.target.container
+
+    def segment_name(self, index: int) -> str:
+        return f"{self.target.object}.xfer-segments/{self.job_id}/{index:08d}"
+
+
+@dataclass(frozen=True)
+class CopyOutcome:
+    size: int
+    md5: str
+    sha512: str | None
+    etag: str  # the target object's ETag as Swift reports it
+    layout: str  # "slo" or "plain"
+    segments: int
+    md5_checked_against: str | None  # "request checksum", "source etag" or None
+    retries: int
+    seconds: float
+
+
+class CopyObserver(Protocol):
+    async def planned(self, plan: Plan) -> None: ...
+    async def segment_written(self, segment: Segment, etag: str) -> None: ...
+
+
+class Copier:
+    def __init__(self, settings: Settings, regions: SwiftRegions) -> None:
+        self.settings = settings
+        self.regions = regions
+
+    async def copy(self, spec: CopySpec, observer: CopyObserver) -> CopyOutcome:
+        return await _Copy(self.settings, self.regions, spec, observer).run()
+
+
+class _Copy:
+    def __init__(self, settings: Settings, regions: SwiftRegions, spec: CopySpec,
+                 observer: CopyObserver) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.observer = observer
+        self.source = regions[spec.source.region]
+        self.target = regions[spec.target.region]
+        self.budget = RetryBudget(settings.retry_budget)
+        self.rng = random.Random()
+        self.written: set[str] = set()  # segment names whose PUT was started
+        self.segment_etags: dict[int, str] = {}
+        self.published = False
+
+    async def _retrying(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        return await with_retries(
+            operation, what=what, attempts=self.settings.request_attempts, budget=self.budget,
+            base=self.settings.backoff_base, ceiling=self.settings.backoff_max, rng=self.rng)
+
+    async def run(self) -> CopyOutcome:
+        started = time.monotonic()
+        try:
+            outcome = await self._run(started)
+        except BaseException:
+            await self._clean_up()
+            raise
+        return outcome
+
+    async def _run(self, started: float) -> CopyOutcome:
+        src, dst = self.spec.source, self.spec.target
+        with failing_as("source", "read", src.describe()):
+            head = await self._retrying("source HEAD",
+                                        lambda: self.source.head_object(src.container, src.object))
+        with failing_as("target", "read the limits of", dst.region):
+            limits = await self._retrying("target /info", self.target.limits)
+        await self._refuse_existing_target()
+        plan = await self._plan(head, limits)
+        expected, checked_against = self._expected_md5(head)
+        await self.observer.planned(plan)
+        with failing_as("target", "create the container of", dst.describe()):
+            for container in {dst.container, self.spec.segments_container}:
+                await self._retrying("target container PUT",
+                                     lambda c=container: self.target.put_container(c))
+        digests = await self._transfer(plan, head, expected)
+        if expected is not None and digests.md5 != expected:
+            raise CopyFailed(
+                "checksum_mismatch",
+                f"the bytes read from {src.describe()} have MD5 {digests.md5}, but "
+                f"{checked_against} says {expected}; nothing was published")
+        etag = await self._publish(plan) if plan.as_slo else digests.md5
+        await self._verify_published(plan, etag)
+        return CopyOutcome(
+            size=plan.size, md5=digests.md5, sha512=digests.sha512, etag=etag,
+            layout="slo" if plan.as_slo else "plain", segments=len(plan.segments),
+            md5_checked_against=checked_against, retries=self.budget.spent,
+            seconds=time.monotonic() - started)
+
+    async def _refuse_existing_target(self) -> None:
+        dst = self.spec.target
+        try:
+            await self.target.head_object(dst.container, dst.object)
+        except RemoteError as exc:
+            if exc.status == 404:
+                return
+            with failing_as("target", "check", dst.describe()):
+                raise
+        raise CopyFailed("target_exists",
+                         f"target object {dst.describe()} already exists; delete it or choose "
+                         "another target name (xfer never overwrites)")
+
+    async def _plan(self, head: swift.ObjectHead, limits: swift.Limits) -> Plan:
+        src = self.spec.source
+        if head.kind is swift.ObjectKind.SLO and self.spec.segment_size is None:
+            with failing_as("source", "read the manifest of", src.describe()):
+                manifest = await self._retrying(
+                    "source manifest GET", lambda: self.source.get_manifest(src.container,
+                                                                            src.object))
+            kept = plan_from_source_segments([(m.size_bytes, m.etag) for m in manifest], limits)
+            if kept is not None and kept.size == head.size:
+                return kept
+        return plan_segments(head.size, limits,
+                             self.spec.segment_size or self.settings.segment_size)
+
+    def _expected_md5(self, head: swift.ObjectHead) -> tuple[str | None, str | None]:
+        if self.spec.expected_md5:
+            return self.spec.expected_md5.lower(), "the requested checksum"
+        if head.kind is swift.ObjectKind.PLAIN:
+            return head.etag, "the source object's ETag"
+        return None, None  # an SLO's or DLO's ETag is not the MD5 of its content
+
+    async def _transfer(self, plan: Plan, head: swift.ObjectHead,
+                        expected: str | None) -> Digests:
+        window = window_for(plan, self.settings.copy_memory_bound)
+        hasher = InOrderHasher(plan.size, window * max(1, plan.segment_size),
+                               self.settings.verify_sha512)
+        slots = asyncio.Semaphore(window)
+        try:
+            async with asyncio.TaskGroup() as group:
+                hashing = group.create_task(hasher.run())
+                for segment in plan.segments:
+                    await slots.acquire()
+                    group.create_task(self._segment(plan, segment, head, hasher, slots, expected))
+        except BaseExceptionGroup as failures:
+            raise first_copy_failure(failures) from None
+        return hashing.result()
+
+    async def _segment(self, plan: Plan, segment: Segment, head: swift.ObjectHead,
+                       hasher: InOrderHasher, slots: asyncio.Semaphore,
+                       expected: str | None) -> None:
+        try:
+            buffer = memoryview(bytearray(segment.length))
+            if segment.length:
+                await self._fetch(segment, head, buffer)
+            hasher.offer(segment.offset, buffer)
+            etag = segment.etag or await md5_hex_off_loop(buffer)
+            if not plan.as_slo and expected is not None and etag != expected:
+                # One plain PUT would publish at once: check the whole-object MD5 first.
+                await hasher.wait_hashed(segment.end)
+                return
+            await self._upload(plan, segment, buffer, etag)
+            self.segment_etags[segment.index] = etag
+            await self.observer.segment_written(segment, etag)
+            await hasher.wait_hashed(segment.end)
+        finally:
+            slots.release()
+
+    async def _fetch(self, segment: Segment, head: swift.ObjectHead, buffer: memoryview) -> None:
+        src = self.spec.source
+        with failing_as("source", f"read bytes {segment.offset}-{segment.end - 1} of",
+                        src.describe()):
+            await self._retrying(
+                f"source GET segment {segment.index}",
+                lambda: self.source.read_range_into(src.container, src.object, segment.offset,
+                                                    head.size, buffer))
+
+    async def _upload(self, plan: Plan, segment: Segment, buffer: memoryview, etag: str) -> None:
+        dst = self.spec.target
+        if plan.as_slo:
+            container, name = self.spec.segments_container, self.spec.segment_name(segment.index)
+            self.written.add(name)
+        else:
+            container, name = dst.container, dst.object
+            self.published = True
+        with failing_as("target", f"write segment {segment.index} of", dst.describe()):
+            await self._retrying(
+                f"target PUT segment {segment.index}",
+                lambda: self.target.put_object(container, name, buffer, etag))
+
+    async def _publish(self, plan: Plan) -> str:
+        dst = self.spec.target
+        container = self.spec.segments_container
+        manifest = [
+            swift.ManifestSegment(f"/{container}/{self.spec.segment_name(s.index)}",
+                                  self.segment_etags[s.index], s.length)
+            for s in plan.segments
+        ]
+        self.published = True
+        with failing_as("target", "publish the manifest of", dst.describe()):
+            return await self._retrying(
+                "target manifest PUT",
+                lambda: self.target.put_manifest(dst.container, dst.object, manifest))
+
+    async def _verify_published(self, plan: Plan, etag: str) -> None:
+        dst = self.spec.target
+        with failing_as("target", "check the published", dst.describe()):
+            head = await self._retrying("target HEAD",
+                                        lambda: self.target.head_object(dst.container, dst.object))
+        if head.size != plan.size or head.etag != etag:
+            raise CopyFailed("target_verification_failed",
+                             f"{dst.describe()} reads back as {head.size} bytes with ETag "
+                             f"{head.etag}; expected {plan.size} bytes with ETag {etag}")
+
+    async def _clean_up(self) -> None:
+        """Delete what this copy wrote; runs on failure and on cancel, bounded in time."""
+        dst = self.spec.target
+        try:
+            async with asyncio.timeout(CLEANUP_SECONDS):
+                if self.published:
+                    await _quietly(self.target.delete_object(dst.container, dst.object))
+                container = self.spec.segments_container
+                async with asyncio.TaskGroup() as group:
+                    for name in sorted(self.written):
+                        group.create_task(_quietly(self.target.delete_object(container, name)))
+        except (TimeoutError, BaseExceptionGroup) as exc:
+            log.error("cleanup of job %s incomplete: %s", self.spec.job_id, exc)
+
+
+async def _quietly(deletion: Awaitable[bool]) -> None:
+    try:
+        await deletion
+    except XferError as exc:
+        log.warning("cleanup: %s", exc)
