@@ -1,7 +1,7 @@
 """Rolling whole-object hashes over any chunking and any arrival order equal hashlib's."""
-
 import asyncio
 import hashlib
+import itertools
 import random
 
 from hypothesis import given, settings
@@ -12,7 +12,7 @@ from xfer.hashing import InOrderHasher
 
 async def hash_in_random_order(data: bytes, cuts: list[int], with_sha512: bool, seed: int):
     bounds = [0, *sorted({c for c in cuts if 0 < c < len(data)}), len(data)]
-    pieces = [(a, data[a:b]) for a, b in zip(bounds, bounds[1:])]
+    pieces = [(a, data[a:b]) for a, b in itertools.pairwise(bounds)]
     random.Random(seed).shuffle(pieces)
     hasher = InOrderHasher(len(data), max(1, len(data)), with_sha512)
     task = asyncio.ensure_future(hasher.run())

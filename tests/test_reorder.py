@@ -1,6 +1,6 @@
 """In-order reassembly of chunks arriving in any order, with duplicates and partial retries."""
-
 import hashlib
+import itertools
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +14,7 @@ def chunked_deliveries(draw):
     data = draw(st.binary(min_size=0, max_size=2000))
     cuts = sorted(draw(st.sets(st.integers(1, max(1, len(data) - 1)), max_size=20)))
     bounds = [0, *[c for c in cuts if c < len(data)], len(data)]
-    chunks = [(a, data[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
+    chunks = [(a, data[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
     # retries: duplicates of whole chunks and of partial, overlapping ranges
     extra = []
     for _ in range(draw(st.integers(0, 10))):

@@ -63,13 +63,15 @@ class Settings:
 
     def __post_init__(self) -> None:
         positive = (
-            "listen_port", "segment_size", "window_segments", "max_concurrent_copies",
+            "segment_size", "window_segments", "max_concurrent_copies",
             "connect_timeout", "read_timeout", "request_attempts", "lease_seconds",
             "poll_interval", "progress_interval", "max_body_bytes",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env_name(name)} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.listen_port <= 65535:
+            raise ConfigError(f"XFER_LISTEN_PORT must be 0..65535 (0: any free port), got {self.listen_port}")
         if self.retry_budget < 0 or self.backoff_base < 0 or self.backoff_max < self.backoff_base:
             raise ConfigError("XFER_RETRY_BUDGET/XFER_BACKOFF_BASE/XFER_BACKOFF_MAX are inconsistent")
         if self.event_loop not in ("asyncio", "uvloop"):

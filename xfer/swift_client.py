@@ -29,6 +29,36 @@ async def translated_errors(request: Request) -> AsyncIterator[None]:
         raise TransportError(swift.SERVICE, request.method, request.path, reason) from exc
 
 
+class BufferPayload(aiohttp.payload.Payload):
+    """A request body sent from a buffer in slices, so the socket's flow control paces it and
+    no copy of the whole buffer is made (aiohttp's bytes payload writes it in one piece)."""
+
+    SLICE = 1 << 20
+
+    def __init__(self, buffer: bytes | bytearray | memoryview) -> None:
+        view = memoryview(buffer).cast("B")
+        super().__init__(view, content_type="application/octet-stream")
+        self._size = len(view)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes(self._value).decode(encoding, errors)
+
+    async def write(self, writer: Any) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        view: memoryview = self._value
+        end = len(view) if content_length is None else min(len(view), content_length)
+        for start in range(0, end, self.SLICE):
+            await writer.write(view[start:min(end, start + self.SLICE)])
+
+
+def _body(body: bytes | bytearray | memoryview | None) -> Any:
+    if body is None or len(body) <= BufferPayload.SLICE:
+        return body
+    return BufferPayload(body)
+
+
 class SwiftClient:
     """One region's Swift, with the token cached and renewed once when it is refused."""
 
@@ -56,7 +86,7 @@ class SwiftClient:
     async def _exchange(self, request: Request) -> Reply:
         async with translated_errors(request), self.http.request(
             request.method, request.url, headers=request.headers, params=request.params,
-            data=request.body,
+            data=_body(request.body),
         ) as response:
             body = await response.read()
             return Reply(response.status, response.headers, body)
@@ -107,6 +137,17 @@ class SwiftClient:
     async def get_manifest(self, container: str, obj: str) -> list[swift.ManifestSegment]:
         return swift.parse_manifest(
             *await self.send(lambda c: swift.manifest_get_request(c, container, obj)))
+
+    async def list_objects(self, container: str, prefix: str = "") -> list[swift.Listed]:
+        """Every object under `prefix`, following Swift's pages of at most 10,000 names."""
+        listed: list[swift.Listed] = []
+        while True:
+            marker = listed[-1].name if listed else ""
+            page = swift.parse_listing(*await self.send(
+                lambda c, m=marker: swift.list_objects_request(c, container, prefix, m)))
+            if not page:
+                return listed
+            listed.extend(page)
 
     async def read_range_into(self, container: str, obj: str, start: int, object_size: int,
                               buffer: memoryview) -> None:

@@ -36,6 +36,8 @@ CHUNK_SIZE = 1024 * 1024
 SWIFT_MAIN = Path(__file__).with_name("swift_main.py")
 SERVER_TYPES = ("account", "container", "object")
 HTTP_TIMEOUT_S = 5.0
+# Short, so that waiting on a server still loading does not delay noticing one that died.
+PROBE_TIMEOUT_S = 2.0
 
 # Order of Swift 2.38's proxy-server.conf-sample, tempauth variant.
 PROXY_PIPELINE = (
@@ -213,10 +215,10 @@ def readiness_problem(info: ClusterInfo) -> str | None:
     """Why the cluster cannot serve an authenticated client yet, or None when it can."""
     for server_type in SERVER_TYPES:
         port = getattr(info.ports, server_type)
-        status, _, _ = http_request(port, "GET", "/healthcheck")
+        status, _, _ = http_request(port, "GET", "/healthcheck", timeout=PROBE_TIMEOUT_S)
         if status != 200:
             return f"{server_type} server /healthcheck answered {status}"
-    status, _, _ = http_request(info.ports.proxy, "GET", "/info")
+    status, _, _ = http_request(info.ports.proxy, "GET", "/info", timeout=PROBE_TIMEOUT_S)
     if status != 200:
         return f"proxy /info answered {status}"
     return _auth_problem(info)
@@ -225,12 +227,16 @@ def readiness_problem(info: ClusterInfo) -> str | None:
 def _auth_problem(info: ClusterInfo) -> str | None:
     """tempauth v1 login, then HEAD the storage URL: exercises memcached and the account ring."""
     auth_headers = {"X-Auth-User": info.user, "X-Auth-Key": info.key}
-    status, headers, _ = http_request(info.ports.proxy, "GET", "/auth/v1.0", auth_headers)
+    status, headers, _ = http_request(
+        info.ports.proxy, "GET", "/auth/v1.0", auth_headers, timeout=PROBE_TIMEOUT_S
+    )
     storage_url, token = headers.get("x-storage-url"), headers.get("x-auth-token")
     if status != 200 or not storage_url or not token:
         return f"tempauth login answered {status}"
     path = "/" + storage_url.split("/", 3)[3]
-    status, _, _ = http_request(info.ports.proxy, "HEAD", path, {"X-Auth-Token": token})
+    status, _, _ = http_request(
+        info.ports.proxy, "HEAD", path, {"X-Auth-Token": token}, timeout=PROBE_TIMEOUT_S
+    )
     if status // 100 != 2:
         return f"HEAD {path} answered {status}"
     return None
@@ -239,7 +245,9 @@ def _auth_problem(info: ClusterInfo) -> str | None:
 def check_constraints(info: ClusterInfo) -> None:
     """Fail loudly if /info does not show the cluster's own constraints (they come from the
     swift.conf redirect in swift_main.py, which a Swift upgrade could silently break)."""
-    _, _, body = http_request(info.ports.proxy, "GET", "/info")
+    status, _, body = http_request(info.ports.proxy, "GET", "/info")
+    if status != 200:
+        raise DevcloudError(f"{info.region}: /info answered {status} after startup")
     reported = json.loads(body)
     expected = {
         ("swift", "max_file_size"): info.max_file_size,
@@ -252,10 +260,15 @@ def check_constraints(info: ClusterInfo) -> None:
 
 
 def http_request(
-    port: int, method: str, path: str, headers: dict[str, str] | None = None
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    *,
+    timeout: float = HTTP_TIMEOUT_S,
 ) -> tuple[int, dict[str, str], bytes]:
     """One loopback request; status 0 when nothing answers (yet). Header names in lower case."""
-    connection = http.client.HTTPConnection(LOOPBACK, port, timeout=HTTP_TIMEOUT_S)
+    connection = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
     try:
         connection.request(method, path, headers=headers or {})
         response = connection.getresponse()
@@ -302,8 +315,9 @@ def _server_defaults(info: ClusterInfo, port: int) -> dict[str, str]:
     return {
         "bind_ip": LOOPBACK,
         "bind_port": str(port),
-        # Ports were checked free; do not spend Swift's default 30 s retrying a taken one.
-        "bind_timeout": "3",
+        # Ports were checked free just before: a clash is a race lost to another program, not
+        # worth Swift's default 30 s of retries.
+        "bind_timeout": "1",
         "workers": "0",  # serve in the launched process itself: its PID is the one we record
         "user": pwd.getpwuid(os.geteuid()).pw_name,
         "swift_dir": str(info.swift_dir),

@@ -300,3 +300,32 @@ def parse_manifest(request: Request, reply: Reply) -> list[ManifestSegment]:
     raise_for_status(request, reply, 200)
     entries = json.loads(reply.body)
     return [ManifestSegment(e["path"], e["etag"], int(e["size_bytes"])) for e in entries]
+
+
+# --- container listings ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Listed:
+    name: str
+    bytes: int
+    hash: str
+
+
+def list_objects_request(creds: Credentials, container: str, prefix: str = "",
+                         marker: str = "") -> Request:
+    params = {"format": "json"}
+    if prefix:
+        params["prefix"] = prefix
+    if marker:
+        params["marker"] = marker
+    return Request("GET", object_url(creds.storage_url, container), _auth_headers(creds), params)
+
+
+def parse_listing(request: Request, reply: Reply) -> list[Listed]:
+    """One page of a listing; an absent container lists as empty."""
+    if reply.status == 404:
+        return []
+    raise_for_status(request, reply, 200, 204)
+    if reply.status == 204 or not reply.body.strip():
+        return []
+    return [Listed(e["name"], int(e["bytes"]), e["hash"]) for e in json.loads(reply.body)]

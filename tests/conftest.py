@@ -1,0 +1,163 @@
+"""Shared fixtures: one local cloud per test session (real Swift clusters and real Postgres),
+a database per test cloned from a migrated template, and an in-process xfer service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import pytest
+
+from xfer import devcloud
+from xfer.app import http_session, serve
+from xfer.db import migrate
+from xfer.settings import MiB, RegionConfig, Settings, from_environ
+from xfer.swift_client import SwiftClient
+
+TARGET_MAX_FILE_SIZE = 8 * MiB  # RegionTwo's constraint: bigger copies must become SLOs
+TEMPLATE_DB = "xfer_template"
+_database_numbers = itertools.count()
+
+
+def database_url(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devcloud.CloudInfo]:
+    state_dir = tmp_path_factory.mktemp("devcloud")
+    specs = (devcloud.ClusterSpec("RegionOne"),
+             devcloud.ClusterSpec("RegionTwo", max_file_size=TARGET_MAX_FILE_SIZE))
+    info = devcloud.up(state_dir, specs)
+    try:
+        yield info
+    finally:
+        devcloud.down(state_dir)
+
+
+@pytest.fixture(scope="session")
+def base_settings(cloud: devcloud.CloudInfo) -> Settings:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("XFER_")}
+    environ.update(cloud.environ())
+    return from_environ(environ).with_overrides(
+        listen_port=0, segment_size=1 * MiB, window_segments=4, poll_interval=0.5,
+        backoff_base=0.05, backoff_max=0.5, read_timeout=5.0)
+
+
+@pytest.fixture(scope="session")
+async def template_database(cloud: devcloud.CloudInfo) -> str:
+    admin = await asyncpg.connect(database_url(cloud.database_url, "postgres"))
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
+        await admin.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+    finally:
+        await admin.close()
+    connection = await asyncpg.connect(database_url(cloud.database_url, TEMPLATE_DB))
+    try:
+        await migrate(connection)
+    finally:
+        await connection.close()
+    return TEMPLATE_DB
+
+
+@pytest.fixture
+async def database(cloud: devcloud.CloudInfo, template_database: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test, cloned from the template."""
+    name = f"xfer_test_{os.getpid()}_{next(_database_numbers)}"
+    admin = await asyncpg.connect(database_url(cloud.database_url, "postgres"))
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template_database}")
+        yield database_url(cloud.database_url, name)
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def settings(base_settings: Settings, database: str) -> Settings:
+    return base_settings.with_overrides(database_url=database)
+
+
+@dataclass
+class Service:
+    url: str
+    http: aiohttp.ClientSession
+
+    async def submit(self, body: dict) -> dict:
+        async with self.http.post(f"{self.url}/v1/jobs", json=body) as response:
+            assert response.status == 201, await response.text()
+            assert response.headers["Location"].startswith("/v1/jobs/")
+            return await response.json()
+
+    async def job(self, job_id: str) -> dict:
+        async with self.http.get(f"{self.url}/v1/jobs/{job_id}") as response:
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+    async def wait(self, job_id: str, deadline: float = 60.0) -> dict:
+        async with asyncio.timeout(deadline):
+            while True:
+                job = await self.job(job_id)
+                if job["state"] in ("succeeded", "failed"):
+                    return job
+                await asyncio.sleep(0.1)
+
+    async def copy(self, body: dict, deadline: float = 60.0) -> dict:
+        return await self.wait((await self.submit(body))["id"], deadline)
+
+
+@contextlib.asynccontextmanager
+async def running_service(settings: Settings) -> AsyncIterator[Service]:
+    stop = asyncio.Event()
+    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve(settings, stop=stop, on_ready=ready.set_result))
+    try:
+        port = await asyncio.wait_for(asyncio.shield(ready), 30)
+        async with aiohttp.ClientSession() as http:
+            yield Service(f"http://127.0.0.1:{port}", http)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+async def service(settings: Settings) -> AsyncIterator[Service]:
+    async with running_service(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+async def swift_http(cloud: devcloud.CloudInfo, base_settings: Settings
+                     ) -> AsyncIterator[aiohttp.ClientSession]:
+    async with http_session(base_settings) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def regions(base_settings: Settings, swift_http: aiohttp.ClientSession) -> dict[str, SwiftClient]:
+    """xfer's own Swift client per region, for putting test sources in place and checking."""
+    return {name: SwiftClient(swift_http, config) for name, config in base_settings.regions.items()}
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+_names = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{next(_names)}"
+
+
+__all__ = ["MiB", "Path", "RegionConfig", "Service", "md5", "running_service", "unique"]

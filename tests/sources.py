@@ -1,0 +1,35 @@
+"""Put test sources in place in a real Swift region: plain objects, SLOs and DLOs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from xfer.proto import swift
+from xfer.swift_client import SwiftClient
+
+
+def payload(size: int) -> bytes:
+    return os.urandom(size)
+
+
+async def put_plain(client: SwiftClient, container: str, name: str, data: bytes) -> None:
+    await client.put_container(container)
+    await client.put_object(container, name, data, hashlib.md5(data).hexdigest())
+
+
+async def put_slo(client: SwiftClient, container: str, name: str, data: bytes,
+                  segment_size: int) -> str:
+    """Upload `data` as an SLO with segments in `<container>_segments`; returns its ETag."""
+    segments_container = f"{container}_segments"
+    await client.put_container(container)
+    await client.put_container(segments_container)
+    manifest = []
+    for index, offset in enumerate(range(0, len(data), segment_size)):
+        chunk = data[offset:offset + segment_size]
+        segment_name = f"{name}/{index:08d}"
+        etag = hashlib.md5(chunk).hexdigest()
+        await client.put_object(segments_container, segment_name, chunk, etag)
+        manifest.append(swift.ManifestSegment(f"/{segments_container}/{segment_name}", etag,
+                                              len(chunk)))
+    return await client.put_manifest(container, name, manifest)

@@ -1,0 +1,136 @@
+"""Copies through the REST API, against the real local Swift clusters and real Postgres."""
+
+from __future__ import annotations
+
+import hashlib
+
+from tests.conftest import TARGET_MAX_FILE_SIZE, MiB, Service, md5, unique
+from tests.sources import payload, put_plain, put_slo
+from xfer.errors import RemoteError
+from xfer.proto import swift
+from xfer.swift_client import SwiftClient
+
+
+def job_body(container: str, name: str, **extra: object) -> dict:
+    return {"source": {"region": "RegionOne", "container": container, "object": name},
+            "target": {"region": "RegionTwo"}, **extra}
+
+
+async def read_back(client: SwiftClient, container: str, name: str) -> bytes:
+    head = await client.head_object(container, name)
+    buffer = bytearray(head.size)
+    if head.size:
+        await client.read_range_into(container, name, 0, head.size, memoryview(buffer))
+    return bytes(buffer)
+
+
+async def leftovers(client: SwiftClient, container: str, job_id: str) -> list[str]:
+    return [o.name for o in await client.list_objects(container) if job_id in o.name]
+
+
+async def test_copy_plain_object_as_slo(service: Service, regions: dict[str, SwiftClient]):
+    container, name, data = unique("plain"), "image.raw", payload(3 * MiB + 123)
+    await put_plain(regions["RegionOne"], container, name, data)
+    job = await service.copy(job_body(container, name))
+    assert job["state"] == "succeeded", job["error"]
+    assert job["md5"] == md5(data)
+    assert job["sha512"] == hashlib.sha512(data).hexdigest()
+    assert job["md5_checked_against"] == "the source object's ETag"
+    assert job["bytes_done"] == job["bytes_total"] == len(data)
+    assert job["layout"] == "slo" and job["segments_total"] == 4
+    target = regions["RegionTwo"]
+    head = await target.head_object(container, name)
+    assert head.kind is swift.ObjectKind.SLO and head.etag == job["etag"]
+    assert await read_back(target, container, name) == data
+
+
+async def test_copy_slo_source_keeps_boundaries_and_etag(service: Service,
+                                                         regions: dict[str, SwiftClient]):
+    container, name, data = unique("slo"), "image.qcow2", payload(2 * MiB + 77)
+    source_etag = await put_slo(regions["RegionOne"], container, name, data, 512 * 1024)
+    job = await service.copy(job_body(container, name, checksum=md5(data)))
+    assert job["state"] == "succeeded", job["error"]
+    assert job["md5"] == md5(data) and job["md5_checked_against"] == "the requested checksum"
+    assert job["segments_total"] == 5
+    assert job["etag"] == source_etag  # same segment boundaries, same SLO ETag
+    assert await read_back(regions["RegionTwo"], container, name) == data
+
+
+async def test_copy_empty_object(service: Service, regions: dict[str, SwiftClient]):
+    container, name = unique("empty"), "empty.img"
+    await put_plain(regions["RegionOne"], container, name, b"")
+    job = await service.copy(job_body(container, name))
+    assert job["state"] == "succeeded", job["error"]
+    assert job["bytes_total"] == 0 and job["md5"] == md5(b"") and job["layout"] == "plain"
+    head = await regions["RegionTwo"].head_object(container, name)
+    assert head.size == 0 and head.kind is swift.ObjectKind.PLAIN
+
+
+async def test_small_object_is_one_plain_put(service: Service, regions: dict[str, SwiftClient]):
+    container, name, data = unique("small"), "small.img", payload(300 * 1024)
+    await put_plain(regions["RegionOne"], container, name, data)
+    job = await service.copy(job_body(container, name))
+    assert job["state"] == "succeeded", job["error"]
+    assert job["layout"] == "plain" and job["etag"] == md5(data)
+    assert await read_back(regions["RegionTwo"], container, name) == data
+
+
+async def test_object_above_target_max_file_size_becomes_slo(service: Service,
+                                                             regions: dict[str, SwiftClient]):
+    container, name = unique("big"), "big.img"
+    data = payload(TARGET_MAX_FILE_SIZE + 3 * MiB)
+    await put_plain(regions["RegionOne"], container, name, data)
+    # ask for one huge segment: the plan must still respect RegionTwo's max_file_size
+    job = await service.copy(job_body(container, name, segment_size=64 * MiB))
+    assert job["state"] == "succeeded", job["error"]
+    assert job["layout"] == "slo" and job["segments_total"] == 2
+    head = await regions["RegionTwo"].head_object(container, name)
+    assert head.kind is swift.ObjectKind.SLO and head.size == len(data)
+    assert job["md5"] == md5(data)
+
+
+async def test_missing_source_fails_with_a_message_naming_it(service: Service,
+                                                             regions: dict[str, SwiftClient]):
+    container = unique("missing")
+    await regions["RegionOne"].put_container(container)
+    job = await service.copy(job_body(container, "no-such-image"))
+    assert job["state"] == "failed"
+    assert job["error"]["code"] == "source_not_found"
+    message = job["error"]["message"]
+    assert "RegionOne" in message and container in message and "no-such-image" in message
+
+
+async def test_wrong_checksum_fails_and_leaves_nothing(service: Service,
+                                                       regions: dict[str, SwiftClient]):
+    container, name, data = unique("mismatch"), "image.raw", payload(3 * MiB)
+    await put_plain(regions["RegionOne"], container, name, data)
+    job = await service.copy(job_body(container, name, checksum="0" * 32))
+    assert job["state"] == "failed"
+    assert job["error"]["code"] == "checksum_mismatch"
+    assert md5(data) in job["error"]["message"]
+    target = regions["RegionTwo"]
+    try:
+        await target.head_object(container, name)
+        raise AssertionError("a manifest was published")
+    except RemoteError as missing:
+        assert missing.status == 404
+    assert await leftovers(target, container, job["id"]) == []
+
+
+async def test_wrong_checksum_on_a_small_object_publishes_nothing(
+        service: Service, regions: dict[str, SwiftClient]):
+    container, name, data = unique("mismatch-small"), "small.img", payload(1000)
+    await put_plain(regions["RegionOne"], container, name, data)
+    job = await service.copy(job_body(container, name, checksum="f" * 32))
+    assert job["error"]["code"] == "checksum_mismatch"
+    assert await regions["RegionTwo"].list_objects(container) == []
+
+
+async def test_existing_target_is_never_overwritten(service: Service,
+                                                    regions: dict[str, SwiftClient]):
+    container, name, data = unique("exists"), "image.raw", payload(1000)
+    await put_plain(regions["RegionOne"], container, name, data)
+    await put_plain(regions["RegionTwo"], container, name, b"precious")
+    job = await service.copy(job_body(container, name))
+    assert job["error"]["code"] == "target_exists"
+    assert await read_back(regions["RegionTwo"], container, name) == b"precious"
