@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudInfo]:
+def launched_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudInfo]:
     state_dir = tmp_path_factory.mktemp("devcloud")
     specs = (ClusterSpec("RegionOne", max_file_size=SMALL_MAX_FILE_SIZE), ClusterSpec("RegionTwo"))
     try:
@@ -94,19 +94,22 @@ def is_running(process: ProcessRecord) -> bool:
     return fields[0] not in ("Z", "X") and int(fields[19]) == process.start_ticks
 
 
-def test_each_cluster_reports_its_own_max_file_size(cloud: CloudInfo) -> None:
-    assert swift_info(cloud.clusters["RegionOne"])["swift"]["max_file_size"] == SMALL_MAX_FILE_SIZE
-    assert swift_info(cloud.clusters["RegionTwo"])["swift"]["max_file_size"] == SWIFT_DEFAULT_MAX_FILE_SIZE
+def test_each_cluster_reports_its_own_max_file_size(launched_cloud: CloudInfo) -> None:
+    assert swift_info(launched_cloud.clusters["RegionOne"])["swift"]["max_file_size"] == SMALL_MAX_FILE_SIZE
+    assert (
+        swift_info(launched_cloud.clusters["RegionTwo"])["swift"]["max_file_size"]
+        == SWIFT_DEFAULT_MAX_FILE_SIZE
+    )
 
 
-def test_object_larger_than_max_file_size_is_refused(cloud: CloudInfo) -> None:
-    cluster = cloud.clusters["RegionOne"]
+def test_object_larger_than_max_file_size_is_refused(launched_cloud: CloudInfo) -> None:
+    cluster = launched_cloud.clusters["RegionOne"]
     assert put_object(cluster, "limits", "too-big", b"x" * (SMALL_MAX_FILE_SIZE + 1)) == 413
     assert put_object(cluster, "limits", "just-fits", b"x" * SMALL_MAX_FILE_SIZE) == 201
 
 
-def test_clusters_do_not_share_objects(cloud: CloudInfo) -> None:
-    one, two = cloud.clusters["RegionOne"], cloud.clusters["RegionTwo"]
+def test_clusters_do_not_share_objects(launched_cloud: CloudInfo) -> None:
+    one, two = launched_cloud.clusters["RegionOne"], launched_cloud.clusters["RegionTwo"]
     container, name = f"c-{uuid.uuid4().hex}", "only-in-region-one"
     assert put_object(one, container, name, b"payload") == 201
 
@@ -116,50 +119,50 @@ def test_clusters_do_not_share_objects(cloud: CloudInfo) -> None:
     assert request(two, "HEAD", f"{account_two}/{container}/{name}", auth_two)[0] == 404
 
 
-def test_second_user_is_not_admin_of_its_account(cloud: CloudInfo) -> None:
-    cluster = cloud.clusters["RegionTwo"]
+def test_second_user_is_not_admin_of_its_account(launched_cloud: CloudInfo) -> None:
+    cluster = launched_cloud.clusters["RegionTwo"]
     account, auth = login(cluster, cluster.user2, cluster.key2)
     assert account.endswith("/AUTH_test2")
     assert request(cluster, "PUT", f"{account}/not-allowed", auth)[0] == 403
 
 
-async def test_database_url_works_with_asyncpg(cloud: CloudInfo) -> None:
-    connection = await asyncpg.connect(cloud.database_url)
+async def test_database_url_works_with_asyncpg(launched_cloud: CloudInfo) -> None:
+    connection = await asyncpg.connect(launched_cloud.database_url)
     try:
         assert await connection.fetchval("SELECT 1 + 1") == 2
     finally:
         await connection.close()
 
 
-def test_environ_describes_regions_and_database(cloud: CloudInfo) -> None:
-    environ = cloud.environ()
+def test_environ_describes_regions_and_database(launched_cloud: CloudInfo) -> None:
+    environ = launched_cloud.environ()
     regions = json.loads(environ["XFER_REGIONS"])
     assert regions["RegionOne"] == {
-        "auth_url": cloud.clusters["RegionOne"].auth_url,
+        "auth_url": launched_cloud.clusters["RegionOne"].auth_url,
         "user": "test:tester",
         "key": "testing",
     }
     assert set(regions) == {"RegionOne", "RegionTwo"}
-    assert environ["XFER_DATABASE_URL"] == cloud.database_url
+    assert environ["XFER_DATABASE_URL"] == launched_cloud.database_url
 
 
-def test_load_finds_the_running_cloud(cloud: CloudInfo) -> None:
-    assert load(cloud.state_dir) == cloud
+def test_load_finds_the_running_cloud(launched_cloud: CloudInfo) -> None:
+    assert load(launched_cloud.state_dir) == launched_cloud
 
 
-def test_second_up_on_a_running_state_dir_is_refused(cloud: CloudInfo) -> None:
+def test_second_up_on_a_running_state_dir_is_refused(launched_cloud: CloudInfo) -> None:
     with pytest.raises(DevcloudError, match="already runs"):
-        up(cloud.state_dir)
-    assert all(is_running(process) for process in cloud.processes)
-    assert swift_info(cloud.clusters["RegionOne"])["swift"]["max_file_size"] == SMALL_MAX_FILE_SIZE
+        up(launched_cloud.state_dir)
+    assert all(is_running(process) for process in launched_cloud.processes)
+    assert swift_info(launched_cloud.clusters["RegionOne"])["swift"]["max_file_size"] == SMALL_MAX_FILE_SIZE
 
 
-def test_down_stops_every_recorded_process(cloud: CloudInfo, tmp_path: Path) -> None:
+def test_down_stops_every_recorded_process(launched_cloud: CloudInfo, tmp_path: Path) -> None:
     # A second cloud next to the module's: both must run at once without sharing ports.
     try:
         other = up(tmp_path / "other", (ClusterSpec("Solo"),), database=False)
         assert swift_info(other.clusters["Solo"])["swift"]["version"]
-        assert tcp_ports(cloud).isdisjoint(tcp_ports(other))
+        assert tcp_ports(launched_cloud).isdisjoint(tcp_ports(other))
         assert len(other.processes) == 5 and all(is_running(p) for p in other.processes)
     finally:
         down(tmp_path / "other")
@@ -169,7 +172,7 @@ def test_down_stops_every_recorded_process(cloud: CloudInfo, tmp_path: Path) -> 
     down(tmp_path / "other")  # idempotent
     with pytest.raises(DevcloudError, match="no local cloud"):
         load(tmp_path / "other")
-    assert all(is_running(process) for process in cloud.processes)
+    assert all(is_running(process) for process in launched_cloud.processes)
 
 
 def test_failed_start_reports_the_log_and_stops_what_started(

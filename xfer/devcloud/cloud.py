@@ -104,7 +104,7 @@ def up(
     state_dir = state_dir.absolute()
     with _locked(state_dir):
         _clear_stopped_cloud(state_dir)
-        cloud = _plan(state_dir, clusters, database)
+        cloud = _plan(state_dir, clusters)
         try:
             return _start(cloud, python, database)
         except BaseException:
@@ -138,7 +138,7 @@ def load(state_dir: Path) -> CloudInfo:
     return cloud
 
 
-def _plan(state_dir: Path, specs: Sequence[ClusterSpec], database: bool) -> CloudInfo:
+def _plan(state_dir: Path, specs: Sequence[ClusterSpec]) -> CloudInfo:
     """Ports and config files for every cluster; nothing started yet."""
     ports = iter(swift_cluster.pick_free_ports(5 * len(specs)))
     clusters = {
@@ -169,23 +169,22 @@ def _start(cloud: CloudInfo, python: Path, database: bool) -> CloudInfo:
 
 
 def _build_rings(cloud: CloudInfo, python: Path) -> None:
-    builders = [
-        (
-            info,
-            subprocess.Popen(
-                swift_cluster.ring_command(info, python),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-            ),
+    """One builder process per cluster, all at once."""
+    builders = {
+        region: subprocess.Popen(
+            swift_cluster.ring_command(info, python),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=_child_environ(),
         )
-        for info in cloud.clusters.values()
-    ]
-    for info, builder in builders:
-        output, _ = builder.communicate()
+        for region, info in cloud.clusters.items()
+    }
+    outputs = {region: builder.communicate()[0] for region, builder in builders.items()}
+    for region, builder in builders.items():
         if builder.returncode != 0:
-            tail = output.decode(errors="replace")[-3000:]
-            raise DevcloudError(f"{info.region}: building rings failed:\n{tail}")
+            tail = outputs[region].decode(errors="replace")[-3000:]
+            raise DevcloudError(f"{region}: building rings failed:\n{tail}")
 
 
 def _start_postgres(cloud: CloudInfo) -> CloudInfo:
