@@ -33,3 +33,20 @@ async def put_slo(client: SwiftClient, container: str, name: str, data: bytes,
         manifest.append(swift.ManifestSegment(f"/{segments_container}/{segment_name}", etag,
                                               len(chunk)))
     return await client.put_manifest(container, name, manifest)
+
+
+async def put_dlo(client: SwiftClient, container: str, name: str, data: bytes,
+                  segment_size: int) -> str:
+    """Upload `data` as a DLO the way Glance's Swift store writes one: segments
+    `<name>-00001`... in the same container, then a 0-byte manifest with X-Object-Manifest.
+    Returns the DLO's ETag as Swift reports it."""
+    await client.put_container(container)
+    for index, offset in enumerate(range(0, len(data), segment_size), start=1):
+        chunk = data[offset:offset + segment_size]
+        await client.put_object(container, f"{name}-{index:05d}", chunk,
+                                hashlib.md5(chunk).hexdigest())
+    await client.send(lambda c: swift.Request(
+        "PUT", swift.object_url(c.storage_url, container, name),
+        {"X-Auth-Token": c.token, "X-Object-Manifest": f"{container}/{name}-",
+         "Content-Length": "0"}, body=b""))
+    return (await client.head_object(container, name)).etag

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from xfer.errors import AuthError, IntegrityError, RemoteError
+from xfer.errors import AuthError, BodyRejected, IntegrityError, RemoteError
 from xfer.proto import swift
 from xfer.proto.http import Reply, Request
 
@@ -89,11 +89,11 @@ def test_heartbeat_body_carries_the_real_status():
         swift.parse_manifest_put_reply(request, Reply(202, {}, b'{"Response Status": "422 X"}'))
 
 
-def test_put_reply_422_is_a_retryable_integrity_error():
+def test_put_reply_422_means_fetch_the_bytes_again():
     request = swift.put_object_request(CREDS, "c", "o", b"abc", "e" * 32)
-    with pytest.raises(IntegrityError) as error:
+    with pytest.raises(BodyRejected) as error:
         swift.check_put_reply(request, Reply(422, {}), "e" * 32)
-    assert error.value.retryable
+    assert not error.value.retryable  # resending the same buffer cannot help
 
 
 def test_retryable_statuses():

@@ -20,9 +20,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
+from urllib.parse import unquote
 
-from xfer.errors import CopyFailed, RemoteError, XferError
-from xfer.failures import failing_as, first_copy_failure
+from xfer.errors import BodyRejected, CopyFailed, RemoteError, XferError
+from xfer.failures import describe_failure, failing_as, first_copy_failure
 from xfer.hashing import Digests, InOrderHasher, md5_hex_off_loop
 from xfer.plan import Plan, Segment, plan_from_source_segments, plan_segments, window_for
 from xfer.proto import swift
@@ -103,10 +104,12 @@ class _Copy:
         self.segment_etags: dict[int, str] = {}
         self.published = False
 
-    async def _retrying(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+    async def _retrying(self, what: str, operation: Callable[[], Awaitable[T]],
+                        retry_on: Callable[[XferError], bool] = lambda exc: exc.retryable) -> T:
         return await with_retries(
             operation, what=what, attempts=self.settings.request_attempts, budget=self.budget,
-            base=self.settings.backoff_base, ceiling=self.settings.backoff_max, rng=self.rng)
+            base=self.settings.backoff_base, ceiling=self.settings.backoff_max, rng=self.rng,
+            retry_on=retry_on)
 
     async def run(self) -> CopyOutcome:
         started = time.monotonic()
@@ -160,17 +163,34 @@ class _Copy:
                          "another target name (xfer never overwrites)")
 
     async def _plan(self, head: swift.ObjectHead, limits: swift.Limits) -> Plan:
-        src = self.spec.source
-        if head.kind is swift.ObjectKind.SLO and self.spec.segment_size is None:
-            with failing_as("source", "read the manifest of", src.describe()):
-                manifest = await self._retrying(
-                    "source manifest GET", lambda: self.source.get_manifest(src.container,
-                                                                            src.object))
-            kept = plan_from_source_segments([(m.size_bytes, m.etag) for m in manifest], limits)
-            if kept is not None and kept.size == head.size:
-                return kept
+        """Keep a large source's segment boundaries when the target accepts them (their MD5s
+        are then known, and the target SLO gets the source's ETag); else cut equal segments."""
+        if self.spec.segment_size is None:
+            sizes_and_etags = await self._source_segments(head)
+            if sizes_and_etags:
+                kept = plan_from_source_segments(sizes_and_etags, limits)
+                if kept is not None and kept.size == head.size:
+                    return kept
         return plan_segments(head.size, limits,
                              self.spec.segment_size or self.settings.segment_size)
+
+    async def _source_segments(self, head: swift.ObjectHead) -> list[tuple[int, str]]:
+        src = self.spec.source
+        with failing_as("source", "list the segments of", src.describe()):
+            if head.kind is swift.ObjectKind.SLO:
+                manifest = await self._retrying(
+                    "source manifest GET",
+                    lambda: self.source.get_manifest(src.container, src.object))
+                if any(m.range or m.sub_slo or m.inline_data for m in manifest):
+                    return []  # ranged or nested segments: their ETags are not segment MD5s
+                return [(m.size_bytes, m.etag) for m in manifest]
+            if head.kind is swift.ObjectKind.DLO and head.dlo_prefix:
+                container, _, prefix = unquote(head.dlo_prefix).partition("/")
+                listed = await self._retrying(
+                    "source DLO listing",
+                    lambda: self.source.list_objects(container, prefix))
+                return [(entry.bytes, entry.hash) for entry in listed]
+        return []
 
     def _expected_md5(self, head: swift.ObjectHead) -> tuple[str | None, str | None]:
         if self.spec.expected_md5:
@@ -200,42 +220,59 @@ class _Copy:
                        expected: str | None) -> None:
         try:
             buffer = memoryview(bytearray(segment.length))
-            if segment.length:
-                await self._fetch(segment, head, buffer)
+            with failing_as(*self._segment_side(segment)):
+                etag = await self._retrying(
+                    f"segment {segment.index} (read again: Swift refused its bytes)",
+                    lambda: self._fetch_and_upload(plan, segment, head, buffer, expected),
+                    retry_on=lambda exc: isinstance(exc, BodyRejected))
+            # Hashed only once the target accepted the bytes: a refetch never hashes twice.
             hasher.offer(segment.offset, buffer)
-            etag = segment.etag or await md5_hex_off_loop(buffer)
-            if not plan.as_slo and expected is not None and etag != expected:
-                # One plain PUT would publish at once: check the whole-object MD5 first.
-                await hasher.wait_hashed(segment.end)
-                return
-            await self._upload(plan, segment, buffer, etag)
-            self.segment_etags[segment.index] = etag
-            await self.observer.segment_written(segment, etag)
+            if etag is not None:
+                self.segment_etags[segment.index] = etag
+                await self.observer.segment_written(segment, etag)
             await hasher.wait_hashed(segment.end)
         finally:
             slots.release()
 
-    async def _fetch(self, segment: Segment, head: swift.ObjectHead, buffer: memoryview) -> None:
-        src = self.spec.source
-        with failing_as("source", f"read bytes {segment.offset}-{segment.end - 1} of",
-                        src.describe()):
-            await self._retrying(
-                f"source GET segment {segment.index}",
-                lambda: self.source.read_range_into(src.container, src.object, segment.offset,
-                                                    head.size, buffer))
+    def _segment_side(self, segment: Segment) -> tuple[str, str, str]:
+        """Who to blame when Swift keeps refusing a segment's bytes."""
+        if segment.etag is not None:  # the source's own MD5 of these bytes
+            return ("source", f"read segment {segment.index} (its bytes do not match the source "
+                    f"segment's MD5 {segment.etag}) of", self.spec.source.describe())
+        return ("target", f"write segment {segment.index} of", self.spec.target.describe())
 
-    async def _upload(self, plan: Plan, segment: Segment, buffer: memoryview, etag: str) -> None:
-        dst = self.spec.target
+    async def _fetch_and_upload(self, plan: Plan, segment: Segment, head: swift.ObjectHead,
+                                buffer: memoryview, expected: str | None) -> str | None:
+        """One pass over a segment: ranged GET (retried), then PUT (retried). Returns the ETag
+        written, or None when a plain copy's bytes do not match the expected MD5 (the copy
+        then fails as checksum_mismatch without publishing)."""
+        src, dst = self.spec.source, self.spec.target
+        if segment.length:
+            with failing_as("source", f"read bytes {segment.offset}-{segment.end - 1} of",
+                            src.describe()):
+                await self._retrying(
+                    f"source GET segment {segment.index}",
+                    lambda: self.source.read_range_into(src.container, src.object,
+                                                        segment.offset, head.size, buffer))
+        etag = segment.etag or await md5_hex_off_loop(buffer)
+        if not plan.as_slo and expected is not None and etag != expected:
+            return None  # one plain PUT would publish at once: never send unverified bytes
         if plan.as_slo:
             container, name = self.spec.segments_container, self.spec.segment_name(segment.index)
             self.written.add(name)
         else:
             container, name = dst.container, dst.object
             self.published = True
-        with failing_as("target", f"write segment {segment.index} of", dst.describe()):
+        try:
             await self._retrying(
                 f"target PUT segment {segment.index}",
                 lambda: self.target.put_object(container, name, buffer, etag))
+        except BodyRejected:
+            raise
+        except XferError as exc:
+            raise describe_failure("target", f"write segment {segment.index} of",
+                                   dst.describe(), exc) from exc
+        return etag
 
     async def _publish(self, plan: Plan) -> str:
         dst = self.spec.target

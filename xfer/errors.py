@@ -8,7 +8,8 @@
     │   └── AuthError      authentication refused (401/403 on the auth endpoint)
     ├── TransportError     no usable answer: connection refused/reset, timeout
     ├── IntegrityError     bytes are not what was asked or promised: Content-Range, length,
-    │                      ETag or checksum mismatch
+    │   │                  ETag or checksum mismatch
+    │   └── BodyRejected   Swift refused a PUT body whose MD5 differs from its ETag (422)
     └── CopyFailed         a copy ended in failure; carries the job's error code and a sentence
                            a user can act on
 
@@ -93,6 +94,14 @@ class IntegrityError(XferError):
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class BodyRejected(IntegrityError):
+    """Swift computed another MD5 than the ETag sent: sending the same bytes again cannot
+    help; the bytes must be read again from where they came from."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
 
 
 class CopyFailed(XferError):

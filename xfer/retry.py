@@ -38,10 +38,6 @@ def backoff_delay(attempt: int, base: float, ceiling: float, rng: random.Random)
     return rng.uniform(0.0, min(ceiling, base * (2 ** attempt)))
 
 
-def is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, XferError) and exc.retryable
-
-
 async def with_retries(
     operation: Callable[[], Awaitable[T]],
     *,
@@ -51,15 +47,17 @@ async def with_retries(
     base: float,
     ceiling: float,
     rng: random.Random | None = None,
+    retry_on: Callable[[XferError], bool] = lambda exc: exc.retryable,
 ) -> T:
-    """Run `operation` until it succeeds, a non-retryable error, `attempts`, or the budget ends."""
+    """Run `operation` until it succeeds, an error `retry_on` refuses, `attempts`, or the
+    budget ends."""
     rng = rng or random.Random()
     for attempt in range(attempts):
         try:
             return await operation()
         except XferError as exc:
             last_try = attempt == attempts - 1
-            if not exc.retryable or last_try:
+            if not retry_on(exc) or last_try:
                 raise
             if not budget.spend():
                 raise RetryBudgetExhausted(f"retry budget of the copy used up; last: {exc}") from exc

@@ -333,8 +333,8 @@ def _is_alive(process: ProcessRecord) -> bool:
 def _proc_status(pid: int) -> tuple[str, int] | None:
     """State letter and start time (clock ticks after boot) of a process, from /proc/<pid>/stat.
 
-    A zombie ("Z") is dead even though ``kill -0`` succeeds, and here PID 1 does not reap
-    orphans, so the zombies of a cloud started by an exited ``up`` linger.
+    A zombie ("Z") is dead even though ``kill -0`` succeeds; our processes are orphans once the
+    ``up`` that started them exits, and this machine's PID 1 reaps orphans only lazily.
     """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

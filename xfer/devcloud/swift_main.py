@@ -49,6 +49,10 @@ def listen_without_reuse_port() -> None:
     """Make Swift's listening sockets fail on a taken port instead of sharing it."""
     import swift.common.wsgi as swift_wsgi
 
+    if not hasattr(swift_wsgi, "listen"):
+        # A newer Swift binds some other way; the launcher's free-port check still stands.
+        print("swift_main: cannot turn off SO_REUSEPORT in this Swift", file=sys.stderr)
+        return
     swift_wsgi.listen = functools.partial(swift_wsgi.listen, reuse_port=False)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from xfer.errors import AuthError, IntegrityError, RemoteError
+from xfer.errors import AuthError, BodyRejected, IntegrityError, RemoteError
 from xfer.proto.http import Reply, Request
 
 SERVICE = "swift"
@@ -59,6 +59,9 @@ class ManifestSegment:
     path: str  # "/container/object"
     etag: str
     size_bytes: int
+    range: str | None = None  # a byte range of the segment object, as stored by Swift
+    sub_slo: bool = False  # the segment is itself an SLO
+    inline_data: bool = False  # bytes stored in the manifest itself, not in a segment object
 
 
 def txn_id(reply: Reply) -> str | None:
@@ -188,7 +191,7 @@ def put_object_request(creds: Credentials, container: str, obj: str,
 
 def check_put_reply(request: Request, reply: Reply, etag: str) -> None:
     if reply.status == 422:
-        raise IntegrityError(
+        raise BodyRejected(
             f"{request.method} {request.path}: Swift computed a different MD5 than {etag} "
             f"(bytes damaged on the way) [txn {txn_id(reply)}]")
     raise_for_status(request, reply, 201)
@@ -291,15 +294,21 @@ def parse_manifest_delete_reply(request: Request, reply: Reply) -> bool:
 
 
 def manifest_get_request(creds: Credentials, container: str, obj: str) -> Request:
-    """The stored manifest of an SLO, in the form a manifest PUT accepts."""
+    """The stored manifest of an SLO (the stored form: it says which segments are sub-SLOs)."""
     return Request("GET", object_url(creds.storage_url, container, obj), _auth_headers(creds),
-                   {"multipart-manifest": "get", "format": "raw"})
+                   {"multipart-manifest": "get"})
 
 
 def parse_manifest(request: Request, reply: Reply) -> list[ManifestSegment]:
     raise_for_status(request, reply, 200)
     entries = json.loads(reply.body)
-    return [ManifestSegment(e["path"], e["etag"], int(e["size_bytes"])) for e in entries]
+    return [
+        ManifestSegment("", "", 0, inline_data=True) if "data" in e else
+        ManifestSegment(e.get("path") or e["name"], e.get("etag") or e["hash"],
+                        int(e.get("size_bytes", e.get("bytes", 0))), e.get("range"),
+                        bool(e.get("sub_slo")))
+        for e in entries
+    ]
 
 
 # --- container listings ---------------------------------------------------------------------
