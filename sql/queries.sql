@@ -27,7 +27,8 @@ LIMIT $2;
 -- A queued job, or a running one whose worker stopped renewing its lease.
 WITH next AS (
     SELECT id, state FROM jobs
-    WHERE state = 'queued' OR (state = 'running' AND lease_expires_at < now())
+    WHERE state = 'queued'
+       OR (state IN ('running', 'verifying') AND lease_expires_at < now())
     ORDER BY created_at
     FOR UPDATE SKIP LOCKED
     LIMIT 1
@@ -42,8 +43,39 @@ FROM next WHERE jobs.id = next.id
 RETURNING jobs.*, next.state AS previous_state;
 
 -- name: renew_lease
+-- Returns the job's state: 'cancelling' tells the worker to stop; no row: the lease is lost.
 UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying', 'cancelling')
+RETURNING state;
+
+-- name: set_verifying
+UPDATE jobs SET state = 'verifying', updated_at = now()
 WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+RETURNING id;
+
+-- name: lock_job_state
+SELECT state FROM jobs WHERE id = $1 FOR UPDATE;
+
+-- name: cancel_queued
+UPDATE jobs SET state = 'cancelled', finished_at = now(), updated_at = now(),
+                error_code = 'cancelled', error_message = 'cancelled before it started'
+WHERE id = $1 AND state = 'queued'
+RETURNING *;
+
+-- name: request_cancel
+UPDATE jobs SET state = 'cancelling', updated_at = now()
+WHERE id = $1 AND state IN ('running', 'verifying')
+RETURNING *;
+
+-- name: notify_cancel
+SELECT pg_notify('xfer_cancel', $1::text);
+
+-- name: finish_cancelled
+UPDATE jobs SET state = 'cancelled', finished_at = now(), updated_at = now(),
+                error_code = 'cancelled',
+                error_message = 'cancelled on request; the segments written were deleted',
+                lease_owner = NULL, lease_expires_at = NULL
+WHERE id = $1 AND lease_owner = $2 AND state = 'cancelling'
 RETURNING id;
 
 -- name: set_plan
@@ -62,14 +94,14 @@ UPDATE jobs SET bytes_done = $2, updated_at = now() WHERE id = $1;
 UPDATE jobs SET state = 'succeeded', bytes_done = bytes_total, md5 = $3, sha512 = $4, etag = $5,
                 md5_checked_against = $6, retries = $7, finished_at = now(), updated_at = now(),
                 lease_owner = NULL, lease_expires_at = NULL
-WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying')
 RETURNING id;
 
 -- name: finish_failed
 UPDATE jobs SET state = 'failed', error_code = $3, error_message = $4,
                 finished_at = now(), updated_at = now(),
                 lease_owner = NULL, lease_expires_at = NULL
-WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying')
 RETURNING id;
 
 -- name: list_segments
@@ -78,5 +110,5 @@ SELECT index, "offset", length, etag FROM job_segments WHERE job_id = $1 ORDER B
 -- name: requeue_job
 -- A worker shutting down hands its job back at once instead of waiting for the lease to expire.
 UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying')
 RETURNING id;

@@ -8,6 +8,8 @@ import contextlib
 import hashlib
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,16 +35,29 @@ def database_url(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
+@contextlib.contextmanager
+def cloud_state_dir(name: str) -> Iterator[Path]:
+    """A state directory for a local cloud with Postgres, outside pytest's base temp dir:
+    the embedded Postgres runs as its own user and needs to traverse the parents, and any
+    pytest run on the machine resets its base temp dir to mode 0700."""
+    path = Path(tempfile.mkdtemp(prefix=f"xfer-{name}-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devcloud.CloudInfo]:
-    state_dir = tmp_path_factory.mktemp("devcloud")
+def cloud() -> Iterator[devcloud.CloudInfo]:
     specs = (devcloud.ClusterSpec("RegionOne"),
              devcloud.ClusterSpec("RegionTwo", max_file_size=TARGET_MAX_FILE_SIZE))
-    info = devcloud.up(state_dir, specs)
-    try:
-        yield info
-    finally:
-        devcloud.down(state_dir)
+    with cloud_state_dir("tests") as state_dir:
+        info = devcloud.up(state_dir, specs)
+        try:
+            yield info
+        finally:
+            devcloud.down(state_dir)
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +123,7 @@ class Service:
         async with asyncio.timeout(deadline):
             while True:
                 job = await self.job(job_id)
-                if job["state"] in ("succeeded", "failed"):
+                if job["state"] in ("succeeded", "failed", "cancelled"):
                     return job
                 await asyncio.sleep(0.1)
 

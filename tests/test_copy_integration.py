@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+
+import pytest
 
 from tests.conftest import TARGET_MAX_FILE_SIZE, MiB, Service, md5, unique
 from tests.sources import payload, put_plain, put_slo
@@ -134,3 +137,29 @@ async def test_existing_target_is_never_overwritten(service: Service,
     job = await service.copy(job_body(container, name))
     assert job["error"]["code"] == "target_exists"
     assert await read_back(regions["RegionTwo"], container, name) == b"precious"
+
+
+async def test_cancel_through_the_api_removes_what_was_written(
+        settings, regions: dict[str, SwiftClient]):
+    from tests.conftest import running_service
+
+    container, name, data = unique("cancel-api"), "image.raw", payload(8 * MiB)
+    await put_plain(regions["RegionOne"], container, name, data)
+    slow = settings.with_overrides(window_segments=1, segment_size=512 * 1024)
+    async with running_service(slow) as service:
+        job = await service.submit(job_body(container, name))
+        async with asyncio.timeout(30):
+            while (await service.job(job["id"]))["bytes_done"] == 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        async with service.http.post(f"{service.url}/v1/jobs/{job['id']}/cancel") as response:
+            assert response.status == 202, await response.text()
+            assert (await response.json())["state"] in ("cancelling", "cancelled")
+        ended = await service.wait(job["id"])
+        assert ended["state"] == "cancelled" and ended["error"]["code"] == "cancelled"
+        async with service.http.post(f"{service.url}/v1/jobs/{job['id']}/cancel") as response:
+            assert response.status == 409
+            assert (await response.json())["error"]["code"] == "not_cancellable"
+    target = regions["RegionTwo"]
+    assert await leftovers(target, container, job["id"]) == []
+    with pytest.raises(RemoteError):
+        await target.head_object(container, name)

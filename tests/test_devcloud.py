@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.conftest import cloud_state_dir
 from xfer.devcloud import (
     CloudInfo,
     ClusterInfo,
@@ -32,8 +33,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def launched_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudInfo]:
-    state_dir = tmp_path_factory.mktemp("devcloud")
+def launched_cloud() -> Iterator[CloudInfo]:
+    with cloud_state_dir("devcloud-test") as state_dir:
+        yield from _launched(state_dir)
+
+
+def _launched(state_dir: Path) -> Iterator[CloudInfo]:
     specs = (ClusterSpec("RegionOne", max_file_size=SMALL_MAX_FILE_SIZE), ClusterSpec("RegionTwo"))
     try:
         yield up(state_dir, specs)

@@ -29,6 +29,9 @@ class Recorder:
         self.written.append(segment)
         self.first_written.set()
 
+    async def verifying(self) -> None:
+        pass
+
 
 def spec(container: str, name: str, **extra: object) -> CopySpec:
     return CopySpec(job_id=unique("job"), source=ObjectRef("RegionOne", container, name),

@@ -12,6 +12,7 @@ import asyncpg
 from aiohttp import web
 
 from xfer.errors import RequestError
+from xfer.jobs import JobState
 from xfer.settings import Settings
 from xfer.store import JobStore
 from xfer.validation import validate_job_request
@@ -19,7 +20,7 @@ from xfer.validation import validate_job_request
 STORE = web.AppKey("store", JobStore)
 SETTINGS = web.AppKey("settings", Settings)
 MAX_PAGE = 500
-JOB_STATES = ("queued", "running", "succeeded", "failed")
+JOB_STATES = tuple(state.value for state in JobState)
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None
@@ -124,7 +125,20 @@ async def list_jobs(request: web.Request) -> web.Response:
     return web.json_response({"jobs": [job_json(row) for row in rows]})
 
 
+async def cancel_job(request: web.Request) -> web.Response:
+    """202 when the cancel took effect (a running job stops, deletes what it wrote and ends
+    `cancelled`); 409 when the job has already ended."""
+    row, took_effect = await request.app[STORE].cancel(_job_id(request))
+    if row is None:
+        raise web.HTTPNotFound(reason="no such job")
+    if not took_effect:
+        return error_response(409, "not_cancellable",
+                              f"the job is {row['state']}; there is nothing to cancel", "state")
+    return web.json_response(job_json(row), status=202)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/jobs", create_job)
     app.router.add_get("/v1/jobs", list_jobs)
     app.router.add_get("/v1/jobs/{job_id}", get_job, name="job")
+    app.router.add_post("/v1/jobs/{job_id}/cancel", cancel_job)

@@ -79,6 +79,7 @@ class CopyOutcome:
 class CopyObserver(Protocol):
     async def planned(self, plan: Plan) -> None: ...
     async def segment_written(self, segment: Segment, etag: str) -> None: ...
+    async def verifying(self) -> None: ...
 
 
 class Copier:
@@ -136,6 +137,7 @@ class _Copy:
                 await self._retrying("target container PUT",
                                      lambda c=container: self.target.put_container(c))
         digests = await self._transfer(plan, head, expected)
+        await self.observer.verifying()
         if expected is not None and digests.md5 != expected:
             raise CopyFailed(
                 "checksum_mismatch",

@@ -124,7 +124,7 @@ async def _follow(http: aiohttp.ClientSession, job_url: str) -> dict:
         if line != last_line:
             print(line, flush=True)
             last_line = line
-        if job["state"] in ("succeeded", "failed"):
+        if job["state"] in ("succeeded", "failed", "cancelled"):
             return job
         await asyncio.sleep(0.5)
 

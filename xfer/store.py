@@ -10,9 +10,11 @@ import asyncpg
 
 from xfer.copy import CopyOutcome, CopySpec, ObjectRef
 from xfer.db import load_queries
+from xfer.jobs import JobState, cancel_target, check_transition
 from xfer.plan import Plan, Segment
 
 JOBS_CHANNEL = "xfer_jobs"
+CANCEL_CHANNEL = "xfer_cancel"
 Q = load_queries()
 
 
@@ -48,9 +50,39 @@ class JobStore:
                                          row["previous_state"], "running")
         return row
 
-    async def renew_lease(self, job_id: uuid.UUID, worker_id: str, lease_seconds: float) -> bool:
-        return await self.pool.fetchval(Q["renew_lease"], job_id, worker_id,
-                                        lease_seconds) is not None
+    async def renew_lease(self, job_id: uuid.UUID, worker_id: str,
+                          lease_seconds: float) -> JobState | None:
+        """The job's state after renewing; None when this worker no longer holds the job."""
+        state = await self.pool.fetchval(Q["renew_lease"], job_id, worker_id, lease_seconds)
+        return None if state is None else JobState(state)
+
+    async def set_verifying(self, job_id: uuid.UUID, worker_id: str) -> bool:
+        return await self._finish(job_id, JobState.VERIFYING, lambda c: c.fetchval(
+            Q["set_verifying"], job_id, worker_id))
+
+    async def cancel(self, job_id: uuid.UUID) -> tuple[asyncpg.Record | None, bool]:
+        """(the job, whether the cancel took effect). A queued job ends at once; a running one
+        becomes cancelling and its worker is told through NOTIFY (its lease renewal is the
+        fallback)."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            state = await connection.fetchval(Q["lock_job_state"], job_id)
+            if state is None:
+                return None, False
+            current = JobState(state)
+            wanted = cancel_target(current)
+            if wanted is None:
+                return await connection.fetchrow(Q["get_job"], job_id), False
+            check_transition(current, wanted)
+            query = "cancel_queued" if wanted is JobState.CANCELLED else "request_cancel"
+            row = await connection.fetchrow(Q[query], job_id)
+            await connection.execute(Q["record_transition"], job_id, current, wanted)
+            if wanted is JobState.CANCELLING:
+                await connection.execute(Q["notify_cancel"], str(job_id))
+            return row, True
+
+    async def finish_cancelled(self, job_id: uuid.UUID, worker_id: str) -> bool:
+        return await self._finish(job_id, JobState.CANCELLED, lambda c: c.fetchval(
+            Q["finish_cancelled"], job_id, worker_id))
 
     async def set_plan(self, job_id: uuid.UUID, plan: Plan) -> None:
         await self.pool.execute(Q["set_plan"], job_id, plan.size, len(plan.segments),
@@ -65,26 +97,29 @@ class JobStore:
 
     async def finish_succeeded(self, job_id: uuid.UUID, worker_id: str,
                                outcome: CopyOutcome) -> bool:
-        return await self._finish(job_id, "succeeded", lambda c: c.fetchval(
+        return await self._finish(job_id, JobState.SUCCEEDED, lambda c: c.fetchval(
             Q["finish_succeeded"], job_id, worker_id, outcome.md5, outcome.sha512, outcome.etag,
             outcome.md5_checked_against, outcome.retries))
 
     async def finish_failed(self, job_id: uuid.UUID, worker_id: str, code: str,
                             message: str) -> bool:
-        return await self._finish(job_id, "failed", lambda c: c.fetchval(
+        return await self._finish(job_id, JobState.FAILED, lambda c: c.fetchval(
             Q["finish_failed"], job_id, worker_id, code, message))
 
     async def requeue(self, job_id: uuid.UUID, worker_id: str) -> bool:
-        return await self._finish(job_id, "queued", lambda c: c.fetchval(
+        return await self._finish(job_id, JobState.QUEUED, lambda c: c.fetchval(
             Q["requeue_job"], job_id, worker_id))
 
-    async def _finish(self, job_id: uuid.UUID, state: str,
+    async def _finish(self, job_id: uuid.UUID, state: JobState,
                       update: Callable[[asyncpg.Connection], Any]) -> bool:
-        """False when this worker no longer holds the job (its lease expired and moved on)."""
+        """Move a job this worker holds to `state`, recording the transition from the state it
+        had. False when this worker no longer holds the job (its lease expired and moved on)."""
         async with self.pool.acquire() as connection, connection.transaction():
-            if await update(connection) is None:
+            previous = await connection.fetchval(Q["lock_job_state"], job_id)
+            if previous is None or await update(connection) is None:
                 return False
-            await connection.execute(Q["record_transition"], job_id, "running", state)
+            check_transition(JobState(previous), state)
+            await connection.execute(Q["record_transition"], job_id, previous, state)
         return True
 
 

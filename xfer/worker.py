@@ -17,10 +17,11 @@ import asyncpg
 
 from xfer.copy import Copier
 from xfer.errors import CopyFailed
+from xfer.jobs import JobState
 from xfer.logs import current_job
 from xfer.plan import Plan, Segment
 from xfer.settings import Settings
-from xfer.store import JOBS_CHANNEL, JobStore, copy_spec
+from xfer.store import CANCEL_CHANNEL, JOBS_CHANNEL, JobStore, copy_spec
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,23 @@ class LeaseLost(Exception):
     """Another worker holds the job now; this one must stop copying it."""
 
 
-class JobProgress:
-    """Records a running copy's plan and written segments."""
+class CancelRequested(Exception):
+    """A user asked to cancel the job; the copy stops and deletes what it wrote."""
 
-    def __init__(self, store: JobStore, job_id: uuid.UUID) -> None:
+
+class JobProgress:
+    """Records a running copy's plan, written segments and its move to verifying."""
+
+    def __init__(self, store: JobStore, job_id: uuid.UUID, worker_id: str) -> None:
         self.store = store
         self.job_id = job_id
+        self.worker_id = worker_id
         self.bytes_done = 0
+
+    async def verifying(self) -> None:
+        if not await self.store.set_verifying(self.job_id, self.worker_id):
+            # cancelling meanwhile, or taken over: the lease keeper ends the copy shortly
+            log.info("job no longer running here; not marked verifying")
 
     async def planned(self, plan: Plan) -> None:
         await self.store.set_plan(self.job_id, plan)
@@ -52,6 +63,7 @@ class Worker:
         self.store = store
         self.copier = copier
         self._wake = asyncio.Event()
+        self._cancel_requests: dict[uuid.UUID, asyncio.Event] = {}
 
     async def run(self) -> None:
         """Claim and run jobs until cancelled; running copies are handed back on the way out."""
@@ -73,16 +85,26 @@ class Worker:
             async with asyncio.timeout(self.settings.poll_interval):
                 await self._wake.wait()
 
+    def _on_new_job(self, *_: object) -> None:
+        self._wake.set()
+
+    def _on_cancel(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        with contextlib.suppress(ValueError):
+            event = self._cancel_requests.get(uuid.UUID(payload))
+            if event is not None:
+                event.set()
+
     @contextlib.asynccontextmanager
     async def _listening(self) -> Any:
         connection: asyncpg.Connection = await self.store.pool.acquire()
-        wake = lambda *_: self._wake.set()  # noqa: E731
-        await connection.add_listener(JOBS_CHANNEL, wake)
+        await connection.add_listener(JOBS_CHANNEL, self._on_new_job)
+        await connection.add_listener(CANCEL_CHANNEL, self._on_cancel)
         try:
             yield
         finally:
             with contextlib.suppress(Exception):
-                await connection.remove_listener(JOBS_CHANNEL, wake)
+                await connection.remove_listener(JOBS_CHANNEL, self._on_new_job)
+                await connection.remove_listener(CANCEL_CHANNEL, self._on_cancel)
             await self.store.pool.release(connection)
 
     async def _run_job(self, row: asyncpg.Record, slots: asyncio.Semaphore) -> None:
@@ -97,6 +119,9 @@ class Worker:
             await self.store.finish_failed(job_id, worker_id, failure.code, failure.message)
         except LeaseLost:
             log.warning("lease lost; another worker continues the job")
+        except CancelRequested:
+            await self.store.finish_cancelled(job_id, worker_id)
+            log.info("job cancelled on request; what it wrote was deleted")
         except asyncio.CancelledError:
             await asyncio.shield(self.store.requeue(job_id, worker_id))
             log.info("worker stopping; job handed back to the queue")
@@ -114,19 +139,30 @@ class Worker:
             slots.release()
 
     async def _copy_under_lease(self, row: asyncpg.Record) -> Any:
-        progress = JobProgress(self.store, row["id"])
+        job_id = row["id"]
+        progress = JobProgress(self.store, job_id, self.settings.worker_id)
+        cancel_requested = self._cancel_requests[job_id] = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as group:
-                lease = group.create_task(self._keep_lease(row["id"]))
+                lease = group.create_task(self._keep_lease(job_id, cancel_requested))
                 outcome = await self.copier.copy(copy_spec(row), progress)
                 lease.cancel()
         except BaseExceptionGroup as failures:
             raise failures.exceptions[0] from None
+        finally:
+            del self._cancel_requests[job_id]
         return outcome
 
-    async def _keep_lease(self, job_id: uuid.UUID) -> None:
+    async def _keep_lease(self, job_id: uuid.UUID, cancel_requested: asyncio.Event) -> None:
+        """Renew the lease every third of its length; end the copy (by raising inside its
+        TaskGroup) when the lease is lost or a cancel arrives, by NOTIFY or seen on renewal."""
         while True:
-            await asyncio.sleep(self.settings.lease_seconds / 3)
-            if not await self.store.renew_lease(job_id, self.settings.worker_id,
-                                                self.settings.lease_seconds):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.lease_seconds / 3):
+                    await cancel_requested.wait()
+            state = await self.store.renew_lease(job_id, self.settings.worker_id,
+                                                 self.settings.lease_seconds)
+            if state is None:
                 raise LeaseLost(str(job_id))
+            if state is JobState.CANCELLING:
+                raise CancelRequested(str(job_id))
