@@ -2,11 +2,17 @@
 -- Each starts with "-- name: <name>".
 
 -- name: insert_job
+-- No row when another job already holds the idempotency key.
 INSERT INTO jobs (id, source_region, source_container, source_object,
                   target_region, target_container, target_object,
-                  segment_container, expected_md5, segment_size)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                  segment_container, expected_md5, segment_size,
+                  idempotency_key, request_digest)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
+
+-- name: job_by_idempotency_key
+SELECT * FROM jobs WHERE idempotency_key = $1;
 
 -- name: record_transition
 INSERT INTO job_transitions (job_id, from_state, to_state) VALUES ($1, $2, $3);
@@ -112,3 +118,19 @@ SELECT index, "offset", length, etag FROM job_segments WHERE job_id = $1 ORDER B
 UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
 WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying')
 RETURNING id;
+
+-- name: record_object
+-- The checksum index: the latest verified copy per checksum, region and project.
+INSERT INTO objects (md5, sha512, size, region, project, container, object, job_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (md5, region, project) DO UPDATE
+SET sha512 = EXCLUDED.sha512, size = EXCLUDED.size, container = EXCLUDED.container,
+    object = EXCLUDED.object, job_id = EXCLUDED.job_id, verified_at = now();
+
+-- name: find_objects
+SELECT * FROM objects
+WHERE ($1::text IS NULL OR md5 = $1)
+  AND ($2::text IS NULL OR sha512 = $2)
+  AND ($3::text IS NULL OR region = $3)
+ORDER BY region, project
+LIMIT 100;

@@ -60,3 +60,37 @@ async def test_list_jobs_shows_submitted_jobs(service: Service):
     async with service.http.get(f"{service.url}/v1/jobs?state=bogus") as response:
         assert response.status == 400
         assert (await error_of(response))["field"] == "state"
+
+
+BODY = {"source": {"region": "RegionOne", "container": "c", "object": "o"},
+        "target": {"region": "RegionTwo"}}
+
+
+async def test_idempotency_key_returns_the_same_job_or_409(service: Service):
+    url = f"{service.url}/v1/jobs"
+    headers = {"Idempotency-Key": "copy-cirros-to-two"}
+    async with service.http.post(url, json=BODY, headers=headers) as first:
+        assert first.status == 201
+        job = await first.json()
+    async with service.http.post(url, json=BODY, headers=headers) as again:
+        assert again.status == 200
+        assert (await again.json())["id"] == job["id"]
+    other = {**BODY, "target": {"region": "RegionTwo", "object": "elsewhere"}}
+    async with service.http.post(url, json=other, headers=headers) as conflict:
+        assert conflict.status == 409
+        error = await error_of(conflict)
+        assert error["code"] == "idempotency_conflict" and error["field"] == "Idempotency-Key"
+    async with service.http.post(url, json=BODY, headers={"Idempotency-Key": ""}) as bad:
+        assert bad.status == 400
+        assert (await error_of(bad))["field"] == "Idempotency-Key"
+
+
+async def test_objects_lookup_needs_a_valid_checksum(service: Service):
+    async with service.http.get(f"{service.url}/v1/objects") as response:
+        assert response.status == 400
+        assert (await error_of(response))["field"] == "checksum"
+    async with service.http.get(f"{service.url}/v1/objects?checksum=xyz") as response:
+        assert response.status == 400
+    async with service.http.get(f"{service.url}/v1/objects?checksum={'0' * 32}") as response:
+        assert response.status == 200
+        assert (await response.json()) == {"objects": []}

@@ -45,6 +45,13 @@ async def test_copy_plain_object_as_slo(service: Service, regions: dict[str, Swi
     head = await target.head_object(container, name)
     assert head.kind is swift.ObjectKind.SLO and head.etag == job["etag"]
     assert await read_back(target, container, name) == data
+    # the verified copy is indexed: "the same image" is found in RegionTwo by its checksum
+    async with service.http.get(f"{service.url}/v1/objects",
+                                params={"checksum": md5(data)}) as response:
+        found = (await response.json())["objects"]
+    assert [(o["region"], o["container"], o["object"], o["size"]) for o in found] == [
+        ("RegionTwo", container, name, len(data))]
+    assert found[0]["os_hash_value"] == job["sha512"] and found[0]["project"] == "AUTH_test"
 
 
 async def test_copy_slo_source_keeps_boundaries_and_etag(service: Service,

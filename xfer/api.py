@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -14,12 +15,13 @@ from aiohttp import web
 from xfer.errors import RequestError
 from xfer.jobs import JobState
 from xfer.settings import Settings
-from xfer.store import JobStore
+from xfer.store import IdempotencyConflict, JobStore
 from xfer.validation import validate_job_request
 
 STORE = web.AppKey("store", JobStore)
 SETTINGS = web.AppKey("settings", Settings)
 MAX_PAGE = 500
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 JOB_STATES = tuple(state.value for state in JobState)
 
 
@@ -92,9 +94,19 @@ async def create_job(request: web.Request) -> web.Response:
         raise RequestError("body", "not UTF-8 text") from None
     settings = request.app[SETTINGS]
     job_request = validate_job_request(body, settings.regions.keys())
-    row = await request.app[STORE].create_job(job_request)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise RequestError("Idempotency-Key", "must be 1 to 255 printable ASCII characters")
+    try:
+        row, created = await request.app[STORE].create_job(job_request, key)
+    except IdempotencyConflict as conflict:
+        return error_response(409, "idempotency_conflict",
+                              f"this Idempotency-Key was used for another request (job "
+                              f"{conflict}); use a new key for a new request", "Idempotency-Key")
     location = str(request.app.router["job"].url_for(job_id=str(row["id"])))
-    return web.json_response(job_json(row), status=201, headers={"Location": location})
+    # A replay with the same key and body answers 200 with the job it created the first time.
+    return web.json_response(job_json(row), status=201 if created else 200,
+                             headers={"Location": location})
 
 
 def _job_id(request: web.Request) -> uuid.UUID:
@@ -137,8 +149,33 @@ async def cancel_job(request: web.Request) -> web.Response:
     return web.json_response(job_json(row), status=202)
 
 
+def object_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {"checksum": row["md5"], "os_hash_algo": "sha512" if row["sha512"] else None,
+            "os_hash_value": row["sha512"], "size": row["size"], "region": row["region"],
+            "project": row["project"], "container": row["container"], "object": row["object"],
+            "job_id": str(row["job_id"]) if row["job_id"] else None,
+            "verified_at": _timestamp(row["verified_at"])}
+
+
+async def find_objects(request: web.Request) -> web.Response:
+    """Verified copies by checksum: at most one per region and project."""
+    md5 = request.query.get("checksum")
+    sha512 = request.query.get("os_hash_value")
+    if md5 is None and sha512 is None:
+        raise RequestError("checksum", "give checksum (MD5) or os_hash_value (SHA-512)")
+    if md5 is not None and not re.fullmatch(r"[0-9a-fA-F]{32}", md5):
+        raise RequestError("checksum", "must be an MD5 as 32 hexadecimal digits")
+    if sha512 is not None and not re.fullmatch(r"[0-9a-fA-F]{128}", sha512):
+        raise RequestError("os_hash_value", "must be a SHA-512 as 128 hexadecimal digits")
+    rows = await request.app[STORE].find_objects(
+        md5.lower() if md5 else None, sha512.lower() if sha512 else None,
+        request.query.get("region"))
+    return web.json_response({"objects": [object_json(row) for row in rows]})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/jobs", create_job)
     app.router.add_get("/v1/jobs", list_jobs)
     app.router.add_get("/v1/jobs/{job_id}", get_job, name="job")
     app.router.add_post("/v1/jobs/{job_id}/cancel", cancel_job)
+    app.router.add_get("/v1/objects", find_objects)

@@ -73,6 +73,7 @@ class CopyOutcome:
     segments: int
     md5_checked_against: str | None  # "request checksum", "source etag" or None
     retries: int
+    target_project: str  # the Swift account the copy landed in (AUTH_...)
     seconds: float
 
 
@@ -149,6 +150,8 @@ class _Copy:
             size=plan.size, md5=digests.md5, sha512=digests.sha512, etag=etag,
             layout="slo" if plan.as_slo else "plain", segments=len(plan.segments),
             md5_checked_against=checked_against, retries=self.budget.spent,
+            target_project=(await self.target.credentials()).storage_url.rstrip("/")
+            .rsplit("/", 1)[-1],
             seconds=time.monotonic() - started)
 
     async def _refuse_existing_target(self) -> None:

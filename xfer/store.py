@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +12,7 @@ import asyncpg
 
 from xfer.copy import CopyOutcome, CopySpec, ObjectRef
 from xfer.db import load_queries
+from xfer.errors import XferError
 from xfer.jobs import JobState, cancel_target, check_transition
 from xfer.plan import Plan, Segment
 
@@ -18,23 +21,41 @@ CANCEL_CHANNEL = "xfer_cancel"
 Q = load_queries()
 
 
+class IdempotencyConflict(XferError):
+    """The idempotency key was used before for a different request."""
+
+
+def request_digest(request: dict[str, Any]) -> str:
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 class JobStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def create_job(self, request: dict[str, Any]) -> asyncpg.Record:
+    async def create_job(self, request: dict[str, Any], idempotency_key: str | None = None
+                         ) -> tuple[asyncpg.Record, bool]:
+        """(the job, whether it is new). With an idempotency key already used for the same
+        request, the earlier job; for another request, IdempotencyConflict."""
         source, target = request["source"], request["target"]
         job_id = uuid.uuid4()
+        digest = request_digest(request)
         async with self.pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(
                 Q["insert_job"], job_id, source["region"], source["container"], source["object"],
                 target["region"], target["container"], target["object"],
                 request.get("segment_container"), request.get("checksum"),
-                request.get("segment_size"))
-            await connection.execute(Q["record_transition"], job_id, None, "queued")
+                request.get("segment_size"), idempotency_key, digest)
+            if row is None:  # the key is taken (the unique index waited for its transaction)
+                earlier = await connection.fetchrow(Q["job_by_idempotency_key"], idempotency_key)
+                if earlier["request_digest"] != digest:
+                    raise IdempotencyConflict(str(earlier["id"]))
+                return earlier, False
+            await connection.execute(Q["record_transition"], job_id, None, JobState.QUEUED)
             # Delivered at commit: idle workers in every process wake up at once.
             await connection.execute(Q["notify_new_job"], str(job_id))
-        return row
+        return row, True
 
     async def get_job(self, job_id: uuid.UUID) -> asyncpg.Record | None:
         return await self.pool.fetchrow(Q["get_job"], job_id)
@@ -95,11 +116,26 @@ class JobStore:
     async def set_progress(self, job_id: uuid.UUID, bytes_done: int) -> None:
         await self.pool.execute(Q["set_progress"], job_id, bytes_done)
 
-    async def finish_succeeded(self, job_id: uuid.UUID, worker_id: str,
+    async def finish_succeeded(self, job_id: uuid.UUID, worker_id: str, spec: CopySpec,
                                outcome: CopyOutcome) -> bool:
-        return await self._finish(job_id, JobState.SUCCEEDED, lambda c: c.fetchval(
-            Q["finish_succeeded"], job_id, worker_id, outcome.md5, outcome.sha512, outcome.etag,
-            outcome.md5_checked_against, outcome.retries))
+        """Record success and index the verified copy by its checksums, in one transaction."""
+        async def update(connection: asyncpg.Connection) -> Any:
+            done = await connection.fetchval(
+                Q["finish_succeeded"], job_id, worker_id, outcome.md5, outcome.sha512,
+                outcome.etag, outcome.md5_checked_against, outcome.retries)
+            if done is not None and outcome.md5_checked_against is not None:
+                # only copies verified against a known checksum may answer "same image"
+                await connection.execute(
+                    Q["record_object"], outcome.md5, outcome.sha512, outcome.size,
+                    spec.target.region, outcome.target_project, spec.target.container,
+                    spec.target.object, job_id)
+            return done
+
+        return await self._finish(job_id, JobState.SUCCEEDED, update)
+
+    async def find_objects(self, md5: str | None, sha512: str | None,
+                           region: str | None) -> list[asyncpg.Record]:
+        return await self.pool.fetch(Q["find_objects"], md5, sha512, region)
 
     async def finish_failed(self, job_id: uuid.UUID, worker_id: str, code: str,
                             message: str) -> bool:

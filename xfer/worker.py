@@ -131,7 +131,7 @@ class Worker:
             await self.store.finish_failed(job_id, worker_id, "internal_error",
                                            f"xfer hit an internal error: {exc!r}")
         else:
-            await self.store.finish_succeeded(job_id, worker_id, outcome)
+            await self.store.finish_succeeded(job_id, worker_id, copy_spec(row), outcome)
             log.info("job succeeded: %d bytes in %.2fs, md5 %s", outcome.size, outcome.seconds,
                      outcome.md5)
         finally:
