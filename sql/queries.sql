@@ -98,7 +98,8 @@ UPDATE jobs SET bytes_done = $2, updated_at = now() WHERE id = $1;
 
 -- name: finish_succeeded
 UPDATE jobs SET state = 'succeeded', bytes_done = bytes_total, md5 = $3, sha512 = $4, etag = $5,
-                md5_checked_against = $6, retries = $7, finished_at = now(), updated_at = now(),
+                md5_checked_against = $6, retries = $7, bytes_uploaded = $8,
+                segments_reused = $9, finished_at = now(), updated_at = now(),
                 lease_owner = NULL, lease_expires_at = NULL
 WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying')
 RETURNING id;
@@ -134,3 +135,25 @@ WHERE ($1::text IS NULL OR md5 = $1)
   AND ($3::text IS NULL OR region = $3)
 ORDER BY region, project
 LIMIT 100;
+
+-- name: job_with_clock
+-- observed_at: the database's clock, against which started_at and finished_at were taken.
+SELECT *, clock_timestamp() AS observed_at FROM jobs WHERE id = $1;
+
+-- name: list_transitions
+SELECT from_state, to_state, at FROM job_transitions WHERE job_id = $1 ORDER BY at;
+
+-- name: list_jobs_page
+-- Newest first; keyset pagination after the (created_at, id) of the previous page's last job.
+SELECT *, clock_timestamp() AS observed_at FROM jobs
+WHERE ($1::text IS NULL OR state = $1)
+  AND ($2::text IS NULL OR source_region = $2 OR target_region = $2)
+  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT $5;
+
+-- name: count_jobs_by_state
+SELECT state, count(*) AS jobs FROM jobs GROUP BY state;
+
+-- name: ping
+SELECT 1;

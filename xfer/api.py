@@ -76,6 +76,8 @@ def job_json(row: asyncpg.Record) -> dict[str, Any]:
         "etag": row["etag"],
         "md5_checked_against": row["md5_checked_against"],
         "retries": row["retries"],
+        "bytes_uploaded": row["bytes_uploaded"],
+        "segments_reused": row["segments_reused"],
         "attempts": row["attempts"],
         "error": error,
         "created_at": _timestamp(row["created_at"]),

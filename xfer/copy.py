@@ -34,6 +34,8 @@ from xfer.swift_client import SwiftRegions
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CLEANUP_SECONDS = 60.0
+# Stamped on every object xfer publishes: tells a resumed attempt that the object is its own.
+JOB_METADATA = "Xfer-Job"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class CopySpec:
     segment_container: str | None = None  # default: the target's own container
     expected_md5: str | None = None
     segment_size: int | None = None
+    # Segments an earlier attempt of this job wrote and recorded: checked with a HEAD and
+    # not uploaded again when they still match.
+    resume: tuple[Segment, ...] = ()
 
     @property
     def segments_container(self) -> str:
@@ -74,6 +79,8 @@ class CopyOutcome:
     md5_checked_against: str | None  # "request checksum", "source etag" or None
     retries: int
     target_project: str  # the Swift account the copy landed in (AUTH_...)
+    bytes_uploaded: int  # segment bytes this attempt sent (resumed segments are not sent)
+    segments_reused: int  # segments an earlier attempt wrote, checked and kept
     seconds: float
 
 
@@ -102,9 +109,13 @@ class _Copy:
         self.target = regions[spec.target.region]
         self.budget = RetryBudget(settings.retry_budget)
         self.rng = random.Random()
-        self.written: set[str] = set()  # segment names whose PUT was started
+        self.recorded = {segment.index: segment for segment in spec.resume}
+        # names of segments whose PUT was started, by this attempt or a recorded earlier one
+        self.written = {spec.segment_name(index) for index in self.recorded}
         self.segment_etags: dict[int, str] = {}
         self.published = False
+        self.bytes_uploaded = 0
+        self.segments_reused = 0
 
     async def _retrying(self, what: str, operation: Callable[[], Awaitable[T]],
                         retry_on: Callable[[XferError], bool] = lambda exc: exc.retryable) -> T:
@@ -152,17 +163,23 @@ class _Copy:
             md5_checked_against=checked_against, retries=self.budget.spent,
             target_project=(await self.target.credentials()).storage_url.rstrip("/")
             .rsplit("/", 1)[-1],
+            bytes_uploaded=self.bytes_uploaded, segments_reused=self.segments_reused,
             seconds=time.monotonic() - started)
 
     async def _refuse_existing_target(self) -> None:
         dst = self.spec.target
         try:
-            await self.target.head_object(dst.container, dst.object)
+            head = await self.target.head_object(dst.container, dst.object)
         except RemoteError as exc:
             if exc.status == 404:
                 return
             with failing_as("target", "check", dst.describe()):
                 raise
+        if head.metadata.get(JOB_METADATA.lower()) == self.spec.job_id:
+            # published by an earlier attempt of this very job that died before recording
+            # success: it is ours to write again (and to delete if this attempt fails)
+            self.published = True
+            return
         raise CopyFailed("target_exists",
                          f"target object {dst.describe()} already exists; delete it or choose "
                          "another target name (xfer never overwrites)")
@@ -262,22 +279,41 @@ class _Copy:
         etag = segment.etag or await md5_hex_off_loop(buffer)
         if not plan.as_slo and expected is not None and etag != expected:
             return None  # one plain PUT would publish at once: never send unverified bytes
+        if plan.as_slo and await self._still_written(segment, etag):
+            self.segments_reused += 1
+            return etag
+        metadata = None
         if plan.as_slo:
             container, name = self.spec.segments_container, self.spec.segment_name(segment.index)
             self.written.add(name)
         else:
             container, name = dst.container, dst.object
+            metadata = {JOB_METADATA: self.spec.job_id}
             self.published = True
         try:
             await self._retrying(
                 f"target PUT segment {segment.index}",
-                lambda: self.target.put_object(container, name, buffer, etag))
+                lambda: self.target.put_object(container, name, buffer, etag, metadata))
+            self.bytes_uploaded += segment.length
         except BodyRejected:
             raise
         except XferError as exc:
             raise describe_failure("target", f"write segment {segment.index} of",
                                    dst.describe(), exc) from exc
         return etag
+
+    async def _still_written(self, segment: Segment, etag: str) -> bool:
+        """Whether an earlier attempt wrote this very segment and Swift still holds it."""
+        recorded = self.recorded.get(segment.index)
+        if recorded is None or (recorded.offset, recorded.length, recorded.etag) != (
+                segment.offset, segment.length, etag):
+            return False
+        name = self.spec.segment_name(segment.index)
+        try:
+            head = await self.target.head_object(self.spec.segments_container, name)
+        except XferError:
+            return False  # gone or unreadable: write it again
+        return head.size == segment.length and head.etag == etag
 
     async def _publish(self, plan: Plan) -> str:
         dst = self.spec.target
@@ -291,7 +327,8 @@ class _Copy:
         with failing_as("target", "publish the manifest of", dst.describe()):
             return await self._retrying(
                 "target manifest PUT",
-                lambda: self.target.put_manifest(dst.container, dst.object, manifest))
+                lambda: self.target.put_manifest(dst.container, dst.object, manifest,
+                                                 {JOB_METADATA: self.spec.job_id}))
 
     async def _verify_published(self, plan: Plan, etag: str) -> None:
         dst = self.spec.target

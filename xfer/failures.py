@@ -36,7 +36,12 @@ def describe_failure(side: str, operation: str, where: str, exc: XferError) -> C
     if isinstance(cause, IntegrityError):
         return CopyFailed(f"{side}_data_corrupt",
                           f"data did not verify while trying to {operation} {where}: {cause}")
-    prefix = "gave up after retries: " if isinstance(exc, RetryBudgetExhausted) else ""
+    # Retryable errors only get here once the retries are spent.
+    prefix = "gave up after retries: " if cause.retryable else ""
+    if isinstance(cause, RemoteError) and cause.retryable:
+        return CopyFailed(f"{side}_unavailable",
+                          f"{prefix}the {side} region kept failing to {operation} {where} "
+                          f"({cause})")
     if isinstance(cause, TransportError):
         return CopyFailed(f"{side}_unreachable",
                           f"{prefix}could not {operation} {where}: {cause.reason} ({cause})")

@@ -60,12 +60,18 @@ class Settings:
     progress_interval: float = 0.5
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     max_body_bytes: int = 64 * 1024
+    # GET /v1/jobs/{id}/events: how often it reads the job, and how long one stream may last
+    events_poll_interval: float = 0.5
+    events_max_seconds: float = 600.0
+    # GET /readyz: how long each check (database, each region's /info) may take
+    ready_timeout: float = 2.0
 
     def __post_init__(self) -> None:
         positive = (
             "segment_size", "window_segments", "max_concurrent_copies",
             "connect_timeout", "read_timeout", "request_attempts", "lease_seconds",
             "poll_interval", "progress_interval", "max_body_bytes",
+            "events_poll_interval", "events_max_seconds", "ready_timeout",
         )
         for name in positive:
             if getattr(self, name) <= 0:

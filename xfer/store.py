@@ -113,6 +113,10 @@ class JobStore:
         await self.pool.execute(Q["record_segment"], job_id, segment.index, segment.offset,
                                 segment.length, etag)
 
+    async def recorded_segments(self, job_id: uuid.UUID) -> tuple[Segment, ...]:
+        rows = await self.pool.fetch(Q["list_segments"], job_id)
+        return tuple(Segment(r["index"], r["offset"], r["length"], r["etag"]) for r in rows)
+
     async def set_progress(self, job_id: uuid.UUID, bytes_done: int) -> None:
         await self.pool.execute(Q["set_progress"], job_id, bytes_done)
 
@@ -122,7 +126,8 @@ class JobStore:
         async def update(connection: asyncpg.Connection) -> Any:
             done = await connection.fetchval(
                 Q["finish_succeeded"], job_id, worker_id, outcome.md5, outcome.sha512,
-                outcome.etag, outcome.md5_checked_against, outcome.retries)
+                outcome.etag, outcome.md5_checked_against, outcome.retries,
+                outcome.bytes_uploaded, outcome.segments_reused)
             if done is not None and outcome.md5_checked_against is not None:
                 # only copies verified against a known checksum may answer "same image"
                 await connection.execute(
@@ -158,8 +163,43 @@ class JobStore:
             await connection.execute(Q["record_transition"], job_id, previous, state)
         return True
 
+    # --- read side of the REST API: detail, listing, metrics, readiness -----------------
 
-def copy_spec(row: asyncpg.Record) -> CopySpec:
+    async def job_observed(self, job_id: uuid.UUID) -> asyncpg.Record | None:
+        """The job with `observed_at`, the database's clock when it was read."""
+        return await self.pool.fetchrow(Q["job_with_clock"], job_id)
+
+    async def job_detail(self, job_id: uuid.UUID) -> tuple[
+            asyncpg.Record, list[asyncpg.Record], list[asyncpg.Record]] | None:
+        """(the job with `observed_at`, its written segments, its state transitions), read in
+        one snapshot; None when there is no such job."""
+        async with self.pool.acquire() as connection, connection.transaction(
+                isolation="repeatable_read", readonly=True):
+            job = await connection.fetchrow(Q["job_with_clock"], job_id)
+            if job is None:
+                return None
+            segments = await connection.fetch(Q["list_segments"], job_id)
+            transitions = await connection.fetch(Q["list_transitions"], job_id)
+        return job, segments, transitions
+
+    async def list_jobs_page(self, state: str | None, region: str | None,
+                             after: tuple[Any, uuid.UUID] | None, limit: int
+                             ) -> list[asyncpg.Record]:
+        """Newest first; `after` is the (created_at, id) of the previous page's last job;
+        `region` matches the source or the target region."""
+        created_at, job_id = after if after is not None else (None, None)
+        return await self.pool.fetch(Q["list_jobs_page"], state, region, created_at, job_id,
+                                     limit)
+
+    async def count_jobs_by_state(self) -> dict[str, int]:
+        return {row["state"]: row["jobs"] for row in await self.pool.fetch(
+            Q["count_jobs_by_state"])}
+
+    async def ping(self) -> None:
+        await self.pool.fetchval(Q["ping"])
+
+
+def copy_spec(row: asyncpg.Record, resume: tuple[Segment, ...] = ()) -> CopySpec:
     return CopySpec(
         job_id=str(row["id"]),
         source=ObjectRef(row["source_region"], row["source_container"], row["source_object"]),
@@ -167,4 +207,5 @@ def copy_spec(row: asyncpg.Record) -> CopySpec:
         segment_container=row["segment_container"],
         expected_md5=row["expected_md5"],
         segment_size=row["segment_size"],
+        resume=resume,
     )

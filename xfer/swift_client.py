@@ -116,15 +116,16 @@ class SwiftClient:
         swift.check_put_container_reply(
             *await self.send(lambda c: swift.put_container_request(c, container)))
 
-    async def put_object(self, container: str, obj: str, body: Any, etag: str) -> None:
+    async def put_object(self, container: str, obj: str, body: Any, etag: str,
+                         metadata: dict[str, str] | None = None) -> None:
         request, reply = await self.send(
-            lambda c: swift.put_object_request(c, container, obj, body, etag))
+            lambda c: swift.put_object_request(c, container, obj, body, etag, metadata))
         swift.check_put_reply(request, reply, etag)
 
-    async def put_manifest(self, container: str, obj: str,
-                           segments: list[swift.ManifestSegment]) -> str:
-        return swift.parse_manifest_put_reply(
-            *await self.send(lambda c: swift.put_manifest_request(c, container, obj, segments)))
+    async def put_manifest(self, container: str, obj: str, segments: list[swift.ManifestSegment],
+                           metadata: dict[str, str] | None = None) -> str:
+        return swift.parse_manifest_put_reply(*await self.send(
+            lambda c: swift.put_manifest_request(c, container, obj, segments, metadata)))
 
     async def delete_manifest(self, container: str, obj: str) -> bool:
         return swift.parse_manifest_delete_reply(

@@ -132,8 +132,9 @@ class Worker:
                                            f"xfer hit an internal error: {exc!r}")
         else:
             await self.store.finish_succeeded(job_id, worker_id, copy_spec(row), outcome)
-            log.info("job succeeded: %d bytes in %.2fs, md5 %s", outcome.size, outcome.seconds,
-                     outcome.md5)
+            log.info("job succeeded: %d bytes in %.2fs, md5 %s; uploaded %d bytes, reused %d "
+                     "segments of an earlier attempt", outcome.size, outcome.seconds, outcome.md5,
+                     outcome.bytes_uploaded, outcome.segments_reused)
         finally:
             current_job.reset(token)
             slots.release()
@@ -142,10 +143,12 @@ class Worker:
         job_id = row["id"]
         progress = JobProgress(self.store, job_id, self.settings.worker_id)
         cancel_requested = self._cancel_requests[job_id] = asyncio.Event()
+        # A job taken over from a worker that died: keep the segments it recorded.
+        resume = await self.store.recorded_segments(job_id) if row["attempts"] > 1 else ()
         try:
             async with asyncio.TaskGroup() as group:
                 lease = group.create_task(self._keep_lease(job_id, cancel_requested))
-                outcome = await self.copier.copy(copy_spec(row), progress)
+                outcome = await self.copier.copy(copy_spec(row, resume), progress)
                 lease.cancel()
         except BaseExceptionGroup as failures:
             raise failures.exceptions[0] from None

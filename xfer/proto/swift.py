@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -52,6 +52,7 @@ class ObjectHead:
     etag: str  # unquoted; the content MD5 only for a PLAIN object
     kind: ObjectKind
     dlo_prefix: str | None = None  # "container/prefix" of a DLO's segments
+    metadata: Mapping[str, str] = field(default_factory=dict)  # X-Object-Meta-*, lower-case
 
 
 @dataclass(frozen=True)
@@ -144,12 +145,15 @@ def parse_object_head(request: Request, reply: Reply) -> ObjectHead:
     raise_for_status(request, reply, 200)
     size = int(reply.header("Content-Length") or 0)
     etag = unquote_etag(reply.header("Etag"))
+    prefix = "x-object-meta-"
+    metadata = {k.lower()[len(prefix):]: v for k, v in reply.headers.items()
+                if k.lower().startswith(prefix)}
     if (reply.header("X-Static-Large-Object") or "").lower() == "true":
-        return ObjectHead(size, etag, ObjectKind.SLO)
+        return ObjectHead(size, etag, ObjectKind.SLO, metadata=metadata)
     manifest = reply.header("X-Object-Manifest")
     if manifest:
-        return ObjectHead(size, etag, ObjectKind.DLO, dlo_prefix=manifest)
-    return ObjectHead(size, etag, ObjectKind.PLAIN)
+        return ObjectHead(size, etag, ObjectKind.DLO, dlo_prefix=manifest, metadata=metadata)
+    return ObjectHead(size, etag, ObjectKind.PLAIN, metadata=metadata)
 
 
 def get_range_request(creds: Credentials, container: str, obj: str, start: int, length: int
@@ -182,10 +186,16 @@ def check_ranged_reply(request: Request, reply: Reply, start: int, length: int,
             f"to {match[3]} during the copy [txn {txn_id(reply)}]", retryable=False)
 
 
+def _metadata_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    return {f"X-Object-Meta-{name}": value for name, value in (metadata or {}).items()}
+
+
 def put_object_request(creds: Credentials, container: str, obj: str,
-                       body: bytes | bytearray | memoryview, etag: str) -> Request:
+                       body: bytes | bytearray | memoryview, etag: str,
+                       metadata: Mapping[str, str] | None = None) -> Request:
     headers = _auth_headers(creds, {"ETag": etag, "Content-Length": str(len(body)),
-                                    "Content-Type": "application/octet-stream"})
+                                    "Content-Type": "application/octet-stream",
+                                    **_metadata_headers(metadata)})
     return Request("PUT", object_url(creds.storage_url, container, obj), headers, body=body)
 
 
@@ -230,7 +240,8 @@ def slo_etag(segment_etags: Iterable[str]) -> str:
 
 
 def put_manifest_request(creds: Credentials, container: str, obj: str,
-                         segments: Sequence[ManifestSegment]) -> Request:
+                         segments: Sequence[ManifestSegment],
+                         metadata: Mapping[str, str] | None = None) -> Request:
     body = json.dumps([
         {"path": s.path, "etag": s.etag, "size_bytes": s.size_bytes} for s in segments
     ]).encode()
@@ -239,6 +250,7 @@ def put_manifest_request(creds: Credentials, container: str, obj: str,
         "ETag": slo_etag(s.etag for s in segments),
         "Accept": "application/json",
         "Content-Type": "application/octet-stream",
+        **_metadata_headers(metadata),
     })
     return Request("PUT", object_url(creds.storage_url, container, obj), headers,
                    {"multipart-manifest": "put", "heartbeat": "on"}, body)

@@ -1,0 +1,232 @@
+"""Copies under injected faults: a fault proxy sits in front of each real Swift region.
+
+Tempauth builds the storage URL from the Host header the client sent, so pointing a region's
+auth_url at the proxy routes every later request of that region through it as well. The
+test's own `regions` clients talk to Swift directly: they put sources in place and check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import MiB, RegionConfig, md5, running_service, unique
+from tests.fault_proxy import (
+    FaultProxy,
+    flip_byte_at,
+    reset_after,
+    stall_after,
+    status,
+    truncate_after,
+)
+from tests.sources import payload, put_plain, put_slo
+from xfer.errors import RemoteError
+from xfer.settings import Settings
+from xfer.swift_client import SwiftClient
+
+READ_TIMEOUT = 1.0
+STALL_SECONDS = 4.0  # well past READ_TIMEOUT; the proxy cancels the stall when it stops
+TEST_SECONDS = 30.0
+SIZE = 3 * MiB + 4321  # four 1 MiB ranges
+SEGMENT_PUT = r"\.xfer-segments/"
+MANIFEST_PUT = r"multipart-manifest=put"
+NEVER_ENDING = 10_000
+
+
+@dataclass
+class Faulty:
+    """Both regions behind a fault proxy, and settings that route xfer through them."""
+
+    source: FaultProxy  # in front of RegionOne
+    target: FaultProxy  # in front of RegionTwo
+    settings: Settings
+
+    async def copy(self, body: dict[str, Any]) -> dict[str, Any]:
+        async with asyncio.timeout(TEST_SECONDS), running_service(self.settings) as service:
+            return await service.copy(body, deadline=TEST_SECONDS - 5)
+
+
+def routed_through(region: RegionConfig, proxy: FaultProxy) -> RegionConfig:
+    return RegionConfig(region.name, proxy.url + urlsplit(region.auth_url).path, region.user,
+                        region.key)
+
+
+@contextlib.asynccontextmanager
+async def proxy_for(region: RegionConfig) -> AsyncIterator[FaultProxy]:
+    upstream = urlsplit(region.auth_url)
+    assert upstream.hostname and upstream.port
+    async with FaultProxy(upstream.hostname, upstream.port) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+async def faulty(settings: Settings) -> AsyncIterator[Faulty]:
+    one, two = settings.regions["RegionOne"], settings.regions["RegionTwo"]
+    async with proxy_for(one) as source, proxy_for(two) as target:
+        regions = {**settings.regions, "RegionOne": routed_through(one, source),
+                   "RegionTwo": routed_through(two, target)}
+        yield Faulty(source, target, settings.with_overrides(
+            regions=regions, read_timeout=READ_TIMEOUT, backoff_base=0.02, backoff_max=0.1))
+
+
+def job_body(container: str, name: str, **extra: object) -> dict[str, Any]:
+    return {"source": {"region": "RegionOne", "container": container, "object": name},
+            "target": {"region": "RegionTwo"}, **extra}
+
+
+def answered(proxy: FaultProxy, method: str, path: str, status_code: int) -> int:
+    """How many distinct URLs matching `path` the proxy saw answer `method` with `status_code`."""
+    return len({e.target for e in proxy.exchanges
+                if e.method == method and re.search(path, e.target) and e.status == status_code})
+
+
+def object_path(container: str, name: str) -> str:
+    """The regex of an object's own URL path (not its manifest, which carries a query)."""
+    return re.escape(f"/{container}/{name}") + "$"
+
+
+async def read_back(client: SwiftClient, container: str, name: str) -> bytes:
+    head = await client.head_object(container, name)
+    buffer = bytearray(head.size)
+    await client.read_range_into(container, name, 0, head.size, memoryview(buffer))
+    return bytes(buffer)
+
+
+async def assert_copied(regions: dict[str, SwiftClient], job: dict[str, Any], container: str,
+                        name: str, data: bytes) -> None:
+    assert job["state"] == "succeeded", job["error"]
+    assert job["md5"] == md5(data) and job["bytes_done"] == len(data)
+    assert await read_back(regions["RegionTwo"], container, name) == data
+
+
+async def assert_nothing_left(regions: dict[str, SwiftClient], job: dict[str, Any],
+                              container: str, name: str) -> None:
+    target = regions["RegionTwo"]
+    with pytest.raises(RemoteError) as missing:
+        await target.head_object(container, name)
+    assert missing.value.status == 404, "a target object was published"
+    assert [o.name for o in await target.list_objects(container) if job["id"] in o.name] == []
+
+
+async def plain_source(regions: dict[str, SwiftClient], prefix: str) -> tuple[str, str, bytes]:
+    container, name, data = unique(prefix), "image.raw", payload(SIZE)
+    await put_plain(regions["RegionOne"], container, name, data)
+    return container, name, data
+
+
+# --- transient faults: the copy must succeed ------------------------------------------------
+
+async def test_reset_mid_body_on_a_source_get_is_retried(faulty: Faulty,
+                                                         regions: dict[str, SwiftClient]) -> None:
+    container, name, data = await plain_source(regions, "reset")
+    reset = faulty.source.add(reset_after("GET", object_path(container, name), 300_000,
+                                          ranged=True))
+    job = await faulty.copy(job_body(container, name))
+    await assert_copied(regions, job, container, name, data)
+    assert reset.fired == 1 and job["retries"] >= 1
+
+
+async def test_503_burst_on_source_gets_is_retried(faulty: Faulty,
+                                                   regions: dict[str, SwiftClient]) -> None:
+    container, name, data = await plain_source(regions, "burst-get")
+    burst = faulty.source.add(status("GET", object_path(container, name), 503, times=3,
+                                     ranged=True))
+    job = await faulty.copy(job_body(container, name))
+    await assert_copied(regions, job, container, name, data)
+    assert burst.fired == 3 and job["retries"] >= 3
+
+
+async def test_503_burst_on_target_segment_puts_is_retried(faulty: Faulty,
+                                                           regions: dict[str, SwiftClient]) -> None:
+    container, name, data = await plain_source(regions, "burst-put")
+    burst = faulty.target.add(status("PUT", SEGMENT_PUT, 503, times=3))
+    job = await faulty.copy(job_body(container, name))
+    await assert_copied(regions, job, container, name, data)
+    assert job["layout"] == "slo"
+    assert burst.fired == 3 and job["retries"] >= 3
+
+
+async def test_stalled_source_read_times_out_and_is_retried(faulty: Faulty,
+                                                            regions: dict[str, SwiftClient]) -> None:
+    container, name, data = await plain_source(regions, "stall")
+    stall = faulty.source.add(stall_after("GET", object_path(container, name), 200_000,
+                                          STALL_SECONDS, ranged=True))
+    job = await faulty.copy(job_body(container, name))
+    await assert_copied(regions, job, container, name, data)
+    assert stall.fired == 1 and job["retries"] >= 1
+
+
+async def test_truncated_source_body_is_retried(faulty: Faulty,
+                                                regions: dict[str, SwiftClient]) -> None:
+    container, name, data = await plain_source(regions, "truncate")
+    truncate = faulty.source.add(truncate_after("GET", object_path(container, name), 500_000,
+                                                ranged=True))
+    job = await faulty.copy(job_body(container, name))
+    await assert_copied(regions, job, container, name, data)
+    assert truncate.fired == 1 and job["retries"] >= 1
+
+
+# --- corrupted bytes: verified data or the right error ----------------------------------------
+
+async def test_flipped_byte_in_a_plain_source_is_caught(faulty: Faulty,
+                                                        regions: dict[str, SwiftClient]) -> None:
+    container, name, data = await plain_source(regions, "flip-plain")
+    flip = faulty.source.add(flip_byte_at("GET", object_path(container, name), 12_345,
+                                          ranged=True))
+    job = await faulty.copy(job_body(container, name))  # checked against the source ETag
+    assert flip.fired == 1
+    if job["state"] == "succeeded":
+        await assert_copied(regions, job, container, name, data)
+    else:
+        assert job["error"]["code"] == "checksum_mismatch", job["error"]
+        await assert_nothing_left(regions, job, container, name)
+
+
+async def test_flipped_byte_in_an_slo_source_segment_is_fetched_again(
+        faulty: Faulty, regions: dict[str, SwiftClient]) -> None:
+    container, name, data = unique("flip-slo"), "image.qcow2", payload(SIZE)
+    source_etag = await put_slo(regions["RegionOne"], container, name, data, 1 * MiB)
+    flip = faulty.source.add(flip_byte_at("GET", object_path(container, name), 12_345,
+                                          ranged=True))
+    # No segment_size: the source's boundaries are kept and each segment PUT carries the
+    # source segment's ETag, so Swift refuses the damaged bytes (422).
+    job = await faulty.copy(job_body(container, name))
+    assert flip.fired == 1
+    assert answered(faulty.target, "PUT", SEGMENT_PUT, 422) == 1  # Swift refused the bytes
+    await assert_copied(regions, job, container, name, data)
+    assert job["etag"] == source_etag and job["retries"] >= 1
+
+
+# --- persistent faults: a clear error, nothing left behind ------------------------------------
+
+async def test_target_segment_puts_failing_for_good_fail_the_job_cleanly(
+        faulty: Faulty, regions: dict[str, SwiftClient]) -> None:
+    container, name, _ = await plain_source(regions, "down-put")
+    refused = faulty.target.add(status("PUT", SEGMENT_PUT, 503, times=NEVER_ENDING))
+    job = await faulty.copy(job_body(container, name))
+    assert job["state"] == "failed"
+    assert job["error"]["code"].startswith("target_"), job["error"]
+    assert "503" in job["error"]["message"] and name in job["error"]["message"]
+    assert refused.fired >= faulty.settings.request_attempts
+    await assert_nothing_left(regions, job, container, name)
+
+
+async def test_manifest_put_failing_for_good_deletes_the_written_segments(
+        faulty: Faulty, regions: dict[str, SwiftClient]) -> None:
+    container, name, _ = await plain_source(regions, "down-manifest")
+    refused = faulty.target.add(status("PUT", MANIFEST_PUT, 503, times=NEVER_ENDING))
+    job = await faulty.copy(job_body(container, name))
+    assert job["state"] == "failed"
+    assert job["error"]["code"].startswith("target_"), job["error"]
+    assert "503" in job["error"]["message"]
+    assert refused.fired >= faulty.settings.request_attempts
+    assert answered(faulty.target, "PUT", SEGMENT_PUT, 201) == 4  # written, then...
+    assert answered(faulty.target, "DELETE", SEGMENT_PUT, 204) == 4  # ...deleted
+    await assert_nothing_left(regions, job, container, name)

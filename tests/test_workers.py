@@ -1,0 +1,146 @@
+"""Several xfer worker processes on one database: exactly-once jobs and resume after SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.conftest import MiB, md5, unique
+from tests.sources import payload, put_plain
+from xfer.settings import Settings
+from xfer.store import JobStore
+from xfer.swift_client import SwiftClient
+
+pytestmark = pytest.mark.integration
+
+
+def worker_environ(settings: Settings, worker_id: str, **extra: str) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("XFER_")}
+    regions = {name: {"auth_url": r.auth_url, "user": r.user, "key": r.key}
+               for name, r in settings.regions.items()}
+    environ.update({
+        "XFER_DATABASE_URL": settings.database_url, "XFER_REGIONS": json.dumps(regions),
+        "XFER_WORKER_ID": worker_id, "XFER_POLL_INTERVAL": "0.5", "XFER_LEASE_SECONDS": "2",
+        "XFER_BACKOFF_BASE": "0.05", "XFER_BACKOFF_MAX": "0.5", **extra})
+    return environ
+
+
+@contextlib.asynccontextmanager
+async def worker_process(settings: Settings, worker_id: str, log_dir: Path,
+                         **extra: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """An `xfer worker` process; stopped (by its PID) when the block ends, if still running."""
+    log = await asyncio.to_thread((log_dir / f"{worker_id}.log").open, "wb")
+    with log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "xfer.cli", "worker",
+            env=worker_environ(settings, worker_id, **extra),
+            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(20):
+                    await process.wait()
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+def claimed_jobs(log_path: Path) -> list[str]:
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()
+             if line.startswith("{")]
+    return [line["job_id"] for line in lines if line["message"].startswith("claimed job")]
+
+
+def job_request(container: str, name: str) -> dict:
+    return {"source": {"region": "RegionOne", "container": container, "object": name},
+            "target": {"region": "RegionTwo", "container": container, "object": name}}
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[JobStore]:
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    try:
+        yield JobStore(pool)
+    finally:
+        await pool.close()
+
+
+async def wait_ended(store: JobStore, job_ids: list, deadline: float) -> list:
+    async with asyncio.timeout(deadline):
+        while True:
+            rows = [await store.get_job(job_id) for job_id in job_ids]
+            if all(row["state"] in ("succeeded", "failed", "cancelled") for row in rows):
+                return rows
+            await asyncio.sleep(0.2)
+
+
+async def test_two_workers_run_each_of_20_jobs_exactly_once(
+        settings: Settings, store: JobStore, regions: dict[str, SwiftClient], tmp_path: Path):
+    container = unique("batch")
+    sources = {}
+    for index in range(20):
+        data = payload(256 * 1024 if index % 4 else 2 * MiB + index)
+        sources[f"image-{index:02d}"] = data
+        await put_plain(regions["RegionOne"], container, f"image-{index:02d}", data)
+    async with worker_process(settings, "worker-a", tmp_path), \
+            worker_process(settings, "worker-b", tmp_path):
+        job_ids = [(await store.create_job(job_request(container, name)))[0]["id"]
+                   for name in sources]
+        rows = await wait_ended(store, job_ids, 120)
+    assert [row["state"] for row in rows] == ["succeeded"] * 20, [r["error_message"] for r in rows]
+    assert all(row["attempts"] == 1 for row in rows)
+    for row, (name, data) in zip(rows, sources.items(), strict=True):
+        assert row["target_object"] == name and row["md5"] == md5(data)
+    claims_a = claimed_jobs(tmp_path / "worker-a.log")
+    claims_b = claimed_jobs(tmp_path / "worker-b.log")
+    all_claims = sorted(claims_a + claims_b)
+    assert all_claims == sorted(str(job_id) for job_id in job_ids)  # each claimed exactly once
+    assert claims_a and claims_b  # and both processes took part
+
+
+async def test_sigkilled_worker_is_resumed_by_another_without_recopying(
+        settings: Settings, store: JobStore, regions: dict[str, SwiftClient], tmp_path: Path):
+    container, name = unique("resume"), "image.raw"
+    segment, window, data = 256 * 1024, 2, payload(48 * MiB)
+    await put_plain(regions["RegionOne"], container, name, data)
+    tuning = {"XFER_SEGMENT_SIZE": str(segment), "XFER_WINDOW_SEGMENTS": str(window)}
+    async with worker_process(settings, "doomed", tmp_path, **tuning) as doomed:
+        job_id = (await store.create_job(job_request(container, name)))[0]["id"]
+        async with asyncio.timeout(60):
+            while ((await store.get_job(job_id))["bytes_done"] or 0) < len(data) // 4:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        doomed.send_signal(signal.SIGKILL)
+        await doomed.wait()
+    killed = await store.get_job(job_id)
+    assert killed["state"] == "running", "the copy ended before the kill: nothing to resume"
+    recorded = await store.recorded_segments(job_id)
+    on_swift = [o.name for o in await regions["RegionTwo"].list_objects(container)
+                if str(job_id) in o.name]
+    in_flight = len(on_swift) - len(recorded)  # written by the dead worker, never recorded
+    assert recorded and 0 <= in_flight <= window
+    async with worker_process(settings, "heir", tmp_path, **tuning):
+        (finished,) = await wait_ended(store, [job_id], 60)
+    assert finished["state"] == "succeeded", finished["error_message"]
+    assert finished["attempts"] == 2
+    assert finished["md5"] == md5(data)
+    assert finished["md5_checked_against"] == "the source object's ETag"
+    # every recorded segment was checked and kept; only the rest went over the wire again
+    assert finished["segments_reused"] == len(recorded)
+    assert finished["bytes_uploaded"] == len(data) - len(recorded) * segment
+    sent_twice = in_flight * segment
+    assert sent_twice <= window * segment
+    head = await regions["RegionTwo"].head_object(container, name)
+    assert head.size == len(data)
