@@ -78,3 +78,19 @@ async def test_cancel_during_copy_removes_what_was_written(base_settings: Settin
     with pytest.raises(RemoteError) as missing:
         await target.head_object(container, name)
     assert missing.value.status == 404
+
+
+async def test_copies_share_the_process_byte_budget(base_settings: Settings, swift_http,
+                                                    regions: dict[str, SwiftClient]):
+    """With room for one segment in the whole process, two copies take turns and both verify."""
+    tight = Copier(base_settings.with_overrides(max_inflight_bytes=MiB, segment_size=MiB),
+                   SwiftRegions(swift_http, dict(base_settings.regions)))
+    container = unique("budget")
+    sources = {f"image-{i}": payload(3 * MiB + i) for i in range(2)}
+    for name, data in sources.items():
+        await put_plain(regions["RegionOne"], container, name, data)
+    async with asyncio.timeout(60):
+        outcomes = await asyncio.gather(*(tight.copy(spec(container, name), Recorder())
+                                          for name in sources))
+    assert [o.md5 for o in outcomes] == [md5(data) for data in sources.values()]
+    assert tight.memory.held == 0

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 from urllib.parse import unquote
 
+from xfer.budget import ByteBudget
 from xfer.errors import BodyRejected, CopyFailed, RemoteError, XferError
 from xfer.failures import describe_failure, failing_as, first_copy_failure
 from xfer.hashing import Digests, InOrderHasher, md5_hex_off_loop
@@ -91,18 +92,22 @@ class CopyObserver(Protocol):
 
 
 class Copier:
+    """Runs copies; all of a process's copies share one budget of buffered bytes."""
+
     def __init__(self, settings: Settings, regions: SwiftRegions) -> None:
         self.settings = settings
         self.regions = regions
+        self.memory = ByteBudget(settings.max_inflight_bytes)
 
     async def copy(self, spec: CopySpec, observer: CopyObserver) -> CopyOutcome:
-        return await _Copy(self.settings, self.regions, spec, observer).run()
+        return await _Copy(self.settings, self.regions, self.memory, spec, observer).run()
 
 
 class _Copy:
-    def __init__(self, settings: Settings, regions: SwiftRegions, spec: CopySpec,
-                 observer: CopyObserver) -> None:
+    def __init__(self, settings: Settings, regions: SwiftRegions, memory: ByteBudget,
+                 spec: CopySpec, observer: CopyObserver) -> None:
         self.settings = settings
+        self.memory = memory
         self.spec = spec
         self.observer = observer
         self.source = regions[spec.source.region]
@@ -231,15 +236,18 @@ class _Copy:
             async with asyncio.TaskGroup() as group:
                 hashing = group.create_task(hasher.run())
                 for segment in plan.segments:
+                    # In order: this copy's oldest segment never waits behind its newer ones.
                     await slots.acquire()
-                    group.create_task(self._segment(plan, segment, head, hasher, slots, expected))
+                    taken = await self.memory.take(segment.length)
+                    group.create_task(
+                        self._segment(plan, segment, head, hasher, expected, slots, taken))
         except BaseExceptionGroup as failures:
             raise first_copy_failure(failures) from None
         return hashing.result()
 
     async def _segment(self, plan: Plan, segment: Segment, head: swift.ObjectHead,
-                       hasher: InOrderHasher, slots: asyncio.Semaphore,
-                       expected: str | None) -> None:
+                       hasher: InOrderHasher, expected: str | None,
+                       slots: asyncio.Semaphore, taken: int) -> None:
         try:
             buffer = memoryview(bytearray(segment.length))
             with failing_as(*self._segment_side(segment)):
@@ -254,6 +262,7 @@ class _Copy:
                 await self.observer.segment_written(segment, etag)
             await hasher.wait_hashed(segment.end)
         finally:
+            self.memory.give_back(taken)
             slots.release()
 
     def _segment_side(self, segment: Segment) -> tuple[str, str, str]:

@@ -8,10 +8,11 @@ A segment occupies one buffer slot from the moment its ranged GET starts until i
 both uploaded and fed to the whole-object hashers, in order. The fetchers therefore run ahead of
 the in-order hasher by at most `window_segments` segments. A process runs at most
 `max_concurrent_copies` copies, so its data buffers stay below
-`max_concurrent_copies * window_segments * segment_size` (plus aiohttp's socket buffers,
-64 KiB per connection). A source whose size forces bigger segments (more than
-`max_manifest_segments` of `segment_size`) shrinks the window so the product still holds
-(never below one segment).
+`min(max_inflight_bytes, max_concurrent_copies * window_segments * segment_size)` (plus
+aiohttp's socket buffers, 64 KiB per connection): every segment buffer is taken from one
+process-wide budget of `max_inflight_bytes` first. A source whose size forces bigger segments
+(more than `max_manifest_segments` of `segment_size`) shrinks the window so the product still
+holds (never below one segment; a single segment larger than the budget is taken alone).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Settings:
     segment_size: int = 16 * MiB
     window_segments: int = 6
     max_concurrent_copies: int = 2
+    max_inflight_bytes: int = 192 * MiB
     verify_sha512: bool = True
     event_loop: str = "asyncio"
     connect_timeout: float = 10.0
@@ -68,7 +70,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         positive = (
-            "segment_size", "window_segments", "max_concurrent_copies",
+            "segment_size", "window_segments", "max_concurrent_copies", "max_inflight_bytes",
             "connect_timeout", "read_timeout", "request_attempts", "lease_seconds",
             "poll_interval", "progress_interval", "max_body_bytes",
             "events_poll_interval", "events_max_seconds", "ready_timeout",
