@@ -157,3 +157,15 @@ SELECT state, count(*) AS jobs FROM jobs GROUP BY state;
 
 -- name: ping
 SELECT 1;
+
+-- name: find_verified_copy
+SELECT * FROM objects WHERE md5 = $1 AND size = $2 AND region = $3 AND project = $4;
+
+-- name: finish_deduplicated
+UPDATE jobs SET state = 'succeeded', bytes_total = $3, bytes_done = $3, md5 = $4, sha512 = $5,
+                etag = $6, md5_checked_against = $7, deduplicated = true,
+                existing_container = $8, existing_object = $9, bytes_uploaded = 0,
+                segments_reused = 0, retries = 0, finished_at = now(), updated_at = now(),
+                lease_owner = NULL, lease_expires_at = NULL
+WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying')
+RETURNING id;

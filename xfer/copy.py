@@ -83,9 +83,21 @@ class CopyOutcome:
     bytes_uploaded: int  # segment bytes this attempt sent (resumed segments are not sent)
     segments_reused: int  # segments an earlier attempt wrote, checked and kept
     seconds: float
+    existing: ObjectRef | None = None  # set when deduplicated: no bytes moved
+
+
+@dataclass(frozen=True)
+class VerifiedCopy:
+    """A copy the checksum index knows: the same bytes, already verified in a region."""
+
+    container: str
+    object: str
+    sha512: str | None
 
 
 class CopyObserver(Protocol):
+    async def find_verified_copy(self, md5: str, size: int, region: str,
+                                 project: str) -> VerifiedCopy | None: ...
     async def planned(self, plan: Plan) -> None: ...
     async def segment_written(self, segment: Segment, etag: str) -> None: ...
     async def verifying(self) -> None: ...
@@ -143,11 +155,17 @@ class _Copy:
         with failing_as("source", "read", src.describe()):
             head = await self._retrying("source HEAD",
                                         lambda: self.source.head_object(src.container, src.object))
+        expected, checked_against = self._expected_md5(head)
+        with failing_as("target", "authenticate to", dst.region):
+            project = await self._retrying("target auth", self._target_project)
+        if expected is not None:
+            existing = await self._existing_copy(expected, head.size, project, started)
+            if existing is not None:
+                return existing
         with failing_as("target", "read the limits of", dst.region):
             limits = await self._retrying("target /info", self.target.limits)
         await self._refuse_existing_target()
         plan = await self._plan(head, limits)
-        expected, checked_against = self._expected_md5(head)
         await self.observer.planned(plan)
         with failing_as("target", "create the container of", dst.describe()):
             for container in {dst.container, self.spec.segments_container}:
@@ -166,10 +184,38 @@ class _Copy:
             size=plan.size, md5=digests.md5, sha512=digests.sha512, etag=etag,
             layout="slo" if plan.as_slo else "plain", segments=len(plan.segments),
             md5_checked_against=checked_against, retries=self.budget.spent,
-            target_project=(await self.target.credentials()).storage_url.rstrip("/")
-            .rsplit("/", 1)[-1],
+            target_project=project,
             bytes_uploaded=self.bytes_uploaded, segments_reused=self.segments_reused,
             seconds=time.monotonic() - started)
+
+    async def _target_project(self) -> str:
+        """The target account (AUTH_...): the project the checksum index is kept per."""
+        credentials = await self.target.credentials()
+        return credentials.storage_url.rstrip("/").rsplit("/", 1)[-1]
+
+    async def _existing_copy(self, md5: str, size: int, project: str,
+                             started: float) -> CopyOutcome | None:
+        """Deduplication: the same bytes already verified in the target region and project,
+        and a HEAD shows they are still there with that size."""
+        region = self.spec.target.region
+        known = await self.observer.find_verified_copy(md5, size, region, project)
+        if known is None:
+            return None
+        try:
+            head = await self.target.head_object(known.container, known.object)
+        except XferError:
+            return None  # deleted or unreadable since: copy for real
+        if head.size != size:
+            return None
+        log.info("deduplicated: %s/%s in %s already holds these bytes", known.container,
+                 known.object, region)
+        return CopyOutcome(
+            size=size, md5=md5, sha512=known.sha512, etag=head.etag,
+            layout="slo" if head.kind is not swift.ObjectKind.PLAIN else "plain", segments=0,
+            md5_checked_against="the checksum index", retries=self.budget.spent,
+            target_project=project, bytes_uploaded=0, segments_reused=0,
+            seconds=time.monotonic() - started,
+            existing=ObjectRef(region, known.container, known.object))
 
     async def _refuse_existing_target(self) -> None:
         dst = self.spec.target

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from xfer.copy import CopyOutcome, CopySpec, ObjectRef
+from xfer.copy import CopyOutcome, CopySpec, ObjectRef, VerifiedCopy
 from xfer.db import load_queries
 from xfer.errors import XferError
 from xfer.jobs import JobState, cancel_target, check_transition
@@ -120,9 +120,21 @@ class JobStore:
     async def set_progress(self, job_id: uuid.UUID, bytes_done: int) -> None:
         await self.pool.execute(Q["set_progress"], job_id, bytes_done)
 
+    async def find_verified_copy(self, md5: str, size: int, region: str,
+                                 project: str) -> VerifiedCopy | None:
+        row = await self.pool.fetchrow(Q["find_verified_copy"], md5, size, region, project)
+        return None if row is None else VerifiedCopy(row["container"], row["object"],
+                                                     row["sha512"])
+
     async def finish_succeeded(self, job_id: uuid.UUID, worker_id: str, spec: CopySpec,
                                outcome: CopyOutcome) -> bool:
         """Record success and index the verified copy by its checksums, in one transaction."""
+        if outcome.existing is not None:
+            return await self._finish(job_id, JobState.SUCCEEDED, lambda c: c.fetchval(
+                Q["finish_deduplicated"], job_id, worker_id, outcome.size, outcome.md5,
+                outcome.sha512, outcome.etag, outcome.md5_checked_against,
+                outcome.existing.container, outcome.existing.object))
+
         async def update(connection: asyncpg.Connection) -> Any:
             done = await connection.fetchval(
                 Q["finish_succeeded"], job_id, worker_id, outcome.md5, outcome.sha512,

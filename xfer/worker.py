@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from xfer.copy import Copier
+from xfer.copy import Copier, VerifiedCopy
 from xfer.errors import CopyFailed
 from xfer.jobs import JobState
 from xfer.logs import current_job
@@ -42,6 +42,10 @@ class JobProgress:
         self.job_id = job_id
         self.worker_id = worker_id
         self.bytes_done = 0
+
+    async def find_verified_copy(self, md5: str, size: int, region: str,
+                                 project: str) -> VerifiedCopy | None:
+        return await self.store.find_verified_copy(md5, size, region, project)
 
     async def verifying(self) -> None:
         if not await self.store.set_verifying(self.job_id, self.worker_id):
