@@ -1,4 +1,8 @@
-"""Structured JSON logs; the current job id rides on a contextvar onto every line."""
+"""Structured JSON logs; the current job id rides on a contextvar onto every line about a job.
+
+Tokens never reach a log line: credentials hide theirs in repr, and errors carry method, path,
+status and transaction id, never headers.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,18 @@ import json
 import logging
 import sys
 import time
+from typing import TextIO
 
 current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_job",
                                                                          default=None)
+
+
+class JobIdFilter(logging.Filter):
+    """Stamps the job id when the record is made (formatting may happen elsewhere)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.job_id = current_job.get()
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,7 +34,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        job_id = current_job.get()
+        job_id = getattr(record, "job_id", None)
         if job_id:
             line["job_id"] = job_id
         if record.exc_info:
@@ -29,10 +42,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line)
 
 
-def configure(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def json_handler(stream: TextIO) -> logging.Handler:
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(JobIdFilter())
+    return handler
+
+
+def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [json_handler(sys.stderr)]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
