@@ -23,12 +23,6 @@ SELECT pg_notify('xfer_jobs', $1::text);
 -- name: get_job
 SELECT * FROM jobs WHERE id = $1;
 
--- name: list_jobs
-SELECT * FROM jobs
-WHERE ($1::text IS NULL OR state = $1)
-ORDER BY created_at DESC, id
-LIMIT $2;
-
 -- name: claim_job
 -- A queued job, or a running one whose worker stopped renewing its lease.
 WITH next AS (

@@ -170,3 +170,25 @@ async def test_cancel_through_the_api_removes_what_was_written(
     assert await leftovers(target, container, job["id"]) == []
     with pytest.raises(RemoteError):
         await target.head_object(container, name)
+
+
+async def test_second_copy_of_the_same_bytes_is_deduplicated(service: Service,
+                                                             regions: dict[str, SwiftClient]):
+    container, data = unique("dedup"), payload(2 * MiB + 9)
+    await put_plain(regions["RegionOne"], container, "first.img", data)
+    await put_plain(regions["RegionOne"], container, "again.img", data)
+    first = await service.copy(job_body(container, "first.img"))
+    assert first["state"] == "succeeded" and not first["deduplicated"]
+    again = await service.copy(job_body(container, "again.img"))
+    assert again["state"] == "succeeded", again["error"]
+    assert again["deduplicated"] is True and again["bytes_uploaded"] == 0
+    assert again["existing"] == {"region": "RegionTwo", "container": container,
+                                 "object": "first.img"}
+    assert again["md5"] == md5(data) and again["sha512"] == first["sha512"]
+    with pytest.raises(RemoteError):  # nothing was written under the requested name
+        await regions["RegionTwo"].head_object(container, "again.img")
+    # once the existing copy is gone, the same request copies for real
+    await regions["RegionTwo"].delete_manifest(container, "first.img")
+    third = await service.copy(job_body(container, "again.img"))
+    assert third["state"] == "succeeded" and not third["deduplicated"]
+    assert await read_back(regions["RegionTwo"], container, "again.img") == data

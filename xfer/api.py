@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
@@ -14,13 +15,18 @@ from aiohttp import web
 
 from xfer.errors import RequestError
 from xfer.jobs import JobState
+from xfer.metrics import Metrics
+from xfer.progress import eta_seconds, transfer_rate
 from xfer.settings import Settings
 from xfer.store import IdempotencyConflict, JobStore
 from xfer.validation import validate_job_request
 
 STORE = web.AppKey("store", JobStore)
 SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
 MAX_PAGE = 500
+DEFAULT_PAGE = 100
+LIST_PARAMETERS = frozenset({"state", "region", "limit", "cursor"})
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 JOB_STATES = tuple(state.value for state in JobState)
 
@@ -48,7 +54,10 @@ async def json_errors(request: web.Request,
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
-        return error_response(exc.status, code, exc.reason)
+        response = error_response(exc.status, code, exc.reason)
+        if "Allow" in exc.headers:  # a 405 says which methods the resource has
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
 def _timestamp(value: datetime | None) -> str | None:
@@ -56,9 +65,14 @@ def _timestamp(value: datetime | None) -> str | None:
 
 
 def job_json(row: asyncpg.Record) -> dict[str, Any]:
+    """A job as the API shows it. `rate` and `eta` need the database's clock: the rows read
+    for the API carry it as `observed_at`; a row just written carries its `updated_at`."""
     error = None
     if row["error_code"]:
         error = {"code": row["error_code"], "message": row["error_message"]}
+    rate = transfer_rate(row["bytes_done"], row["started_at"], row["finished_at"],
+                         row.get("observed_at") or row["updated_at"])
+    eta = eta_seconds(JobState(row["state"]), row["bytes_total"], row["bytes_done"], rate)
     return {
         "id": str(row["id"]),
         "state": row["state"],
@@ -69,6 +83,8 @@ def job_json(row: asyncpg.Record) -> dict[str, Any]:
         "checksum": row["expected_md5"],
         "bytes_total": row["bytes_total"],
         "bytes_done": row["bytes_done"],
+        "rate": None if rate is None else round(rate, 1),
+        "eta": None if eta is None else round(eta, 1),
         "segments_total": row["segments_total"],
         "layout": row["layout"],
         "md5": row["md5"],
@@ -78,6 +94,9 @@ def job_json(row: asyncpg.Record) -> dict[str, Any]:
         "retries": row["retries"],
         "bytes_uploaded": row["bytes_uploaded"],
         "segments_reused": row["segments_reused"],
+        "deduplicated": row["deduplicated"],
+        "existing": {"region": row["target_region"], "container": row["existing_container"],
+                     "object": row["existing_object"]} if row["deduplicated"] else None,
         "attempts": row["attempts"],
         "error": error,
         "created_at": _timestamp(row["created_at"]),
@@ -111,38 +130,83 @@ async def create_job(request: web.Request) -> web.Response:
                              headers={"Location": location})
 
 
-def _job_id(request: web.Request) -> uuid.UUID:
+def job_id_of(request: web.Request) -> uuid.UUID:
     try:
         return uuid.UUID(request.match_info["job_id"])
     except ValueError:
         raise web.HTTPNotFound(reason="no such job") from None
 
 
+def job_detail_json(row: asyncpg.Record, segments: list[asyncpg.Record],
+                    transitions: list[asyncpg.Record]) -> dict[str, Any]:
+    return {
+        **job_json(row),
+        "segments_written": len(segments),
+        "segments": [{"index": s["index"], "offset": s["offset"], "length": s["length"],
+                      "etag": s["etag"]} for s in segments],
+        "transitions": [{"from": t["from_state"], "to": t["to_state"], "at": _timestamp(t["at"])}
+                        for t in transitions],
+    }
+
+
 async def get_job(request: web.Request) -> web.Response:
-    row = await request.app[STORE].get_job(_job_id(request))
-    if row is None:
+    detail = await request.app[STORE].job_detail(job_id_of(request))
+    if detail is None:
         raise web.HTTPNotFound(reason="no such job")
-    return web.json_response(job_json(row))
+    return web.json_response(job_detail_json(*detail))
 
 
-async def list_jobs(request: web.Request) -> web.Response:
-    state = request.query.get("state")
-    if state is not None and state not in JOB_STATES:
-        raise RequestError("state", f"must be one of {', '.join(JOB_STATES)}")
+def encode_cursor(row: asyncpg.Record) -> str:
+    """An opaque token for the page after `row`: its (created_at, id)."""
+    position = json.dumps([row["created_at"].isoformat(), str(row["id"])])
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> tuple[datetime, uuid.UUID]:
     try:
-        limit = int(request.query.get("limit", "100"))
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        position = datetime.fromisoformat(created_at), uuid.UUID(job_id)
+    except (ValueError, TypeError):  # binascii.Error and JSONDecodeError are ValueErrors
+        raise RequestError("cursor", "not a cursor this API gave as `next`") from None
+    if position[0].tzinfo is None:
+        raise RequestError("cursor", "not a cursor this API gave as `next`")
+    return position
+
+
+def _page_limit(text: str) -> int:
+    try:
+        limit = int(text)
     except ValueError:
         raise RequestError("limit", "must be an integer") from None
     if not 1 <= limit <= MAX_PAGE:
         raise RequestError("limit", f"must be between 1 and {MAX_PAGE}")
-    rows = await request.app[STORE].list_jobs(state, limit)
-    return web.json_response({"jobs": [job_json(row) for row in rows]})
+    return limit
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    """Newest first, `limit` at a time; `next` is the `cursor` of the following page."""
+    query = request.query
+    unknown = sorted(set(query) - LIST_PARAMETERS)
+    if unknown:
+        raise RequestError(unknown[0], f"unknown parameter; known: {', '.join(sorted(LIST_PARAMETERS))}")
+    state, region = query.get("state"), query.get("region")
+    if state is not None and state not in JOB_STATES:
+        raise RequestError("state", f"must be one of {', '.join(JOB_STATES)}")
+    regions = request.app[SETTINGS].regions
+    if region is not None and region not in regions:
+        raise RequestError("region", f"unknown region {region!r}; known: {', '.join(sorted(regions))}")
+    limit = _page_limit(query.get("limit", str(DEFAULT_PAGE)))
+    after = decode_cursor(query["cursor"]) if "cursor" in query else None
+    rows = await request.app[STORE].list_jobs_page(state, region, after, limit + 1)
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return web.json_response({"jobs": [job_json(row) for row in rows[:limit]],
+                              "next": next_cursor})
 
 
 async def cancel_job(request: web.Request) -> web.Response:
     """202 when the cancel took effect (a running job stops, deletes what it wrote and ends
     `cancelled`); 409 when the job has already ended."""
-    row, took_effect = await request.app[STORE].cancel(_job_id(request))
+    row, took_effect = await request.app[STORE].cancel(job_id_of(request))
     if row is None:
         raise web.HTTPNotFound(reason="no such job")
     if not took_effect:

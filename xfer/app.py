@@ -10,10 +10,11 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
-from xfer import api
+from xfer import api, events, health, openapi
 from xfer.copy import Copier
 from xfer.db import create_pool
 from xfer.errors import ConfigError
+from xfer.metrics import Metrics
 from xfer.settings import Settings
 from xfer.store import JobStore
 from xfer.swift_client import SwiftRegions
@@ -30,11 +31,17 @@ def http_session(settings: Settings) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
 
 
-def build_app(settings: Settings, store: JobStore) -> web.Application:
+def build_app(settings: Settings, store: JobStore, metrics: Metrics | None = None
+              ) -> web.Application:
+    """The REST API, /v1/openapi.json, /healthz, /readyz and /metrics; `metrics` is shared
+    with the worker that feeds its counters."""
     app = web.Application(middlewares=[api.json_errors], client_max_size=settings.max_body_bytes)
     app[api.SETTINGS] = settings
     app[api.STORE] = store
     api.add_routes(app)
+    events.setup(app)
+    health.setup(app, metrics or Metrics())
+    openapi.setup(app)
     return app
 
 
@@ -50,12 +57,13 @@ async def serve(settings: Settings, *, api_enabled: bool = True,
         loop.add_signal_handler(signum, stop.set)
     pool = await create_pool(settings.database_url)
     store = JobStore(pool)
+    metrics = Metrics()
     runner = None
     try:
         async with http_session(settings) as http:
             port = 0
             if api_enabled:
-                runner = web.AppRunner(build_app(settings, store), access_log=None)
+                runner = web.AppRunner(build_app(settings, store, metrics), access_log=None)
                 await runner.setup()
                 site = web.TCPSite(runner, settings.listen_host, settings.listen_port)
                 await site.start()
@@ -63,7 +71,7 @@ async def serve(settings: Settings, *, api_enabled: bool = True,
                 log.info("listening on http://%s:%d", settings.listen_host, port)
             copier = Copier(settings, SwiftRegions(http, dict(settings.regions)))
             async with asyncio.TaskGroup() as group:
-                worker = group.create_task(Worker(settings, store, copier).run())
+                worker = group.create_task(Worker(settings, store, copier, metrics).run())
                 if on_ready:
                     on_ready(port)
                 await stop.wait()

@@ -60,9 +60,6 @@ class JobStore:
     async def get_job(self, job_id: uuid.UUID) -> asyncpg.Record | None:
         return await self.pool.fetchrow(Q["get_job"], job_id)
 
-    async def list_jobs(self, state: str | None, limit: int) -> list[asyncpg.Record]:
-        return await self.pool.fetch(Q["list_jobs"], state, limit)
-
     async def claim_job(self, worker_id: str, lease_seconds: float) -> asyncpg.Record | None:
         async with self.pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(Q["claim_job"], worker_id, lease_seconds)

@@ -19,6 +19,7 @@ from xfer.copy import Copier, VerifiedCopy
 from xfer.errors import CopyFailed
 from xfer.jobs import JobState
 from xfer.logs import current_job
+from xfer.metrics import Metrics
 from xfer.plan import Plan, Segment
 from xfer.settings import Settings
 from xfer.store import CANCEL_CHANNEL, JOBS_CHANNEL, JobStore, copy_spec
@@ -62,10 +63,12 @@ class JobProgress:
 
 
 class Worker:
-    def __init__(self, settings: Settings, store: JobStore, copier: Copier) -> None:
+    def __init__(self, settings: Settings, store: JobStore, copier: Copier,
+                 metrics: Metrics) -> None:
         self.settings = settings
         self.store = store
         self.copier = copier
+        self.metrics = metrics
         self._wake = asyncio.Event()
         self._cancel_requests: dict[uuid.UUID, asyncio.Event] = {}
 
@@ -120,7 +123,9 @@ class Worker:
             outcome = await self._copy_under_lease(row)
         except CopyFailed as failure:
             log.warning("job failed: %s: %s", failure.code, failure.message)
-            await self.store.finish_failed(job_id, worker_id, failure.code, failure.message)
+            # counted only by the worker that still held the job
+            if await self.store.finish_failed(job_id, worker_id, failure.code, failure.message):
+                self.metrics.job_failed(failure.code)
         except LeaseLost:
             log.warning("lease lost; another worker continues the job")
         except CancelRequested:
@@ -132,10 +137,14 @@ class Worker:
             raise
         except Exception as exc:  # a bug, not a copy failure: record it, keep the worker alive
             log.exception("job crashed")
-            await self.store.finish_failed(job_id, worker_id, "internal_error",
-                                           f"xfer hit an internal error: {exc!r}")
+            if await self.store.finish_failed(job_id, worker_id, "internal_error",
+                                              f"xfer hit an internal error: {exc!r}"):
+                self.metrics.job_failed("internal_error")
         else:
-            await self.store.finish_succeeded(job_id, worker_id, copy_spec(row), outcome)
+            if await self.store.finish_succeeded(job_id, worker_id, copy_spec(row), outcome):
+                # bytes this process sent: resumed segments and deduplicated jobs add nothing
+                self.metrics.copy_succeeded(outcome.bytes_uploaded, outcome.seconds,
+                                            outcome.retries)
             log.info("job succeeded: %d bytes in %.2fs, md5 %s; uploaded %d bytes, reused %d "
                      "segments of an earlier attempt", outcome.size, outcome.seconds, outcome.md5,
                      outcome.bytes_uploaded, outcome.segments_reused)
