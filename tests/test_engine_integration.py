@@ -8,7 +8,8 @@ import pytest
 
 from tests.conftest import MiB, md5, unique
 from tests.sources import payload, put_dlo, put_plain
-from xfer.copy import Copier, CopySpec, ObjectRef
+from xfer.copy import Copier
+from xfer.copy_types import CopySpec, ObjectRef
 from xfer.errors import RemoteError
 from xfer.plan import Plan, Segment
 from xfer.proto import swift

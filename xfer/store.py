@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from xfer.copy import CopyOutcome, CopySpec, ObjectRef, VerifiedCopy
+from xfer.copy_types import CopyOutcome, CopySpec, ObjectRef, VerifiedCopy
 from xfer.db import load_queries
 from xfer.errors import XferError
 from xfer.jobs import JobState, cancel_target, check_transition

@@ -15,7 +15,8 @@ from typing import Any
 
 import asyncpg
 
-from xfer.copy import Copier, VerifiedCopy
+from xfer.copy import Copier
+from xfer.copy_types import VerifiedCopy
 from xfer.errors import CopyFailed
 from xfer.jobs import JobState
 from xfer.logs import current_job
