@@ -35,6 +35,9 @@ from xfer.swift_client import SwiftRegions
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CLEANUP_SECONDS = 60.0
+# A source's own segments are kept only if this many fit in the memory bound at once: fewer
+# parallel GETs and PUTs would cost more (cross-region above all) than re-hashing segments.
+MIN_SEGMENTS_IN_FLIGHT = 4
 # Stamped on every object xfer publishes: tells a resumed attempt that the object is its own.
 JOB_METADATA = "Xfer-Job"
 
@@ -177,7 +180,9 @@ class _Copy:
         if self.spec.segment_size is None:
             sizes_and_etags = await self._source_segments(head)
             if sizes_and_etags:
-                kept = plan_from_source_segments(sizes_and_etags, limits)
+                kept = plan_from_source_segments(
+                    sizes_and_etags, limits,
+                    self.settings.copy_memory_bound // MIN_SEGMENTS_IN_FLIGHT)
                 if kept is not None and kept.size == head.size:
                     return kept
         return plan_segments(head.size, limits,

@@ -59,15 +59,19 @@ def plan_segments(size: int, limits: Limits, preferred_segment_size: int) -> Pla
 
 
 def plan_from_source_segments(
-    sizes_and_etags: Sequence[tuple[int, str]], limits: Limits
+    sizes_and_etags: Sequence[tuple[int, str]], limits: Limits, max_segment_size: int
 ) -> Plan | None:
-    """Keep a source large object's own segment boundaries, if the target accepts them.
+    """Keep a source large object's own segment boundaries, if the target accepts them and
+    no segment is above `max_segment_size` (segments are buffered whole: bigger ones would
+    leave too few in flight within the memory bound).
 
     Keeping them lets the copy reuse the source segments' MD5s as ETags (no per-segment
     hashing) and gives the target SLO the source SLO's ETag. None when the layout does not fit.
     """
     count = len(sizes_and_etags)
     if count < 2 or count > limits.max_manifest_segments:
+        return None
+    if max(length for length, _ in sizes_and_etags) > max_segment_size:
         return None
     segments = []
     offset = 0
