@@ -32,7 +32,16 @@ demo: deps
 
 test: deps
 	$(VENV)/bin/ruff check xfer tests benchmarks
+	$(VENV)/bin/mypy xfer
 	$(VENV)/bin/pytest
+
+# Not part of `make test`: 20-40 minutes. A quick subset:
+#   make bench BENCH_ARGS="--sizes 1 --repeat 1 --scenarios colocated"
+bench: deps
+	@command -v rclone >/dev/null 2>&1 || { \
+	  echo "installing Debian package rclone"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q rclone >/dev/null; }
+	$(VENV)/bin/python -m benchmarks.run $(BENCH_ARGS)
 
 lint: deps
 	$(VENV)/bin/ruff check xfer tests benchmarks

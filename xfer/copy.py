@@ -14,6 +14,7 @@ the copy stops (TaskGroup) and the segments it wrote are deleted; names carry th
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -109,7 +110,7 @@ class _Copy:
         with failing_as("target", "create the container of", dst.describe()):
             for container in {dst.container, self.spec.segments_container}:
                 await self._retrying("target container PUT",
-                                     lambda c=container: self.target.put_container(c))
+                                     functools.partial(self.target.put_container, container))
         digests = await self._transfer(plan, head, expected)
         await self.observer.verifying()
         if expected is not None and digests.md5 != expected:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -113,11 +114,11 @@ async def _copy_through_api(cloud: devcloud.CloudInfo, url: str, size: int) -> i
                        await _target_head(http, settings.region("RegionTwo")))
 
 
-async def _follow(http: aiohttp.ClientSession, job_url: str) -> dict:
+async def _follow(http: aiohttp.ClientSession, job_url: str) -> dict[str, Any]:
     last_line = ""
     while True:
         async with http.get(job_url) as response:
-            job = await response.json()
+            job: dict[str, Any] = await response.json()
         total, done = job["bytes_total"] or 0, job["bytes_done"] or 0
         percent = 100 * done / total if total else 0.0
         line = f"  {job['state']:<9} {done / MiB:7.1f} / {total / MiB:.1f} MiB  {percent:5.1f}%"
@@ -133,7 +134,7 @@ async def _target_head(http: aiohttp.ClientSession, region: RegionConfig) -> swi
     return await SwiftClient(http, region).head_object(CONTAINER, IMAGE)
 
 
-def _report(job: dict, target: RegionConfig, md5: str, sha512: str,
+def _report(job: dict[str, Any], target: RegionConfig, md5: str, sha512: str,
             head: swift.ObjectHead) -> int:
     if job["state"] != "succeeded":
         say(f"copy FAILED: {job['error']['code']}: {job['error']['message']}")

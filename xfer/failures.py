@@ -18,7 +18,9 @@ from xfer.retry import RetryBudgetExhausted
 
 def describe_failure(side: str, operation: str, where: str, exc: XferError) -> CopyFailed:
     """`side` is 'source' or 'target'; `where` says which object in which region."""
-    cause = exc.__cause__ if isinstance(exc, RetryBudgetExhausted) else exc
+    cause = exc
+    if isinstance(exc, RetryBudgetExhausted) and isinstance(exc.__cause__, XferError):
+        cause = exc.__cause__
     if isinstance(cause, AuthError):
         return CopyFailed(f"{side}_auth_failed",
                           f"{side} credentials were refused while trying to {operation} "

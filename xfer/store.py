@@ -126,11 +126,12 @@ class JobStore:
     async def finish_succeeded(self, job_id: uuid.UUID, worker_id: str, spec: CopySpec,
                                outcome: CopyOutcome) -> bool:
         """Record success and index the verified copy by its checksums, in one transaction."""
-        if outcome.existing is not None:
+        existing = outcome.existing
+        if existing is not None:
             return await self._finish(job_id, JobState.SUCCEEDED, lambda c: c.fetchval(
                 Q["finish_deduplicated"], job_id, worker_id, outcome.size, outcome.md5,
                 outcome.sha512, outcome.etag, outcome.md5_checked_against,
-                outcome.existing.container, outcome.existing.object))
+                existing.container, existing.object))
 
         async def update(connection: asyncpg.Connection) -> Any:
             done = await connection.fetchval(
@@ -149,7 +150,7 @@ class JobStore:
 
     async def find_objects(self, md5: str | None, sha512: str | None,
                            region: str | None) -> list[asyncpg.Record]:
-        return await self.pool.fetch(Q["find_objects"], md5, sha512, region)
+        return list(await self.pool.fetch(Q["find_objects"], md5, sha512, region))
 
     async def finish_failed(self, job_id: uuid.UUID, worker_id: str, code: str,
                             message: str) -> bool:
@@ -197,8 +198,8 @@ class JobStore:
         """Newest first; `after` is the (created_at, id) of the previous page's last job;
         `region` matches the source or the target region."""
         created_at, job_id = after if after is not None else (None, None)
-        return await self.pool.fetch(Q["list_jobs_page"], state, region, created_at, job_id,
-                                     limit)
+        return list(await self.pool.fetch(Q["list_jobs_page"], state, region, created_at,
+                                          job_id, limit))
 
     async def count_jobs_by_state(self) -> dict[str, int]:
         return {row["state"]: row["jobs"] for row in await self.pool.fetch(

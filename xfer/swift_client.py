@@ -4,6 +4,7 @@ aiohttp, re-authenticates once on 401, and maps aiohttp's exceptions to xfer's."
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,6 +28,11 @@ async def translated_errors(request: Request) -> AsyncIterator[None]:
     except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
         reason = type(exc).__name__ + (f": {exc}" if str(exc) else "")
         raise TransportError(swift.SERVICE, request.method, request.path, reason) from exc
+
+
+def _listing_page(creds: swift.Credentials, *, container: str, prefix: str,
+                  marker: str) -> Request:
+    return swift.list_objects_request(creds, container, prefix, marker)
 
 
 class BufferPayload(aiohttp.payload.Payload):
@@ -145,7 +151,8 @@ class SwiftClient:
         while True:
             marker = listed[-1].name if listed else ""
             page = swift.parse_listing(*await self.send(
-                lambda c, m=marker: swift.list_objects_request(c, container, prefix, m)))
+                functools.partial(_listing_page, container=container, prefix=prefix,
+                                  marker=marker)))
             if not page:
                 return listed
             listed.extend(page)
