@@ -1,0 +1,255 @@
+"""The copiers under test, each run as its own process(es) and measured the same way.
+
+    xfer      a fresh `xfer serve --port 0` per run; POST /v1/jobs, poll until done
+    rclone    `rclone copyto src:c/o dst:c/o`, default flags or a chunk size
+    staged    `swift download` to a file, then `swift upload --use-slo` (glance-download's way)
+
+A copier reports its own CPU seconds and peak RSS; the harness's `Window` times the part that
+counts and measures the cloud's processes over exactly that part.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.procstat import ChildUsage, CpuMeter, cpu_seconds, peak_rss_bytes, run_measured
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SWIFT_CLI = REPO_ROOT / ".cloud-venv" / "bin" / "swift"
+POLL_SECONDS = 0.1
+CHUNK_100M = "100M"  # rclone and swiftclient both read this as 100 MiB
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A region as the copier reaches it (directly, or through a shaping proxy)."""
+
+    region: str
+    auth_url: str
+    user: str
+    key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    source: Endpoint
+    target: Endpoint
+    container: str
+    obj: str
+    size: int
+    md5: str
+    sha512: str
+    workdir: Path
+    timeout: float
+    database_url: str = field(default="", repr=False)
+    xfer_environ: Mapping[str, str] = field(default_factory=dict)  # extra XFER_* settings
+
+
+@dataclass
+class CopierResult:
+    ok: bool
+    cpu_seconds: float
+    peak_rss_bytes: int
+    md5_verified: str  # "yes", "NO", or what the copier checks instead
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Window:
+    """The timed part of a run: wall clock plus the CPU of the cloud's processes."""
+
+    def __init__(self, meter: CpuMeter) -> None:
+        self.meter = meter
+        self.wall_seconds = 0.0
+        self.cpu_by_process: dict[str, float] = {}
+        self._started = 0.0
+
+    def __enter__(self) -> Window:
+        self.meter.start()
+        self._started = time.monotonic()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.wall_seconds = time.monotonic() - self._started
+        self.cpu_by_process = self.meter.stop()
+
+
+def clean_environ(extra: Mapping[str, str] = {}) -> dict[str, str]:
+    hidden = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("XFER_", "OS_", "ST_", "RCLONE_")) and k not in hidden}
+    return {**environ, **extra}
+
+
+# --- xfer -------------------------------------------------------------------------------
+
+@contextmanager
+def xfer_server(environ: Mapping[str, str], log_path: Path) -> Iterator[tuple[int, str]]:
+    """`xfer serve --port 0` as a subprocess: yields (PID, base URL); stopped by PID."""
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "xfer.cli", "serve", "--port", "0"], env=dict(environ),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 60.0)
+        line = process.stdout.readline().decode() if ready else ""
+        if "listening on" not in line:
+            raise RuntimeError(f"xfer serve did not start ({line!r}); see {log_path}")
+        yield process.pid, line.rsplit(" ", 1)[-1].strip()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _json_request(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        result: dict[str, Any] = json.load(response)
+        return result
+
+
+def run_xfer(spec: RunSpec, window: Window, *, sha512: bool, loop: str,
+             segment_size: int | None = None) -> CopierResult:
+    regions = {e.region: {"auth_url": e.auth_url, "user": e.user, "key": e.key}
+               for e in (spec.source, spec.target)}
+    environ = clean_environ({
+        "XFER_DATABASE_URL": spec.database_url, "XFER_REGIONS": json.dumps(regions),
+        "XFER_VERIFY_SHA512": "true" if sha512 else "false", "XFER_EVENT_LOOP": loop,
+        **spec.xfer_environ})
+    body: dict[str, Any] = {"source": {"region": spec.source.region, "container": spec.container,
+                       "object": spec.obj},
+            "target": {"region": spec.target.region}, "checksum": spec.md5}
+    if segment_size is not None:
+        body["segment_size"] = segment_size
+    with xfer_server(environ, spec.workdir / "xfer-serve.log") as (pid, url):
+        cpu_before, rss_idle = cpu_seconds(pid), peak_rss_bytes(pid)
+        with window:
+            job = _json_request(f"{url}/v1/jobs", body)
+            deadline = time.monotonic() + spec.timeout
+            while job["state"] not in ("succeeded", "failed") and time.monotonic() < deadline:
+                time.sleep(POLL_SECONDS)
+                job = _json_request(f"{url}/v1/jobs/{job['id']}")
+        cpu = cpu_seconds(pid) - cpu_before
+        rss = peak_rss_bytes(pid)
+    ok = job["state"] == "succeeded"
+    verified = ok and job["md5"] == spec.md5 and bool(job.get("md5_checked_against"))
+    if sha512:
+        verified = verified and job["sha512"] == spec.sha512
+    keep = ("state", "layout", "segments_total", "md5_checked_against", "retries", "attempts",
+            "started_at", "finished_at", "error")
+    return CopierResult(ok, cpu, rss, "yes" if verified else "NO",
+                        "" if ok else json.dumps(job.get("error")),
+                        {"job": {k: job.get(k) for k in keep}, "rss_before_job_bytes": rss_idle,
+                         "xfer_pid": pid})
+
+
+# --- rclone -----------------------------------------------------------------------------
+
+def _rclone_config(spec: RunSpec) -> str:
+    sections = []
+    for name, endpoint in (("src", spec.source), ("dst", spec.target)):
+        sections.append(f"[{name}]\ntype = swift\nuser = {endpoint.user}\nkey = {endpoint.key}\n"
+                        f"auth = {endpoint.auth_url}\nauth_version = 1\n")
+    return "\n".join(sections)
+
+
+def run_rclone(spec: RunSpec, window: Window, *, chunk_size: str | None) -> CopierResult:
+    config = spec.workdir / "rclone.conf"
+    config.write_text(_rclone_config(spec))
+    config.chmod(0o600)
+    obj = f"{spec.container}/{spec.obj}"
+    argv = ["rclone", "--config", str(config), "copyto", f"src:{obj}", f"dst:{obj}"]
+    if chunk_size:
+        argv += ["--swift-chunk-size", chunk_size]
+    try:
+        with window:
+            usage = run_measured(argv, timeout=spec.timeout, env=clean_environ(),
+                                 log_path=spec.workdir / "rclone.log")
+    finally:
+        config.unlink()
+    # rclone has no MD5 for an SLO source (its ETag is not one), so it compares none.
+    return _from_usage(usage, "no")
+
+
+# --- staged: download to a file, then upload --------------------------------------------
+
+def _swift_argv(endpoint: Endpoint, *command: str) -> list[str]:
+    return [str(SWIFT_CLI), "-A", endpoint.auth_url, "-U", endpoint.user, "-K", endpoint.key,
+            *command]
+
+
+def run_staged(spec: RunSpec, window: Window) -> CopierResult:
+    staging = spec.workdir / "staged.bin"
+    download = _swift_argv(spec.source, "download", spec.container, spec.obj, "-o", str(staging))
+    upload = _swift_argv(spec.target, "upload", "--use-slo", "--segment-size", CHUNK_100M,
+                         "--object-name", spec.obj, spec.container, str(staging))
+    try:
+        with window:
+            fetched = run_measured(download, timeout=spec.timeout, env=clean_environ(),
+                                   log_path=spec.workdir / "swift-download.log")
+            stored = None
+            if fetched.returncode == 0:
+                remaining = max(1.0, spec.timeout - fetched.wall_seconds)
+                stored = run_measured(upload, timeout=remaining, env=clean_environ(),
+                                      log_path=spec.workdir / "swift-upload.log")
+    finally:
+        staging.unlink(missing_ok=True)
+    if stored is None:
+        return _from_usage(fetched, "no")
+    result = _from_usage(stored, "segments only")
+    result.ok = result.ok and fetched.returncode == 0
+    result.cpu_seconds += fetched.cpu_seconds
+    result.peak_rss_bytes = max(result.peak_rss_bytes, fetched.peak_rss_bytes)
+    result.extra = {"download_seconds": round(fetched.wall_seconds, 2),
+                    "upload_seconds": round(stored.wall_seconds, 2)}
+    return result
+
+
+def _from_usage(usage: ChildUsage, verified: str) -> CopierResult:
+    ok = usage.returncode == 0
+    return CopierResult(ok, usage.cpu_seconds, usage.peak_rss_bytes, verified if ok else "NO",
+                        "" if ok else f"exit {usage.returncode}: {usage.output_tail[-600:]}")
+
+
+COPIERS = ("xfer-md5", "xfer-md5-sha512", "xfer-md5-uvloop", "rclone", "rclone-100M", "staged")
+# Not run by default: xfer told to cut 16 MiB segments instead of keeping the source's.
+EXTRA_COPIERS = ("xfer-md5-16M",)
+
+
+def run_copier(name: str, spec: RunSpec, window: Window, xfer_loop: str) -> CopierResult:
+    if name == "xfer-md5":
+        return run_xfer(spec, window, sha512=False, loop=xfer_loop)
+    if name == "xfer-md5-sha512":
+        return run_xfer(spec, window, sha512=True, loop=xfer_loop)
+    if name == "xfer-md5-uvloop":
+        return run_xfer(spec, window, sha512=False, loop="uvloop")
+    if name == "xfer-md5-16M":
+        return run_xfer(spec, window, sha512=False, loop=xfer_loop, segment_size=16 << 20)
+    if name == "rclone":
+        return run_rclone(spec, window, chunk_size=None)
+    if name == "rclone-100M":
+        return run_rclone(spec, window, chunk_size=CHUNK_100M)
+    if name == "staged":
+        return run_staged(spec, window)
+    raise ValueError(f"unknown copier {name!r}; known: {', '.join(COPIERS + EXTRA_COPIERS)}")
