@@ -65,8 +65,10 @@ class InOrderHasher:
                 continue
             chunk = self._ready.popleft()
             await asyncio.to_thread(self._update, chunk)
+            size = len(chunk)
+            del chunk  # a waiting loop must not keep the last segment's buffer alive
             async with self._progress:
-                self.hashed += len(chunk)
+                self.hashed += size
                 self._progress.notify_all()
         return Digests(self._md5.hexdigest(),
                        self._sha512.hexdigest() if self._sha512 is not None else None)
