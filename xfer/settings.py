@@ -46,7 +46,7 @@ class Settings:
     listen_host: str = "127.0.0.1"
     listen_port: int = 8660
     segment_size: int = 16 * MiB
-    window_segments: int = 6
+    window_segments: int = 8
     max_concurrent_copies: int = 2
     max_inflight_bytes: int = 192 * MiB
     verify_sha512: bool = True
