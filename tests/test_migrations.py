@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import sys
 
 import asyncpg
 import pytest
@@ -83,3 +85,23 @@ async def test_processes_starting_together_apply_each_migration_once(cloud):
     versions = [version for version, _ in migration_files()]
     assert sorted(v for applied in results for v in applied) == versions  # each exactly once
     assert [row["version"] for row in rows] == versions
+
+
+async def test_xfer_migrate_command_brings_an_empty_database_up_to_date(cloud):
+    url = await empty_database(cloud.database_url)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("XFER_")}
+    environ["XFER_DATABASE_URL"] = url
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "xfer.cli", "migrate", env=environ,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert b"up to date" in out
+    connection = await asyncpg.connect(url)
+    try:
+        versions = [r["version"] for r in
+                    await connection.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+    finally:
+        await connection.close()
+    assert versions == [version for version, _ in migration_files()]
