@@ -163,3 +163,17 @@ UPDATE jobs SET state = 'succeeded', bytes_total = $3, bytes_done = $3, md5 = $4
                 lease_owner = NULL, lease_expires_at = NULL
 WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying')
 RETURNING id;
+
+-- name: claim_abandoned_cancel
+-- A job whose cancel was asked while its worker died: someone must still delete what it wrote.
+WITH abandoned AS (
+    SELECT id FROM jobs
+    WHERE state = 'cancelling' AND lease_expires_at < now()
+    ORDER BY created_at
+    FOR UPDATE SKIP LOCKED
+    LIMIT 1
+)
+UPDATE jobs SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),
+                updated_at = now()
+FROM abandoned WHERE jobs.id = abandoned.id
+RETURNING jobs.*;

@@ -144,3 +144,30 @@ async def test_sigkilled_worker_is_resumed_by_another_without_recopying(
     assert sent_twice <= window * segment
     head = await regions["RegionTwo"].head_object(container, name)
     assert head.size == len(data)
+
+
+async def test_a_cancel_left_by_a_dead_worker_is_finished_by_another(
+        settings: Settings, store: JobStore, regions: dict[str, SwiftClient]):
+    from tests.conftest import running_service
+    from xfer.plan import Segment
+
+    container, name = unique("orphan-cancel"), "image.raw"
+    await put_plain(regions["RegionOne"], container, name, payload(1000))
+    job = (await store.create_job(job_request(container, name)))[0]
+    job_id = job["id"]
+    # a worker claims the job, writes and records two segments, then dies (its lease runs out)
+    assert (await store.claim_job("ghost", 0.2))["id"] == job_id
+    target = regions["RegionTwo"]
+    await target.put_container(container)
+    for index in range(2):
+        data = payload(1000)
+        segment_name = f"{name}.xfer-segments/{job_id}/{index:08d}"
+        await target.put_object(container, segment_name, data, md5(data))
+        await store.record_segment(job_id, Segment(index, index * 1000, 1000), md5(data))
+    _, took_effect = await store.cancel(job_id)
+    assert took_effect and (await store.get_job(job_id))["state"] == "cancelling"
+    await asyncio.sleep(0.3)  # the ghost's lease has expired
+    async with running_service(settings) as service:
+        ended = await service.wait(str(job_id), deadline=30)
+    assert ended["state"] == "cancelled"
+    assert [o.name for o in await target.list_objects(container) if str(job_id) in o.name] == []

@@ -54,6 +54,18 @@ class Copier:
     async def copy(self, spec: CopySpec, observer: CopyObserver) -> CopyOutcome:
         return await _Copy(self.settings, self.regions, self.memory, spec, observer).run()
 
+    async def discard(self, spec: CopySpec, observer: CopyObserver) -> None:
+        """Delete what earlier attempts of a job wrote: its recorded segments (`spec.resume`),
+        and the target object if it carries this job's stamp."""
+        copy = _Copy(self.settings, self.regions, self.memory, spec, observer)
+        dst = spec.target
+        try:
+            head = await copy.target.head_object(dst.container, dst.object)
+            copy.published = head.metadata.get(JOB_METADATA.lower()) == spec.job_id
+        except XferError:
+            pass  # nothing published, or unreadable: the segments still go
+        await copy._clean_up()
+
 
 class _Copy:
     def __init__(self, settings: Settings, regions: SwiftRegions, memory: ByteBudget,

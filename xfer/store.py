@@ -68,6 +68,10 @@ class JobStore:
                                          row["previous_state"], "running")
         return row
 
+    async def claim_abandoned_cancel(self, worker_id: str,
+                                     lease_seconds: float) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(Q["claim_abandoned_cancel"], worker_id, lease_seconds)
+
     async def renew_lease(self, job_id: uuid.UUID, worker_id: str,
                           lease_seconds: float) -> JobState | None:
         """The job's state after renewing; None when this worker no longer holds the job."""

@@ -82,6 +82,11 @@ class Worker:
                 row = await self.store.claim_job(self.settings.worker_id,
                                                  self.settings.lease_seconds)
                 if row is None:
+                    row = await self.store.claim_abandoned_cancel(self.settings.worker_id,
+                                                                  self.settings.lease_seconds)
+                    if row is not None:
+                        group.create_task(self._end_abandoned_cancel(row, slots))
+                        continue
                     slots.release()
                     await self._idle()
                     continue
@@ -149,6 +154,21 @@ class Worker:
             log.info("job succeeded: %d bytes in %.2fs, md5 %s; uploaded %d bytes, reused %d "
                      "segments of an earlier attempt", outcome.size, outcome.seconds, outcome.md5,
                      outcome.bytes_uploaded, outcome.segments_reused)
+        finally:
+            current_job.reset(token)
+            slots.release()
+
+    async def _end_abandoned_cancel(self, row: asyncpg.Record, slots: asyncio.Semaphore) -> None:
+        """A cancel whose worker died before it finished: delete what the job wrote, end it."""
+        job_id: uuid.UUID = row["id"]
+        token = current_job.set(str(job_id))
+        try:
+            resume = await self.store.recorded_segments(job_id)
+            progress = JobProgress(self.store, job_id, self.settings.worker_id)
+            await self.copier.discard(copy_spec(row, resume), progress)
+            await self.store.finish_cancelled(job_id, self.settings.worker_id)
+            log.info("ended a cancel its worker left unfinished; deleted %d recorded segments",
+                     len(resume))
         finally:
             current_job.reset(token)
             slots.release()
