@@ -171,3 +171,26 @@ async def test_a_cancel_left_by_a_dead_worker_is_finished_by_another(
         ended = await service.wait(str(job_id), deadline=30)
     assert ended["state"] == "cancelled"
     assert [o.name for o in await target.list_objects(container) if str(job_id) in o.name] == []
+
+
+async def test_a_stopping_service_hands_its_job_back_and_the_next_one_resumes(
+        settings: Settings, store: JobStore, regions: dict[str, SwiftClient]):
+    from tests.conftest import running_service
+
+    container, name, data = unique("handover"), "image.raw", payload(24 * MiB)
+    await put_plain(regions["RegionOne"], container, name, data)
+    slow = settings.with_overrides(segment_size=256 * 1024, window_segments=2)
+    async with running_service(slow) as service:
+        job_id = (await service.submit(job_request(container, name)))["id"]
+        async with asyncio.timeout(60):
+            while ((await service.job(job_id))["bytes_done"] or 0) < len(data) // 4:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    handed_back = await store.get_job(job_id)
+    assert handed_back["state"] == "queued", "the copy ended before the stop: nothing to hand back"
+    recorded = await store.recorded_segments(job_id)
+    assert recorded
+    async with running_service(slow) as service:
+        finished = await service.wait(job_id, deadline=60)
+    assert finished["state"] == "succeeded", finished["error"]
+    assert finished["md5"] == md5(data) and finished["attempts"] == 2
+    assert finished["segments_reused"] == len(recorded)

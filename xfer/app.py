@@ -75,6 +75,7 @@ async def serve(settings: Settings, *, api_enabled: bool = True,
                 if on_ready:
                     on_ready(port)
                 await stop.wait()
+                copier.handing_over = True  # running jobs go back to the queue, resumable
                 worker.cancel()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):

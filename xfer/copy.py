@@ -50,14 +50,16 @@ class Copier:
         self.settings = settings
         self.regions = regions
         self.memory = ByteBudget(settings.max_inflight_bytes)
+        # set when the process stops: cancelled copies then keep what they wrote
+        self.handing_over = False
 
     async def copy(self, spec: CopySpec, observer: CopyObserver) -> CopyOutcome:
-        return await _Copy(self.settings, self.regions, self.memory, spec, observer).run()
+        return await _Copy(self, spec, observer).run()
 
     async def discard(self, spec: CopySpec, observer: CopyObserver) -> None:
         """Delete what earlier attempts of a job wrote: its recorded segments (`spec.resume`),
         and the target object if it carries this job's stamp."""
-        copy = _Copy(self.settings, self.regions, self.memory, spec, observer)
+        copy = _Copy(self, spec, observer)
         dst = spec.target
         try:
             head = await copy.target.head_object(dst.container, dst.object)
@@ -68,15 +70,16 @@ class Copier:
 
 
 class _Copy:
-    def __init__(self, settings: Settings, regions: SwiftRegions, memory: ByteBudget,
-                 spec: CopySpec, observer: CopyObserver) -> None:
-        self.settings = settings
-        self.memory = memory
+    def __init__(self, copier: Copier, spec: CopySpec, observer: CopyObserver) -> None:
+        regions = copier.regions
+        self.copier = copier
+        self.settings = copier.settings
+        self.memory = copier.memory
         self.spec = spec
         self.observer = observer
         self.source = regions[spec.source.region]
         self.target = regions[spec.target.region]
-        self.budget = RetryBudget(settings.retry_budget)
+        self.budget = RetryBudget(self.settings.retry_budget)
         self.rng = random.Random()
         self.recorded = {segment.index: segment for segment in spec.resume}
         # names of segments whose PUT was started, by this attempt or a recorded earlier one
@@ -99,6 +102,12 @@ class _Copy:
         started = time.monotonic()
         try:
             outcome = await self._run(started)
+        except asyncio.CancelledError:
+            if not self.copier.handing_over:
+                await self._clean_up()
+            # else: the process is stopping and hands the job back; what was written and
+            # recorded stays for the attempt that takes the job over (it resumes from there)
+            raise
         except BaseException:
             await self._clean_up()
             raise
