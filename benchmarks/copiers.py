@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.procstat import ChildUsage, CpuMeter, cpu_seconds, peak_rss_bytes, run_measured
+from xfer.children import stop_child
+from xfer.settings import RegionConfig, regions_variable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SWIFT_CLI = REPO_ROOT / ".cloud-venv" / "bin" / "swift"
@@ -33,19 +34,9 @@ CHUNK_100M = "100M"  # rclone and swiftclient both read this as 100 MiB
 
 
 @dataclass(frozen=True)
-class Endpoint:
-    """A region as the copier reaches it (directly, or through a shaping proxy)."""
-
-    region: str
-    auth_url: str
-    user: str
-    key: str = field(repr=False)
-
-
-@dataclass(frozen=True)
 class RunSpec:
-    source: Endpoint
-    target: Endpoint
+    source: RegionConfig
+    target: RegionConfig
     container: str
     obj: str
     size: int
@@ -110,14 +101,7 @@ def xfer_server(environ: Mapping[str, str], log_path: Path) -> Iterator[tuple[in
             raise RuntimeError(f"xfer serve did not start ({line!r}); see {log_path}")
         yield process.pid, line.rsplit(" ", 1)[-1].strip()
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_child(process, 30)
 
 
 def _json_request(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -131,15 +115,13 @@ def _json_request(url: str, body: dict[str, Any] | None = None) -> dict[str, Any
 
 def run_xfer(spec: RunSpec, window: Window, *, sha512: bool, loop: str,
              segment_size: int | None = None) -> CopierResult:
-    regions = {e.region: {"auth_url": e.auth_url, "user": e.user, "key": e.key}
-               for e in (spec.source, spec.target)}
     environ = clean_environ({
-        "XFER_DATABASE_URL": spec.database_url, "XFER_REGIONS": json.dumps(regions),
+        "XFER_DATABASE_URL": spec.database_url, "XFER_REGIONS": regions_variable((spec.source, spec.target)),
         "XFER_VERIFY_SHA512": "true" if sha512 else "false", "XFER_EVENT_LOOP": loop,
         **spec.xfer_environ})
-    body: dict[str, Any] = {"source": {"region": spec.source.region, "container": spec.container,
+    body: dict[str, Any] = {"source": {"region": spec.source.name, "container": spec.container,
                        "object": spec.obj},
-            "target": {"region": spec.target.region}, "checksum": spec.md5}
+            "target": {"region": spec.target.name}, "checksum": spec.md5}
     if segment_size is not None:
         body["segment_size"] = segment_size
     with xfer_server(environ, spec.workdir / "xfer-serve.log") as (pid, url):
@@ -194,7 +176,7 @@ def run_rclone(spec: RunSpec, window: Window, *, chunk_size: str | None) -> Copi
 
 # --- staged: download to a file, then upload --------------------------------------------
 
-def _swift_argv(endpoint: Endpoint, *command: str) -> list[str]:
+def _swift_argv(endpoint: RegionConfig, *command: str) -> list[str]:
     return [str(SWIFT_CLI), "-A", endpoint.auth_url, "-U", endpoint.user, "-K", endpoint.key,
             *command]
 

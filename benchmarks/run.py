@@ -24,10 +24,11 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from benchmarks import report, swift_http
-from benchmarks.copiers import COPIERS, EXTRA_COPIERS, CopierResult, Endpoint, RunSpec, Window, run_copier
+from benchmarks.copiers import COPIERS, EXTRA_COPIERS, CopierResult, RunSpec, Window, run_copier
 from benchmarks.procstat import CLOCK_TICKS, CpuMeter
 from benchmarks.shaping_proxy import RunningProxy, Shape, running_proxy
 from xfer import devcloud
+from xfer.settings import RegionConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -118,9 +119,9 @@ def database_for_run(admin_url: str, name: str) -> str:
 
 @contextlib.contextmanager
 def region_endpoints(cloud: devcloud.CloudInfo, scenario: str, shape: Shape,
-                     workdir: Path) -> Iterator[tuple[dict[str, Endpoint], list[RunningProxy]]]:
+                     workdir: Path) -> Iterator[tuple[dict[str, RegionConfig], list[RunningProxy]]]:
     """How copiers reach both regions: directly, or each through its own shaping proxy."""
-    direct = {region: Endpoint(region, c.auth_url, c.user, c.key)
+    direct = {region: RegionConfig(region, c.auth_url, c.user, c.key)
               for region, c in cloud.clusters.items()}
     if scenario == "colocated":
         yield direct, []
@@ -135,7 +136,7 @@ def region_endpoints(cloud: devcloud.CloudInfo, scenario: str, shape: Shape,
             if urlsplit(storage_url).port != proxy.port:  # tempauth follows the Host header
                 raise RuntimeError(f"{region}: storage URL {storage_url} bypasses the proxy")
             proxies.append(proxy)
-            endpoints[region] = Endpoint(region, auth_url, cluster.user, cluster.key)
+            endpoints[region] = RegionConfig(region, auth_url, cluster.user, cluster.key)
         say(f"emulated link ({shape.describe()}): proxies "
             + ", ".join(f"{r} :{e.auth_url.split(':')[2].split('/')[0]}"
                         for r, e in endpoints.items()) + "; storage URLs point at them")
@@ -149,7 +150,7 @@ def measured_pids(cloud: devcloud.CloudInfo, proxies: list[RunningProxy]) -> dic
 
 
 def run_one(args: argparse.Namespace, cloud: devcloud.CloudInfo, scenario: str,
-            endpoints: dict[str, Endpoint], meter: CpuMeter, source: swift_http.Source,
+            endpoints: dict[str, RegionConfig], meter: CpuMeter, source: swift_http.Source,
             copier: str, repeat: int, target: swift_http.Session) -> dict[str, Any]:
     workdir = args.state_dir / "runs" / f"{scenario}-{source.size // GiB}g-{copier}-{repeat}"
     workdir.mkdir(parents=True, exist_ok=True)

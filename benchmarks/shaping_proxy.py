@@ -28,6 +28,8 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from xfer.children import stop_child
+
 LOOPBACK = "127.0.0.1"
 BURST_BYTES = 256 * 1024  # the token bucket's size; asyncio reads up to 256 KiB at a time
 # Reading pauses once the link holds this much more than it has sent, and resumes when it has
@@ -230,14 +232,7 @@ def running_proxy(upstream_port: int, shape: Shape, log_path: str) -> Iterator[R
             raise RuntimeError(f"shaping proxy did not start (see {log_path}): {line!r}")
         yield RunningProxy(process.pid, int(line.rsplit(":", 1)[1]))
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_child(process, 10)
 
 
 def main() -> None:

@@ -53,3 +53,12 @@ def test_settings_reject_unknown_and_invalid_variables():
     settings = from_environ({"XFER_REGIONS": '{"R": {"auth_url": "u", "user": "a", "key": "s3"}}',
                              "XFER_SEGMENT_SIZE": "1024", "PATH": "/bin"})
     assert settings.segment_size == 1024 and "s3" not in repr(settings)
+
+
+def test_regions_variable_reads_back_as_the_same_regions():
+    from xfer.settings import RegionConfig, regions_variable
+
+    regions = [RegionConfig("RegionOne", "http://127.0.0.1:1/auth/v1.0", "a:b", "k1"),
+               RegionConfig("RegionTwo", "http://127.0.0.1:2/auth/v1.0", "c:d", "k2")]
+    settings = from_environ({"XFER_REGIONS": regions_variable(regions)})
+    assert list(settings.regions.values()) == regions

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import MiB, md5, unique
 from tests.sources import payload, put_plain
-from xfer.settings import Settings
+from xfer.settings import Settings, regions_variable
 from xfer.store import JobStore
 from xfer.swift_client import SwiftClient
 
@@ -26,10 +26,9 @@ pytestmark = pytest.mark.integration
 
 def worker_environ(settings: Settings, worker_id: str, **extra: str) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("XFER_")}
-    regions = {name: {"auth_url": r.auth_url, "user": r.user, "key": r.key}
-               for name, r in settings.regions.items()}
     environ.update({
-        "XFER_DATABASE_URL": settings.database_url, "XFER_REGIONS": json.dumps(regions),
+        "XFER_DATABASE_URL": settings.database_url,
+        "XFER_REGIONS": regions_variable(settings.regions.values()),
         "XFER_WORKER_ID": worker_id, "XFER_POLL_INTERVAL": "0.5", "XFER_LEASE_SECONDS": "2",
         "XFER_BACKOFF_BASE": "0.05", "XFER_BACKOFF_MAX": "0.5", **extra})
     return environ

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from xfer import devcloud
+from xfer.children import stop_child
 from xfer.proto import swift
 from xfer.settings import MiB, RegionConfig, from_environ
 from xfer.swift_client import SwiftClient
@@ -65,12 +65,7 @@ def xfer_service(cloud: devcloud.CloudInfo) -> Iterator[str]:
         say(f"xfer serve (PID {process.pid}) listening on {url}; its log: {log_path}")
         yield url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_child(process, 20)
 
 
 async def _upload_source(client: SwiftClient, size: int) -> tuple[str, str]:

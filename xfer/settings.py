@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -122,6 +122,12 @@ def _parse_regions(text: str) -> dict[str, RegionConfig]:
             raise ValueError(f"region {name!r} needs auth_url, user and key")
         regions[name] = RegionConfig(name, entry["auth_url"], entry["user"], entry["key"])
     return regions
+
+
+def regions_variable(regions: Iterable[RegionConfig]) -> str:
+    """The XFER_REGIONS value that `from_environ` reads back as these regions."""
+    return json.dumps({r.name: {"auth_url": r.auth_url, "user": r.user, "key": r.key}
+                       for r in regions})
 
 
 _PARSERS: dict[type | str, Callable[[str], Any]] = {

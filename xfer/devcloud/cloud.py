@@ -34,6 +34,7 @@ from xfer.devcloud.swift_cluster import (
     DevcloudError,
     LaunchSpec,
 )
+from xfer.settings import RegionConfig, regions_variable
 
 STATE_FILE = "devcloud.json"
 READY_TIMEOUT_S = 30.0
@@ -60,11 +61,9 @@ class CloudInfo:
 
     def environ(self) -> dict[str, str]:
         """XFER_* variables for an xfer process using this cloud."""
-        regions = {
-            region: {"auth_url": c.auth_url, "user": c.user, "key": c.key}
-            for region, c in self.clusters.items()
-        }
-        variables = {"XFER_REGIONS": json.dumps(regions)}
+        regions = (RegionConfig(region, c.auth_url, c.user, c.key)
+                   for region, c in self.clusters.items())
+        variables = {"XFER_REGIONS": regions_variable(regions)}
         if self.database_url:
             variables["XFER_DATABASE_URL"] = self.database_url
         return variables
