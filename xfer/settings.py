@@ -59,7 +59,6 @@ class Settings:
     backoff_max: float = 5.0
     lease_seconds: float = 30.0
     poll_interval: float = 2.0
-    progress_interval: float = 0.5
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     max_body_bytes: int = 64 * 1024
     # GET /v1/jobs/{id}/events: how often it reads the job, and how long one stream may last
@@ -72,7 +71,7 @@ class Settings:
         positive = (
             "segment_size", "window_segments", "max_concurrent_copies", "max_inflight_bytes",
             "connect_timeout", "read_timeout", "request_attempts", "lease_seconds",
-            "poll_interval", "progress_interval", "max_body_bytes",
+            "poll_interval", "max_body_bytes",
             "events_poll_interval", "events_max_seconds", "ready_timeout",
         )
         for name in positive:
