@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.procstat import ChildUsage, CpuMeter, cpu_seconds, peak_rss_bytes, run_measured
-from xfer.children import stop_child
+from xfer.dev.children import stop_child
 from xfer.settings import RegionConfig, regions_variable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

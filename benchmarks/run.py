@@ -27,7 +27,7 @@ from benchmarks import report, swift_http
 from benchmarks.copiers import COPIERS, EXTRA_COPIERS, CopierResult, RunSpec, Window, run_copier
 from benchmarks.procstat import CLOCK_TICKS, CpuMeter
 from benchmarks.shaping_proxy import RunningProxy, Shape, running_proxy
-from xfer import devcloud
+from xfer.dev import devcloud
 from xfer.settings import RegionConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

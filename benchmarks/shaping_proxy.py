@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from xfer.children import stop_child
+from xfer.dev.children import stop_child
 
 LOOPBACK = "127.0.0.1"
 BURST_BYTES = 256 * 1024  # the token bucket's size; asyncio reads up to 256 KiB at a time

@@ -1,4 +1,4 @@
--- Named queries, loaded once by xfer/db.py and called only from xfer/store.py.
+-- Named queries, loaded once by xfer/jobs/db.py and called only from xfer/jobs/store.py.
 -- Each starts with "-- name: <name>".
 
 -- name: insert_job

@@ -19,11 +19,11 @@ import aiohttp
 import asyncpg
 import pytest
 
-from xfer import devcloud
 from xfer.app import http_session, serve
-from xfer.db import migrate
+from xfer.clients.swift import SwiftClient
+from xfer.dev import devcloud
+from xfer.jobs.db import migrate
 from xfer.settings import MiB, RegionConfig, Settings, from_environ
-from xfer.swift_client import SwiftClient
 
 TARGET_MAX_FILE_SIZE = 8 * MiB  # RegionTwo's constraint: bigger copies must become SLOs
 TEMPLATE_DB = "xfer_template"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 
+from xfer.clients.swift import SwiftClient
 from xfer.proto import swift
-from xfer.swift_client import SwiftClient
 
 
 def payload(size: int) -> bytes:

@@ -6,7 +6,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xfer.budget import ByteBudget
+from xfer.engine.budget import ByteBudget
 
 
 @settings(max_examples=50, deadline=None)

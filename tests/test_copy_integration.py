@@ -9,9 +9,9 @@ import pytest
 
 from tests.conftest import TARGET_MAX_FILE_SIZE, MiB, Service, md5, unique
 from tests.sources import payload, put_plain, put_slo
+from xfer.clients.swift import SwiftClient
 from xfer.errors import RemoteError
 from xfer.proto import swift
-from xfer.swift_client import SwiftClient
 
 
 def job_body(container: str, name: str, **extra: object) -> dict:

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import cloud_state_dir
-from xfer.devcloud import (
+from xfer.dev.devcloud import (
     CloudInfo,
     ClusterInfo,
     ClusterSpec,

@@ -8,13 +8,13 @@ import pytest
 
 from tests.conftest import MiB, md5, unique
 from tests.sources import payload, put_dlo, put_plain
-from xfer.copy import Copier
-from xfer.copy_types import CopySpec, ObjectRef
+from xfer.clients.swift import SwiftClient, SwiftRegions
+from xfer.engine.object_copy import Copier
+from xfer.engine.plan import Plan, Segment
+from xfer.engine.types import CopySpec, ObjectRef
 from xfer.errors import RemoteError
-from xfer.plan import Plan, Segment
 from xfer.proto import swift
 from xfer.settings import Settings
-from xfer.swift_client import SwiftClient, SwiftRegions
 
 
 class Recorder:

@@ -27,9 +27,9 @@ from tests.fault_proxy import (
     truncate_after,
 )
 from tests.sources import payload, put_plain, put_slo
+from xfer.clients.swift import SwiftClient
 from xfer.errors import RemoteError
 from xfer.settings import Settings
-from xfer.swift_client import SwiftClient
 
 READ_TIMEOUT = 1.0
 STALL_SECONDS = 4.0  # well past READ_TIMEOUT; the proxy cancels the stall when it stops

@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xfer.hashing import InOrderHasher
+from xfer.engine.hashing import InOrderHasher
 
 
 async def hash_in_random_order(data: bytes, cuts: list[int], with_sha512: bool, seed: int):

@@ -3,7 +3,14 @@
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from xfer.jobs import TERMINAL, TRANSITIONS, InvalidTransition, JobState, cancel_target, check_transition
+from xfer.jobs.states import (
+    TERMINAL,
+    TRANSITIONS,
+    InvalidTransition,
+    JobState,
+    cancel_target,
+    check_transition,
+)
 
 
 class JobLifecycle(RuleBasedStateMachine):

@@ -8,8 +8,8 @@ import logging
 
 from tests.conftest import MiB, Service, unique
 from tests.sources import payload, put_plain
+from xfer.clients.swift import SwiftClient
 from xfer.logs import json_handler
-from xfer.swift_client import SwiftClient
 
 
 async def test_job_lines_carry_the_job_id_and_never_a_token(
@@ -34,7 +34,7 @@ async def test_job_lines_carry_the_job_id_and_never_a_token(
         root.setLevel(previous_level)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert lines and all({"ts", "level", "logger", "message"} <= line.keys() for line in lines)
-    worker_lines = [line for line in lines if line["logger"] == "xfer.worker"]
+    worker_lines = [line for line in lines if line["logger"] == "xfer.jobs.worker"]
     assert {line.get("job_id") for line in worker_lines} == {ok["id"], failed["id"]}
     assert any(line["message"].startswith("job succeeded") for line in worker_lines)
     assert any("source_not_found" in line["message"] for line in worker_lines)

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import database_url
-from xfer.db import SQL_DIR, migrate, migration_files
+from xfer.jobs.db import SQL_DIR, migrate, migration_files
 
 pytestmark = pytest.mark.integration
 _numbers = itertools.count()

@@ -23,10 +23,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import MiB, RegionConfig, Service, database_url, md5, unique
 from tests.sources import payload, put_plain
 from xfer.app import build_app
-from xfer.db import create_pool
+from xfer.clients.swift import SwiftClient
+from xfer.jobs.db import create_pool
+from xfer.jobs.store import JobStore
 from xfer.settings import Settings
-from xfer.store import JobStore
-from xfer.swift_client import SwiftClient
 
 
 def job_body(container: str, name: str, source: str = "RegionOne", target: str = "RegionTwo"

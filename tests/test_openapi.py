@@ -19,10 +19,10 @@ from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from tests.conftest import MiB, RegionConfig, Service, md5, unique
 from tests.sources import payload, put_plain
 from tests.test_observe import api_only, closed_port
-from xfer import openapi, validation
 from xfer.app import build_app
+from xfer.clients.swift import SwiftClient
 from xfer.settings import Settings
-from xfer.swift_client import SwiftClient
+from xfer.web import openapi, validation
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from xfer.engine.plan import plan_from_source_segments, plan_segments, window_for
 from xfer.errors import CopyFailed
-from xfer.plan import plan_from_source_segments, plan_segments, window_for
 from xfer.proto.swift import Limits
 
 

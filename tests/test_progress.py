@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xfer.api import decode_cursor, encode_cursor
 from xfer.errors import RequestError
-from xfer.jobs import JobState
-from xfer.progress import eta_seconds, transfer_rate
+from xfer.jobs.states import JobState
+from xfer.web.api import decode_cursor, encode_cursor
+from xfer.web.progress import eta_seconds, transfer_rate
 
 START = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xfer.reorder import OrderedAssembler, WindowExceeded
+from xfer.engine.reorder import OrderedAssembler, WindowExceeded
 
 
 @st.composite

@@ -12,8 +12,8 @@ import pytest
 
 from tests.conftest import MiB, running_service, unique
 from tests.sources import payload, put_plain
+from xfer.clients.swift import SwiftClient
 from xfer.settings import Settings
-from xfer.swift_client import SwiftClient
 
 pytestmark = pytest.mark.integration
 

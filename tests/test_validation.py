@@ -4,7 +4,7 @@ import pytest
 
 from xfer.errors import ConfigError, RequestError
 from xfer.settings import from_environ
-from xfer.validation import validate_job_request
+from xfer.web.validation import validate_job_request
 
 REGIONS = {"RegionOne", "RegionTwo"}
 GOOD = {"source": {"region": "RegionOne", "container": "images", "object": "cirros.img"},

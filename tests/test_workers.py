@@ -17,9 +17,9 @@ import pytest
 
 from tests.conftest import MiB, md5, unique
 from tests.sources import payload, put_plain
+from xfer.clients.swift import SwiftClient
+from xfer.jobs.store import JobStore
 from xfer.settings import Settings, regions_variable
-from xfer.store import JobStore
-from xfer.swift_client import SwiftClient
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +148,7 @@ async def test_sigkilled_worker_is_resumed_by_another_without_recopying(
 async def test_a_cancel_left_by_a_dead_worker_is_finished_by_another(
         settings: Settings, store: JobStore, regions: dict[str, SwiftClient]):
     from tests.conftest import running_service
-    from xfer.plan import Segment
+    from xfer.engine.plan import Segment
 
     container, name = unique("orphan-cancel"), "image.raw"
     await put_plain(regions["RegionOne"], container, name, payload(1000))

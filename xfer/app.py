@@ -10,15 +10,15 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
-from xfer import api, events, health, openapi
-from xfer.copy import Copier
-from xfer.db import create_pool
+from xfer.clients.swift import SwiftRegions
+from xfer.engine.object_copy import Copier
 from xfer.errors import ConfigError
-from xfer.metrics import Metrics
+from xfer.jobs.db import create_pool
+from xfer.jobs.metrics import Metrics
+from xfer.jobs.store import JobStore
+from xfer.jobs.worker import Worker
 from xfer.settings import Settings
-from xfer.store import JobStore
-from xfer.swift_client import SwiftRegions
-from xfer.worker import Worker
+from xfer.web import api, events, health, openapi
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ def _serve(args: argparse.Namespace, api_enabled: bool) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from xfer.db import create_pool
+    from xfer.jobs.db import create_pool
 
     settings = from_environ()
 
@@ -53,7 +53,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from xfer.demo import run_demo
+    from xfer.dev.demo import run_demo
 
     return run_demo(size_mib=args.size_mib)
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--size-mib", type=int, default=200)
     demo.set_defaults(func=_demo)
     try:
-        from xfer.devcloud.cli import register
+        from xfer.dev.devcloud.cli import register
     except ImportError:
         pass  # the local cloud is a development tool; a production install may leave it out
     else:

@@ -1,0 +1,85 @@
+"""Assembles the service: database, Swift clients, worker and REST API, in one TaskGroup."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+import aiohttp
+from aiohttp import web
+
+from xfer.web import api, events, health, openapi
+from xfer.engine.object_copy import Copier
+from xfer.jobs.db import create_pool
+from xfer.errors import ConfigError
+from xfer.jobs.metrics import Metrics
+from xfer.settings import Settings
+from xfer.jobs.store import JobStore
+from xfer.clients.swift import SwiftRegions
+from xfer.jobs.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+def http_session(settings: Settings) -> aiohttp.ClientSession:
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
+                                    sock_read=settings.read_timeout)
+    # No connection cap here: the copy window already bounds how many requests are in flight.
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
+
+
+def build_app(settings: Settings, store: JobStore, metrics: Metrics | None = None
+              ) -> web.Application:
+    """The REST API, /v1/openapi.json, /healthz, /readyz and /metrics; `metrics` is shared
+    with the worker that feeds its counters."""
+    app = web.Application(middlewares=[api.json_errors], client_max_size=settings.max_body_bytes)
+    app[api.SETTINGS] = settings
+    app[api.STORE] = store
+    api.add_routes(app)
+    events.setup(app)
+    health.setup(app, metrics or Metrics())
+    openapi.setup(app)
+    return app
+
+
+async def serve(settings: Settings, *, api_enabled: bool = True,
+                on_ready: Callable[[int], None] | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run the API (unless disabled) and a worker until `stop` is set, SIGTERM or SIGINT."""
+    if not settings.database_url:
+        raise ConfigError("XFER_DATABASE_URL is not set")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    pool = await create_pool(settings.database_url)
+    store = JobStore(pool)
+    metrics = Metrics()
+    runner = None
+    try:
+        async with http_session(settings) as http:
+            port = 0
+            if api_enabled:
+                runner = web.AppRunner(build_app(settings, store, metrics), access_log=None)
+                await runner.setup()
+                site = web.TCPSite(runner, settings.listen_host, settings.listen_port)
+                await site.start()
+                port = runner.addresses[0][1]
+                log.info("listening on http://%s:%d", settings.listen_host, port)
+            copier = Copier(settings, SwiftRegions(http, dict(settings.regions)))
+            async with asyncio.TaskGroup() as group:
+                worker = group.create_task(Worker(settings, store, copier, metrics).run())
+                if on_ready:
+                    on_ready(port)
+                await stop.wait()
+                copier.handing_over = True  # running jobs go back to the queue, resumable
+                worker.cancel()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        if runner is not None:
+            await runner.cleanup()
+        await pool.close()

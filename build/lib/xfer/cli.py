@@ -1,0 +1,89 @@
+"""The `xfer` command: serve, worker, migrate, devcloud, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from xfer import logs
+from xfer.errors import XferError
+from xfer.settings import Settings, from_environ
+
+
+def run_async(settings: Settings, main: Coroutine[Any, Any, Any]) -> Any:
+    """Run on the event loop the settings choose (measured, not assumed: see benchmarks/)."""
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(main)
+    return asyncio.run(main)
+
+
+def _serve(args: argparse.Namespace, api_enabled: bool) -> int:
+    from xfer.app import serve
+
+    settings = from_environ()
+    if args.port is not None:
+        settings = settings.with_overrides(listen_port=args.port)
+    logs.configure()
+
+    def announce(port: int) -> None:
+        if api_enabled:
+            print(f"xfer: listening on http://{settings.listen_host}:{port}", flush=True)
+
+    run_async(settings, serve(settings, api_enabled=api_enabled, on_ready=announce))
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from xfer.jobs.db import create_pool
+
+    settings = from_environ()
+
+    async def main() -> None:
+        pool = await create_pool(settings.database_url)
+        await pool.close()
+
+    run_async(settings, main())
+    print("xfer: database schema is up to date")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from xfer.dev.demo import run_demo
+
+    return run_demo(size_mib=args.size_mib)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xfer", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the REST API and a worker")
+    serve.add_argument("--port", type=int, default=None, help="listen port (0: any free one)")
+    serve.set_defaults(func=lambda a: _serve(a, api_enabled=True))
+    worker = commands.add_parser("worker", help="run only a worker")
+    worker.set_defaults(func=lambda a: _serve(a, api_enabled=False), port=None)
+    migrate = commands.add_parser("migrate", help="apply the database migrations")
+    migrate.set_defaults(func=_migrate)
+    demo = commands.add_parser("demo", help="copy a sample image between two local regions")
+    demo.add_argument("--size-mib", type=int, default=200)
+    demo.set_defaults(func=_demo)
+    try:
+        from xfer.dev.devcloud.cli import register
+    except ImportError:
+        pass  # the local cloud is a development tool; a production install may leave it out
+    else:
+        register(commands)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except XferError as exc:
+        print(f"xfer: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Turn a low-level error into the job's error code and a sentence a user can act on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from xfer.errors import (
+    AuthError,
+    CopyFailed,
+    IntegrityError,
+    RemoteError,
+    TransportError,
+    XferError,
+)
+from xfer.engine.retry import RetryBudgetExhausted
+
+
+def describe_failure(side: str, operation: str, where: str, exc: XferError) -> CopyFailed:
+    """`side` is 'source' or 'target'; `where` says which object in which region."""
+    cause = exc
+    if isinstance(exc, RetryBudgetExhausted) and isinstance(exc.__cause__, XferError):
+        cause = exc.__cause__
+    if isinstance(cause, AuthError):
+        return CopyFailed(f"{side}_auth_failed",
+                          f"{side} credentials were refused while trying to {operation} "
+                          f"{where}: {cause}")
+    if isinstance(cause, RemoteError):
+        if cause.status == 404 and side == "source":
+            return CopyFailed("source_not_found", f"source object {where} not found ({cause})")
+        if cause.status in (401, 403):
+            return CopyFailed(f"{side}_forbidden",
+                              f"no permission to {operation} {where} ({cause})")
+        if cause.status == 413 and side == "target":
+            return CopyFailed("target_quota_exceeded",
+                              f"the target refused to {operation} {where}: quota or size "
+                              f"limit exceeded ({cause})")
+    if isinstance(cause, IntegrityError):
+        return CopyFailed(f"{side}_data_corrupt",
+                          f"data did not verify while trying to {operation} {where}: {cause}")
+    # Retryable errors only get here once the retries are spent.
+    prefix = "gave up after retries: " if cause.retryable else ""
+    if isinstance(cause, RemoteError) and cause.retryable:
+        return CopyFailed(f"{side}_unavailable",
+                          f"{prefix}the {side} region kept failing to {operation} {where} "
+                          f"({cause})")
+    if isinstance(cause, TransportError):
+        return CopyFailed(f"{side}_unreachable",
+                          f"{prefix}could not {operation} {where}: {cause.reason} ({cause})")
+    return CopyFailed(f"{side}_error", f"{prefix}could not {operation} {where}: {cause}")
+
+
+@contextmanager
+def failing_as(side: str, operation: str, where: str) -> Iterator[None]:
+    try:
+        yield
+    except CopyFailed:
+        raise
+    except XferError as exc:
+        raise describe_failure(side, operation, where, exc) from exc
+
+
+def first_copy_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to report from a TaskGroup's failures: a CopyFailed first, else the first one."""
+    flat: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            flat.append(exc)
+
+    walk(group)
+    for exc in flat:
+        if isinstance(exc, CopyFailed):
+            return exc
+    return flat[0]

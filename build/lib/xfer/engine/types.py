@@ -1,0 +1,72 @@
+"""What a copy is: its request, its outcome, and how it reports to whoever runs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from xfer.engine.plan import Plan, Segment
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    region: str
+    container: str
+    object: str
+
+    def describe(self) -> str:
+        return f"{self.container}/{self.object} in {self.region}"
+
+
+@dataclass(frozen=True)
+class CopySpec:
+    job_id: str
+    source: ObjectRef
+    target: ObjectRef
+    segment_container: str | None = None  # default: the target's own container
+    expected_md5: str | None = None
+    segment_size: int | None = None
+    # Segments an earlier attempt of this job wrote and recorded: checked with a HEAD and
+    # not uploaded again when they still match.
+    resume: tuple[Segment, ...] = ()
+
+    @property
+    def segments_container(self) -> str:
+        return self.segment_container or self.target.container
+
+    def segment_name(self, index: int) -> str:
+        return f"{self.target.object}.xfer-segments/{self.job_id}/{index:08d}"
+
+
+@dataclass(frozen=True)
+class CopyOutcome:
+    size: int
+    md5: str
+    sha512: str | None
+    etag: str  # the target object's ETag as Swift reports it
+    layout: str  # "slo" or "plain"
+    segments: int
+    md5_checked_against: str | None  # "request checksum", "source etag" or None
+    retries: int
+    target_project: str  # the Swift account the copy landed in (AUTH_...)
+    bytes_uploaded: int  # segment bytes this attempt sent (resumed segments are not sent)
+    segments_reused: int  # segments an earlier attempt wrote, checked and kept
+    seconds: float
+    existing: ObjectRef | None = None  # set when deduplicated: no bytes moved
+
+
+@dataclass(frozen=True)
+class VerifiedCopy:
+    """A copy the checksum index knows: the same bytes, already verified in a region."""
+
+    container: str
+    object: str
+    sha512: str | None
+
+
+class CopyObserver(Protocol):
+    async def find_verified_copy(self, md5: str, size: int, region: str,
+                                 project: str) -> VerifiedCopy | None: ...
+    async def planned(self, plan: Plan) -> None: ...
+    async def segment_written(self, segment: Segment, etag: str) -> None: ...
+    async def verifying(self) -> None: ...

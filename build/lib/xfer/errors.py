@@ -1,0 +1,113 @@
+"""Every error xfer raises on purpose descends from one root.
+
+    XferError
+    ├── ConfigError        a setting is missing or invalid (start-up stops)
+    ├── RequestError       a job request is malformed; names the field (API answers 4xx)
+    ├── RemoteError        a service answered with an error status; keeps service, method,
+    │   │                  path, status and Swift's transaction id
+    │   └── AuthError      authentication refused (401/403 on the auth endpoint)
+    ├── TransportError     no usable answer: connection refused/reset, timeout
+    ├── IntegrityError     bytes are not what was asked or promised: Content-Range, length,
+    │   │                  ETag or checksum mismatch
+    │   └── BodyRejected   Swift refused a PUT body whose MD5 differs from its ETag (422)
+    └── CopyFailed         a copy ended in failure; carries the job's error code and a sentence
+                           a user can act on
+
+`retryable` says whether trying the same request again may succeed.
+"""
+
+from __future__ import annotations
+
+# Statuses worth a retry: the server was busy, restarting, or timed out on its side.
+RETRYABLE_STATUSES = frozenset({408, 429, 498, 499, 500, 502, 503, 504})
+
+
+class XferError(Exception):
+    """Root of xfer's own exceptions."""
+
+    retryable = False
+
+
+class ConfigError(XferError):
+    """A setting is missing or invalid."""
+
+
+class RequestError(XferError):
+    """A job request is invalid; `field` names the offending field (dotted path)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class RemoteError(XferError):
+    """A service answered with an unexpected status."""
+
+    def __init__(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        status: int,
+        txn_id: str | None,
+        detail: str = "",
+    ) -> None:
+        self.service = service
+        self.method = method
+        self.path = path
+        self.status = status
+        self.txn_id = txn_id
+        self.detail = detail
+        self.retryable = status in RETRYABLE_STATUSES
+        text = f"{service}: {method} {path} -> {status}"
+        if detail:
+            text += f" ({detail})"
+        text += f" [txn {txn_id or 'none'}]"
+        super().__init__(text)
+
+
+class AuthError(RemoteError):
+    """The credentials were refused."""
+
+
+class TransportError(XferError):
+    """The connection failed or timed out before a complete answer."""
+
+    retryable = True
+
+    def __init__(self, service: str, method: str, path: str, reason: str) -> None:
+        self.service = service
+        self.method = method
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{service}: {method} {path} failed: {reason}")
+
+
+class IntegrityError(XferError):
+    """Received bytes do not match what was requested or promised.
+
+    A ranged body of the wrong length or range is retryable (the next read may be whole);
+    a verified checksum mismatch over the whole object is not.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class BodyRejected(IntegrityError):
+    """Swift computed another MD5 than the ETag sent: sending the same bytes again cannot
+    help; the bytes must be read again from where they came from."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class CopyFailed(XferError):
+    """A copy failed; `code` is the job's machine-readable error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message

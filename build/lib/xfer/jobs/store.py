@@ -1,0 +1,225 @@
+"""The only caller of the named queries in sql/queries.sql."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from xfer.engine.types import CopyOutcome, CopySpec, ObjectRef, VerifiedCopy
+from xfer.jobs.db import load_queries
+from xfer.errors import XferError
+from xfer.jobs.states import JobState, cancel_target, check_transition
+from xfer.engine.plan import Plan, Segment
+
+JOBS_CHANNEL = "xfer_jobs"
+CANCEL_CHANNEL = "xfer_cancel"
+Q = load_queries()
+
+
+class IdempotencyConflict(XferError):
+    """The idempotency key was used before for a different request."""
+
+
+def request_digest(request: dict[str, Any]) -> str:
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class JobStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def create_job(self, request: dict[str, Any], idempotency_key: str | None = None
+                         ) -> tuple[asyncpg.Record, bool]:
+        """(the job, whether it is new). With an idempotency key already used for the same
+        request, the earlier job; for another request, IdempotencyConflict."""
+        source, target = request["source"], request["target"]
+        job_id = uuid.uuid4()
+        digest = request_digest(request)
+        async with self.pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                Q["insert_job"], job_id, source["region"], source["container"], source["object"],
+                target["region"], target["container"], target["object"],
+                request.get("segment_container"), request.get("checksum"),
+                request.get("segment_size"), idempotency_key, digest)
+            if row is None:  # the key is taken (the unique index waited for its transaction)
+                earlier = await connection.fetchrow(Q["job_by_idempotency_key"], idempotency_key)
+                if earlier["request_digest"] != digest:
+                    raise IdempotencyConflict(str(earlier["id"]))
+                return earlier, False
+            await connection.execute(Q["record_transition"], job_id, None, JobState.QUEUED)
+            # Delivered at commit: idle workers in every process wake up at once.
+            await connection.execute(Q["notify_new_job"], str(job_id))
+        return row, True
+
+    async def get_job(self, job_id: uuid.UUID) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(Q["get_job"], job_id)
+
+    async def claim_job(self, worker_id: str, lease_seconds: float) -> asyncpg.Record | None:
+        async with self.pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(Q["claim_job"], worker_id, lease_seconds)
+            if row is not None:
+                await connection.execute(Q["record_transition"], row["id"],
+                                         row["previous_state"], "running")
+        return row
+
+    async def claim_abandoned_cancel(self, worker_id: str,
+                                     lease_seconds: float) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(Q["claim_abandoned_cancel"], worker_id, lease_seconds)
+
+    async def renew_lease(self, job_id: uuid.UUID, worker_id: str,
+                          lease_seconds: float) -> JobState | None:
+        """The job's state after renewing; None when this worker no longer holds the job."""
+        state = await self.pool.fetchval(Q["renew_lease"], job_id, worker_id, lease_seconds)
+        return None if state is None else JobState(state)
+
+    async def set_verifying(self, job_id: uuid.UUID, worker_id: str) -> bool:
+        return await self._finish(job_id, JobState.VERIFYING, lambda c: c.fetchval(
+            Q["set_verifying"], job_id, worker_id))
+
+    async def cancel(self, job_id: uuid.UUID) -> tuple[asyncpg.Record | None, bool]:
+        """(the job, whether the cancel took effect). A queued job ends at once; a running one
+        becomes cancelling and its worker is told through NOTIFY (its lease renewal is the
+        fallback)."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            state = await connection.fetchval(Q["lock_job_state"], job_id)
+            if state is None:
+                return None, False
+            current = JobState(state)
+            wanted = cancel_target(current)
+            if wanted is None:
+                return await connection.fetchrow(Q["get_job"], job_id), False
+            check_transition(current, wanted)
+            query = "cancel_queued" if wanted is JobState.CANCELLED else "request_cancel"
+            row = await connection.fetchrow(Q[query], job_id)
+            await connection.execute(Q["record_transition"], job_id, current, wanted)
+            if wanted is JobState.CANCELLING:
+                await connection.execute(Q["notify_cancel"], str(job_id))
+            return row, True
+
+    async def finish_cancelled(self, job_id: uuid.UUID, worker_id: str) -> bool:
+        return await self._finish(job_id, JobState.CANCELLED, lambda c: c.fetchval(
+            Q["finish_cancelled"], job_id, worker_id))
+
+    async def set_plan(self, job_id: uuid.UUID, plan: Plan) -> None:
+        await self.pool.execute(Q["set_plan"], job_id, plan.size, len(plan.segments),
+                                "slo" if plan.as_slo else "plain")
+
+    async def record_segment(self, job_id: uuid.UUID, segment: Segment, etag: str) -> None:
+        await self.pool.execute(Q["record_segment"], job_id, segment.index, segment.offset,
+                                segment.length, etag)
+
+    async def recorded_segments(self, job_id: uuid.UUID) -> tuple[Segment, ...]:
+        rows = await self.pool.fetch(Q["list_segments"], job_id)
+        return tuple(Segment(r["index"], r["offset"], r["length"], r["etag"]) for r in rows)
+
+    async def set_progress(self, job_id: uuid.UUID, bytes_done: int) -> None:
+        await self.pool.execute(Q["set_progress"], job_id, bytes_done)
+
+    async def find_verified_copy(self, md5: str, size: int, region: str,
+                                 project: str) -> VerifiedCopy | None:
+        row = await self.pool.fetchrow(Q["find_verified_copy"], md5, size, region, project)
+        return None if row is None else VerifiedCopy(row["container"], row["object"],
+                                                     row["sha512"])
+
+    async def finish_succeeded(self, job_id: uuid.UUID, worker_id: str, spec: CopySpec,
+                               outcome: CopyOutcome) -> bool:
+        """Record success and index the verified copy by its checksums, in one transaction."""
+        existing = outcome.existing
+        if existing is not None:
+            return await self._finish(job_id, JobState.SUCCEEDED, lambda c: c.fetchval(
+                Q["finish_deduplicated"], job_id, worker_id, outcome.size, outcome.md5,
+                outcome.sha512, outcome.etag, outcome.md5_checked_against,
+                existing.container, existing.object))
+
+        async def update(connection: asyncpg.Connection) -> Any:
+            done = await connection.fetchval(
+                Q["finish_succeeded"], job_id, worker_id, outcome.md5, outcome.sha512,
+                outcome.etag, outcome.md5_checked_against, outcome.retries,
+                outcome.bytes_uploaded, outcome.segments_reused)
+            if done is not None and outcome.md5_checked_against is not None:
+                # only copies verified against a known checksum may answer "same image"
+                await connection.execute(
+                    Q["record_object"], outcome.md5, outcome.sha512, outcome.size,
+                    spec.target.region, outcome.target_project, spec.target.container,
+                    spec.target.object, job_id)
+            return done
+
+        return await self._finish(job_id, JobState.SUCCEEDED, update)
+
+    async def find_objects(self, md5: str | None, sha512: str | None,
+                           region: str | None) -> list[asyncpg.Record]:
+        return list(await self.pool.fetch(Q["find_objects"], md5, sha512, region))
+
+    async def finish_failed(self, job_id: uuid.UUID, worker_id: str, code: str,
+                            message: str) -> bool:
+        return await self._finish(job_id, JobState.FAILED, lambda c: c.fetchval(
+            Q["finish_failed"], job_id, worker_id, code, message))
+
+    async def requeue(self, job_id: uuid.UUID, worker_id: str) -> bool:
+        return await self._finish(job_id, JobState.QUEUED, lambda c: c.fetchval(
+            Q["requeue_job"], job_id, worker_id))
+
+    async def _finish(self, job_id: uuid.UUID, state: JobState,
+                      update: Callable[[asyncpg.Connection], Any]) -> bool:
+        """Move a job this worker holds to `state`, recording the transition from the state it
+        had. False when this worker no longer holds the job (its lease expired and moved on)."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            previous = await connection.fetchval(Q["lock_job_state"], job_id)
+            if previous is None or await update(connection) is None:
+                return False
+            check_transition(JobState(previous), state)
+            await connection.execute(Q["record_transition"], job_id, previous, state)
+        return True
+
+    # --- read side of the REST API: detail, listing, metrics, readiness -----------------
+
+    async def job_observed(self, job_id: uuid.UUID) -> asyncpg.Record | None:
+        """The job with `observed_at`, the database's clock when it was read."""
+        return await self.pool.fetchrow(Q["job_with_clock"], job_id)
+
+    async def job_detail(self, job_id: uuid.UUID) -> tuple[
+            asyncpg.Record, list[asyncpg.Record], list[asyncpg.Record]] | None:
+        """(the job with `observed_at`, its written segments, its state transitions), read in
+        one snapshot; None when there is no such job."""
+        async with self.pool.acquire() as connection, connection.transaction(
+                isolation="repeatable_read", readonly=True):
+            job = await connection.fetchrow(Q["job_with_clock"], job_id)
+            if job is None:
+                return None
+            segments = await connection.fetch(Q["list_segments"], job_id)
+            transitions = await connection.fetch(Q["list_transitions"], job_id)
+        return job, segments, transitions
+
+    async def list_jobs_page(self, state: str | None, region: str | None,
+                             after: tuple[Any, uuid.UUID] | None, limit: int
+                             ) -> list[asyncpg.Record]:
+        """Newest first; `after` is the (created_at, id) of the previous page's last job;
+        `region` matches the source or the target region."""
+        created_at, job_id = after if after is not None else (None, None)
+        return list(await self.pool.fetch(Q["list_jobs_page"], state, region, created_at,
+                                          job_id, limit))
+
+    async def count_jobs_by_state(self) -> dict[str, int]:
+        return {row["state"]: row["jobs"] for row in await self.pool.fetch(
+            Q["count_jobs_by_state"])}
+
+    async def ping(self) -> None:
+        await self.pool.fetchval(Q["ping"])
+
+
+def copy_spec(row: asyncpg.Record, resume: tuple[Segment, ...] = ()) -> CopySpec:
+    return CopySpec(
+        job_id=str(row["id"]),
+        source=ObjectRef(row["source_region"], row["source_container"], row["source_object"]),
+        target=ObjectRef(row["target_region"], row["target_container"], row["target_object"]),
+        segment_container=row["segment_container"],
+        expected_md5=row["expected_md5"],
+        segment_size=row["segment_size"],
+        resume=resume,
+    )

@@ -1,0 +1,1 @@
+"""Sans-IO wire protocols: build requests and parse replies; no sockets here."""

@@ -1,0 +1,40 @@
+"""The request/reply values shared by the sans-IO protocol modules and the one transport."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | bytearray | memoryview | None = None
+
+    @property
+    def path(self) -> str:
+        """The URL path, for error messages (never the query, never a token)."""
+        return urlsplit(self.url).path
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A reply whose body has been read in full (small bodies only: JSON, manifests)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        # aiohttp's CIMultiDict is case-insensitive; plain dicts in tests may not be.
+        value = self.headers.get(name)
+        if value is None:
+            lowered = name.lower()
+            for key, candidate in self.headers.items():
+                if key.lower() == lowered:
+                    return candidate
+        return value

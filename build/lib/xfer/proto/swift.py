@@ -1,0 +1,352 @@
+"""Swift object-store protocol, sans IO: request builders and reply parsers.
+
+Covers v1 (tempauth) authentication, /info limits, object HEAD, ranged GET, PUT with ETag,
+SLO manifest PUT (`heartbeat=on`) and DELETE (`multipart-manifest=delete`), container PUT.
+Every error is a RemoteError carrying method, URL path, status and Swift's transaction id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from xfer.errors import AuthError, BodyRejected, IntegrityError, RemoteError
+from xfer.proto.http import Reply, Request
+
+SERVICE = "swift"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    storage_url: str  # e.g. http://127.0.0.1:16080/v1/AUTH_test
+    token: str
+
+    def __repr__(self) -> str:  # never print a token
+        return f"Credentials(storage_url={self.storage_url!r}, token=<hidden>)"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The target cluster's constraints that shape a segment plan."""
+
+    max_file_size: int
+    max_manifest_segments: int
+    max_manifest_size: int
+    min_segment_size: int
+
+
+class ObjectKind(Enum):
+    PLAIN = "plain"
+    SLO = "slo"
+    DLO = "dlo"
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    size: int
+    etag: str  # unquoted; the content MD5 only for a PLAIN object
+    kind: ObjectKind
+    dlo_prefix: str | None = None  # "container/prefix" of a DLO's segments
+    metadata: Mapping[str, str] = field(default_factory=dict)  # X-Object-Meta-*, lower-case
+
+
+@dataclass(frozen=True)
+class ManifestSegment:
+    path: str  # "/container/object"
+    etag: str
+    size_bytes: int
+    range: str | None = None  # a byte range of the segment object, as stored by Swift
+    sub_slo: bool = False  # the segment is itself an SLO
+    inline_data: bool = False  # bytes stored in the manifest itself, not in a segment object
+
+
+def txn_id(reply: Reply) -> str | None:
+    return reply.header("X-Trans-Id") or reply.header("X-Openstack-Request-Id")
+
+
+def raise_for_status(request: Request, reply: Reply, *expected: int) -> None:
+    if reply.status in expected:
+        return
+    detail = reply.body[:200].decode("utf-8", "replace").strip() if reply.body else ""
+    raise RemoteError(SERVICE, request.method, request.path, reply.status, txn_id(reply), detail)
+
+
+def object_url(storage_url: str, container: str, obj: str | None = None) -> str:
+    path = storage_url.rstrip("/") + "/" + quote(container, safe="")
+    if obj is not None:
+        path += "/" + quote(obj, safe="/")
+    return path
+
+
+def _auth_headers(creds: Credentials, extra: dict[str, str] | None = None) -> dict[str, str]:
+    headers = {"X-Auth-Token": creds.token}
+    if extra:
+        headers.update(extra)
+    return headers
+
+
+# --- authentication (v1 / tempauth) -------------------------------------------------------
+
+def auth_v1_request(auth_url: str, user: str, key: str) -> Request:
+    return Request("GET", auth_url, {"X-Auth-User": user, "X-Auth-Key": key})
+
+
+def parse_auth_v1(request: Request, reply: Reply) -> Credentials:
+    if reply.status in (401, 403):
+        raise AuthError(SERVICE, request.method, request.path, reply.status, txn_id(reply),
+                        "credentials refused")
+    raise_for_status(request, reply, 200, 204)
+    storage_url = reply.header("X-Storage-Url")
+    token = reply.header("X-Auth-Token") or reply.header("X-Storage-Token")
+    if not storage_url or not token:
+        raise RemoteError(SERVICE, request.method, request.path, reply.status, txn_id(reply),
+                          "auth reply lacks X-Storage-Url or X-Auth-Token")
+    return Credentials(storage_url, token)
+
+
+# --- /info ----------------------------------------------------------------------------------
+
+def info_request(storage_url: str) -> Request:
+    parts = urlsplit(storage_url)
+    return Request("GET", urlunsplit((parts.scheme, parts.netloc, "/info", "", "")))
+
+
+def parse_info(request: Request, reply: Reply) -> Limits:
+    raise_for_status(request, reply, 200)
+    info = json.loads(reply.body)
+    swift, slo = info.get("swift", {}), info.get("slo")
+    if slo is None:
+        raise RemoteError(SERVICE, request.method, request.path, reply.status, txn_id(reply),
+                          "static large objects (slo) are not enabled on this cluster")
+    return Limits(
+        max_file_size=int(swift.get("max_file_size", 5368709122)),
+        max_manifest_segments=int(slo.get("max_manifest_segments", 1000)),
+        max_manifest_size=int(slo.get("max_manifest_size", 8388608)),
+        min_segment_size=int(slo.get("min_segment_size", 1)),
+    )
+
+
+# --- objects --------------------------------------------------------------------------------
+
+def head_object_request(creds: Credentials, container: str, obj: str) -> Request:
+    return Request("HEAD", object_url(creds.storage_url, container, obj), _auth_headers(creds))
+
+
+def unquote_etag(value: str | None) -> str:
+    return (value or "").strip().strip('"')
+
+
+def parse_object_head(request: Request, reply: Reply) -> ObjectHead:
+    raise_for_status(request, reply, 200)
+    size = int(reply.header("Content-Length") or 0)
+    etag = unquote_etag(reply.header("Etag"))
+    prefix = "x-object-meta-"
+    metadata = {k.lower()[len(prefix):]: v for k, v in reply.headers.items()
+                if k.lower().startswith(prefix)}
+    if (reply.header("X-Static-Large-Object") or "").lower() == "true":
+        return ObjectHead(size, etag, ObjectKind.SLO, metadata=metadata)
+    manifest = reply.header("X-Object-Manifest")
+    if manifest:
+        return ObjectHead(size, etag, ObjectKind.DLO, dlo_prefix=manifest, metadata=metadata)
+    return ObjectHead(size, etag, ObjectKind.PLAIN, metadata=metadata)
+
+
+def get_range_request(creds: Credentials, container: str, obj: str, start: int, length: int
+                      ) -> Request:
+    """Ranged GET of [start, start + length); length must be positive."""
+    end = start + length - 1
+    return Request("GET", object_url(creds.storage_url, container, obj),
+                   _auth_headers(creds, {"Range": f"bytes={start}-{end}"}))
+
+
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+def check_ranged_reply(request: Request, reply: Reply, start: int, length: int,
+                       object_size: int) -> None:
+    """A ranged GET must answer 206 with exactly the range asked (or 200 for the whole object)."""
+    if reply.status == 200 and start == 0 and length == object_size:
+        return
+    raise_for_status(request, reply, 206)
+    content_range = reply.header("Content-Range") or ""
+    match = _CONTENT_RANGE.match(content_range.strip())
+    want_end = start + length - 1
+    if not match or int(match[1]) != start or int(match[2]) != want_end:
+        raise IntegrityError(
+            f"{request.method} {request.path}: asked bytes {start}-{want_end}, "
+            f"got Content-Range {content_range!r} [txn {txn_id(reply)}]")
+    if match[3] != "*" and int(match[3]) != object_size:
+        raise IntegrityError(
+            f"{request.method} {request.path}: object size changed from {object_size} "
+            f"to {match[3]} during the copy [txn {txn_id(reply)}]", retryable=False)
+
+
+def _metadata_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    return {f"X-Object-Meta-{name}": value for name, value in (metadata or {}).items()}
+
+
+def put_object_request(creds: Credentials, container: str, obj: str,
+                       body: bytes | bytearray | memoryview, etag: str,
+                       metadata: Mapping[str, str] | None = None) -> Request:
+    headers = _auth_headers(creds, {"ETag": etag, "Content-Length": str(len(body)),
+                                    "Content-Type": "application/octet-stream",
+                                    **_metadata_headers(metadata)})
+    return Request("PUT", object_url(creds.storage_url, container, obj), headers, body=body)
+
+
+def check_put_reply(request: Request, reply: Reply, etag: str) -> None:
+    if reply.status == 422:
+        raise BodyRejected(
+            f"{request.method} {request.path}: Swift computed a different MD5 than {etag} "
+            f"(bytes damaged on the way) [txn {txn_id(reply)}]")
+    raise_for_status(request, reply, 201)
+    returned = unquote_etag(reply.header("Etag"))
+    if returned and returned != etag:
+        raise IntegrityError(f"{request.method} {request.path}: Swift stored ETag {returned}, "
+                             f"expected {etag} [txn {txn_id(reply)}]")
+
+
+def put_container_request(creds: Credentials, container: str) -> Request:
+    return Request("PUT", object_url(creds.storage_url, container), _auth_headers(creds))
+
+
+def check_put_container_reply(request: Request, reply: Reply) -> None:
+    raise_for_status(request, reply, 201, 202)
+
+
+def delete_object_request(creds: Credentials, container: str, obj: str) -> Request:
+    return Request("DELETE", object_url(creds.storage_url, container, obj), _auth_headers(creds))
+
+
+def check_delete_reply(request: Request, reply: Reply) -> bool:
+    """True when something was deleted, False when it was already gone."""
+    raise_for_status(request, reply, 204, 200, 404)
+    return reply.status != 404
+
+
+# --- static large objects -------------------------------------------------------------------
+
+def slo_etag(segment_etags: Iterable[str]) -> str:
+    """An SLO's ETag: the MD5 of its segments' MD5 hex strings, concatenated."""
+    digest = hashlib.md5(usedforsecurity=False)
+    for etag in segment_etags:
+        digest.update(etag.encode("ascii"))
+    return digest.hexdigest()
+
+
+def put_manifest_request(creds: Credentials, container: str, obj: str,
+                         segments: Sequence[ManifestSegment],
+                         metadata: Mapping[str, str] | None = None) -> Request:
+    body = json.dumps([
+        {"path": s.path, "etag": s.etag, "size_bytes": s.size_bytes} for s in segments
+    ]).encode()
+    headers = _auth_headers(creds, {
+        # Swift checks the manifest's ETag header against the SLO ETag it computes (422).
+        "ETag": slo_etag(s.etag for s in segments),
+        "Accept": "application/json",
+        "Content-Type": "application/octet-stream",
+        **_metadata_headers(metadata),
+    })
+    return Request("PUT", object_url(creds.storage_url, container, obj), headers,
+                   {"multipart-manifest": "put", "heartbeat": "on"}, body)
+
+
+def _heartbeat_result(request: Request, reply: Reply) -> tuple[int, dict[str, object]]:
+    """With heartbeat=on Swift answers 202 at once; the real status is in the JSON body."""
+    if reply.status != 202:
+        raise_for_status(request, reply, 200, 201)
+        return reply.status, {}
+    try:
+        result = json.loads(reply.body.strip() or b"{}")
+        status = int(str(result["Response Status"]).split()[0])
+    except (ValueError, KeyError) as exc:
+        raise RemoteError(SERVICE, request.method, request.path, reply.status, txn_id(reply),
+                          f"unreadable heartbeat body: {exc}") from exc
+    return status, result
+
+
+def parse_manifest_put_reply(request: Request, reply: Reply) -> str:
+    """Returns the stored SLO's ETag (unquoted)."""
+    status, result = _heartbeat_result(request, reply)
+    if status == 422:
+        raise IntegrityError(f"{request.method} {request.path}: manifest ETag mismatch "
+                             f"[txn {txn_id(reply)}]", retryable=False)
+    if status // 100 != 2:
+        detail = f"{result.get('Response Body', '')} {result.get('Errors', '')}".strip()
+        raise RemoteError(SERVICE, request.method, request.path, status, txn_id(reply), detail)
+    return unquote_etag(str(result.get("Etag") or reply.header("Etag") or ""))
+
+
+def delete_manifest_request(creds: Credentials, container: str, obj: str) -> Request:
+    return Request("DELETE", object_url(creds.storage_url, container, obj),
+                   _auth_headers(creds, {"Accept": "application/json"}),
+                   {"multipart-manifest": "delete"})
+
+
+def parse_manifest_delete_reply(request: Request, reply: Reply) -> bool:
+    """True when the manifest existed. Segment deletions that failed are an error."""
+    if reply.status == 404:
+        return False
+    raise_for_status(request, reply, 200, 204)
+    if not reply.body.strip():
+        return True
+    result = json.loads(reply.body)
+    status = int(str(result.get("Response Status", "200")).split()[0])
+    if status == 404 or (status // 100 == 2 and not result.get("Number Deleted")):
+        return False
+    if status // 100 != 2 or result.get("Errors"):
+        raise RemoteError(SERVICE, request.method, request.path, status, txn_id(reply),
+                          f"segments not deleted: {result.get('Errors')}")
+    return True
+
+
+def manifest_get_request(creds: Credentials, container: str, obj: str) -> Request:
+    """The stored manifest of an SLO (the stored form: it says which segments are sub-SLOs)."""
+    return Request("GET", object_url(creds.storage_url, container, obj), _auth_headers(creds),
+                   {"multipart-manifest": "get"})
+
+
+def parse_manifest(request: Request, reply: Reply) -> list[ManifestSegment]:
+    raise_for_status(request, reply, 200)
+    entries = json.loads(reply.body)
+    return [
+        ManifestSegment("", "", 0, inline_data=True) if "data" in e else
+        ManifestSegment(e.get("path") or e["name"], e.get("etag") or e["hash"],
+                        int(e.get("size_bytes", e.get("bytes", 0))), e.get("range"),
+                        bool(e.get("sub_slo")))
+        for e in entries
+    ]
+
+
+# --- container listings ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Listed:
+    name: str
+    bytes: int
+    hash: str
+
+
+def list_objects_request(creds: Credentials, container: str, prefix: str = "",
+                         marker: str = "") -> Request:
+    params = {"format": "json"}
+    if prefix:
+        params["prefix"] = prefix
+    if marker:
+        params["marker"] = marker
+    return Request("GET", object_url(creds.storage_url, container), _auth_headers(creds), params)
+
+
+def parse_listing(request: Request, reply: Reply) -> list[Listed]:
+    """One page of a listing; an absent container lists as empty."""
+    if reply.status == 404:
+        return []
+    raise_for_status(request, reply, 200, 204)
+    if reply.status == 204 or not reply.body.strip():
+        return []
+    return [Listed(e["name"], int(e["bytes"]), e["hash"]) for e in json.loads(reply.body)]

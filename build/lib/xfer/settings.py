@@ -1,0 +1,159 @@
+"""One frozen Settings object, read from XFER_* environment variables and validated once.
+
+Memory bound of one copy (the reason for `window_segments` and `segment_size`):
+
+    buffered bytes <= window_segments * segment_size
+
+A segment occupies one buffer slot from the moment its ranged GET starts until it has been
+both uploaded and fed to the whole-object hashers, in order. The fetchers therefore run ahead of
+the in-order hasher by at most `window_segments` segments. A process runs at most
+`max_concurrent_copies` copies, so its data buffers stay below
+`min(max_inflight_bytes, max_concurrent_copies * window_segments * segment_size)` (plus
+aiohttp's socket buffers, 64 KiB per connection): every segment buffer is taken from one
+process-wide budget of `max_inflight_bytes` first. A source whose size forces bigger segments
+(more than `max_manifest_segments` of `segment_size`) shrinks the window so the product still
+holds (never below one segment; a single segment larger than the budget is taken alone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from xfer.errors import ConfigError
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    """How to reach one region's object store (Swift v1/tempauth credentials for now)."""
+
+    name: str
+    auth_url: str
+    user: str
+    key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = field(default="", repr=False)
+    regions: Mapping[str, RegionConfig] = field(default_factory=dict)
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8660
+    segment_size: int = 16 * MiB
+    window_segments: int = 8
+    max_concurrent_copies: int = 2
+    max_inflight_bytes: int = 192 * MiB
+    verify_sha512: bool = True
+    event_loop: str = "asyncio"
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    request_attempts: int = 5
+    retry_budget: int = 50
+    backoff_base: float = 0.2
+    backoff_max: float = 5.0
+    lease_seconds: float = 30.0
+    poll_interval: float = 2.0
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    max_body_bytes: int = 64 * 1024
+    # GET /v1/jobs/{id}/events: how often it reads the job, and how long one stream may last
+    events_poll_interval: float = 0.5
+    events_max_seconds: float = 600.0
+    # GET /readyz: how long each check (database, each region's /info) may take
+    ready_timeout: float = 2.0
+
+    def __post_init__(self) -> None:
+        positive = (
+            "segment_size", "window_segments", "max_concurrent_copies", "max_inflight_bytes",
+            "connect_timeout", "read_timeout", "request_attempts", "lease_seconds",
+            "poll_interval", "max_body_bytes",
+            "events_poll_interval", "events_max_seconds", "ready_timeout",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{_env_name(name)} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.listen_port <= 65535:
+            raise ConfigError(f"XFER_LISTEN_PORT must be 0..65535 (0: any free port), got {self.listen_port}")
+        if self.retry_budget < 0 or self.backoff_base < 0 or self.backoff_max < self.backoff_base:
+            raise ConfigError("XFER_RETRY_BUDGET/XFER_BACKOFF_BASE/XFER_BACKOFF_MAX are inconsistent")
+        if self.event_loop not in ("asyncio", "uvloop"):
+            raise ConfigError(f"XFER_EVENT_LOOP must be 'asyncio' or 'uvloop', got {self.event_loop!r}")
+
+    @property
+    def copy_memory_bound(self) -> int:
+        return self.window_segments * self.segment_size
+
+    def region(self, name: str) -> RegionConfig:
+        try:
+            return self.regions[name]
+        except KeyError:
+            raise ConfigError(f"region {name!r} is not configured (XFER_REGIONS)") from None
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _env_name(field_name: str) -> str:
+    return "XFER_" + field_name.upper()
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _parse_regions(text: str) -> dict[str, RegionConfig]:
+    raw = json.loads(text)
+    if not isinstance(raw, dict):
+        raise ValueError("must be a JSON object of region name -> {auth_url, user, key}")
+    regions = {}
+    for name, entry in raw.items():
+        if not isinstance(entry, dict) or not {"auth_url", "user", "key"} <= entry.keys():
+            raise ValueError(f"region {name!r} needs auth_url, user and key")
+        regions[name] = RegionConfig(name, entry["auth_url"], entry["user"], entry["key"])
+    return regions
+
+
+def regions_variable(regions: Iterable[RegionConfig]) -> str:
+    """The XFER_REGIONS value that `from_environ` reads back as these regions."""
+    return json.dumps({r.name: {"auth_url": r.auth_url, "user": r.user, "key": r.key}
+                       for r in regions})
+
+
+_PARSERS: dict[type | str, Callable[[str], Any]] = {
+    "int": int, "float": float, "bool": _parse_bool, "str": str,
+}
+
+# Variables read by other parts of xfer (the local cloud), accepted here so that the
+# unknown-variable check does not reject them.
+OTHER_KNOWN_VARIABLES = frozenset({"XFER_DEVCLOUD_DIR", "XFER_DEVCLOUD_PYTHON"})
+
+
+def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from XFER_* variables; an unknown XFER_* name or a bad value is an error."""
+    environ = os.environ if environ is None else environ
+    by_env_name = {_env_name(f.name): f for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    for name, text in environ.items():
+        if not name.startswith("XFER_") or name in OTHER_KNOWN_VARIABLES:
+            continue
+        setting = by_env_name.get(name)
+        if setting is None:
+            raise ConfigError(f"unknown setting {name}; known: {', '.join(sorted(by_env_name))}")
+        try:
+            if setting.name == "regions":
+                values["regions"] = _parse_regions(text)
+            else:
+                values[setting.name] = _PARSERS[str(setting.type)](text)
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(f"invalid value for {name}: {exc}") from None
+    return Settings(**values)

@@ -1,0 +1,179 @@
+-- Named queries, loaded once by xfer/jobs/db.py and called only from xfer/jobs/store.py.
+-- Each starts with "-- name: <name>".
+
+-- name: insert_job
+-- No row when another job already holds the idempotency key.
+INSERT INTO jobs (id, source_region, source_container, source_object,
+                  target_region, target_container, target_object,
+                  segment_container, expected_md5, segment_size,
+                  idempotency_key, request_digest)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING *;
+
+-- name: job_by_idempotency_key
+SELECT * FROM jobs WHERE idempotency_key = $1;
+
+-- name: record_transition
+INSERT INTO job_transitions (job_id, from_state, to_state) VALUES ($1, $2, $3);
+
+-- name: notify_new_job
+SELECT pg_notify('xfer_jobs', $1::text);
+
+-- name: get_job
+SELECT * FROM jobs WHERE id = $1;
+
+-- name: claim_job
+-- A queued job, or a running one whose worker stopped renewing its lease.
+WITH next AS (
+    SELECT id, state FROM jobs
+    WHERE state = 'queued'
+       OR (state IN ('running', 'verifying') AND lease_expires_at < now())
+    ORDER BY created_at
+    FOR UPDATE SKIP LOCKED
+    LIMIT 1
+)
+UPDATE jobs SET state = 'running',
+                lease_owner = $1,
+                lease_expires_at = now() + make_interval(secs => $2),
+                attempts = attempts + 1,
+                started_at = coalesce(started_at, now()),
+                updated_at = now()
+FROM next WHERE jobs.id = next.id
+RETURNING jobs.*, next.state AS previous_state;
+
+-- name: renew_lease
+-- Returns the job's state: 'cancelling' tells the worker to stop; no row: the lease is lost.
+UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying', 'cancelling')
+RETURNING state;
+
+-- name: set_verifying
+UPDATE jobs SET state = 'verifying', updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND state = 'running'
+RETURNING id;
+
+-- name: lock_job_state
+SELECT state FROM jobs WHERE id = $1 FOR UPDATE;
+
+-- name: cancel_queued
+UPDATE jobs SET state = 'cancelled', finished_at = now(), updated_at = now(),
+                error_code = 'cancelled', error_message = 'cancelled before it started'
+WHERE id = $1 AND state = 'queued'
+RETURNING *;
+
+-- name: request_cancel
+UPDATE jobs SET state = 'cancelling', updated_at = now()
+WHERE id = $1 AND state IN ('running', 'verifying')
+RETURNING *;
+
+-- name: notify_cancel
+SELECT pg_notify('xfer_cancel', $1::text);
+
+-- name: finish_cancelled
+UPDATE jobs SET state = 'cancelled', finished_at = now(), updated_at = now(),
+                error_code = 'cancelled',
+                error_message = 'cancelled on request; the segments written were deleted',
+                lease_owner = NULL, lease_expires_at = NULL
+WHERE id = $1 AND lease_owner = $2 AND state = 'cancelling'
+RETURNING id;
+
+-- name: set_plan
+UPDATE jobs SET bytes_total = $2, segments_total = $3, layout = $4, updated_at = now()
+WHERE id = $1;
+
+-- name: record_segment
+INSERT INTO job_segments (job_id, index, "offset", length, etag)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (job_id, index) DO UPDATE SET etag = EXCLUDED.etag, written_at = now();
+
+-- name: set_progress
+UPDATE jobs SET bytes_done = $2, updated_at = now() WHERE id = $1;
+
+-- name: finish_succeeded
+UPDATE jobs SET state = 'succeeded', bytes_done = bytes_total, md5 = $3, sha512 = $4, etag = $5,
+                md5_checked_against = $6, retries = $7, bytes_uploaded = $8,
+                segments_reused = $9, finished_at = now(), updated_at = now(),
+                lease_owner = NULL, lease_expires_at = NULL
+WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying')
+RETURNING id;
+
+-- name: finish_failed
+UPDATE jobs SET state = 'failed', error_code = $3, error_message = $4,
+                finished_at = now(), updated_at = now(),
+                lease_owner = NULL, lease_expires_at = NULL
+WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying')
+RETURNING id;
+
+-- name: list_segments
+SELECT index, "offset", length, etag FROM job_segments WHERE job_id = $1 ORDER BY index;
+
+-- name: requeue_job
+-- A worker shutting down hands its job back at once instead of waiting for the lease to expire.
+UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying')
+RETURNING id;
+
+-- name: record_object
+-- The checksum index: the latest verified copy per checksum, region and project.
+INSERT INTO objects (md5, sha512, size, region, project, container, object, job_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (md5, region, project) DO UPDATE
+SET sha512 = EXCLUDED.sha512, size = EXCLUDED.size, container = EXCLUDED.container,
+    object = EXCLUDED.object, job_id = EXCLUDED.job_id, verified_at = now();
+
+-- name: find_objects
+SELECT * FROM objects
+WHERE ($1::text IS NULL OR md5 = $1)
+  AND ($2::text IS NULL OR sha512 = $2)
+  AND ($3::text IS NULL OR region = $3)
+ORDER BY region, project
+LIMIT 100;
+
+-- name: job_with_clock
+-- observed_at: the database's clock, against which started_at and finished_at were taken.
+SELECT *, clock_timestamp() AS observed_at FROM jobs WHERE id = $1;
+
+-- name: list_transitions
+SELECT from_state, to_state, at FROM job_transitions WHERE job_id = $1 ORDER BY at;
+
+-- name: list_jobs_page
+-- Newest first; keyset pagination after the (created_at, id) of the previous page's last job.
+SELECT *, clock_timestamp() AS observed_at FROM jobs
+WHERE ($1::text IS NULL OR state = $1)
+  AND ($2::text IS NULL OR source_region = $2 OR target_region = $2)
+  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT $5;
+
+-- name: count_jobs_by_state
+SELECT state, count(*) AS jobs FROM jobs GROUP BY state;
+
+-- name: ping
+SELECT 1;
+
+-- name: find_verified_copy
+SELECT * FROM objects WHERE md5 = $1 AND size = $2 AND region = $3 AND project = $4;
+
+-- name: finish_deduplicated
+UPDATE jobs SET state = 'succeeded', bytes_total = $3, bytes_done = $3, md5 = $4, sha512 = $5,
+                etag = $6, md5_checked_against = $7, deduplicated = true,
+                existing_container = $8, existing_object = $9, bytes_uploaded = 0,
+                segments_reused = 0, retries = 0, finished_at = now(), updated_at = now(),
+                lease_owner = NULL, lease_expires_at = NULL
+WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying')
+RETURNING id;
+
+-- name: claim_abandoned_cancel
+-- A job whose cancel was asked while its worker died: someone must still delete what it wrote.
+WITH abandoned AS (
+    SELECT id FROM jobs
+    WHERE state = 'cancelling' AND lease_expires_at < now()
+    ORDER BY created_at
+    FOR UPDATE SKIP LOCKED
+    LIMIT 1
+)
+UPDATE jobs SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),
+                updated_at = now()
+FROM abandoned WHERE jobs.id = abandoned.id
+RETURNING jobs.*;

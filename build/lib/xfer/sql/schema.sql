@@ -1,0 +1,86 @@
+-- The current schema in one piece: what migrations 0001..N add up to.
+-- A fresh install could load this file; tests/test_migrations.py proves that applying every
+-- migration to an empty database gives exactly this schema. Update it with each migration.
+
+CREATE TABLE jobs (
+    id                  uuid PRIMARY KEY,
+    state               text NOT NULL DEFAULT 'queued',
+    source_region       text NOT NULL,
+    source_container    text NOT NULL,
+    source_object       text NOT NULL,
+    target_region       text NOT NULL,
+    target_container    text NOT NULL,
+    target_object       text NOT NULL,
+    segment_container   text,
+    expected_md5        text,
+    segment_size        bigint,
+    bytes_total         bigint,
+    bytes_done          bigint NOT NULL DEFAULT 0,
+    segments_total      integer,
+    layout              text,
+    md5                 text,
+    sha512              text,
+    etag                text,
+    md5_checked_against text,
+    retries             integer NOT NULL DEFAULT 0,
+    attempts            integer NOT NULL DEFAULT 0,
+    error_code          text,
+    error_message       text,
+    lease_owner         text,
+    lease_expires_at    timestamptz,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    started_at          timestamptz,
+    finished_at         timestamptz,
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    idempotency_key     text,
+    request_digest      text,
+    deduplicated        boolean NOT NULL DEFAULT false,
+    bytes_uploaded      bigint,
+    segments_reused     integer,
+    existing_container  text,
+    existing_object     text,
+    CONSTRAINT jobs_state_check CHECK (state IN (
+        'queued', 'running', 'verifying', 'succeeded', 'failed', 'cancelling', 'cancelled'))
+);
+
+CREATE INDEX jobs_claimable ON jobs (created_at)
+    WHERE state IN ('queued', 'running', 'verifying');
+CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX jobs_newest ON jobs (created_at DESC, id DESC);
+
+CREATE TABLE job_segments (
+    job_id     uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    index      integer NOT NULL,
+    "offset"   bigint NOT NULL,
+    length     bigint NOT NULL,
+    etag       text,
+    state      text NOT NULL DEFAULT 'written' CHECK (state IN ('written')),
+    written_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (job_id, index)
+);
+
+CREATE TABLE job_transitions (
+    job_id     uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    from_state text,
+    to_state   text NOT NULL,
+    at         timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX job_transitions_job ON job_transitions (job_id, at);
+
+CREATE TABLE objects (
+    md5         text NOT NULL,
+    sha512      text,
+    size        bigint NOT NULL,
+    region      text NOT NULL,
+    project     text NOT NULL,
+    container   text NOT NULL,
+    object      text NOT NULL,
+    image_id    text,
+    job_id      uuid REFERENCES jobs (id) ON DELETE SET NULL,
+    verified_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (md5, region, project)
+);
+
+CREATE INDEX objects_sha512 ON objects (sha512) WHERE sha512 IS NOT NULL;

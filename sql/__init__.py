@@ -1,0 +1,1 @@
+"""The SQL of xfer, shipped as package data: migrations/ (numbered, never edited), queries.sql, schema.sql."""

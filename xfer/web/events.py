@@ -1,0 +1,103 @@
+"""GET /v1/jobs/{id}/events: a job's progress as server-sent events (text/event-stream).
+
+    event: progress   data: the job (as GET /v1/jobs/{id} shows it, without segments and
+                      transitions), sent first and then whenever its state or bytes_done changes
+    event: end        data: {"reason": ...}, the last event:
+                      "finished"      the job reached succeeded, failed or cancelled
+                      "max_duration"  the stream lasted `events_max_seconds`; reconnect to go on
+                      "shutdown"      this xfer process is stopping
+                      "deleted"       the job was deleted from the database
+
+The job is read every `events_poll_interval` seconds. A comment line every
+KEEPALIVE_SECONDS keeps idle proxies from closing the stream. A client that goes away ends the
+stream at the next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from xfer.jobs.states import JobState
+from xfer.web.api import METRICS, SETTINGS, STORE, job_id_of, job_json
+
+KEEPALIVE_SECONDS = 15.0
+STOPPING = web.AppKey("events_stopping", asyncio.Event)
+HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+           "X-Accel-Buffering": "no"}  # nginx: pass events on as they come
+
+
+def event_text(name: str, data: Any) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def _stopped_within(stopping: asyncio.Event, seconds: float) -> bool:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stopping.wait()
+    return stopping.is_set()
+
+
+async def _follow(request: web.Request, response: web.StreamResponse,
+                  row: asyncpg.Record) -> str | None:
+    """Send progress events until the stream should end; return why (None: client gone)."""
+    settings, store = request.app[SETTINGS], request.app[STORE]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.events_max_seconds
+    last_sent, last_write = None, loop.time()
+    while True:
+        if (row["state"], row["bytes_done"]) != last_sent:
+            await response.write(event_text("progress", job_json(row)))
+            last_sent, last_write = (row["state"], row["bytes_done"]), loop.time()
+        if JobState(row["state"]).terminal:
+            return "finished"
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return "max_duration"
+        if await _stopped_within(request.app[STOPPING],
+                                 min(settings.events_poll_interval, remaining)):
+            return "shutdown"
+        if _client_gone(request):
+            return None
+        if loop.time() - last_write >= KEEPALIVE_SECONDS:
+            await response.write(b": keep-alive\n\n")
+            last_write = loop.time()
+        fresh = await store.job_observed(row["id"])
+        if fresh is None:
+            return "deleted"
+        row = fresh
+
+
+async def job_events(request: web.Request) -> web.StreamResponse:
+    row = await request.app[STORE].job_observed(job_id_of(request))
+    if row is None:
+        raise web.HTTPNotFound(reason="no such job")
+    response = web.StreamResponse(headers=HEADERS)
+    await response.prepare(request)
+    with request.app[METRICS].event_streams.track_inprogress(), contextlib.suppress(
+            ConnectionResetError):  # the client went away mid-write
+        reason = await _follow(request, response, row)
+        if reason is not None:
+            await response.write(event_text("end", {"reason": reason}))
+            await response.write_eof()
+    return response
+
+
+async def _end_streams(app: web.Application) -> None:  # on_shutdown
+    app[STOPPING].set()
+
+
+def setup(app: web.Application) -> None:
+    app[STOPPING] = asyncio.Event()
+    app.on_shutdown.append(_end_streams)
+    app.router.add_get("/v1/jobs/{job_id}/events", job_events)

@@ -1,0 +1,271 @@
+"""The OpenAPI 3.1 description of the REST API, served at GET /v1/openapi.json.
+
+Built here rather than kept as a file so that the job states, page limits and the configured
+region names come from the code that enforces them. tests/test_openapi.py keeps it true: it
+validates real responses of a running service against it, and checks that its routes are the
+application's routes and its request fields are those xfer/validation.py accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+
+from xfer.jobs.states import JobState
+from xfer.web.api import DEFAULT_PAGE, MAX_PAGE, SETTINGS
+from xfer.web.validation import MAX_CONTAINER_NAME_LENGTH, MAX_OBJECT_NAME_LENGTH, MIN_SEGMENT_SIZE
+
+Schema = dict[str, Any]
+STATES = [state.value for state in JobState]
+MD5_HEX = "^[0-9a-fA-F]{32}$"
+TEXT: Schema = {"type": "string"}
+
+
+def ref(name: str, kind: str = "schemas") -> Schema:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def nullable(kind: str, **more: Any) -> Schema:
+    return {"type": [kind, "null"], **more}
+
+
+def closed(properties: dict[str, Schema], optional: Iterable[str] = ()) -> Schema:
+    """An object with exactly these properties, all required but the `optional` ones."""
+    required = [name for name in properties if name not in set(optional)]
+    return {"type": "object", "properties": properties, "required": required,
+            "additionalProperties": False}
+
+
+def json_content(schema: Schema) -> Schema:
+    return {"application/json": {"schema": schema}}
+
+
+def response(description: str, schema: Schema, **more: Any) -> Schema:
+    return {"description": description, "content": json_content(schema), **more}
+
+
+def error(description: str) -> Schema:
+    return response(description, ref("Error"))
+
+
+def _names(regions: list[str]) -> dict[str, Schema]:
+    region: Schema = {"type": "string", "enum": regions} if regions else {"type": "string"}
+    return {
+        "region": region,
+        "container": {"type": "string", "minLength": 1, "pattern": "^[^/]+$",
+                      "description": f"at most {MAX_CONTAINER_NAME_LENGTH} bytes of UTF-8"},
+        "object": {"type": "string", "minLength": 1, "pattern": "^[^\\x00]+$",
+                   "description": f"at most {MAX_OBJECT_NAME_LENGTH} bytes of UTF-8"},
+    }
+
+
+def _request_schemas(regions: list[str]) -> dict[str, Schema]:
+    names = _names(regions)
+    return {
+        "JobRequest": closed({
+            "source": closed(names),
+            "target": closed(names, optional=("container", "object")) | {
+                "description": "container and object default to the source's"},
+            "checksum": {"type": "string", "pattern": MD5_HEX,
+                         "description": "expected content MD5 (Glance's checksum); needed to "
+                                        "verify an SLO or DLO source end to end"},
+            "segment_size": {"type": "integer", "minimum": MIN_SEGMENT_SIZE},
+            "segment_container": names["container"] | {
+                "description": "where segments go; default: the target's container"},
+        }, optional=("checksum", "segment_size", "segment_container")),
+    }
+
+
+def _job_schemas() -> dict[str, Schema]:
+    location = closed({"region": {"type": "string"}, "container": {"type": "string"},
+                       "object": {"type": "string"}})
+    stamp = nullable("string", format="date-time")
+    count = {"type": "integer", "minimum": 0}
+    job_fields = {
+        "id": {"type": "string", "format": "uuid"},
+        "state": {"type": "string", "enum": STATES},
+        "source": location, "target": location,
+        "checksum": nullable("string", pattern=MD5_HEX),
+        "bytes_total": nullable("integer", minimum=0), "bytes_done": count,
+        "rate": nullable("number", minimum=0,
+                         description="bytes per second since the job first started"),
+        "eta": nullable("number", minimum=0, description="seconds to go; null when unknown"),
+        "segments_total": nullable("integer", minimum=0),
+        "layout": {"enum": ["slo", "plain", None]},
+        "md5": nullable("string"), "sha512": nullable("string"), "etag": nullable("string"),
+        "md5_checked_against": nullable("string"),
+        "retries": count, "bytes_uploaded": nullable("integer", minimum=0),
+        "segments_reused": nullable("integer", minimum=0),
+        "deduplicated": {"type": "boolean",
+                         "description": "the target region already held a verified copy"},
+        "existing": {"oneOf": [{"type": "null"}, location],
+                     "description": "that copy, when deduplicated"},
+        "attempts": count,
+        "error": {"oneOf": [{"type": "null"}, closed({"code": {"type": "string"},
+                                                      "message": {"type": "string"}})]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": stamp, "finished_at": stamp,
+        "updated_at": {"type": "string", "format": "date-time"},
+    }
+    segment = closed({"index": count, "offset": count, "length": count,
+                      "etag": nullable("string")})
+    transition = closed({"from": {"enum": [*STATES, None]}, "to": {"enum": STATES},
+                         "at": {"type": "string", "format": "date-time"}})
+    return {
+        "JobFields": {"type": "object", "properties": job_fields, "required": list(job_fields)},
+        "Job": {"allOf": [ref("JobFields")], "unevaluatedProperties": False},
+        "JobDetail": {"allOf": [ref("JobFields"), {
+            "type": "object",
+            "properties": {"segments_written": count,
+                           "segments": {"type": "array", "items": segment},
+                           "transitions": {"type": "array", "items": transition}},
+            "required": ["segments_written", "segments", "transitions"]}],
+            "unevaluatedProperties": False},
+        "JobPage": closed({"jobs": {"type": "array", "items": ref("Job")},
+                           "next": nullable("string", description="cursor of the next page")}),
+    }
+
+
+def _other_schemas() -> dict[str, Schema]:
+    text = {"type": "string"}
+    check = {"type": "object", "properties": {"ok": {"type": "boolean"}, "error": text,
+                                              "seconds": {"type": "number"}},
+             "required": ["ok", "seconds"], "additionalProperties": False}
+    checks = closed({"database": check,
+                     "regions": {"type": "object", "additionalProperties": check}})
+    error_fields = {"error": closed({"code": text, "message": text, "field": text},
+                                    optional=("field",))}
+    return {
+        "ErrorFields": {"type": "object", "properties": error_fields, "required": ["error"]},
+        "Error": {"allOf": [ref("ErrorFields")], "unevaluatedProperties": False},
+        "Object": closed({
+            "checksum": text, "os_hash_algo": {"enum": ["sha512", None]},
+            "os_hash_value": nullable("string"), "size": {"type": "integer", "minimum": 0},
+            "region": text, "project": text, "container": text, "object": text,
+            "job_id": nullable("string", format="uuid"),
+            "verified_at": {"type": "string", "format": "date-time"}}),
+        "ObjectList": closed({"objects": {"type": "array", "items": ref("Object")}}),
+        "Health": closed({"status": {"const": "ok"}}),
+        "Ready": closed({"status": {"const": "ok"}, "checks": checks}),
+        "NotReady": {"allOf": [ref("ErrorFields"), {"properties": {"checks": checks},
+                                                     "required": ["checks"]}],
+                     "unevaluatedProperties": False},
+    }
+
+
+def _query(name: str, schema: Schema, description: str) -> Schema:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+def _paths(regions: list[str]) -> dict[str, Schema]:
+    job_id = {"name": "job_id", "in": "path", "required": True,
+              "schema": {"type": "string", "format": "uuid"}}
+    location = {"Location": {"required": True, "schema": {"type": "string"},
+                             "description": "/v1/jobs/{id}"}}
+    region = {"type": "string", "enum": regions} if regions else {"type": "string"}
+    return {
+        "/v1/jobs": {
+            "post": {
+                "operationId": "createJob", "summary": "Request a copy",
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                                "description": "the same key and body again returns the job "
+                                               "it created (200)"}],
+                "requestBody": {"required": True, "content": json_content(ref("JobRequest"))},
+                "responses": {
+                    "201": response("The job, queued", ref("Job"), headers=location),
+                    "200": response("The job an earlier request with this Idempotency-Key "
+                                    "created", ref("Job"), headers=location),
+                    "400": error("A field is invalid; `field` names it"),
+                    "409": error("The Idempotency-Key was used for another request"),
+                    "413": ref("PayloadTooLarge", "responses"),
+                },
+            },
+            "get": {
+                "operationId": "listJobs", "summary": "Jobs, newest first, a page at a time",
+                "parameters": [
+                    _query("state", {"type": "string", "enum": STATES}, "only jobs in it"),
+                    _query("region", region, "jobs whose source or target is in it"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
+                                     "default": DEFAULT_PAGE}, "jobs per page"),
+                    _query("cursor", {"type": "string"}, "`next` of the previous page"),
+                ],
+                "responses": {"200": response("A page of jobs", ref("JobPage")),
+                              "400": error("A parameter is invalid; `field` names it")},
+            },
+        },
+        "/v1/jobs/{job_id}": {"get": {
+            "operationId": "getJob", "parameters": [job_id],
+            "summary": "A job with its progress, written segments and state transitions",
+            "responses": {"200": response("The job", ref("JobDetail")),
+                          "404": ref("NotFound", "responses")}}},
+        "/v1/jobs/{job_id}/cancel": {"post": {
+            "operationId": "cancelJob", "parameters": [job_id], "summary": "Cancel a job",
+            "responses": {"202": response("Cancelled, or asked to stop", ref("Job")),
+                          "404": ref("NotFound", "responses"),
+                          "409": error("The job has already ended or is being cancelled")}}},
+        "/v1/jobs/{job_id}/events": {"get": {
+            "operationId": "jobEvents", "parameters": [job_id],
+            "summary": "Live progress as server-sent events",
+            "description": "`event: progress` with a Job as data whenever its state or "
+                           "bytes_done changes; last `event: end` with data {\"reason\": "
+                           "\"finished\"|\"max_duration\"|\"shutdown\"|\"deleted\"}.",
+            "responses": {"200": {"description": "An event stream",
+                                  "content": {"text/event-stream": {"schema": TEXT}}},
+                          "404": ref("NotFound", "responses")}}},
+        "/v1/objects": {"get": {
+            "operationId": "findObjects", "summary": "Verified copies by checksum",
+            "parameters": [
+                _query("checksum", {"type": "string", "pattern": MD5_HEX}, "MD5"),
+                _query("os_hash_value", {"type": "string", "pattern": "^[0-9a-fA-F]{128}$"},
+                       "SHA-512"),
+                _query("region", {"type": "string"}, "only copies in it")],
+            "responses": {"200": response("Matching copies", ref("ObjectList")),
+                          "400": error("Neither checksum nor os_hash_value, or a bad one")}}},
+        "/v1/openapi.json": {"get": {
+            "operationId": "openapi", "summary": "This document",
+            "responses": {"200": response("OpenAPI 3.1", {"type": "object"})}}},
+        "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness",
+                             "responses": {"200": response("Alive", ref("Health"))}}},
+        "/readyz": {"get": {
+            "operationId": "readyz", "summary": "Database and every region reachable",
+            "responses": {"200": response("Ready", ref("Ready")),
+                          "503": response("A check failed; `checks` says which",
+                                          ref("NotReady"))}}},
+        "/metrics": {"get": {
+            "operationId": "metrics", "summary": "Prometheus metrics",
+            "responses": {"200": {"description": "Prometheus text exposition format",
+                                  "content": {"text/plain": {"schema": TEXT}}}}}},
+    }
+
+
+def document(regions: Iterable[str] = ()) -> Schema:
+    names = sorted(regions)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "xfer", "version": "1",
+                 "description": "Verified copies of Swift objects between regions. Every "
+                                "error, including an unknown route (404) or method (405, with "
+                                "Allow), is an Error object."},
+        "paths": _paths(names),
+        "components": {
+            "schemas": {**_request_schemas(names), **_job_schemas(), **_other_schemas()},
+            "responses": {
+                "NotFound": error("No such job, or no such route"),
+                "MethodNotAllowed": error("The route has no such method") | {
+                    "headers": {"Allow": {"required": True, "schema": {"type": "string"}}}},
+                "PayloadTooLarge": error("The body is over the service's limit"),
+            },
+        },
+    }
+
+
+async def serve_document(request: web.Request) -> web.Response:
+    return web.json_response(document(request.app[SETTINGS].regions))
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/v1/openapi.json", serve_document)
