@@ -80,8 +80,8 @@ class Source:
 def upload_random_slo(session: Session, container: str, name: str, size: int,
                       segment_size: int, seed: int) -> Source:
     """Random bytes as an SLO of `segment_size` segments (in `<container>_segments`)."""
-    segments_container = container + "_segments"
-    for each in (container, segments_container):
+    segment_container = container + "_segments"
+    for each in (container, segment_container):
         session.checked("PUT", f"/{quote(each)}", (201, 202))
     whole_md5, whole_sha512 = hashlib.md5(usedforsecurity=False), hashlib.sha512()
     rng = random.Random(seed)
@@ -93,7 +93,7 @@ def upload_random_slo(session: Session, container: str, name: str, size: int,
             whole_md5.update(chunk)
             whole_sha512.update(chunk)
             etag = hashlib.md5(chunk, usedforsecurity=False).hexdigest()
-            path = object_path(segments_container, f"{name}/{index:08d}")
+            path = object_path(segment_container, f"{name}/{index:08d}")
             manifest.append({"path": path, "etag": etag, "size_bytes": len(chunk)})
             if len(pending) >= 2:  # at most four segments in memory
                 pending.pop(0).result()

@@ -17,8 +17,9 @@ SELECT * FROM jobs WHERE idempotency_key = $1;
 -- name: record_transition
 INSERT INTO job_transitions (job_id, from_state, to_state) VALUES ($1, $2, $3);
 
--- name: notify_new_job
-SELECT pg_notify('xfer_jobs', $1::text);
+-- name: notify
+-- The channel names live in xfer/jobs/store.py, which also LISTENs on them.
+SELECT pg_notify($1::text, $2::text);
 
 -- name: get_job
 SELECT * FROM jobs WHERE id = $1;
@@ -66,9 +67,6 @@ RETURNING *;
 UPDATE jobs SET state = 'cancelling', updated_at = now()
 WHERE id = $1 AND state IN ('running', 'verifying')
 RETURNING *;
-
--- name: notify_cancel
-SELECT pg_notify('xfer_cancel', $1::text);
 
 -- name: finish_cancelled
 UPDATE jobs SET state = 'cancelled', finished_at = now(), updated_at = now(),

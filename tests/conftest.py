@@ -19,8 +19,9 @@ import aiohttp
 import asyncpg
 import pytest
 
-from xfer.app import http_session, serve
+from xfer.app import serve
 from xfer.clients.swift import SwiftClient
+from xfer.clients.transport import http_session
 from xfer.dev import devcloud
 from xfer.jobs.db import migrate
 from xfer.settings import MiB, RegionConfig, Settings, from_environ

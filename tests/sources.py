@@ -21,16 +21,16 @@ async def put_plain(client: SwiftClient, container: str, name: str, data: bytes)
 async def put_slo(client: SwiftClient, container: str, name: str, data: bytes,
                   segment_size: int) -> str:
     """Upload `data` as an SLO with segments in `<container>_segments`; returns its ETag."""
-    segments_container = f"{container}_segments"
+    segment_container = f"{container}_segments"
     await client.put_container(container)
-    await client.put_container(segments_container)
+    await client.put_container(segment_container)
     manifest = []
     for index, offset in enumerate(range(0, len(data), segment_size)):
         chunk = data[offset:offset + segment_size]
         segment_name = f"{name}/{index:08d}"
         etag = hashlib.md5(chunk).hexdigest()
-        await client.put_object(segments_container, segment_name, chunk, etag)
-        manifest.append(swift.ManifestSegment(f"/{segments_container}/{segment_name}", etag,
+        await client.put_object(segment_container, segment_name, chunk, etag)
+        manifest.append(swift.ManifestSegment(f"/{segment_container}/{segment_name}", etag,
                                               len(chunk)))
     return await client.put_manifest(container, name, manifest)
 

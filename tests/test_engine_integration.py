@@ -39,7 +39,8 @@ class Recorder:
 
 def spec(container: str, name: str, **extra: object) -> CopySpec:
     return CopySpec(job_id=unique("job"), source=ObjectRef("RegionOne", container, name),
-                    target=ObjectRef("RegionTwo", container, name), **extra)
+                    target=ObjectRef("RegionTwo", container, name), segment_container=container,
+                    **extra)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import MiB, RegionConfig, Service, database_url, md5, unique
 from tests.sources import payload, put_plain
 from xfer.app import build_app
-from xfer.clients.swift import SwiftClient
+from xfer.clients.swift import SwiftClient, SwiftRegions
+from xfer.clients.transport import http_session
 from xfer.jobs.db import create_pool
 from xfer.jobs.store import JobStore
 from xfer.settings import Settings
@@ -39,7 +40,9 @@ def job_body(container: str, name: str, source: str = "RegionOne", target: str =
 async def api_only(settings: Settings) -> AsyncIterator[tuple[Service, web.AppRunner]]:
     """The REST API on the test's database with no worker: jobs stay as the test puts them."""
     pool = await create_pool(settings.database_url)
-    runner = web.AppRunner(build_app(settings, JobStore(pool)), access_log=None)
+    swift_http = http_session(settings)
+    regions = SwiftRegions(swift_http, dict(settings.regions))
+    runner = web.AppRunner(build_app(settings, JobStore(pool), regions), access_log=None)
     try:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -48,6 +51,7 @@ async def api_only(settings: Settings) -> AsyncIterator[tuple[Service, web.AppRu
             yield Service(f"http://127.0.0.1:{runner.addresses[0][1]}", http), runner
     finally:
         await runner.cleanup()
+        await swift_http.close()
         await pool.close()
 
 

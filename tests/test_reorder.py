@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xfer.engine.reorder import OrderedAssembler, WindowExceeded
+from xfer.engine.reorder import BeyondReach, OrderedAssembler
 
 
 @st.composite
@@ -77,7 +77,7 @@ def test_buffered_bytes_never_exceed_a_small_window(case, window):
 
 def test_chunk_beyond_window_is_refused():
     assembler = OrderedAssembler(10)
-    with pytest.raises(WindowExceeded):
+    with pytest.raises(BeyondReach):
         assembler.offer(5, b"123456")
     assert assembler.offer(0, b"12345") and assembler.position == 5
     assert assembler.offer(5, b"123456789") and assembler.position == 14

@@ -2,6 +2,7 @@
 
 import pytest
 
+from xfer.engine.types import ObjectRef
 from xfer.errors import ConfigError, RequestError
 from xfer.settings import from_environ
 from xfer.web.validation import validate_job_request
@@ -19,7 +20,9 @@ def field_of(body):
 
 def test_target_defaults_to_source_names():
     job = validate_job_request(GOOD, REGIONS)
-    assert job["target"] == {"region": "RegionTwo", "container": "images", "object": "cirros.img"}
+    assert job.target == ObjectRef("RegionTwo", "images", "cirros.img")
+    assert job.canonical()["target"] == {"region": "RegionTwo", "container": "images",
+                                         "object": "cirros.img"}
 
 
 @pytest.mark.parametrize("body, field", [

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import pytest
 from tests.conftest import MiB, md5, unique
 from tests.sources import payload, put_plain
 from xfer.clients.swift import SwiftClient
+from xfer.engine.types import ObjectRef
+from xfer.jobs.records import JobRequest
 from xfer.jobs.store import JobStore
 from xfer.settings import Settings, regions_variable
 
@@ -63,9 +66,12 @@ def claimed_jobs(log_path: Path) -> list[str]:
     return [line["job_id"] for line in lines if line["message"].startswith("claimed job")]
 
 
-def job_request(container: str, name: str) -> dict:
-    return {"source": {"region": "RegionOne", "container": container, "object": name},
-            "target": {"region": "RegionTwo", "container": container, "object": name}}
+def job_request(container: str, name: str) -> JobRequest:
+    return JobRequest(ObjectRef("RegionOne", container, name), ObjectRef("RegionTwo", container, name))
+
+
+def job_body(container: str, name: str) -> dict:
+    return job_request(container, name).canonical()
 
 
 @pytest.fixture
@@ -81,7 +87,7 @@ async def wait_ended(store: JobStore, job_ids: list, deadline: float) -> list:
     async with asyncio.timeout(deadline):
         while True:
             rows = [await store.get_job(job_id) for job_id in job_ids]
-            if all(row["state"] in ("succeeded", "failed", "cancelled") for row in rows):
+            if all(row.state.terminal for row in rows):
                 return rows
             await asyncio.sleep(0.2)
 
@@ -96,13 +102,13 @@ async def test_two_workers_run_each_of_20_jobs_exactly_once(
         await put_plain(regions["RegionOne"], container, f"image-{index:02d}", data)
     async with worker_process(settings, "worker-a", tmp_path), \
             worker_process(settings, "worker-b", tmp_path):
-        job_ids = [(await store.create_job(job_request(container, name)))[0]["id"]
+        job_ids = [(await store.create_job(job_request(container, name)))[0].id
                    for name in sources]
         rows = await wait_ended(store, job_ids, 120)
-    assert [row["state"] for row in rows] == ["succeeded"] * 20, [r["error_message"] for r in rows]
-    assert all(row["attempts"] == 1 for row in rows)
+    assert [row.state for row in rows] == ["succeeded"] * 20, [r.error for r in rows]
+    assert all(row.attempts == 1 for row in rows)
     for row, (name, data) in zip(rows, sources.items(), strict=True):
-        assert row["target_object"] == name and row["md5"] == md5(data)
+        assert row.target.object == name and row.md5 == md5(data)
     claims_a = claimed_jobs(tmp_path / "worker-a.log")
     claims_b = claimed_jobs(tmp_path / "worker-b.log")
     all_claims = sorted(claims_a + claims_b)
@@ -117,14 +123,14 @@ async def test_sigkilled_worker_is_resumed_by_another_without_recopying(
     await put_plain(regions["RegionOne"], container, name, data)
     tuning = {"XFER_SEGMENT_SIZE": str(segment), "XFER_WINDOW_SEGMENTS": str(window)}
     async with worker_process(settings, "doomed", tmp_path, **tuning) as doomed:
-        job_id = (await store.create_job(job_request(container, name)))[0]["id"]
+        job_id = (await store.create_job(job_request(container, name)))[0].id
         async with asyncio.timeout(60):
-            while ((await store.get_job(job_id))["bytes_done"] or 0) < len(data) // 4:  # noqa: ASYNC110
+            while (await store.get_job(job_id)).bytes_done < len(data) // 4:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         doomed.send_signal(signal.SIGKILL)
         await doomed.wait()
     killed = await store.get_job(job_id)
-    assert killed["state"] == "running", "the copy ended before the kill: nothing to resume"
+    assert killed.state == "running", "the copy ended before the kill: nothing to resume"
     recorded = await store.recorded_segments(job_id)
     on_swift = [o.name for o in await regions["RegionTwo"].list_objects(container)
                 if str(job_id) in o.name]
@@ -132,13 +138,13 @@ async def test_sigkilled_worker_is_resumed_by_another_without_recopying(
     assert recorded and 0 <= in_flight <= window
     async with worker_process(settings, "heir", tmp_path, **tuning):
         (finished,) = await wait_ended(store, [job_id], 60)
-    assert finished["state"] == "succeeded", finished["error_message"]
-    assert finished["attempts"] == 2
-    assert finished["md5"] == md5(data)
-    assert finished["md5_checked_against"] == "the source object's ETag"
+    assert finished.state == "succeeded", finished.error
+    assert finished.attempts == 2
+    assert finished.md5 == md5(data)
+    assert finished.md5_checked_against == "the source object's ETag"
     # every recorded segment was checked and kept; only the rest went over the wire again
-    assert finished["segments_reused"] == len(recorded)
-    assert finished["bytes_uploaded"] == len(data) - len(recorded) * segment
+    assert finished.segments_reused == len(recorded)
+    assert finished.bytes_uploaded == len(data) - len(recorded) * segment
     sent_twice = in_flight * segment
     assert sent_twice <= window * segment
     head = await regions["RegionTwo"].head_object(container, name)
@@ -153,9 +159,9 @@ async def test_a_cancel_left_by_a_dead_worker_is_finished_by_another(
     container, name = unique("orphan-cancel"), "image.raw"
     await put_plain(regions["RegionOne"], container, name, payload(1000))
     job = (await store.create_job(job_request(container, name)))[0]
-    job_id = job["id"]
+    job_id = job.id
     # a worker claims the job, writes and records two segments, then dies (its lease runs out)
-    assert (await store.claim_job("ghost", 0.2))["id"] == job_id
+    assert (await store.claim_job("ghost", 0.2)).id == job_id
     target = regions["RegionTwo"]
     await target.put_container(container)
     for index in range(2):
@@ -164,7 +170,7 @@ async def test_a_cancel_left_by_a_dead_worker_is_finished_by_another(
         await target.put_object(container, segment_name, data, md5(data))
         await store.record_segment(job_id, Segment(index, index * 1000, 1000), md5(data))
     _, took_effect = await store.cancel(job_id)
-    assert took_effect and (await store.get_job(job_id))["state"] == "cancelling"
+    assert took_effect and (await store.get_job(job_id)).state == "cancelling"
     await asyncio.sleep(0.3)  # the ghost's lease has expired
     async with running_service(settings) as service:
         ended = await service.wait(str(job_id), deadline=30)
@@ -180,13 +186,13 @@ async def test_a_stopping_service_hands_its_job_back_and_the_next_one_resumes(
     await put_plain(regions["RegionOne"], container, name, data)
     slow = settings.with_overrides(segment_size=256 * 1024, window_segments=2)
     async with running_service(slow) as service:
-        job_id = (await service.submit(job_request(container, name)))["id"]
+        job_id = (await service.submit(job_body(container, name)))["id"]
         async with asyncio.timeout(60):
             while ((await service.job(job_id))["bytes_done"] or 0) < len(data) // 4:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
-    handed_back = await store.get_job(job_id)
-    assert handed_back["state"] == "queued", "the copy ended before the stop: nothing to hand back"
-    recorded = await store.recorded_segments(job_id)
+    handed_back = await store.get_job(uuid.UUID(job_id))
+    assert handed_back.state == "queued", "the copy ended before the stop: nothing to hand back"
+    recorded = await store.recorded_segments(uuid.UUID(job_id))
     assert recorded
     async with running_service(slow) as service:
         finished = await service.wait(job_id, deadline=60)

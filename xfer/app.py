@@ -7,10 +7,10 @@ import logging
 import signal
 from collections.abc import Callable
 
-import aiohttp
 from aiohttp import web
 
 from xfer.clients.swift import SwiftRegions
+from xfer.clients.transport import http_session
 from xfer.engine.object_copy import Copier
 from xfer.errors import ConfigError
 from xfer.jobs.db import create_pool
@@ -23,24 +23,16 @@ from xfer.web import api, events, health, openapi
 log = logging.getLogger(__name__)
 
 
-def http_session(settings: Settings) -> aiohttp.ClientSession:
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
-                                    sock_read=settings.read_timeout)
-    # No connection cap here: the copy window already bounds how many requests are in flight.
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-    return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
-
-
-def build_app(settings: Settings, store: JobStore, metrics: Metrics | None = None
-              ) -> web.Application:
+def build_app(settings: Settings, store: JobStore, regions: SwiftRegions,
+              metrics: Metrics | None = None) -> web.Application:
     """The REST API, /v1/openapi.json, /healthz, /readyz and /metrics; `metrics` is shared
-    with the worker that feeds its counters."""
+    with the worker that feeds its counters, `regions` with its copies."""
     app = web.Application(middlewares=[api.json_errors], client_max_size=settings.max_body_bytes)
     app[api.SETTINGS] = settings
     app[api.STORE] = store
     api.add_routes(app)
     events.setup(app)
-    health.setup(app, metrics or Metrics())
+    health.setup(app, metrics or Metrics(), regions)
     openapi.setup(app)
     return app
 
@@ -61,15 +53,17 @@ async def serve(settings: Settings, *, api_enabled: bool = True,
     runner = None
     try:
         async with http_session(settings) as http:
+            regions = SwiftRegions(http, dict(settings.regions))
             port = 0
             if api_enabled:
-                runner = web.AppRunner(build_app(settings, store, metrics), access_log=None)
+                runner = web.AppRunner(build_app(settings, store, regions, metrics),
+                                       access_log=None)
                 await runner.setup()
                 site = web.TCPSite(runner, settings.listen_host, settings.listen_port)
                 await site.start()
                 port = runner.addresses[0][1]
                 log.info("listening on http://%s:%d", settings.listen_host, port)
-            copier = Copier(settings, SwiftRegions(http, dict(settings.regions)))
+            copier = Copier(settings, regions)
             async with asyncio.TaskGroup() as group:
                 worker = group.create_task(Worker(settings, store, copier, metrics).run())
                 if on_ready:

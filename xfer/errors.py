@@ -1,19 +1,29 @@
 """Every error xfer raises on purpose descends from one root.
 
     XferError
-    ├── ConfigError        a setting is missing or invalid (start-up stops)
-    ├── RequestError       a job request is malformed; names the field (API answers 4xx)
-    ├── RemoteError        a service answered with an error status; keeps service, method,
-    │   │                  path, status and Swift's transaction id
-    │   └── AuthError      authentication refused (401/403 on the auth endpoint)
-    ├── TransportError     no usable answer: connection refused/reset, timeout
-    ├── IntegrityError     bytes are not what was asked or promised: Content-Range, length,
-    │   │                  ETag or checksum mismatch
-    │   └── BodyRejected   Swift refused a PUT body whose MD5 differs from its ETag (422)
-    └── CopyFailed         a copy ended in failure; carries the job's error code and a sentence
-                           a user can act on
+    ├── ConfigError          a setting is missing or invalid (start-up stops)
+    ├── RequestError         a job request is malformed; names the field (API answers 4xx)
+    ├── IdempotencyConflict  (jobs/store) the Idempotency-Key was used for another request
+    ├── RemoteError          a service answered with an error status; keeps service, method,
+    │   │                    path, status and Swift's transaction id
+    │   └── AuthError        authentication refused (401/403 on the auth endpoint)
+    ├── TransportError       no usable answer: connection refused/reset, timeout
+    ├── IntegrityError       bytes are not what was asked or promised: Content-Range, length,
+    │   │                    ETag or checksum mismatch
+    │   └── BodyRejected     Swift refused a PUT body whose MD5 differs from its ETag (422)
+    ├── BeyondReach          (engine/reorder) a chunk arrived too far ahead of the hasher
+    ├── RetryBudgetExhausted (engine/retry) the copy's retries are spent
+    ├── DatabaseUnavailable  PostgreSQL cannot be reached or dropped the connection (the API
+    │                        answers 503; the worker waits and keeps what copies wrote)
+    ├── InvalidTransition    (jobs/states) a job state change the table forbids: a bug
+    ├── LeaseLost            (jobs/worker) another worker holds the job now: stop copying it
+    ├── CancelRequested      (jobs/worker) a user cancelled the running job
+    ├── DevcloudError        (dev/devcloud) the local cloud could not start or stop
+    └── CopyFailed           a copy ended in failure; carries the job's error code and a
+                             sentence a user can act on
 
-`retryable` says whether trying the same request again may succeed.
+`retryable` says whether trying the same request again may succeed. tests/test_layers.py
+checks that every exception class in xfer appears in this tree.
 """
 
 from __future__ import annotations
@@ -102,6 +112,12 @@ class BodyRejected(IntegrityError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=False)
+
+
+class DatabaseUnavailable(XferError):
+    """PostgreSQL did not answer: connection refused, reset or timed out."""
+
+    retryable = True
 
 
 class CopyFailed(XferError):

@@ -1,33 +1,30 @@
-"""The one place that does Swift IO: sends the sans-IO requests of xfer.proto.swift with
-aiohttp, re-authenticates once on 401, and maps aiohttp's exceptions to xfer's."""
+"""Swift IO: sends the sans-IO requests of xfer.proto.swift through the transport, with the
+token from the region's Authenticator, renewed once when Swift refuses it."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import aiohttp
 
-from xfer.errors import IntegrityError, RemoteError, TransportError
+from xfer.clients.auth import Authenticator, TempAuth
+from xfer.clients.transport import exchange, read_exactly, translated_errors
+from xfer.errors import XferError
 from xfer.proto import swift
 from xfer.proto.http import Reply, Request
 from xfer.settings import RegionConfig
 
 log = logging.getLogger(__name__)
 RequestFactory = Callable[[swift.Credentials], Request]
+T = TypeVar("T")
 
 
-@asynccontextmanager
-async def translated_errors(request: Request) -> AsyncIterator[None]:
-    try:
-        yield
-    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-        reason = type(exc).__name__ + (f": {exc}" if str(exc) else "")
-        raise TransportError(swift.SERVICE, request.method, request.path, reason) from exc
+class TokenRefused(XferError):
+    """Swift answered 401 to a token that may merely have expired: authenticate again."""
 
 
 def _listing_page(creds: swift.Credentials, *, container: str, prefix: str,
@@ -35,42 +32,14 @@ def _listing_page(creds: swift.Credentials, *, container: str, prefix: str,
     return swift.list_objects_request(creds, container, prefix, marker)
 
 
-class BufferPayload(aiohttp.payload.Payload):
-    """A request body sent from a buffer in slices, so the socket's flow control paces it and
-    no copy of the whole buffer is made (aiohttp's bytes payload writes it in one piece)."""
-
-    SLICE = 1 << 20
-
-    def __init__(self, buffer: bytes | bytearray | memoryview) -> None:
-        view = memoryview(buffer).cast("B")
-        super().__init__(view, content_type="application/octet-stream")
-        self._size = len(view)
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return bytes(self._value).decode(encoding, errors)
-
-    async def write(self, writer: Any) -> None:
-        await self.write_with_length(writer, None)
-
-    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
-        view: memoryview = self._value
-        end = len(view) if content_length is None else min(len(view), content_length)
-        for start in range(0, end, self.SLICE):
-            await writer.write(view[start:min(end, start + self.SLICE)])
-
-
-def _body(body: bytes | bytearray | memoryview | None) -> Any:
-    if body is None or len(body) <= BufferPayload.SLICE:
-        return body
-    return BufferPayload(body)
-
-
 class SwiftClient:
     """One region's Swift, with the token cached and renewed once when it is refused."""
 
-    def __init__(self, http: aiohttp.ClientSession, region: RegionConfig) -> None:
+    def __init__(self, http: aiohttp.ClientSession, region: RegionConfig,
+                 auth: Authenticator | None = None) -> None:
         self.http = http
         self.region = region
+        self.auth = auth or TempAuth(region)
         self._credentials: swift.Credentials | None = None
         self._auth_lock = asyncio.Lock()
 
@@ -84,30 +53,32 @@ class SwiftClient:
         async with self._auth_lock:
             if self._credentials is not None and self._credentials is not stale:
                 return  # another task renewed it meanwhile
-            request = swift.auth_v1_request(self.region.auth_url, self.region.user,
-                                            self.region.key)
-            reply = await self._exchange(request)
-            self._credentials = swift.parse_auth_v1(request, reply)
+            self._credentials = await self.auth.authenticate(self.http)
 
-    async def _exchange(self, request: Request) -> Reply:
-        async with translated_errors(request), self.http.request(
-            request.method, request.url, headers=request.headers, params=request.params,
-            data=_body(request.body),
-        ) as response:
-            body = await response.read()
-            return Reply(response.status, response.headers, body)
-
-    async def send(self, build: RequestFactory) -> tuple[Request, Reply]:
-        """Send a request with a small body reply; on 401 renew the token once and resend."""
+    async def _authorized(self, attempt: Callable[[swift.Credentials, bool], Awaitable[T]]
+                          ) -> T:
+        """The re-authentication flow, in one place: run `attempt(credentials, final)`; when
+        it raises TokenRefused, authenticate again and run it once more as the final one (a
+        final attempt passes a 401 on to the reply parsers, which say what was refused)."""
         creds = await self.credentials()
-        request = build(creds)
-        reply = await self._exchange(request)
-        if reply.status == 401:
+        try:
+            return await attempt(creds, False)
+        except TokenRefused:
             log.info("token refused by %s, authenticating again", self.region.name)
             await self._authenticate(stale=creds)
-            request = build(await self.credentials())
-            reply = await self._exchange(request)
-        return request, reply
+        return await attempt(await self.credentials(), True)
+
+    async def send(self, build: RequestFactory) -> tuple[Request, Reply]:
+        """Send a request with a small body reply."""
+
+        async def attempt(creds: swift.Credentials, final: bool) -> tuple[Request, Reply]:
+            request = build(creds)
+            reply = await exchange(self.http, swift.SERVICE, request)
+            if reply.status == 401 and not final:
+                raise TokenRefused(request.path)
+            return request, reply
+
+        return await self._authorized(attempt)
 
     # --- operations ---------------------------------------------------------------------
 
@@ -161,36 +132,20 @@ class SwiftClient:
                               buffer: memoryview) -> None:
         """Fill `buffer` with bytes [start, start + len(buffer)) of the object, exactly."""
         length = len(buffer)
-        for attempt in range(2):
-            creds = await self.credentials()
+
+        async def attempt(creds: swift.Credentials, final: bool) -> None:
             request = swift.get_range_request(creds, container, obj, start, length)
-            async with translated_errors(request), self.http.get(
+            async with translated_errors(swift.SERVICE, request), self.http.get(
                 request.url, headers=request.headers
             ) as response:
-                if response.status == 401 and attempt == 0:
-                    await self._authenticate(stale=creds)
-                    continue
+                if response.status == 401 and not final:
+                    raise TokenRefused(request.path)
                 head = Reply(response.status, response.headers,
                              b"" if response.status < 300 else await response.read())
                 swift.check_ranged_reply(request, head, start, length, object_size)
-                await _read_exactly(request, response, buffer)
-                return
-        raise RemoteError(swift.SERVICE, "GET", request.path, 401, None, "token refused twice")
+                await read_exactly(request, response, buffer)
 
-
-async def _read_exactly(request: Request, response: aiohttp.ClientResponse,
-                        buffer: memoryview) -> None:
-    filled = 0
-    async for chunk in response.content.iter_any():
-        end = filled + len(chunk)
-        if end > len(buffer):
-            raise IntegrityError(f"{request.method} {request.path}: body longer than the "
-                                 f"{len(buffer)} bytes asked")
-        buffer[filled:end] = chunk
-        filled = end
-    if filled != len(buffer):
-        raise IntegrityError(f"{request.method} {request.path}: body ended after {filled} of "
-                             f"{len(buffer)} bytes")
+        await self._authorized(attempt)
 
 
 class SwiftRegions:
@@ -199,12 +154,8 @@ class SwiftRegions:
     def __init__(self, http: aiohttp.ClientSession, regions: dict[str, RegionConfig]) -> None:
         self._clients = {name: SwiftClient(http, config) for name, config in regions.items()}
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._clients
-
     def __getitem__(self, name: str) -> SwiftClient:
         return self._clients[name]
 
-    @property
-    def names(self) -> list[str]:
-        return sorted(self._clients)
+    def items(self) -> list[tuple[str, SwiftClient]]:
+        return sorted(self._clients.items())

@@ -71,8 +71,8 @@ def xfer_service(cloud: devcloud.CloudInfo) -> Iterator[str]:
 async def _upload_source(client: SwiftClient, size: int) -> tuple[str, str]:
     """Random bytes as an SLO in RegionOne; returns (md5, sha512) of the content."""
     await client.put_container(CONTAINER)
-    segments_container = CONTAINER + "_segments"
-    await client.put_container(segments_container)
+    segment_container = CONTAINER + "_segments"
+    await client.put_container(segment_container)
     whole_md5, whole_sha512 = hashlib.md5(usedforsecurity=False), hashlib.sha512()
     manifest = []
     for index, offset in enumerate(range(0, size, SOURCE_SEGMENT)):
@@ -81,8 +81,8 @@ async def _upload_source(client: SwiftClient, size: int) -> tuple[str, str]:
         whole_sha512.update(chunk)
         etag = hashlib.md5(chunk, usedforsecurity=False).hexdigest()
         name = f"{IMAGE}/{index:08d}"
-        await client.put_object(segments_container, name, chunk, etag)
-        manifest.append(swift.ManifestSegment(f"/{segments_container}/{name}", etag, len(chunk)))
+        await client.put_object(segment_container, name, chunk, etag)
+        manifest.append(swift.ManifestSegment(f"/{segment_container}/{name}", etag, len(chunk)))
     await client.put_manifest(CONTAINER, IMAGE, manifest)
     return whole_md5.hexdigest(), whole_sha512.hexdigest()
 

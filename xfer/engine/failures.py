@@ -60,8 +60,9 @@ def failing_as(side: str, operation: str, where: str) -> Iterator[None]:
         raise describe_failure(side, operation, where, exc) from exc
 
 
-def first_copy_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error to report from a TaskGroup's failures: a CopyFailed first, else the first one."""
+def first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error to report from a TaskGroup's failures: a CopyFailed first (it carries the
+    job's error code), else the first one. The only place exception groups are unwrapped."""
     flat: list[BaseException] = []
 
     def walk(exc: BaseException) -> None:

@@ -37,13 +37,13 @@ class InOrderHasher:
     after which their buffer can be reused. `run` is the hashing task; it ends at `size`.
     """
 
-    def __init__(self, size: int, window: int, with_sha512: bool) -> None:
+    def __init__(self, size: int, reach_bytes: int, with_sha512: bool) -> None:
         self.size = size
         self.hashed = 0
-        self._assembler = OrderedAssembler(max(1, window))
+        self._assembler = OrderedAssembler(max(1, reach_bytes))
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._sha512 = hashlib.sha512() if with_sha512 else None
-        # Views of bytes the assembler released in order: never more than its window in bytes.
+        # Views of bytes the assembler released in order: never more than its reach.
         self._ready: deque[memoryview] = deque()
         self._arrived = asyncio.Event()
         self._progress = asyncio.Condition()

@@ -23,9 +23,9 @@ from typing import TypeVar
 from urllib.parse import unquote
 
 from xfer.clients.swift import SwiftRegions
-from xfer.engine.budget import ByteBudget
-from xfer.engine.failures import describe_failure, failing_as, first_copy_failure
+from xfer.engine.failures import describe_failure, failing_as, first_failure
 from xfer.engine.hashing import Digests, InOrderHasher, md5_hex_off_loop
+from xfer.engine.inflight import InflightBytes
 from xfer.engine.plan import Plan, Segment, plan_from_source_segments, plan_segments, window_for
 from xfer.engine.retry import RetryBudget, with_retries
 from xfer.engine.types import CopyObserver, CopyOutcome, CopySpec, ObjectRef
@@ -49,7 +49,7 @@ class Copier:
     def __init__(self, settings: Settings, regions: SwiftRegions) -> None:
         self.settings = settings
         self.regions = regions
-        self.memory = ByteBudget(settings.max_inflight_bytes)
+        self.memory = InflightBytes(settings.max_inflight_bytes)
         # set when the process stops: cancelled copies then keep what they wrote
         self.handing_over = False
 
@@ -131,7 +131,7 @@ class _Copy:
         plan = await self._plan(head, limits)
         await self.observer.planned(plan)
         with failing_as("target", "create the container of", dst.describe()):
-            for container in {dst.container, self.spec.segments_container}:
+            for container in {dst.container, self.spec.segment_container}:
                 await self._retrying("target container PUT",
                                      functools.partial(self.target.put_container, container))
         digests = await self._transfer(plan, head, expected)
@@ -253,7 +253,7 @@ class _Copy:
                     group.create_task(
                         self._segment(plan, segment, head, hasher, expected, slots, taken))
         except BaseExceptionGroup as failures:
-            raise first_copy_failure(failures) from None
+            raise first_failure(failures) from None
         return hashing.result()
 
     async def _segment(self, plan: Plan, segment: Segment, head: swift.ObjectHead,
@@ -311,7 +311,7 @@ class _Copy:
             return etag
         metadata = None
         if plan.as_slo:
-            container, name = self.spec.segments_container, self.spec.segment_name(segment.index)
+            container, name = self.spec.segment_container, self.spec.segment_name(segment.index)
             self.written.add(name)
         else:
             container, name = dst.container, dst.object
@@ -337,14 +337,14 @@ class _Copy:
             return False
         name = self.spec.segment_name(segment.index)
         try:
-            head = await self.target.head_object(self.spec.segments_container, name)
+            head = await self.target.head_object(self.spec.segment_container, name)
         except XferError:
             return False  # gone or unreadable: write it again
         return head.size == segment.length and head.etag == etag
 
     async def _publish(self, plan: Plan) -> str:
         dst = self.spec.target
-        container = self.spec.segments_container
+        container = self.spec.segment_container
         manifest = [
             swift.ManifestSegment(f"/{container}/{self.spec.segment_name(s.index)}",
                                   self.segment_etags[s.index], s.length)
@@ -374,7 +374,7 @@ class _Copy:
             async with asyncio.timeout(CLEANUP_SECONDS):
                 if self.published:
                     await _quietly(self.target.delete_object(dst.container, dst.object))
-                container = self.spec.segments_container
+                container = self.spec.segment_container
                 async with asyncio.TaskGroup() as group:
                     for name in sorted(self.written):
                         group.create_task(_quietly(self.target.delete_object(container, name)))

@@ -31,6 +31,11 @@ class Plan:
     def segment_size(self) -> int:
         return max((s.length for s in self.segments), default=0)
 
+    @property
+    def layout(self) -> str:
+        """What the target object will be, as jobs and the API name it."""
+        return "slo" if self.as_slo else "plain"
+
 
 def plan_segments(size: int, limits: Limits, preferred_segment_size: int) -> Plan:
     """Cut [0, size) into equal segments (the last may be shorter) that the target accepts.

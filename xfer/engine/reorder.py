@@ -1,7 +1,7 @@
 """Pure: put chunks that arrive out of order (with duplicates and partial retries) back in order.
 
 The assembler holds only bytes that have not been delivered yet, never two copies of the same
-byte, and refuses a chunk reaching more than `window` bytes past what it has delivered: that
+byte, and refuses a chunk reaching more than `reach_bytes` past what it has delivered: that
 is the bound that keeps fetchers from running too far ahead of the in-order consumer.
 """
 
@@ -12,15 +12,15 @@ import bisect
 from xfer.errors import XferError
 
 
-class WindowExceeded(XferError):
-    """A chunk ends beyond position + window; the caller should have waited."""
+class BeyondReach(XferError):
+    """A chunk ends beyond position + reach_bytes; the caller should have waited."""
 
 
 class OrderedAssembler:
-    def __init__(self, window: int) -> None:
-        if window <= 0:
-            raise ValueError("window must be positive")
-        self.window = window
+    def __init__(self, reach_bytes: int) -> None:
+        if reach_bytes <= 0:
+            raise ValueError("reach_bytes must be positive")
+        self.reach_bytes = reach_bytes
         self.position = 0  # every byte before this has been delivered
         self._starts: list[int] = []  # sorted, non-overlapping pending intervals
         self._chunks: dict[int, bytes | memoryview] = {}
@@ -33,10 +33,10 @@ class OrderedAssembler:
         """Accept data for [offset, offset + len(data)); return what is now deliverable, in order."""
         view = memoryview(data).cast("B")
         end = offset + len(view)
-        if end > self.position + self.window:
-            raise WindowExceeded(
-                f"chunk [{offset}, {end}) is beyond the window "
-                f"[{self.position}, {self.position + self.window})")
+        if end > self.position + self.reach_bytes:
+            raise BeyondReach(
+                f"chunk [{offset}, {end}) is beyond the reach "
+                f"[{self.position}, {self.position + self.reach_bytes})")
         if offset < self.position:  # already delivered in part: keep only the new bytes
             view = view[self.position - offset:]
             offset = self.position

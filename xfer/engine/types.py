@@ -23,16 +23,12 @@ class CopySpec:
     job_id: str
     source: ObjectRef
     target: ObjectRef
-    segment_container: str | None = None  # default: the target's own container
+    segment_container: str  # where the target's segments go (the job's default: its container)
     expected_md5: str | None = None
     segment_size: int | None = None
     # Segments an earlier attempt of this job wrote and recorded: checked with a HEAD and
     # not uploaded again when they still match.
     resume: tuple[Segment, ...] = ()
-
-    @property
-    def segments_container(self) -> str:
-        return self.segment_container or self.target.container
 
     def segment_name(self, index: int) -> str:
         return f"{self.target.object}.xfer-segments/{self.job_id}/{index:08d}"

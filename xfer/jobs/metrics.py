@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
+from xfer.errors import DatabaseUnavailable
 from xfer.jobs.states import JobState
 from xfer.jobs.store import JobStore
 
@@ -57,7 +57,7 @@ class Metrics:
         than reporting stale counts."""
         try:
             counts = await store.count_jobs_by_state()
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except DatabaseUnavailable as exc:
             log.warning("jobs gauge left out of this scrape: database unavailable: %s", exc)
             self.jobs.clear()
             return

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from xfer.errors import XferError
+
 
 class JobState(StrEnum):
     QUEUED = "queued"
@@ -36,7 +38,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 
-class InvalidTransition(ValueError):
+class InvalidTransition(XferError):
     pass
 
 

@@ -2,87 +2,133 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 
 from xfer.engine.plan import Plan, Segment
-from xfer.engine.types import CopyOutcome, CopySpec, ObjectRef, VerifiedCopy
-from xfer.errors import XferError
+from xfer.engine.types import CopyOutcome, CopySpec, VerifiedCopy
+from xfer.errors import DatabaseUnavailable, XferError
 from xfer.jobs.db import load_queries
+from xfer.jobs.records import IndexedObject, JobDetail, JobRecord, JobRequest, Transition
 from xfer.jobs.states import JobState, cancel_target, check_transition
 
 JOBS_CHANNEL = "xfer_jobs"
 CANCEL_CHANNEL = "xfer_cancel"
 Q = load_queries()
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class IdempotencyConflict(XferError):
     """The idempotency key was used before for a different request."""
 
 
-def request_digest(request: dict[str, Any]) -> str:
-    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
+def request_digest(request: JobRequest) -> str:
+    canonical = json.dumps(request.canonical(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# What a lost or refused database connection raises through asyncpg; anything else (a
+# constraint, a bad value) is a bug or a validation gap and is not disguised as an outage.
+# Connecting to a database that was dropped or with refused credentials counts as unreachable.
+CONNECTION_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                     asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+                     asyncpg.CrashShutdownError, asyncpg.InvalidCatalogNameError,
+                     asyncpg.InvalidAuthorizationSpecificationError, OSError, TimeoutError)
+
+
+def translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Raise DatabaseUnavailable, not asyncpg's or the socket's errors, when PostgreSQL is
+    unreachable: callers above this module know one exception for an outage."""
+
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}"
+                                      ) from exc
+
+    return call
+
+
+def _job(row: Mapping[str, Any] | None) -> JobRecord | None:
+    return None if row is None else JobRecord.from_row(row)
+
+
+def _segment(row: Mapping[str, Any]) -> Segment:
+    return Segment(row["index"], row["offset"], row["length"], row["etag"])
 
 
 class JobStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def create_job(self, request: dict[str, Any], idempotency_key: str | None = None
-                         ) -> tuple[asyncpg.Record, bool]:
+    @translated
+    async def create_job(self, request: JobRequest, idempotency_key: str | None = None
+                         ) -> tuple[JobRecord, bool]:
         """(the job, whether it is new). With an idempotency key already used for the same
         request, the earlier job; for another request, IdempotencyConflict."""
-        source, target = request["source"], request["target"]
+        source, target = request.source, request.target
         job_id = uuid.uuid4()
         digest = request_digest(request)
         async with self.pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(
-                Q["insert_job"], job_id, source["region"], source["container"], source["object"],
-                target["region"], target["container"], target["object"],
-                request.get("segment_container"), request.get("checksum"),
-                request.get("segment_size"), idempotency_key, digest)
+                Q["insert_job"], job_id, source.region, source.container, source.object,
+                target.region, target.container, target.object,
+                request.segment_container, request.checksum,
+                request.segment_size, idempotency_key, digest)
             if row is None:  # the key is taken (the unique index waited for its transaction)
                 earlier = await connection.fetchrow(Q["job_by_idempotency_key"], idempotency_key)
                 if earlier["request_digest"] != digest:
                     raise IdempotencyConflict(str(earlier["id"]))
-                return earlier, False
+                return JobRecord.from_row(earlier), False
             await connection.execute(Q["record_transition"], job_id, None, JobState.QUEUED)
             # Delivered at commit: idle workers in every process wake up at once.
-            await connection.execute(Q["notify_new_job"], str(job_id))
-        return row, True
+            await connection.execute(Q["notify"], JOBS_CHANNEL, str(job_id))
+        return JobRecord.from_row(row), True
 
-    async def get_job(self, job_id: uuid.UUID) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(Q["get_job"], job_id)
+    @translated
+    async def get_job(self, job_id: uuid.UUID) -> JobRecord | None:
+        return _job(await self.pool.fetchrow(Q["get_job"], job_id))
 
-    async def claim_job(self, worker_id: str, lease_seconds: float) -> asyncpg.Record | None:
+    @translated
+    async def claim_job(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
         async with self.pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(Q["claim_job"], worker_id, lease_seconds)
             if row is not None:
                 await connection.execute(Q["record_transition"], row["id"],
-                                         row["previous_state"], "running")
-        return row
+                                         row["previous_state"], JobState.RUNNING)
+        return _job(row)
 
+    @translated
     async def claim_abandoned_cancel(self, worker_id: str,
-                                     lease_seconds: float) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(Q["claim_abandoned_cancel"], worker_id, lease_seconds)
+                                     lease_seconds: float) -> JobRecord | None:
+        return _job(await self.pool.fetchrow(Q["claim_abandoned_cancel"], worker_id,
+                                             lease_seconds))
 
+    @translated
     async def renew_lease(self, job_id: uuid.UUID, worker_id: str,
                           lease_seconds: float) -> JobState | None:
         """The job's state after renewing; None when this worker no longer holds the job."""
         state = await self.pool.fetchval(Q["renew_lease"], job_id, worker_id, lease_seconds)
         return None if state is None else JobState(state)
 
+    @translated
     async def set_verifying(self, job_id: uuid.UUID, worker_id: str) -> bool:
         return await self._finish(job_id, JobState.VERIFYING, lambda c: c.fetchval(
             Q["set_verifying"], job_id, worker_id))
 
-    async def cancel(self, job_id: uuid.UUID) -> tuple[asyncpg.Record | None, bool]:
+    @translated
+    async def cancel(self, job_id: uuid.UUID) -> tuple[JobRecord | None, bool]:
         """(the job, whether the cancel took effect). A queued job ends at once; a running one
         becomes cancelling and its worker is told through NOTIFY (its lease renewal is the
         fallback)."""
@@ -93,40 +139,46 @@ class JobStore:
             current = JobState(state)
             wanted = cancel_target(current)
             if wanted is None:
-                return await connection.fetchrow(Q["get_job"], job_id), False
+                return _job(await connection.fetchrow(Q["get_job"], job_id)), False
             check_transition(current, wanted)
             query = "cancel_queued" if wanted is JobState.CANCELLED else "request_cancel"
             row = await connection.fetchrow(Q[query], job_id)
             await connection.execute(Q["record_transition"], job_id, current, wanted)
             if wanted is JobState.CANCELLING:
-                await connection.execute(Q["notify_cancel"], str(job_id))
-            return row, True
+                await connection.execute(Q["notify"], CANCEL_CHANNEL, str(job_id))
+            return _job(row), True
 
+    @translated
     async def finish_cancelled(self, job_id: uuid.UUID, worker_id: str) -> bool:
         return await self._finish(job_id, JobState.CANCELLED, lambda c: c.fetchval(
             Q["finish_cancelled"], job_id, worker_id))
 
+    @translated
     async def set_plan(self, job_id: uuid.UUID, plan: Plan) -> None:
         await self.pool.execute(Q["set_plan"], job_id, plan.size, len(plan.segments),
-                                "slo" if plan.as_slo else "plain")
+                                plan.layout)
 
+    @translated
     async def record_segment(self, job_id: uuid.UUID, segment: Segment, etag: str) -> None:
         await self.pool.execute(Q["record_segment"], job_id, segment.index, segment.offset,
                                 segment.length, etag)
 
+    @translated
     async def recorded_segments(self, job_id: uuid.UUID) -> tuple[Segment, ...]:
-        rows = await self.pool.fetch(Q["list_segments"], job_id)
-        return tuple(Segment(r["index"], r["offset"], r["length"], r["etag"]) for r in rows)
+        return tuple(_segment(row) for row in await self.pool.fetch(Q["list_segments"], job_id))
 
+    @translated
     async def set_progress(self, job_id: uuid.UUID, bytes_done: int) -> None:
         await self.pool.execute(Q["set_progress"], job_id, bytes_done)
 
+    @translated
     async def find_verified_copy(self, md5: str, size: int, region: str,
                                  project: str) -> VerifiedCopy | None:
         row = await self.pool.fetchrow(Q["find_verified_copy"], md5, size, region, project)
         return None if row is None else VerifiedCopy(row["container"], row["object"],
                                                      row["sha512"])
 
+    @translated
     async def finish_succeeded(self, job_id: uuid.UUID, worker_id: str, spec: CopySpec,
                                outcome: CopyOutcome) -> bool:
         """Record success and index the verified copy by its checksums, in one transaction."""
@@ -152,15 +204,19 @@ class JobStore:
 
         return await self._finish(job_id, JobState.SUCCEEDED, update)
 
+    @translated
     async def find_objects(self, md5: str | None, sha512: str | None,
-                           region: str | None) -> list[asyncpg.Record]:
-        return list(await self.pool.fetch(Q["find_objects"], md5, sha512, region))
+                           region: str | None) -> list[IndexedObject]:
+        rows = await self.pool.fetch(Q["find_objects"], md5, sha512, region)
+        return [IndexedObject(**dict(row)) for row in rows]
 
+    @translated
     async def finish_failed(self, job_id: uuid.UUID, worker_id: str, code: str,
                             message: str) -> bool:
         return await self._finish(job_id, JobState.FAILED, lambda c: c.fetchval(
             Q["finish_failed"], job_id, worker_id, code, message))
 
+    @translated
     async def requeue(self, job_id: uuid.UUID, worker_id: str) -> bool:
         return await self._finish(job_id, JobState.QUEUED, lambda c: c.fetchval(
             Q["requeue_job"], job_id, worker_id))
@@ -179,14 +235,15 @@ class JobStore:
 
     # --- read side of the REST API: detail, listing, metrics, readiness -----------------
 
-    async def job_observed(self, job_id: uuid.UUID) -> asyncpg.Record | None:
+    @translated
+    async def job_observed(self, job_id: uuid.UUID) -> JobRecord | None:
         """The job with `observed_at`, the database's clock when it was read."""
-        return await self.pool.fetchrow(Q["job_with_clock"], job_id)
+        return _job(await self.pool.fetchrow(Q["job_with_clock"], job_id))
 
-    async def job_detail(self, job_id: uuid.UUID) -> tuple[
-            asyncpg.Record, list[asyncpg.Record], list[asyncpg.Record]] | None:
-        """(the job with `observed_at`, its written segments, its state transitions), read in
-        one snapshot; None when there is no such job."""
+    @translated
+    async def job_detail(self, job_id: uuid.UUID) -> JobDetail | None:
+        """The job with `observed_at`, its written segments and its state transitions, read
+        in one snapshot; None when there is no such job."""
         async with self.pool.acquire() as connection, connection.transaction(
                 isolation="repeatable_read", readonly=True):
             job = await connection.fetchrow(Q["job_with_clock"], job_id)
@@ -194,32 +251,58 @@ class JobStore:
                 return None
             segments = await connection.fetch(Q["list_segments"], job_id)
             transitions = await connection.fetch(Q["list_transitions"], job_id)
-        return job, segments, transitions
+        return JobDetail(
+            JobRecord.from_row(job), tuple(_segment(row) for row in segments),
+            tuple(Transition(JobState(t["from_state"]) if t["from_state"] else None,
+                             JobState(t["to_state"]), t["at"]) for t in transitions))
 
-    async def list_jobs_page(self, state: str | None, region: str | None,
-                             after: tuple[Any, uuid.UUID] | None, limit: int
-                             ) -> list[asyncpg.Record]:
+    @translated
+    async def list_jobs_page(self, state: JobState | None, region: str | None,
+                             after: tuple[datetime, uuid.UUID] | None, limit: int
+                             ) -> list[JobRecord]:
         """Newest first; `after` is the (created_at, id) of the previous page's last job;
         `region` matches the source or the target region."""
         created_at, job_id = after if after is not None else (None, None)
-        return list(await self.pool.fetch(Q["list_jobs_page"], state, region, created_at,
-                                          job_id, limit))
+        rows = await self.pool.fetch(Q["list_jobs_page"], state, region, created_at, job_id,
+                                     limit)
+        return [JobRecord.from_row(row) for row in rows]
 
+    @translated
     async def count_jobs_by_state(self) -> dict[str, int]:
         return {row["state"]: row["jobs"] for row in await self.pool.fetch(
             Q["count_jobs_by_state"])}
 
+    @translated
     async def ping(self) -> None:
         await self.pool.fetchval(Q["ping"])
 
+    @contextlib.asynccontextmanager
+    async def listening(self, on_new_job: Callable[[], None],
+                        on_cancel: Callable[[uuid.UUID], None]) -> AsyncIterator[None]:
+        """While inside: `on_new_job()` when a job is queued, `on_cancel(job id)` when a cancel
+        is requested, in any process on this database (LISTEN on one held connection)."""
 
-def copy_spec(row: asyncpg.Record, resume: tuple[Segment, ...] = ()) -> CopySpec:
-    return CopySpec(
-        job_id=str(row["id"]),
-        source=ObjectRef(row["source_region"], row["source_container"], row["source_object"]),
-        target=ObjectRef(row["target_region"], row["target_container"], row["target_object"]),
-        segment_container=row["segment_container"],
-        expected_md5=row["expected_md5"],
-        segment_size=row["segment_size"],
-        resume=resume,
-    )
+        def new_job(*_: object) -> None:
+            on_new_job()
+
+        def cancel(_connection: object, _pid: int, _channel: str, payload: str) -> None:
+            with contextlib.suppress(ValueError):
+                on_cancel(uuid.UUID(payload))
+
+        connection: asyncpg.Connection = await translated(self.pool.acquire)()
+        await translated(connection.add_listener)(JOBS_CHANNEL, new_job)
+        await translated(connection.add_listener)(CANCEL_CHANNEL, cancel)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.remove_listener(JOBS_CHANNEL, new_job)
+                await connection.remove_listener(CANCEL_CHANNEL, cancel)
+            await self.pool.release(connection)
+
+
+def copy_spec(job: JobRecord, resume: tuple[Segment, ...] = ()) -> CopySpec:
+    return CopySpec(job_id=str(job.id), source=job.source, target=job.target,
+                    segment_container=job.segment_container or job.target.container,
+                    expected_md5=job.expected_md5,
+                    segment_size=job.segment_size, resume=resume)

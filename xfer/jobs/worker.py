@@ -11,28 +11,27 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from typing import Any
 
-import asyncpg
-
+from xfer.engine.failures import first_failure
 from xfer.engine.object_copy import Copier
 from xfer.engine.plan import Plan, Segment
-from xfer.engine.types import VerifiedCopy
-from xfer.errors import CopyFailed
+from xfer.engine.types import CopyOutcome, VerifiedCopy
+from xfer.errors import CopyFailed, XferError
 from xfer.jobs.metrics import Metrics
+from xfer.jobs.records import JobRecord
 from xfer.jobs.states import JobState
-from xfer.jobs.store import CANCEL_CHANNEL, JOBS_CHANNEL, JobStore, copy_spec
+from xfer.jobs.store import JobStore, copy_spec
 from xfer.logs import current_job
 from xfer.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class LeaseLost(Exception):
+class LeaseLost(XferError):
     """Another worker holds the job now; this one must stop copying it."""
 
 
-class CancelRequested(Exception):
+class CancelRequested(XferError):
     """A user asked to cancel the job; the copy stops and deletes what it wrote."""
 
 
@@ -76,21 +75,22 @@ class Worker:
     async def run(self) -> None:
         """Claim and run jobs until cancelled; running copies are handed back on the way out."""
         slots = asyncio.Semaphore(self.settings.max_concurrent_copies)
-        async with self._listening(), asyncio.TaskGroup() as group:
+        async with self.store.listening(self._wake.set, self._on_cancel), \
+                asyncio.TaskGroup() as group:
             while True:
                 await slots.acquire()
-                row = await self.store.claim_job(self.settings.worker_id,
+                job = await self.store.claim_job(self.settings.worker_id,
                                                  self.settings.lease_seconds)
-                if row is None:
-                    row = await self.store.claim_abandoned_cancel(self.settings.worker_id,
+                if job is None:
+                    job = await self.store.claim_abandoned_cancel(self.settings.worker_id,
                                                                   self.settings.lease_seconds)
-                    if row is not None:
-                        group.create_task(self._end_abandoned_cancel(row, slots))
+                    if job is not None:
+                        group.create_task(self._end_abandoned_cancel(job, slots))
                         continue
                     slots.release()
                     await self._idle()
                     continue
-                group.create_task(self._run_job(row, slots))
+                group.create_task(self._run_job(job, slots))
 
     async def _idle(self) -> None:
         self._wake.clear()
@@ -98,35 +98,18 @@ class Worker:
             async with asyncio.timeout(self.settings.poll_interval):
                 await self._wake.wait()
 
-    def _on_new_job(self, *_: object) -> None:
-        self._wake.set()
+    def _on_cancel(self, job_id: uuid.UUID) -> None:
+        event = self._cancel_requests.get(job_id)
+        if event is not None:
+            event.set()
 
-    def _on_cancel(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
-        with contextlib.suppress(ValueError):
-            event = self._cancel_requests.get(uuid.UUID(payload))
-            if event is not None:
-                event.set()
-
-    @contextlib.asynccontextmanager
-    async def _listening(self) -> Any:
-        connection: asyncpg.Connection = await self.store.pool.acquire()
-        await connection.add_listener(JOBS_CHANNEL, self._on_new_job)
-        await connection.add_listener(CANCEL_CHANNEL, self._on_cancel)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):
-                await connection.remove_listener(JOBS_CHANNEL, self._on_new_job)
-                await connection.remove_listener(CANCEL_CHANNEL, self._on_cancel)
-            await self.store.pool.release(connection)
-
-    async def _run_job(self, row: asyncpg.Record, slots: asyncio.Semaphore) -> None:
-        job_id: uuid.UUID = row["id"]
+    async def _run_job(self, job: JobRecord, slots: asyncio.Semaphore) -> None:
+        job_id = job.id
         token = current_job.set(str(job_id))
         worker_id = self.settings.worker_id
-        log.info("claimed job (attempt %d)", row["attempts"])
+        log.info("claimed job (attempt %d)", job.attempts)
         try:
-            outcome = await self._copy_under_lease(row)
+            outcome = await self._copy_under_lease(job)
         except CopyFailed as failure:
             log.warning("job failed: %s: %s", failure.code, failure.message)
             # counted only by the worker that still held the job
@@ -147,7 +130,7 @@ class Worker:
                                               f"xfer hit an internal error: {exc!r}"):
                 self.metrics.job_failed("internal_error")
         else:
-            if await self.store.finish_succeeded(job_id, worker_id, copy_spec(row), outcome):
+            if await self.store.finish_succeeded(job_id, worker_id, copy_spec(job), outcome):
                 # bytes this process sent: resumed segments and deduplicated jobs add nothing
                 self.metrics.copy_succeeded(outcome.bytes_uploaded, outcome.seconds,
                                             outcome.retries)
@@ -158,14 +141,14 @@ class Worker:
             current_job.reset(token)
             slots.release()
 
-    async def _end_abandoned_cancel(self, row: asyncpg.Record, slots: asyncio.Semaphore) -> None:
+    async def _end_abandoned_cancel(self, job: JobRecord, slots: asyncio.Semaphore) -> None:
         """A cancel whose worker died before it finished: delete what the job wrote, end it."""
-        job_id: uuid.UUID = row["id"]
+        job_id = job.id
         token = current_job.set(str(job_id))
         try:
             resume = await self.store.recorded_segments(job_id)
             progress = JobProgress(self.store, job_id, self.settings.worker_id)
-            await self.copier.discard(copy_spec(row, resume), progress)
+            await self.copier.discard(copy_spec(job, resume), progress)
             await self.store.finish_cancelled(job_id, self.settings.worker_id)
             log.info("ended a cancel its worker left unfinished; deleted %d recorded segments",
                      len(resume))
@@ -173,19 +156,19 @@ class Worker:
             current_job.reset(token)
             slots.release()
 
-    async def _copy_under_lease(self, row: asyncpg.Record) -> Any:
-        job_id = row["id"]
+    async def _copy_under_lease(self, job: JobRecord) -> CopyOutcome:
+        job_id = job.id
         progress = JobProgress(self.store, job_id, self.settings.worker_id)
         cancel_requested = self._cancel_requests[job_id] = asyncio.Event()
         # A job taken over from a worker that died: keep the segments it recorded.
-        resume = await self.store.recorded_segments(job_id) if row["attempts"] > 1 else ()
+        resume = await self.store.recorded_segments(job_id) if job.attempts > 1 else ()
         try:
             async with asyncio.TaskGroup() as group:
                 lease = group.create_task(self._keep_lease(job_id, cancel_requested))
-                outcome = await self.copier.copy(copy_spec(row, resume), progress)
+                outcome = await self.copier.copy(copy_spec(job, resume), progress)
                 lease.cancel()
         except BaseExceptionGroup as failures:
-            raise failures.exceptions[0] from None
+            raise first_failure(failures) from None
         finally:
             del self._cancel_requests[job_id]
         return outcome

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
+from xfer.engine.types import ObjectRef
 from xfer.errors import RequestError
 from xfer.jobs.metrics import Metrics
+from xfer.jobs.records import IndexedObject, JobDetail, JobRecord
 from xfer.jobs.states import JobState
 from xfer.jobs.store import IdempotencyConflict, JobStore
 from xfer.settings import Settings
 from xfer.web.progress import eta_seconds, transfer_rate
-from xfer.web.validation import validate_job_request
+from xfer.web.validation import (
+    IDEMPOTENCY_KEY,
+    MD5_HEX,
+    SHA512_HEX,
+    region_name,
+    validate_job_request,
+)
 
 STORE = web.AppKey("store", JobStore)
 SETTINGS = web.AppKey("settings", Settings)
@@ -27,7 +33,6 @@ METRICS = web.AppKey("metrics", Metrics)
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
 LIST_PARAMETERS = frozenset({"state", "region", "limit", "cursor"})
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 JOB_STATES = tuple(state.value for state in JobState)
 
 
@@ -64,45 +69,43 @@ def _timestamp(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def job_json(row: asyncpg.Record) -> dict[str, Any]:
-    """A job as the API shows it. `rate` and `eta` need the database's clock: the rows read
-    for the API carry it as `observed_at`; a row just written carries its `updated_at`."""
-    error = None
-    if row["error_code"]:
-        error = {"code": row["error_code"], "message": row["error_message"]}
-    rate = transfer_rate(row["bytes_done"], row["started_at"], row["finished_at"],
-                         row.get("observed_at") or row["updated_at"])
-    eta = eta_seconds(JobState(row["state"]), row["bytes_total"], row["bytes_done"], rate)
+def _ref_json(ref: ObjectRef) -> dict[str, str]:
+    return {"region": ref.region, "container": ref.container, "object": ref.object}
+
+
+def job_json(job: JobRecord) -> dict[str, Any]:
+    """A job as the API shows it; `rate` and `eta` are computed against the database's clock
+    at the time the job was read."""
+    rate = transfer_rate(job.bytes_done, job.started_at, job.finished_at, job.clock)
+    eta = eta_seconds(job.state, job.bytes_total, job.bytes_done, rate)
     return {
-        "id": str(row["id"]),
-        "state": row["state"],
-        "source": {"region": row["source_region"], "container": row["source_container"],
-                   "object": row["source_object"]},
-        "target": {"region": row["target_region"], "container": row["target_container"],
-                   "object": row["target_object"]},
-        "checksum": row["expected_md5"],
-        "bytes_total": row["bytes_total"],
-        "bytes_done": row["bytes_done"],
+        "id": str(job.id),
+        "state": job.state.value,
+        "source": _ref_json(job.source),
+        "target": _ref_json(job.target),
+        "checksum": job.expected_md5,
+        "bytes_total": job.bytes_total,
+        "bytes_done": job.bytes_done,
         "rate": None if rate is None else round(rate, 1),
         "eta": None if eta is None else round(eta, 1),
-        "segments_total": row["segments_total"],
-        "layout": row["layout"],
-        "md5": row["md5"],
-        "sha512": row["sha512"],
-        "etag": row["etag"],
-        "md5_checked_against": row["md5_checked_against"],
-        "retries": row["retries"],
-        "bytes_uploaded": row["bytes_uploaded"],
-        "segments_reused": row["segments_reused"],
-        "deduplicated": row["deduplicated"],
-        "existing": {"region": row["target_region"], "container": row["existing_container"],
-                     "object": row["existing_object"]} if row["deduplicated"] else None,
-        "attempts": row["attempts"],
-        "error": error,
-        "created_at": _timestamp(row["created_at"]),
-        "started_at": _timestamp(row["started_at"]),
-        "finished_at": _timestamp(row["finished_at"]),
-        "updated_at": _timestamp(row["updated_at"]),
+        "segments_total": job.segments_total,
+        "layout": job.layout,
+        "md5": job.md5,
+        "sha512": job.sha512,
+        "etag": job.etag,
+        "md5_checked_against": job.md5_checked_against,
+        "retries": job.retries,
+        "bytes_uploaded": job.bytes_uploaded,
+        "segments_reused": job.segments_reused,
+        "deduplicated": job.existing is not None,
+        "existing": None if job.existing is None else _ref_json(job.existing),
+        "attempts": job.attempts,
+        "error": None if job.error is None else {"code": job.error.code,
+                                                  "message": job.error.message},
+        "created_at": _timestamp(job.created_at),
+        "started_at": _timestamp(job.started_at),
+        "finished_at": _timestamp(job.finished_at),
+        "updated_at": _timestamp(job.updated_at),
     }
 
 
@@ -116,17 +119,17 @@ async def create_job(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     job_request = validate_job_request(body, settings.regions.keys())
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         raise RequestError("Idempotency-Key", "must be 1 to 255 printable ASCII characters")
     try:
-        row, created = await request.app[STORE].create_job(job_request, key)
+        job, created = await request.app[STORE].create_job(job_request, key)
     except IdempotencyConflict as conflict:
         return error_response(409, "idempotency_conflict",
                               f"this Idempotency-Key was used for another request (job "
                               f"{conflict}); use a new key for a new request", "Idempotency-Key")
-    location = str(request.app.router["job"].url_for(job_id=str(row["id"])))
+    location = str(request.app.router["job"].url_for(job_id=str(job.id)))
     # A replay with the same key and body answers 200 with the job it created the first time.
-    return web.json_response(job_json(row), status=201 if created else 200,
+    return web.json_response(job_json(job), status=201 if created else 200,
                              headers={"Location": location})
 
 
@@ -137,15 +140,14 @@ def job_id_of(request: web.Request) -> uuid.UUID:
         raise web.HTTPNotFound(reason="no such job") from None
 
 
-def job_detail_json(row: asyncpg.Record, segments: list[asyncpg.Record],
-                    transitions: list[asyncpg.Record]) -> dict[str, Any]:
+def job_detail_json(detail: JobDetail) -> dict[str, Any]:
     return {
-        **job_json(row),
-        "segments_written": len(segments),
-        "segments": [{"index": s["index"], "offset": s["offset"], "length": s["length"],
-                      "etag": s["etag"]} for s in segments],
-        "transitions": [{"from": t["from_state"], "to": t["to_state"], "at": _timestamp(t["at"])}
-                        for t in transitions],
+        **job_json(detail.job),
+        "segments_written": len(detail.segments),
+        "segments": [{"index": s.index, "offset": s.offset, "length": s.length, "etag": s.etag}
+                     for s in detail.segments],
+        "transitions": [{"from": t.from_state, "to": t.to_state, "at": _timestamp(t.at)}
+                        for t in detail.transitions],
     }
 
 
@@ -153,12 +155,12 @@ async def get_job(request: web.Request) -> web.Response:
     detail = await request.app[STORE].job_detail(job_id_of(request))
     if detail is None:
         raise web.HTTPNotFound(reason="no such job")
-    return web.json_response(job_detail_json(*detail))
+    return web.json_response(job_detail_json(detail))
 
 
-def encode_cursor(row: asyncpg.Record) -> str:
-    """An opaque token for the page after `row`: its (created_at, id)."""
-    position = json.dumps([row["created_at"].isoformat(), str(row["id"])])
+def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
+    """An opaque token for the page after the job created at `created_at` with `job_id`."""
+    position = json.dumps([created_at.isoformat(), str(job_id)])
     return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
 
 
@@ -192,35 +194,38 @@ async def list_jobs(request: web.Request) -> web.Response:
     state, region = query.get("state"), query.get("region")
     if state is not None and state not in JOB_STATES:
         raise RequestError("state", f"must be one of {', '.join(JOB_STATES)}")
-    regions = request.app[SETTINGS].regions
-    if region is not None and region not in regions:
-        raise RequestError("region", f"unknown region {region!r}; known: {', '.join(sorted(regions))}")
+    if region is not None:
+        region_name(region, "region", request.app[SETTINGS].regions.keys())
     limit = _page_limit(query.get("limit", str(DEFAULT_PAGE)))
     after = decode_cursor(query["cursor"]) if "cursor" in query else None
-    rows = await request.app[STORE].list_jobs_page(state, region, after, limit + 1)
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return web.json_response({"jobs": [job_json(row) for row in rows[:limit]],
+    jobs = await request.app[STORE].list_jobs_page(
+        None if state is None else JobState(state), region, after, limit + 1)
+    next_cursor = None
+    if len(jobs) > limit:  # one more than a page was asked for: there is a next page
+        last = jobs[limit - 1]
+        next_cursor = encode_cursor(last.created_at, last.id)
+    return web.json_response({"jobs": [job_json(job) for job in jobs[:limit]],
                               "next": next_cursor})
 
 
 async def cancel_job(request: web.Request) -> web.Response:
     """202 when the cancel took effect (a running job stops, deletes what it wrote and ends
     `cancelled`); 409 when the job has already ended."""
-    row, took_effect = await request.app[STORE].cancel(job_id_of(request))
-    if row is None:
+    job, took_effect = await request.app[STORE].cancel(job_id_of(request))
+    if job is None:
         raise web.HTTPNotFound(reason="no such job")
     if not took_effect:
         return error_response(409, "not_cancellable",
-                              f"the job is {row['state']}; there is nothing to cancel", "state")
-    return web.json_response(job_json(row), status=202)
+                              f"the job is {job.state}; there is nothing to cancel", "state")
+    return web.json_response(job_json(job), status=202)
 
 
-def object_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {"checksum": row["md5"], "os_hash_algo": "sha512" if row["sha512"] else None,
-            "os_hash_value": row["sha512"], "size": row["size"], "region": row["region"],
-            "project": row["project"], "container": row["container"], "object": row["object"],
-            "job_id": str(row["job_id"]) if row["job_id"] else None,
-            "verified_at": _timestamp(row["verified_at"])}
+def object_json(entry: IndexedObject) -> dict[str, Any]:
+    return {"checksum": entry.md5, "os_hash_algo": "sha512" if entry.sha512 else None,
+            "os_hash_value": entry.sha512, "size": entry.size, "region": entry.region,
+            "project": entry.project, "container": entry.container, "object": entry.object,
+            "job_id": None if entry.job_id is None else str(entry.job_id),
+            "verified_at": _timestamp(entry.verified_at)}
 
 
 async def find_objects(request: web.Request) -> web.Response:
@@ -229,14 +234,14 @@ async def find_objects(request: web.Request) -> web.Response:
     sha512 = request.query.get("os_hash_value")
     if md5 is None and sha512 is None:
         raise RequestError("checksum", "give checksum (MD5) or os_hash_value (SHA-512)")
-    if md5 is not None and not re.fullmatch(r"[0-9a-fA-F]{32}", md5):
+    if md5 is not None and not MD5_HEX.fullmatch(md5):
         raise RequestError("checksum", "must be an MD5 as 32 hexadecimal digits")
-    if sha512 is not None and not re.fullmatch(r"[0-9a-fA-F]{128}", sha512):
+    if sha512 is not None and not SHA512_HEX.fullmatch(sha512):
         raise RequestError("os_hash_value", "must be a SHA-512 as 128 hexadecimal digits")
-    rows = await request.app[STORE].find_objects(
+    entries = await request.app[STORE].find_objects(
         md5.lower() if md5 else None, sha512.lower() if sha512 else None,
         request.query.get("region"))
-    return web.json_response({"objects": [object_json(row) for row in rows]})
+    return web.json_response({"objects": [object_json(entry) for entry in entries]})
 
 
 def add_routes(app: web.Application) -> None:

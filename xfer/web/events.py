@@ -20,10 +20,9 @@ import contextlib
 import json
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
-from xfer.jobs.states import JobState
+from xfer.jobs.records import JobRecord
 from xfer.web.api import METRICS, SETTINGS, STORE, job_id_of, job_json
 
 KEEPALIVE_SECONDS = 15.0
@@ -49,17 +48,17 @@ async def _stopped_within(stopping: asyncio.Event, seconds: float) -> bool:
 
 
 async def _follow(request: web.Request, response: web.StreamResponse,
-                  row: asyncpg.Record) -> str | None:
+                  job: JobRecord) -> str | None:
     """Send progress events until the stream should end; return why (None: client gone)."""
     settings, store = request.app[SETTINGS], request.app[STORE]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.events_max_seconds
     last_sent, last_write = None, loop.time()
     while True:
-        if (row["state"], row["bytes_done"]) != last_sent:
-            await response.write(event_text("progress", job_json(row)))
-            last_sent, last_write = (row["state"], row["bytes_done"]), loop.time()
-        if JobState(row["state"]).terminal:
+        if (job.state, job.bytes_done) != last_sent:
+            await response.write(event_text("progress", job_json(job)))
+            last_sent, last_write = (job.state, job.bytes_done), loop.time()
+        if job.state.terminal:
             return "finished"
         remaining = deadline - loop.time()
         if remaining <= 0:
@@ -72,21 +71,21 @@ async def _follow(request: web.Request, response: web.StreamResponse,
         if loop.time() - last_write >= KEEPALIVE_SECONDS:
             await response.write(b": keep-alive\n\n")
             last_write = loop.time()
-        fresh = await store.job_observed(row["id"])
+        fresh = await store.job_observed(job.id)
         if fresh is None:
             return "deleted"
-        row = fresh
+        job = fresh
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
-    row = await request.app[STORE].job_observed(job_id_of(request))
-    if row is None:
+    job = await request.app[STORE].job_observed(job_id_of(request))
+    if job is None:
         raise web.HTTPNotFound(reason="no such job")
     response = web.StreamResponse(headers=HEADERS)
     await response.prepare(request)
     with request.app[METRICS].event_streams.track_inprogress(), contextlib.suppress(
             ConnectionResetError):  # the client went away mid-write
-        reason = await _follow(request, response, row)
+        reason = await _follow(request, response, job)
         if reason is not None:
             await response.write(event_text("end", {"reason": reason}))
             await response.write_eof()

@@ -2,8 +2,9 @@
 
     GET /healthz   200 {"status": "ok"} while the process serves requests
     GET /readyz    200 when the database answers SELECT 1 and every configured region's Swift
-                   answers GET /info (at the proxy of its auth_url), each within
-                   `ready_timeout`; else 503 with the usual error object and every check
+                   authenticates and answers GET /info, through the same clients the copies
+                   use, each within `ready_timeout`; else 503 with the usual error object and
+                   every check
     GET /metrics   Prometheus text format, from this service's own registry
 """
 
@@ -11,37 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any
 
-import aiohttp
-import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from xfer.clients.swift import translated_errors
+from xfer.clients.swift import SwiftRegions
 from xfer.errors import XferError
 from xfer.jobs.metrics import Metrics
-from xfer.proto import swift
-from xfer.proto.http import Reply
-from xfer.settings import RegionConfig
 from xfer.web.api import METRICS, SETTINGS, STORE
 
-
-class Probes:
-    """The HTTP session readiness checks use, apart from the copies' session."""
-
-    def __init__(self) -> None:
-        self.http: aiohttp.ClientSession | None = None
-
-    async def session(self, _app: web.Application) -> AsyncIterator[None]:  # cleanup_ctx
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16)) as http:
-            self.http = http
-            yield
-            self.http = None
-
-
-PROBES = web.AppKey("probes", Probes)
+REGIONS = web.AppKey("regions", SwiftRegions)
 Check = dict[str, Any]
 
 
@@ -49,7 +31,7 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def _timed(check: Awaitable[None], limit_seconds: float) -> Check:
+async def _timed(check: Awaitable[object], limit_seconds: float) -> Check:
     """Run one check: {"ok": true, "seconds": s} or {"ok": false, "error": why, ...}."""
     started = time.monotonic()
     try:
@@ -57,8 +39,7 @@ async def _timed(check: Awaitable[None], limit_seconds: float) -> Check:
             await check
     except TimeoutError:
         result: Check = {"ok": False, "error": f"no answer within {limit_seconds:g}s"}
-    except (XferError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
-            ValueError) as exc:
+    except XferError as exc:
         result = {"ok": False, "error": str(exc) or type(exc).__name__}
     else:
         result = {"ok": True}
@@ -66,23 +47,12 @@ async def _timed(check: Awaitable[None], limit_seconds: float) -> Check:
     return result
 
 
-async def _region_info(http: aiohttp.ClientSession, region: RegionConfig) -> None:
-    """GET /info at the Swift proxy that serves the region's auth URL; it must parse."""
-    request = swift.info_request(region.auth_url)
-    async with translated_errors(request), http.get(request.url) as response:
-        reply = Reply(response.status, response.headers, await response.read())
-    swift.parse_info(request, reply)
-
-
 async def readyz(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    http = request.app[PROBES].http
-    assert http is not None
-    timeout = settings.ready_timeout
+    timeout = request.app[SETTINGS].ready_timeout
     async with asyncio.TaskGroup() as group:
         database = group.create_task(_timed(request.app[STORE].ping(), timeout))
-        regions = {name: group.create_task(_timed(_region_info(http, region), timeout))
-                   for name, region in sorted(settings.regions.items())}
+        regions = {name: group.create_task(_timed(client.limits(), timeout))
+                   for name, client in request.app[REGIONS].items()}
     checks = {"database": database.result(),
               "regions": {name: task.result() for name, task in regions.items()}}
     failed = [f"database: {checks['database']['error']}"] if not checks["database"]["ok"] else []
@@ -101,10 +71,9 @@ async def scrape_metrics(request: web.Request) -> web.Response:
                         headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def setup(app: web.Application, metrics_registry: Metrics) -> None:
+def setup(app: web.Application, metrics_registry: Metrics, regions: SwiftRegions) -> None:
     app[METRICS] = metrics_registry
-    app[PROBES] = probes = Probes()
-    app.cleanup_ctx.append(probes.session)
+    app[REGIONS] = regions
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", scrape_metrics)

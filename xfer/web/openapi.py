@@ -8,18 +8,27 @@ application's routes and its request fields are those xfer/validation.py accepts
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
 from xfer.jobs.states import JobState
+from xfer.web import validation
 from xfer.web.api import DEFAULT_PAGE, MAX_PAGE, SETTINGS
 from xfer.web.validation import MAX_CONTAINER_NAME_LENGTH, MAX_OBJECT_NAME_LENGTH, MIN_SEGMENT_SIZE
 
 Schema = dict[str, Any]
 STATES = [state.value for state in JobState]
-MD5_HEX = "^[0-9a-fA-F]{32}$"
+
+
+def whole(pattern: re.Pattern[str]) -> str:
+    """A validation pattern (always fullmatched) as a JSON Schema pattern (a search)."""
+    return f"^{pattern.pattern}$"
+
+
+MD5_HEX = whole(validation.MD5_HEX)
 TEXT: Schema = {"type": "string"}
 
 
@@ -171,7 +180,7 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
             "post": {
                 "operationId": "createJob", "summary": "Request a copy",
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                                "schema": {"type": "string", "pattern": whole(validation.IDEMPOTENCY_KEY)},
                                 "description": "the same key and body again returns the job "
                                                "it created (200)"}],
                 "requestBody": {"required": True, "content": json_content(ref("JobRequest"))},
@@ -220,7 +229,7 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
             "operationId": "findObjects", "summary": "Verified copies by checksum",
             "parameters": [
                 _query("checksum", {"type": "string", "pattern": MD5_HEX}, "MD5"),
-                _query("os_hash_value", {"type": "string", "pattern": "^[0-9a-fA-F]{128}$"},
+                _query("os_hash_value", {"type": "string", "pattern": whole(validation.SHA512_HEX)},
                        "SHA-512"),
                 _query("region", {"type": "string"}, "only copies in it")],
             "responses": {"200": response("Matching copies", ref("ObjectList")),

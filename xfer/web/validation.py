@@ -6,13 +6,17 @@ import re
 from collections.abc import Collection
 from typing import Any
 
+from xfer.engine.types import ObjectRef
 from xfer.errors import RequestError
+from xfer.jobs.records import JobRequest
 
 # Swift's default constraints (swift.common.constraints).
 MAX_CONTAINER_NAME_LENGTH = 256
 MAX_OBJECT_NAME_LENGTH = 1024
 MIN_SEGMENT_SIZE = 1
-_MD5_HEX = re.compile(r"^[0-9a-fA-F]{32}$")
+MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")  # always with fullmatch
+SHA512_HEX = re.compile(r"[0-9a-fA-F]{128}")
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _TOP_FIELDS = {"source", "target", "checksum", "segment_size", "segment_container"}
 _SOURCE_FIELDS = {"region", "container", "object"}
 
@@ -55,8 +59,8 @@ def region_name(value: Any, field: str, regions: Collection[str]) -> str:
     return value
 
 
-def validate_job_request(body: Any, regions: Collection[str]) -> dict[str, Any]:
-    """Return the normalised request: target container and object default to the source's."""
+def validate_job_request(body: Any, regions: Collection[str]) -> JobRequest:
+    """The checked request: target container and object default to the source's."""
     body = _check_fields(body, "", _TOP_FIELDS)
     for required in ("source", "target"):
         if required not in body:
@@ -68,35 +72,26 @@ def validate_job_request(body: Any, regions: Collection[str]) -> dict[str, Any]:
             raise RequestError(f"source.{field}", "required")
     if "region" not in target:
         raise RequestError("target.region", "required")
-    normalised: dict[str, Any] = {
-        "source": {
-            "region": region_name(source["region"], "source.region", regions),
-            "container": container_name(source["container"], "source.container"),
-            "object": object_name(source["object"], "source.object"),
-        },
-        "target": {
-            "region": region_name(target["region"], "target.region", regions),
-            "container": container_name(target.get("container", source["container"]),
-                                        "target.container"),
-            "object": object_name(target.get("object", source["object"]), "target.object"),
-        },
-    }
+    src = ObjectRef(region_name(source["region"], "source.region", regions),
+                    container_name(source["container"], "source.container"),
+                    object_name(source["object"], "source.object"))
+    dst = ObjectRef(region_name(target["region"], "target.region", regions),
+                    container_name(target.get("container", source["container"]),
+                                   "target.container"),
+                    object_name(target.get("object", source["object"]), "target.object"))
     checksum = body.get("checksum")
     if checksum is not None:
-        if not isinstance(checksum, str) or not _MD5_HEX.match(checksum):
+        if not isinstance(checksum, str) or not MD5_HEX.fullmatch(checksum):
             raise RequestError("checksum", "must be an MD5 as 32 hexadecimal digits")
-        normalised["checksum"] = checksum.lower()
+        checksum = checksum.lower()
     segment_size = body.get("segment_size")
-    if segment_size is not None:
-        if isinstance(segment_size, bool) or not isinstance(segment_size, int) or (
-                segment_size < MIN_SEGMENT_SIZE):
-            raise RequestError("segment_size", f"must be an integer >= {MIN_SEGMENT_SIZE}")
-        normalised["segment_size"] = segment_size
-    if body.get("segment_container") is not None:
-        normalised["segment_container"] = container_name(body["segment_container"],
-                                                         "segment_container")
-    src, dst = normalised["source"], normalised["target"]
-    if (src["region"], src["container"], src["object"]) == (
-            dst["region"], dst["container"], dst["object"]):
+    if segment_size is not None and (
+            isinstance(segment_size, bool) or not isinstance(segment_size, int)
+            or segment_size < MIN_SEGMENT_SIZE):
+        raise RequestError("segment_size", f"must be an integer >= {MIN_SEGMENT_SIZE}")
+    segment_container = body.get("segment_container")
+    if segment_container is not None:
+        segment_container = container_name(segment_container, "segment_container")
+    if src == dst:
         raise RequestError("target", "is the same object as the source")
-    return normalised
+    return JobRequest(src, dst, checksum, segment_size, segment_container)

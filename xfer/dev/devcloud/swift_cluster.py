@@ -27,6 +27,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from xfer.errors import XferError
+
 LOOPBACK = "127.0.0.1"
 # Below Linux's ephemeral range (32768-60999), so outgoing connections never take them, and away
 # from the ports of common services.
@@ -48,7 +50,7 @@ PROXY_PIPELINE = (
 _REGION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
-class DevcloudError(RuntimeError):
+class DevcloudError(XferError):
     """The local cloud could not be started, found or stopped; the message says why."""
 
 

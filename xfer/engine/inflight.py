@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 
-class ByteBudget:
+class InflightBytes:
     """Copies take a segment's bytes before allocating its buffer and give them back when
     the segment is done, so a burst of copies queues instead of exhausting memory.
 
@@ -19,7 +17,7 @@ class ByteBudget:
 
     def __init__(self, total: int) -> None:
         if total <= 0:
-            raise ValueError("the byte budget must be positive")
+            raise ValueError("XFER_MAX_INFLIGHT_BYTES must be positive")
         self.total = total
         self.held = 0
         self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
@@ -52,11 +50,3 @@ class ByteBudget:
             size, granted = self._waiting.popleft()
             self.held += size
             granted.set_result(None)
-
-    @asynccontextmanager
-    async def reserve(self, size: int) -> AsyncIterator[None]:
-        taken = await self.take(size)
-        try:
-            yield
-        finally:
-            self.give_back(taken)

@@ -1,4 +1,4 @@
-"""The process-wide byte budget: never over its total, first come first served."""
+"""The process-wide bound on buffered bytes: never over its total, first come first served."""
 
 import asyncio
 import random
@@ -6,7 +6,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xfer.engine.budget import ByteBudget
+from xfer.engine.inflight import InflightBytes
 
 
 @settings(max_examples=50, deadline=None)
@@ -14,16 +14,19 @@ from xfer.engine.budget import ByteBudget
        st.integers(0, 1000))
 def test_held_bytes_never_exceed_the_total(total, sizes, seed):
     async def scenario():
-        budget = ByteBudget(total)
+        budget = InflightBytes(total)
         peak = 0
         rng = random.Random(seed)
 
         async def use(size):
             nonlocal peak
-            async with budget.reserve(size):
+            taken = await budget.take(size)
+            try:
                 peak = max(peak, budget.held)
                 assert budget.held <= total
                 await asyncio.sleep(rng.random() / 1000)
+            finally:
+                budget.give_back(taken)
 
         async with asyncio.TaskGroup() as group:
             for size in sizes:
@@ -36,13 +39,14 @@ def test_held_bytes_never_exceed_the_total(total, sizes, seed):
 
 def test_grants_are_first_come_first_served():
     async def scenario():
-        budget = ByteBudget(10)
+        budget = InflightBytes(10)
         order = []
 
         async def use(name, size, hold):
-            async with budget.reserve(size):
-                order.append(name)
-                await asyncio.sleep(hold)
+            taken = await budget.take(size)
+            order.append(name)
+            await asyncio.sleep(hold)
+            budget.give_back(taken)
 
         async with asyncio.TaskGroup() as group:
             group.create_task(use("first", 6, 0.05))

@@ -1,0 +1,86 @@
+"""The one transport towards OpenStack services: the aiohttp session, request bodies sent from
+buffers, exact reads, and the single place where aiohttp's exceptions become xfer's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+
+from xfer.errors import IntegrityError, TransportError
+from xfer.proto.http import Reply, Request
+from xfer.settings import Settings
+
+
+def http_session(settings: Settings) -> aiohttp.ClientSession:
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
+                                    sock_read=settings.read_timeout)
+    # No connection cap here: the copy window already bounds how many requests are in flight.
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
+
+
+@asynccontextmanager
+async def translated_errors(service: str, request: Request) -> AsyncIterator[None]:
+    try:
+        yield
+    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+        reason = type(exc).__name__ + (f": {exc}" if str(exc) else "")
+        raise TransportError(service, request.method, request.path, reason) from exc
+
+
+class BufferPayload(aiohttp.payload.Payload):
+    """A request body sent from a buffer in slices, so the socket's flow control paces it and
+    no copy of the whole buffer is made (aiohttp's bytes payload writes it in one piece)."""
+
+    SLICE = 1 << 20
+
+    def __init__(self, buffer: bytes | bytearray | memoryview) -> None:
+        view = memoryview(buffer).cast("B")
+        super().__init__(view, content_type="application/octet-stream")
+        self._size = len(view)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes(self._value).decode(encoding, errors)
+
+    async def write(self, writer: Any) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        view: memoryview = self._value
+        end = len(view) if content_length is None else min(len(view), content_length)
+        for start in range(0, end, self.SLICE):
+            await writer.write(view[start:min(end, start + self.SLICE)])
+
+
+def request_body(body: bytes | bytearray | memoryview | None) -> Any:
+    if body is None or len(body) <= BufferPayload.SLICE:
+        return body
+    return BufferPayload(body)
+
+
+async def exchange(http: aiohttp.ClientSession, service: str, request: Request) -> Reply:
+    """Send a request whose reply body is small (JSON, manifests, errors) and read it whole."""
+    async with translated_errors(service, request), http.request(
+        request.method, request.url, headers=request.headers, params=request.params,
+        data=request_body(request.body),
+    ) as response:
+        return Reply(response.status, response.headers, await response.read())
+
+
+async def read_exactly(request: Request, response: aiohttp.ClientResponse,
+                       buffer: memoryview) -> None:
+    """Fill `buffer` from the response body; a body shorter or longer is an IntegrityError."""
+    filled = 0
+    async for chunk in response.content.iter_any():
+        end = filled + len(chunk)
+        if end > len(buffer):
+            raise IntegrityError(f"{request.method} {request.path}: body longer than the "
+                                 f"{len(buffer)} bytes asked")
+        buffer[filled:end] = chunk
+        filled = end
+    if filled != len(buffer):
+        raise IntegrityError(f"{request.method} {request.path}: body ended after {filled} of "
+                             f"{len(buffer)} bytes")

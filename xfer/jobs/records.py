@@ -1,0 +1,141 @@
+"""The typed records that cross the jobs layer: a validated request in, job rows out.
+
+The store builds every record from a database row in one place (`from_row`), so the API, the
+event stream and the worker name fields, not column strings, and a new column is one new field.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from xfer.engine.plan import Segment
+from xfer.engine.types import ObjectRef
+from xfer.jobs.states import JobState
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A copy request as the API validated it: names checked, defaults filled in."""
+
+    source: ObjectRef
+    target: ObjectRef
+    checksum: str | None = None  # expected content MD5, lower-case hex
+    segment_size: int | None = None
+    segment_container: str | None = None
+
+    def canonical(self) -> dict[str, Any]:
+        """The request as plain JSON values: what an Idempotency-Key's digest covers."""
+        canonical: dict[str, Any] = {
+            "source": {"region": self.source.region, "container": self.source.container,
+                       "object": self.source.object},
+            "target": {"region": self.target.region, "container": self.target.container,
+                       "object": self.target.object},
+        }
+        for name in ("checksum", "segment_size", "segment_container"):
+            if getattr(self, name) is not None:
+                canonical[name] = getattr(self, name)
+        return canonical
+
+
+@dataclass(frozen=True)
+class JobError:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job as stored. `observed_at` is the database's clock when it was read (None for a
+    row just written, whose `updated_at` is then the clock)."""
+
+    id: uuid.UUID
+    state: JobState
+    source: ObjectRef
+    target: ObjectRef
+    segment_container: str | None
+    expected_md5: str | None
+    segment_size: int | None
+    bytes_total: int | None
+    bytes_done: int
+    segments_total: int | None
+    layout: str | None
+    md5: str | None
+    sha512: str | None
+    etag: str | None
+    md5_checked_against: str | None
+    retries: int
+    attempts: int
+    error: JobError | None
+    bytes_uploaded: int | None
+    segments_reused: int | None
+    existing: ObjectRef | None  # set when deduplicated: the copy already verified there
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    observed_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> JobRecord:
+        error = JobError(row["error_code"], row["error_message"]) if row["error_code"] else None
+        existing = None
+        if row["deduplicated"]:
+            existing = ObjectRef(row["target_region"], row["existing_container"],
+                                 row["existing_object"])
+        return cls(
+            id=row["id"], state=JobState(row["state"]),
+            source=ObjectRef(row["source_region"], row["source_container"],
+                             row["source_object"]),
+            target=ObjectRef(row["target_region"], row["target_container"],
+                             row["target_object"]),
+            segment_container=row["segment_container"], expected_md5=row["expected_md5"],
+            segment_size=row["segment_size"], bytes_total=row["bytes_total"],
+            bytes_done=row["bytes_done"], segments_total=row["segments_total"],
+            layout=row["layout"], md5=row["md5"], sha512=row["sha512"], etag=row["etag"],
+            md5_checked_against=row["md5_checked_against"], retries=row["retries"],
+            attempts=row["attempts"], error=error, bytes_uploaded=row["bytes_uploaded"],
+            segments_reused=row["segments_reused"], existing=existing,
+            created_at=row["created_at"], started_at=row["started_at"],
+            finished_at=row["finished_at"], updated_at=row["updated_at"],
+            observed_at=row.get("observed_at"))
+
+    @property
+    def clock(self) -> datetime:
+        """The database's time of this reading: what rate and ETA are computed against."""
+        return self.observed_at or self.updated_at
+
+
+@dataclass(frozen=True)
+class Transition:
+    from_state: JobState | None
+    to_state: JobState
+    at: datetime
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    """A job with its written segments and its state changes, read in one snapshot."""
+
+    job: JobRecord
+    segments: tuple[Segment, ...]
+    transitions: tuple[Transition, ...]
+
+
+@dataclass(frozen=True)
+class IndexedObject:
+    """An entry of the checksum index: bytes xfer copied and verified, where they are now."""
+
+    md5: str
+    sha512: str | None
+    size: int
+    region: str
+    project: str
+    container: str
+    object: str
+    image_id: str | None
+    job_id: uuid.UUID | None
+    verified_at: datetime
