@@ -192,3 +192,23 @@ async def test_second_copy_of_the_same_bytes_is_deduplicated(service: Service,
     third = await service.copy(job_body(container, "again.img"))
     assert third["state"] == "succeeded" and not third["deduplicated"]
     assert await read_back(regions["RegionTwo"], container, "again.img") == data
+
+
+async def test_deduplication_still_refuses_a_target_holding_other_bytes(
+        service: Service, regions: dict[str, SwiftClient]):
+    container, data, other = unique("dedup-exists"), payload(1 * MiB + 5), payload(777)
+    await put_plain(regions["RegionOne"], container, "image.img", data)
+    first = await service.copy(job_body(container, "image.img"))
+    assert first["state"] == "succeeded" and not first["deduplicated"]
+    # the requested name already holds something else: deduplication must not report success
+    await put_plain(regions["RegionTwo"], container, "taken.img", other)
+    refused = await service.copy(job_body(container, "image.img",
+                                          target={"region": "RegionTwo", "object": "taken.img"}))
+    assert refused["state"] == "failed" and refused["error"]["code"] == "target_exists"
+    assert await read_back(regions["RegionTwo"], container, "taken.img") == other
+    # naming the indexed copy itself is no conflict: it does hold these bytes
+    await put_plain(regions["RegionOne"], container, "same.img", data)
+    same = await service.copy(job_body(container, "same.img",
+                                       target={"region": "RegionTwo", "object": "image.img"}))
+    assert same["state"] == "succeeded" and same["deduplicated"] is True
+    assert same["existing"]["object"] == "image.img"

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from xfer.errors import XferError
+from xfer.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,3 +66,19 @@ async def with_retries(
             log.warning("retrying %s in %.2fs after: %s", what, delay, exc)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable: the loop returns or raises")
+
+
+class Retrier:
+    """One copy's retry policy: the settings' attempts and backoff, and its one budget."""
+
+    def __init__(self, settings: Settings, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.budget = RetryBudget(settings.retry_budget)
+        self.rng = rng or random.Random()
+
+    async def __call__(self, what: str, operation: Callable[[], Awaitable[T]],
+                       retry_on: Callable[[XferError], bool] = lambda exc: exc.retryable) -> T:
+        return await with_retries(
+            operation, what=what, attempts=self.settings.request_attempts, budget=self.budget,
+            base=self.settings.backoff_base, ceiling=self.settings.backoff_max, rng=self.rng,
+            retry_on=retry_on)

@@ -1,0 +1,25 @@
+"""What every step of one copy shares: its spec, the two regions' clients, its retry policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xfer.clients.swift import SwiftClient
+from xfer.engine.inflight import InflightBytes
+from xfer.engine.retry import Retrier
+from xfer.engine.types import CopyObserver, CopySpec
+from xfer.settings import Settings
+
+# Stamped on every object xfer publishes: tells a resumed attempt that the object is its own.
+JOB_METADATA = "Xfer-Job"
+
+
+@dataclass(frozen=True)
+class CopyContext:
+    spec: CopySpec
+    settings: Settings
+    source: SwiftClient
+    target: SwiftClient
+    observer: CopyObserver
+    retrying: Retrier
+    memory: InflightBytes  # the process-wide bound on buffered bytes, shared by all copies

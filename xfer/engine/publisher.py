@@ -1,0 +1,155 @@
+"""Everything a copy writes to the target, and the duty to remove it again.
+
+A name is registered for cleanup *before* its PUT is sent, so a PUT that failed half-way (or
+succeeded without our knowing) is deleted too. The target object itself is written last (the
+manifest, or the single PUT of a plain copy) and read back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+from xfer.engine.context import JOB_METADATA, CopyContext
+from xfer.engine.failures import describe_failure, failing_as
+from xfer.engine.plan import Plan, Segment
+from xfer.errors import BodyRejected, CopyFailed, RemoteError, XferError
+from xfer.proto import swift
+
+log = logging.getLogger(__name__)
+CLEANUP_SECONDS = 60.0
+
+
+class Publisher:
+    def __init__(self, ctx: CopyContext) -> None:
+        self.ctx = ctx
+        self.recorded = {segment.index: segment for segment in ctx.spec.resume}
+        # names of segments whose PUT was started, by this attempt or a recorded earlier one
+        self.written = {ctx.spec.segment_name(index) for index in self.recorded}
+        self.published = False
+        self.bytes_uploaded = 0
+        self.segments_reused = 0
+
+    async def refuse_existing_target(self) -> None:
+        """xfer never overwrites: the target must not exist, unless an earlier attempt of this
+        very job published it and died before recording success (then it is ours to write
+        again, and to delete if this attempt fails)."""
+        dst = self.ctx.spec.target
+        try:
+            head = await self.ctx.target.head_object(dst.container, dst.object)
+        except RemoteError as exc:
+            if exc.status == 404:
+                return
+            with failing_as("target", "check", dst.describe()):
+                raise
+        if head.metadata.get(JOB_METADATA.lower()) == self.ctx.spec.job_id:
+            self.published = True
+            return
+        raise CopyFailed("target_exists",
+                         f"target object {dst.describe()} already exists; delete it or choose "
+                         "another target name (xfer never overwrites)")
+
+    async def create_containers(self) -> None:
+        dst = self.ctx.spec.target
+        with failing_as("target", "create the container of", dst.describe()):
+            for container in {dst.container, self.ctx.spec.segment_container}:
+                await self.ctx.retrying(
+                    "target container PUT",
+                    functools.partial(self.ctx.target.put_container, container))
+
+    async def reusable(self, segment: Segment, etag: str) -> bool:
+        """Whether an earlier attempt wrote this very segment and Swift still holds it."""
+        recorded = self.recorded.get(segment.index)
+        if recorded is None or (recorded.offset, recorded.length, recorded.etag) != (
+                segment.offset, segment.length, etag):
+            return False
+        name = self.ctx.spec.segment_name(segment.index)
+        try:
+            head = await self.ctx.target.head_object(self.ctx.spec.segment_container, name)
+        except XferError:
+            return False  # gone or unreadable: write it again
+        if head.size == segment.length and head.etag == etag:
+            self.segments_reused += 1
+            return True
+        return False
+
+    async def put_segment(self, plan: Plan, segment: Segment, body: Any, etag: str) -> None:
+        """Write one segment of an SLO, or the whole object of a plain copy (which publishes
+        it at once: the caller sends only verified bytes then)."""
+        spec = self.ctx.spec
+        metadata: dict[str, str] | None = None
+        if plan.as_slo:
+            container, name = spec.segment_container, spec.segment_name(segment.index)
+            self.written.add(name)
+        else:
+            container, name = spec.target.container, spec.target.object
+            metadata = {JOB_METADATA: spec.job_id}
+            self.published = True
+        try:
+            await self.ctx.retrying(
+                f"target PUT segment {segment.index}",
+                lambda: self.ctx.target.put_object(container, name, body, etag, metadata))
+        except BodyRejected:
+            raise
+        except XferError as exc:
+            raise describe_failure("target", f"write segment {segment.index} of",
+                                   spec.target.describe(), exc) from exc
+        self.bytes_uploaded += segment.length
+
+    async def publish_manifest(self, plan: Plan, segment_etags: Mapping[int, str]) -> str:
+        spec = self.ctx.spec
+        manifest = [
+            swift.ManifestSegment(f"/{spec.segment_container}/{spec.segment_name(s.index)}",
+                                  segment_etags[s.index], s.length)
+            for s in plan.segments
+        ]
+        self.published = True
+        with failing_as("target", "publish the manifest of", spec.target.describe()):
+            return await self.ctx.retrying(
+                "target manifest PUT",
+                lambda: self.ctx.target.put_manifest(spec.target.container, spec.target.object,
+                                                     manifest, {JOB_METADATA: spec.job_id}))
+
+    async def verify_published(self, plan: Plan, etag: str) -> None:
+        dst = self.ctx.spec.target
+        with failing_as("target", "check the published", dst.describe()):
+            head = await self.ctx.retrying(
+                "target HEAD", lambda: self.ctx.target.head_object(dst.container, dst.object))
+        if head.size != plan.size or head.etag != etag:
+            raise CopyFailed("target_verification_failed",
+                             f"{dst.describe()} reads back as {head.size} bytes with ETag "
+                             f"{head.etag}; expected {plan.size} bytes with ETag {etag}")
+
+    async def adopt_published(self) -> None:
+        """Mark the target object for deletion if it carries this job's stamp (a cancel taken
+        over from a dead worker deletes what that worker published)."""
+        dst = self.ctx.spec.target
+        try:
+            head = await self.ctx.target.head_object(dst.container, dst.object)
+        except XferError:
+            return  # nothing published, or unreadable: the segments still go
+        self.published = head.metadata.get(JOB_METADATA.lower()) == self.ctx.spec.job_id
+
+    async def clean_up(self) -> None:
+        """Delete what this copy wrote; runs on failure and on cancel, bounded in time."""
+        dst, target = self.ctx.spec.target, self.ctx.target
+        try:
+            async with asyncio.timeout(CLEANUP_SECONDS):
+                if self.published:
+                    await _quietly(target.delete_object(dst.container, dst.object))
+                container = self.ctx.spec.segment_container
+                async with asyncio.TaskGroup() as group:
+                    for name in sorted(self.written):
+                        group.create_task(_quietly(target.delete_object(container, name)))
+        except (TimeoutError, BaseExceptionGroup) as exc:
+            log.error("cleanup of job %s incomplete: %s", self.ctx.spec.job_id, exc)
+
+
+async def _quietly(deletion: Awaitable[bool]) -> None:
+    try:
+        await deletion
+    except XferError as exc:
+        log.warning("cleanup: %s", exc)
