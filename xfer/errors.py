@@ -7,6 +7,8 @@
     ├── RemoteError          a service answered with an error status; keeps service, method,
     │   │                    path, status and Swift's transaction id
     │   └── AuthError        authentication refused (401/403 on the auth endpoint)
+    ├── TokenRefused         (clients/swift) a 401 to a token that may have expired: the
+    │                        client authenticates once more, the error never leaves it
     ├── TransportError       no usable answer: connection refused/reset, timeout
     ├── IntegrityError       bytes are not what was asked or promised: Content-Range, length,
     │   │                    ETag or checksum mismatch

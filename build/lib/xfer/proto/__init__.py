@@ -1,1 +1,0 @@
-"""Sans-IO wire protocols: build requests and parse replies; no sockets here."""

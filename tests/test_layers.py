@@ -1,0 +1,131 @@
+"""The architecture as rules over the source: layers import only downwards, and IO stays in
+the layers that own it. Read from the AST, so a rule holds whatever the code does at run time."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from xfer import errors
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "xfer"
+# Arrows point down only: a module may import its own layer and the layers below it.
+RANK = {"errors": 0, "settings": 0, "logs": 0, "proto": 1, "clients": 2, "engine": 3,
+        "jobs": 4, "web": 5, "app": 6, "cli": 7, "dev": 8}
+# proto/ is sans-IO: besides its own modules and errors, only these standard modules.
+PROTO_STDLIB = {"__future__", "collections", "dataclasses", "enum", "hashlib", "json", "re",
+                "typing", "urllib"}
+
+
+def modules() -> list[tuple[str, Path]]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found.append((name, path))
+    return found
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (lazy imports inside functions count)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from aiohttp import web` names aiohttp.web, not the whole of aiohttp
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "xfer"
+
+
+MODULES = modules()
+
+
+@pytest.mark.parametrize("module, path", MODULES, ids=[m for m, _ in MODULES])
+def test_layers_import_only_downwards(module: str, path: Path) -> None:
+    own = layer(module)
+    if own in ("xfer", "sql"):
+        return
+    upward = sorted(name for name in imports_of(path) if name.startswith("xfer.")
+                    and layer(name) in RANK and RANK[layer(name)] > RANK[own])
+    # cli.py is the command line: the one module outside dev/ that offers dev's commands
+    if own == "cli":
+        upward = [name for name in upward if layer(name) != "dev"]
+    assert upward == [], f"{module} ({own}) imports from a higher layer: {upward}"
+
+
+def importers_of(prefix: str) -> set[str]:
+    return {module for module, path in MODULES
+            if any(name == prefix or name.startswith(prefix + ".") for name in imports_of(path))}
+
+
+def test_only_the_store_and_the_migrator_use_asyncpg() -> None:
+    assert importers_of("asyncpg") == {"xfer.jobs.store", "xfer.jobs.db"}
+
+
+def test_only_clients_use_the_aiohttp_client() -> None:
+    """The web layer serves with aiohttp.web; every outgoing request goes through clients/
+    (dev/ is tooling: the local cloud and the demo talk to the API they start)."""
+    client_users = {module for module, path in MODULES
+                    if any(name == "aiohttp" or (name.startswith("aiohttp.")
+                                                 and not name.startswith("aiohttp.web"))
+                           for name in imports_of(path))}
+    outside = {m for m in client_users if layer(m) not in ("clients", "dev")}
+    assert outside == set()
+
+
+def test_engine_imports_neither_jobs_nor_web() -> None:
+    engine = {m for m, _ in MODULES if layer(m) == "engine"}
+    for higher in ("xfer.jobs", "xfer.web"):
+        assert importers_of(higher) & engine == set()
+
+
+def test_nothing_outside_dev_imports_dev() -> None:
+    assert {m for m in importers_of("xfer.dev") if layer(m) != "dev"} == {"xfer.cli"}
+
+
+@pytest.mark.parametrize("module, path", [(m, p) for m, p in MODULES if layer(m) == "proto"])
+def test_proto_does_no_io(module: str, path: Path) -> None:
+    for name in imports_of(path):
+        top = name.split(".")[0]
+        if top == "xfer":
+            assert layer(name) in ("proto", "errors"), f"{module} imports {name}"
+        else:
+            assert top in PROTO_STDLIB, f"{module} imports {name}, which may do IO"
+
+
+def test_every_package_under_xfer_is_listed_for_the_wheel() -> None:
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"])
+    packages = {module for module, path in MODULES if path.name == "__init__.py"}
+    assert packages <= listed and listed - packages == {"xfer.sql", "xfer.sql.migrations"}
+
+
+def test_every_exception_class_is_drawn_in_the_tree() -> None:
+    """errors.py's docstring draws the exception tree; each class xfer defines is in it."""
+    for module, _ in MODULES:
+        if module.endswith("swift_main"):  # runs in the local cloud's own venv
+            continue
+        __import__(module)
+    defined = {cls.__name__ for module, _ in MODULES if module in sys.modules
+               for _, cls in inspect.getmembers(sys.modules[module], inspect.isclass)
+               if issubclass(cls, BaseException) and cls.__module__.startswith("xfer")}
+    assert defined
+    tree = errors.__doc__ or ""
+    assert {name for name in defined if name not in tree} == set()
+    for module, _ in MODULES:
+        for _, cls in inspect.getmembers(sys.modules.get(module), inspect.isclass):
+            if issubclass(cls, BaseException) and cls.__module__.startswith("xfer"):
+                assert issubclass(cls, errors.XferError), f"{cls} is outside the one root"
+
