@@ -91,7 +91,7 @@ UPDATE jobs SET bytes_done = $2, updated_at = now() WHERE id = $1;
 -- name: finish_succeeded
 UPDATE jobs SET state = 'succeeded', bytes_done = bytes_total, md5 = $3, sha512 = $4, etag = $5,
                 md5_checked_against = $6, retries = $7, bytes_uploaded = $8,
-                segments_reused = $9, finished_at = now(), updated_at = now(),
+                segments_reused = $9, verification = $10, finished_at = now(), updated_at = now(),
                 lease_owner = NULL, lease_expires_at = NULL
 WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying')
 RETURNING id;
@@ -156,6 +156,7 @@ SELECT * FROM objects WHERE md5 = $1 AND size = $2 AND region = $3 AND project =
 -- name: finish_deduplicated
 UPDATE jobs SET state = 'succeeded', bytes_total = $3, bytes_done = $3, md5 = $4, sha512 = $5,
                 etag = $6, md5_checked_against = $7, deduplicated = true,
+                verification = 'end_to_end',
                 existing_container = $8, existing_object = $9, bytes_uploaded = 0,
                 segments_reused = 0, retries = 0, finished_at = now(), updated_at = now(),
                 lease_owner = NULL, lease_expires_at = NULL

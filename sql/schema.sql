@@ -39,8 +39,10 @@ CREATE TABLE jobs (
     segments_reused     integer,
     existing_container  text,
     existing_object     text,
+    verification        text,
     CONSTRAINT jobs_state_check CHECK (state IN (
-        'queued', 'running', 'verifying', 'succeeded', 'failed', 'cancelling', 'cancelled'))
+        'queued', 'running', 'verifying', 'succeeded', 'failed', 'cancelling', 'cancelled')),
+    CONSTRAINT jobs_verification_check CHECK (verification IN ('end_to_end', 'source_pinned'))
 );
 
 CREATE INDEX jobs_claimable ON jobs (created_at)

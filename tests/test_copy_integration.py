@@ -39,6 +39,7 @@ async def test_copy_plain_object_as_slo(service: Service, regions: dict[str, Swi
     assert job["md5"] == md5(data)
     assert job["sha512"] == hashlib.sha512(data).hexdigest()
     assert job["md5_checked_against"] == "the source object's ETag"
+    assert job["verification"] == "end_to_end"
     assert job["bytes_done"] == job["bytes_total"] == len(data)
     assert job["layout"] == "slo" and job["segments_total"] == 4
     target = regions["RegionTwo"]
@@ -61,8 +62,21 @@ async def test_copy_slo_source_keeps_boundaries_and_etag(service: Service,
     job = await service.copy(job_body(container, name, checksum=md5(data)))
     assert job["state"] == "succeeded", job["error"]
     assert job["md5"] == md5(data) and job["md5_checked_against"] == "the requested checksum"
+    assert job["verification"] == "end_to_end"
     assert job["segments_total"] == 5
     assert job["etag"] == source_etag  # same segment boundaries, same SLO ETag
+    assert await read_back(regions["RegionTwo"], container, name) == data
+
+
+async def test_an_slo_without_a_checksum_is_verified_as_source_pinned(
+        service: Service, regions: dict[str, SwiftClient]):
+    container, name, data = unique("slo-pinned"), "image.qcow2", payload(1 * MiB + 3)
+    await put_slo(regions["RegionOne"], container, name, data, 256 * 1024)
+    job = await service.copy(job_body(container, name))
+    assert job["state"] == "succeeded", job["error"]
+    # hashed, read as one pinned version, but nothing independent said what the MD5 must be
+    assert job["verification"] == "source_pinned" and job["md5_checked_against"] is None
+    assert job["md5"] == md5(data)
     assert await read_back(regions["RegionTwo"], container, name) == data
 
 

@@ -26,7 +26,7 @@ from tests.fault_proxy import (
     status,
     truncate_after,
 )
-from tests.sources import payload, put_plain, put_slo
+from tests.sources import payload, put_dlo, put_plain, put_slo
 from xfer.clients.swift import SwiftClient
 from xfer.errors import RemoteError
 from xfer.settings import Settings
@@ -175,18 +175,27 @@ async def test_truncated_source_body_is_retried(faulty: Faulty,
 
 # --- corrupted bytes: verified data or the right error ----------------------------------------
 
-async def test_flipped_byte_in_a_plain_source_is_caught(faulty: Faulty,
-                                                        regions: dict[str, SwiftClient]) -> None:
+async def test_a_byte_flipped_once_in_a_plain_source_is_read_again(
+        faulty: Faulty, regions: dict[str, SwiftClient]) -> None:
     container, name, data = await plain_source(regions, "flip-plain")
     flip = faulty.source.add(flip_byte_at("GET", object_path(container, name), 12_345,
                                           ranged=True))
     job = await faulty.copy(job_body(container, name))  # checked against the source ETag
     assert flip.fired == 1
-    if job["state"] == "succeeded":
-        await assert_copied(regions, job, container, name, data)
-    else:
-        assert job["error"]["code"] == "checksum_mismatch", job["error"]
-        await assert_nothing_left(regions, job, container, name)
+    await assert_copied(regions, job, container, name, data)
+    assert job["retries"] >= 1 and job["verification"] == "end_to_end"
+
+
+async def test_bytes_that_never_match_the_source_md5_fail_after_two_readings(
+        faulty: Faulty, regions: dict[str, SwiftClient]) -> None:
+    container, name, _ = await plain_source(regions, "flip-always")
+    flip = faulty.source.add(flip_byte_at("GET", object_path(container, name), 12_345,
+                                          ranged=True, times=NEVER_ENDING))
+    job = await faulty.copy(job_body(container, name))
+    assert job["state"] == "failed" and job["error"]["code"] == "checksum_mismatch", job["error"]
+    assert "2 reading(s)" in job["error"]["message"]
+    assert flip.fired >= 2  # both readings got damaged bytes
+    await assert_nothing_left(regions, job, container, name)
 
 
 async def test_flipped_byte_in_an_slo_source_segment_is_fetched_again(
@@ -229,4 +238,54 @@ async def test_manifest_put_failing_for_good_deletes_the_written_segments(
     assert refused.fired >= faulty.settings.request_attempts
     assert answered(faulty.target, "PUT", SEGMENT_PUT, 201) == 4  # written, then...
     assert answered(faulty.target, "DELETE", SEGMENT_PUT, 204) == 4  # ...deleted
+    await assert_nothing_left(regions, job, container, name)
+
+
+# --- a source replaced during the copy: source_changed, never a mix of two versions ----------
+
+async def put_source(client: SwiftClient, kind: str, container: str, name: str,
+                     data: bytes) -> None:
+    if kind == "plain":
+        await put_plain(client, container, name, data)
+    elif kind == "dlo":
+        await put_dlo(client, container, name, data, 1 * MiB)
+    else:
+        await put_slo(client, container, name, data, 1 * MiB)
+
+
+async def replace_source(client: SwiftClient, kind: str, container: str, name: str,
+                         size: int) -> None:
+    """Another version of the same size: a new object, a new manifest, or (a DLO) one of its
+    segments overwritten in place."""
+    if kind == "dlo":
+        chunk = payload(1 * MiB)
+        await client.put_object(container, f"{name}-00002", chunk, md5(chunk))
+    else:
+        await put_source(client, kind, container, name, payload(size))
+
+
+@pytest.mark.parametrize("kind, extra", [
+    ("plain", {}),
+    ("slo", {}),  # the source's boundaries kept
+    ("slo", {"segment_size": 512 * 1024}),  # re-cut by xfer, no checksum to compare with
+    ("dlo", {}),
+], ids=["plain", "slo-kept", "slo-recut", "dlo"])
+async def test_a_source_replaced_mid_copy_fails_as_source_changed(
+        faulty: Faulty, regions: dict[str, SwiftClient], kind: str, extra: dict) -> None:
+    container, name = unique(f"changed-{kind}"), "image.raw"
+    await put_source(regions["RegionOne"], kind, container, name, payload(SIZE))
+    # The second ranged GET stalls past the read timeout; while it hangs, the source is
+    # replaced, so the retry asks (If-Match) for a version that is gone.
+    stall = faulty.source.add(stall_after("GET", object_path(container, name), 1000,
+                                          STALL_SECONDS, ranged=True))
+    async with asyncio.timeout(TEST_SECONDS), running_service(faulty.settings) as service:
+        job_id = (await service.submit(job_body(container, name, **extra)))["id"]
+        while not stall.fired:  # noqa: ASYNC110  (the proxy's counter, no event to await)
+            await asyncio.sleep(0.01)
+        await replace_source(regions["RegionOne"], kind, container, name, SIZE)
+        job = await service.wait(job_id, deadline=TEST_SECONDS - 5)
+    assert job["state"] == "failed", "a replaced source was copied as a mix"
+    assert job["error"]["code"] == "source_changed", job["error"]
+    assert "changed while it was being copied" in job["error"]["message"]
+    assert job["retries"] <= 2  # the stall's timeout, not a string of pointless re-reads
     await assert_nothing_left(regions, job, container, name)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from xfer.errors import AuthError, BodyRejected, IntegrityError, RemoteError
+from xfer.errors import AuthError, BodyRejected, IntegrityError, RemoteError, SourceChanged
 from xfer.proto import swift
 from xfer.proto.http import Reply, Request
 
@@ -54,12 +54,23 @@ def test_ranged_reply_must_match_the_range_asked():
     with pytest.raises(IntegrityError):
         swift.check_ranged_reply(request, Reply(206, {"Content-Range": "bytes 10-13/100"}), 10, 5,
                                  100)
-    with pytest.raises(IntegrityError) as changed:
+    with pytest.raises(SourceChanged) as changed:
         swift.check_ranged_reply(request, Reply(206, {"Content-Range": "bytes 10-14/99"}), 10, 5,
                                  100)
     assert not changed.value.retryable
     with pytest.raises(RemoteError):
         swift.check_ranged_reply(request, Reply(200, {}), 10, 5, 100)
+
+
+def test_a_pinned_ranged_get_says_a_replaced_object_changed():
+    pinned = swift.get_range_request(CREDS, "c", "o", 0, 5, if_match="a" * 32)
+    assert pinned.headers["If-Match"] == f'"{"a" * 32}"'
+    with pytest.raises(SourceChanged):
+        swift.check_ranged_reply(pinned, Reply(412, {}), 0, 5, 100)
+    unpinned = swift.get_range_request(CREDS, "c", "o", 0, 5)
+    assert "If-Match" not in unpinned.headers
+    with pytest.raises(RemoteError):  # a 412 nobody asked for is the server's own error
+        swift.check_ranged_reply(unpinned, Reply(412, {}), 0, 5, 100)
 
 
 def test_slo_etag_is_md5_of_segment_md5s():

@@ -13,6 +13,8 @@
     ├── IntegrityError       bytes are not what was asked or promised: Content-Range, length,
     │   │                    ETag or checksum mismatch
     │   └── BodyRejected     Swift refused a PUT body whose MD5 differs from its ETag (422)
+    ├── SourceChanged        the source is no longer the version seen at the start (a ranged
+    │                        GET's If-Match failed, or its size or ETag changed)
     ├── BeyondReach          (engine/reorder) a chunk arrived too far ahead of the hasher
     ├── RetryBudgetExhausted (engine/retry) the copy's retries are spent
     ├── DatabaseUnavailable  PostgreSQL cannot be reached or dropped the connection (the API
@@ -114,6 +116,10 @@ class BodyRejected(IntegrityError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=False)
+
+
+class SourceChanged(XferError):
+    """The source object was replaced while it was being read: its bytes would be a mix."""
 
 
 class DatabaseUnavailable(XferError):

@@ -129,12 +129,13 @@ class SwiftClient:
             listed.extend(page)
 
     async def read_range_into(self, container: str, obj: str, start: int, object_size: int,
-                              buffer: memoryview) -> None:
-        """Fill `buffer` with bytes [start, start + len(buffer)) of the object, exactly."""
+                              buffer: memoryview, if_match: str | None = None) -> None:
+        """Fill `buffer` with bytes [start, start + len(buffer)) of the object, exactly; of the
+        version whose ETag is `if_match` (else SourceChanged)."""
         length = len(buffer)
 
         async def attempt(creds: swift.Credentials, final: bool) -> None:
-            request = swift.get_range_request(creds, container, obj, start, length)
+            request = swift.get_range_request(creds, container, obj, start, length, if_match)
             async with translated_errors(swift.SERVICE, request), self.http.get(
                 request.url, headers=request.headers
             ) as response:

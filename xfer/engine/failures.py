@@ -11,6 +11,7 @@ from xfer.errors import (
     CopyFailed,
     IntegrityError,
     RemoteError,
+    SourceChanged,
     TransportError,
     XferError,
 )
@@ -21,6 +22,12 @@ def describe_failure(side: str, operation: str, where: str, exc: XferError) -> C
     cause = exc
     if isinstance(exc, RetryBudgetExhausted) and isinstance(exc.__cause__, XferError):
         cause = exc.__cause__
+    if isinstance(cause, SourceChanged):
+        return CopyFailed("source_changed",
+                          f"source object {where} changed while it was being copied (it is no "
+                          f"longer the version read at the start), so the copy would mix two "
+                          f"versions; nothing was published. Copy it again once it stops "
+                          f"changing. ({cause})")
     if isinstance(cause, AuthError):
         return CopyFailed(f"{side}_auth_failed",
                           f"{side} credentials were refused while trying to {operation} "

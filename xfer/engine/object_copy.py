@@ -4,7 +4,8 @@
                -> target must not exist -> plan segments       (engine/preflight.py)
     pipeline   parallel ranged GETs -> segment PUTs -> in-order whole-object hashes
                                                               (engine/pipeline.py)
-    verify     whole-object MD5 against the expected one
+    verify     whole-object MD5 against the expected one (read once more on a mismatch),
+               and the source still the version every ranged GET was pinned to (If-Match)
     publish    manifest PUT (ETag checked by Swift) -> HEAD the result
                                                               (engine/publisher.py)
 
@@ -15,18 +16,24 @@ the copy stops (TaskGroup) and what it wrote is deleted; names carry the job id.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from xfer.clients.swift import SwiftRegions
 from xfer.engine import preflight
 from xfer.engine.context import CopyContext
+from xfer.engine.failures import failing_as
+from xfer.engine.hashing import Digests
 from xfer.engine.inflight import InflightBytes
 from xfer.engine.pipeline import Pipeline
+from xfer.engine.plan import Plan
 from xfer.engine.publisher import Publisher
 from xfer.engine.retry import Retrier
-from xfer.engine.types import CopyObserver, CopyOutcome, CopySpec
-from xfer.errors import CopyFailed
+from xfer.engine.types import CopyObserver, CopyOutcome, CopySpec, Verification
+from xfer.errors import CopyFailed, SourceChanged
 from xfer.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class Copier:
@@ -80,14 +87,8 @@ async def _copy(ctx: CopyContext, publisher: Publisher) -> CopyOutcome:
     plan = await preflight.plan_copy(ctx, source)
     await ctx.observer.planned(plan)
     await publisher.create_containers()
-    pipeline = Pipeline(ctx, publisher, plan, source.head, source.expected_md5)
-    digests = await pipeline.run()
-    await ctx.observer.verifying()
-    if source.expected_md5 is not None and digests.md5 != source.expected_md5:
-        raise CopyFailed(
-            "checksum_mismatch",
-            f"the bytes read from {ctx.spec.source.describe()} have MD5 {digests.md5}, but "
-            f"{source.checked_against} says {source.expected_md5}; nothing was published")
+    pipeline, digests = await _transfer_verified(ctx, publisher, plan, source)
+    await _check_source_unchanged(ctx, source)
     if plan.as_slo:
         etag = await publisher.publish_manifest(plan, pipeline.segment_etags)
     else:
@@ -96,6 +97,47 @@ async def _copy(ctx: CopyContext, publisher: Publisher) -> CopyOutcome:
     return CopyOutcome(
         size=plan.size, md5=digests.md5, sha512=digests.sha512, etag=etag, layout=plan.layout,
         segments=len(plan.segments), md5_checked_against=source.checked_against,
+        verification=(Verification.END_TO_END if source.expected_md5 is not None
+                      else Verification.SOURCE_PINNED),
         retries=ctx.retrying.budget.spent, target_project=source.target_project,
         bytes_uploaded=publisher.bytes_uploaded, segments_reused=publisher.segments_reused,
         seconds=time.monotonic() - started)
+
+
+async def _transfer_verified(ctx: CopyContext, publisher: Publisher, plan: Plan,
+                             source: preflight.Source) -> tuple[Pipeline, Digests]:
+    """Move the bytes and check the whole-object MD5. A mismatch is read once more, all of
+    it (a byte flipped on the way is likelier than a source that lies about its MD5), at the
+    cost of one retry; two readings that disagree with the expected MD5 fail the copy."""
+    expected = source.expected_md5
+    seen: list[str] = []
+    for reading in range(2):
+        pipeline = Pipeline(ctx, publisher, plan, source.head, expected,
+                            reuse_recorded=reading == 0)
+        digests = await pipeline.run()
+        if reading == 0:
+            await ctx.observer.verifying()
+        if expected is None or digests.md5 == expected:
+            return pipeline, digests
+        seen.append(digests.md5)
+        if not ctx.retrying.budget.spend():
+            break
+        log.warning("the bytes read have MD5 %s, not %s: reading the source once more",
+                    digests.md5, expected)
+    readings = " and then ".join(seen)
+    raise CopyFailed(
+        "checksum_mismatch",
+        f"{len(seen)} reading(s) of {ctx.spec.source.describe()} gave MD5 {readings}, but "
+        f"{source.checked_against} says {expected}; nothing was published")
+
+
+async def _check_source_unchanged(ctx: CopyContext, source: preflight.Source) -> None:
+    """Every ranged GET was pinned to the version seen at the start; a last HEAD makes sure
+    it is still that version before the copy is published as its twin."""
+    src = ctx.spec.source
+    with failing_as("source", "read", src.describe()):
+        head = await ctx.retrying("source HEAD",
+                                  lambda: ctx.source.head_object(src.container, src.object))
+        if (head.etag, head.size) != (source.head.etag, source.head.size):
+            raise SourceChanged(f"ETag {source.head.etag} and {source.head.size} bytes at the "
+                                f"start, ETag {head.etag} and {head.size} bytes now")

@@ -20,8 +20,11 @@ from xfer.proto import swift
 
 class Pipeline:
     def __init__(self, ctx: CopyContext, publisher: Publisher, plan: Plan,
-                 head: swift.ObjectHead, expected_md5: str | None) -> None:
+                 head: swift.ObjectHead, expected_md5: str | None,
+                 reuse_recorded: bool = True) -> None:
         self.ctx = ctx
+        # False on a second reading: what the first wrote is overwritten, not trusted
+        self.reuse_recorded = reuse_recorded
         self.publisher = publisher
         self.plan = plan
         self.head = head
@@ -92,11 +95,13 @@ class Pipeline:
                 await self.ctx.retrying(
                     f"source GET segment {segment.index}",
                     lambda: self.ctx.source.read_range_into(
-                        src.container, src.object, segment.offset, self.head.size, buffer))
+                        src.container, src.object, segment.offset, self.head.size, buffer,
+                        if_match=self.head.etag))
         etag = segment.etag or await md5_hex_off_loop(buffer)
         if not self.plan.as_slo and self.expected_md5 is not None and etag != self.expected_md5:
             return None  # one plain PUT would publish at once: never send unverified bytes
-        if self.plan.as_slo and await self.publisher.reusable(segment, etag):
+        if self.plan.as_slo and self.reuse_recorded and await self.publisher.reusable(
+                segment, etag):
             return etag
         await self.publisher.put_segment(self.plan, segment, buffer, etag)
         return etag

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from xfer.engine.context import CopyContext
 from xfer.engine.failures import failing_as
 from xfer.engine.plan import Plan, plan_from_source_segments, plan_segments
-from xfer.engine.types import CopyOutcome, ObjectRef
+from xfer.engine.types import CopyOutcome, ObjectRef, Verification
 from xfer.errors import XferError
 from xfer.proto import swift
 
@@ -74,7 +74,8 @@ async def find_existing_copy(ctx: CopyContext, source: Source,
     return CopyOutcome(
         size=size, md5=source.expected_md5, sha512=known.sha512, etag=head.etag,
         layout="plain" if head.kind is swift.ObjectKind.PLAIN else "slo", segments=0,
-        md5_checked_against="the checksum index", retries=ctx.retrying.budget.spent,
+        md5_checked_against="the checksum index", verification=Verification.END_TO_END,
+        retries=ctx.retrying.budget.spent,
         target_project=source.target_project, bytes_uploaded=0, segments_reused=0,
         seconds=time.monotonic() - started,
         existing=ObjectRef(region, known.container, known.object))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from xfer.engine.plan import Plan, Segment
@@ -16,6 +17,17 @@ class ObjectRef:
 
     def describe(self) -> str:
         return f"{self.container}/{self.object} in {self.region}"
+
+
+class Verification(StrEnum):
+    """How far a finished copy was verified."""
+
+    # the whole-object MD5 of the bytes read equals an independent value: the requested
+    # checksum, or a plain source object's ETag (Swift's MD5 of what it stores)
+    END_TO_END = "end_to_end"
+    # an SLO or DLO without a requested checksum: the bytes were hashed and every read was
+    # pinned to the version seen at the start, but there was nothing independent to compare
+    SOURCE_PINNED = "source_pinned"
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,7 @@ class CopyOutcome:
     layout: str  # "slo" or "plain"
     segments: int
     md5_checked_against: str | None  # "request checksum", "source etag" or None
+    verification: Verification
     retries: int
     target_project: str  # the Swift account the copy landed in (AUTH_...)
     bytes_uploaded: int  # segment bytes this attempt sent (resumed segments are not sent)

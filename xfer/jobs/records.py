@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from xfer.engine.plan import Segment
-from xfer.engine.types import ObjectRef
+from xfer.engine.types import ObjectRef, Verification
 from xfer.jobs.states import JobState
 
 
@@ -67,6 +67,7 @@ class JobRecord:
     sha512: str | None
     etag: str | None
     md5_checked_against: str | None
+    verification: Verification | None  # set once succeeded
     retries: int
     attempts: int
     error: JobError | None
@@ -96,7 +97,9 @@ class JobRecord:
             segment_size=row["segment_size"], bytes_total=row["bytes_total"],
             bytes_done=row["bytes_done"], segments_total=row["segments_total"],
             layout=row["layout"], md5=row["md5"], sha512=row["sha512"], etag=row["etag"],
-            md5_checked_against=row["md5_checked_against"], retries=row["retries"],
+            md5_checked_against=row["md5_checked_against"],
+            verification=Verification(row["verification"]) if row["verification"] else None,
+            retries=row["retries"],
             attempts=row["attempts"], error=error, bytes_uploaded=row["bytes_uploaded"],
             segments_reused=row["segments_reused"], existing=existing,
             created_at=row["created_at"], started_at=row["started_at"],

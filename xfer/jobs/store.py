@@ -193,7 +193,7 @@ class JobStore:
             done = await connection.fetchval(
                 Q["finish_succeeded"], job_id, worker_id, outcome.md5, outcome.sha512,
                 outcome.etag, outcome.md5_checked_against, outcome.retries,
-                outcome.bytes_uploaded, outcome.segments_reused)
+                outcome.bytes_uploaded, outcome.segments_reused, outcome.verification)
             if done is not None and outcome.md5_checked_against is not None:
                 # only copies verified against a known checksum may answer "same image"
                 await connection.execute(

@@ -42,7 +42,8 @@ class JobProgress:
         self.store = store
         self.job_id = job_id
         self.worker_id = worker_id
-        self.bytes_done = 0
+        # by segment index: a segment written again (a second reading) is counted once
+        self.segment_bytes: dict[int, int] = {}
 
     async def find_verified_copy(self, md5: str, size: int, region: str,
                                  project: str) -> VerifiedCopy | None:
@@ -57,9 +58,9 @@ class JobProgress:
         await self.store.set_plan(self.job_id, plan)
 
     async def segment_written(self, segment: Segment, etag: str) -> None:
-        self.bytes_done += segment.length
+        self.segment_bytes[segment.index] = segment.length
         await self.store.record_segment(self.job_id, segment, etag)
-        await self.store.set_progress(self.job_id, self.bytes_done)
+        await self.store.set_progress(self.job_id, sum(self.segment_bytes.values()))
 
 
 class Worker:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from xfer.errors import AuthError, BodyRejected, IntegrityError, RemoteError
+from xfer.errors import AuthError, BodyRejected, IntegrityError, RemoteError, SourceChanged
 from xfer.proto.http import Reply, Request
 
 SERVICE = "swift"
@@ -156,12 +156,17 @@ def parse_object_head(request: Request, reply: Reply) -> ObjectHead:
     return ObjectHead(size, etag, ObjectKind.PLAIN, metadata=metadata)
 
 
-def get_range_request(creds: Credentials, container: str, obj: str, start: int, length: int
-                      ) -> Request:
-    """Ranged GET of [start, start + length); length must be positive."""
+def get_range_request(creds: Credentials, container: str, obj: str, start: int, length: int,
+                      if_match: str | None = None) -> Request:
+    """Ranged GET of [start, start + length); length must be positive. With `if_match` (the
+    ETag a HEAD reported: Swift honours it for plain objects, SLOs and DLOs alike) Swift
+    answers 412 instead of bytes of another version."""
     end = start + length - 1
+    headers = {"Range": f"bytes={start}-{end}"}
+    if if_match is not None:
+        headers["If-Match"] = f'"{if_match}"'
     return Request("GET", object_url(creds.storage_url, container, obj),
-                   _auth_headers(creds, {"Range": f"bytes={start}-{end}"}))
+                   _auth_headers(creds, headers))
 
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -172,6 +177,9 @@ def check_ranged_reply(request: Request, reply: Reply, start: int, length: int,
     """A ranged GET must answer 206 with exactly the range asked (or 200 for the whole object)."""
     if reply.status == 200 and start == 0 and length == object_size:
         return
+    if reply.status == 412 and request.headers.get("If-Match"):
+        raise SourceChanged(f"{request.method} {request.path}: the object no longer has ETag "
+                            f"{request.headers['If-Match']} [txn {txn_id(reply)}]")
     raise_for_status(request, reply, 206)
     content_range = reply.header("Content-Range") or ""
     match = _CONTENT_RANGE.match(content_range.strip())
@@ -181,9 +189,9 @@ def check_ranged_reply(request: Request, reply: Reply, start: int, length: int,
             f"{request.method} {request.path}: asked bytes {start}-{want_end}, "
             f"got Content-Range {content_range!r} [txn {txn_id(reply)}]")
     if match[3] != "*" and int(match[3]) != object_size:
-        raise IntegrityError(
+        raise SourceChanged(
             f"{request.method} {request.path}: object size changed from {object_size} "
-            f"to {match[3]} during the copy [txn {txn_id(reply)}]", retryable=False)
+            f"to {match[3]} during the copy [txn {txn_id(reply)}]")
 
 
 def _metadata_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:

@@ -94,6 +94,7 @@ def job_json(job: JobRecord) -> dict[str, Any]:
         "sha512": job.sha512,
         "etag": job.etag,
         "md5_checked_against": job.md5_checked_against,
+        "verification": job.verification,
         "retries": job.retries,
         "bytes_uploaded": job.bytes_uploaded,
         "segments_reused": job.segments_reused,

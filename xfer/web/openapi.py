@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from xfer.engine.types import Verification
 from xfer.jobs.states import JobState
 from xfer.web import validation
 from xfer.web.api import DEFAULT_PAGE, MAX_PAGE, SETTINGS
@@ -105,6 +106,11 @@ def _job_schemas() -> dict[str, Schema]:
         "layout": {"enum": ["slo", "plain", None]},
         "md5": nullable("string"), "sha512": nullable("string"), "etag": nullable("string"),
         "md5_checked_against": nullable("string"),
+        "verification": {"enum": [*(v.value for v in Verification), None], "description": (
+            "end_to_end: the whole-object MD5 equals an independent value (the checksum "
+            "asked for, or a plain source's ETag); source_pinned: an SLO or DLO without a "
+            "checksum, hashed and read as one pinned version, with nothing independent to "
+            "compare with; null until the job succeeds")},
         "retries": count, "bytes_uploaded": nullable("integer", minimum=0),
         "segments_reused": nullable("integer", minimum=0),
         "deduplicated": {"type": "boolean",
