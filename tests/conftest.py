@@ -66,7 +66,7 @@ def base_settings(cloud: devcloud.CloudInfo) -> Settings:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("XFER_")}
     environ.update(cloud.environ())
     return from_environ(environ).with_overrides(
-        listen_port=0, segment_size=1 * MiB, window_segments=4, poll_interval=0.5,
+        listen_port=0, segment_size=1 * MiB, segments_in_flight=4, poll_interval=0.5,
         backoff_base=0.05, backoff_max=0.5, read_timeout=5.0)
 
 

@@ -166,7 +166,7 @@ async def test_cancel_through_the_api_removes_what_was_written(
 
     container, name, data = unique("cancel-api"), "image.raw", payload(8 * MiB)
     await put_plain(regions["RegionOne"], container, name, data)
-    slow = settings.with_overrides(window_segments=1, segment_size=512 * 1024)
+    slow = settings.with_overrides(segments_in_flight=1, segment_size=512 * 1024)
     async with running_service(slow) as service:
         job = await service.submit(job_body(container, name))
         async with asyncio.timeout(30):

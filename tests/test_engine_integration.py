@@ -66,7 +66,7 @@ async def test_cancel_during_copy_removes_what_was_written(base_settings: Settin
     container, name, data = unique("cancel"), "image.raw", payload(6 * MiB)
     await put_plain(regions["RegionOne"], container, name, data)
     # one segment at a time, so the cancel lands with most of the copy still to do
-    slow = Copier(base_settings.with_overrides(window_segments=1),
+    slow = Copier(base_settings.with_overrides(segments_in_flight=1),
                   SwiftRegions(swift_http, dict(base_settings.regions)))
     recorder = Recorder()
     copy_spec = spec(container, name)

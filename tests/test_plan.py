@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xfer.engine.plan import plan_from_source_segments, plan_segments, window_for
+from xfer.engine.plan import as_slo, plan_from_source_segments, plan_segments
 from xfer.errors import CopyFailed
 from xfer.proto.swift import Limits
 
@@ -74,22 +74,20 @@ def test_too_large_for_target_is_a_clear_failure():
 
 @given(st.lists(st.integers(1, 10**9), min_size=2, max_size=50))
 def test_source_boundaries_are_kept_when_they_fit(lengths):
-    plan = plan_from_source_segments([(n, f"{i:032x}") for i, n in enumerate(lengths)], limits(),
-                                     max(lengths))
+    plan = plan_from_source_segments([(n, f"{i:032x}") for i, n in enumerate(lengths)], limits())
     assert plan is not None
     assert_covers_exactly(plan, sum(lengths))
     assert [s.etag for s in plan.segments] == [f"{i:032x}" for i in range(len(lengths))]
 
 
 def test_source_boundaries_refused_when_over_limits():
-    assert plan_from_source_segments([(10, "a"), (10, "b")], limits(max_file_size=5), 99) is None
-    assert plan_from_source_segments([(10, "a")] * 5, limits(max_segments=4), 99) is None
-    assert plan_from_source_segments([(10, "a")], limits(), 99) is None
-    # segments too big to keep enough of them in flight within the memory bound
-    assert plan_from_source_segments([(10, "a"), (10, "b")], limits(), 9) is None
+    assert plan_from_source_segments([(10, "a"), (10, "b")], limits(max_file_size=5)) is None
+    assert plan_from_source_segments([(10, "a")] * 5, limits(max_segments=4)) is None
+    assert plan_from_source_segments([(10, "a")], limits()) is None
 
 
-def test_window_keeps_the_memory_bound():
-    plan = plan_segments(100 * 2**20, limits(), 16 * 2**20)
-    assert window_for(plan, 96 * 2**20) == 6
-    assert window_for(plan, 1) == 1
+def test_a_plain_plan_becomes_a_one_segment_slo():
+    plain = plan_segments(1000, limits(), 4096)
+    assert not plain.as_slo
+    slo = as_slo(plain)
+    assert slo.as_slo and slo.segments == plain.segments and slo.layout == "slo"

@@ -67,6 +67,8 @@ def test_a_pinned_ranged_get_says_a_replaced_object_changed():
     assert pinned.headers["If-Match"] == f'"{"a" * 32}"'
     with pytest.raises(SourceChanged):
         swift.check_ranged_reply(pinned, Reply(412, {}), 0, 5, 100)
+    with pytest.raises(SourceChanged):  # an SLO whose segment was overwritten under it
+        swift.check_ranged_reply(pinned, Reply(409, {}), 0, 5, 100)
     unpinned = swift.get_range_request(CREDS, "c", "o", 0, 5)
     assert "If-Match" not in unpinned.headers
     with pytest.raises(RemoteError):  # a 412 nobody asked for is the server's own error

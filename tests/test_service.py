@@ -42,7 +42,7 @@ async def test_a_burst_of_jobs_queues_within_the_concurrency_limit(
     names = [f"image-{i}" for i in range(6)]
     for name in names:
         await put_plain(regions["RegionOne"], container, name, payload(3 * MiB))
-    limited = settings.with_overrides(max_concurrent_copies=2, window_segments=1)
+    limited = settings.with_overrides(max_concurrent_copies=2, segments_in_flight=1)
     async with running_service(limited) as service:
         jobs = {(await service.submit(body(container, name)))["id"] for name in names}
         most_running = 0
@@ -70,8 +70,8 @@ def test_unknown_setting_stops_start_up_naming_it():
 
 
 def test_invalid_setting_value_stops_start_up_naming_it():
-    environ = {**os.environ, "XFER_WINDOW_SEGMENTS": "many"}
+    environ = {**os.environ, "XFER_SEGMENTS_IN_FLIGHT": "many"}
     result = subprocess.run([sys.executable, "-m", "xfer.cli", "worker"], env=environ,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
-    assert "XFER_WINDOW_SEGMENTS" in result.stderr
+    assert "XFER_SEGMENTS_IN_FLIGHT" in result.stderr

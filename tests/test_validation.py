@@ -49,8 +49,8 @@ def test_bad_fields_are_named(body, field):
 def test_settings_reject_unknown_and_invalid_variables():
     with pytest.raises(ConfigError, match="XFER_SEGMENT_SIZ"):
         from_environ({"XFER_SEGMENT_SIZ": "1"})
-    with pytest.raises(ConfigError, match="XFER_WINDOW_SEGMENTS"):
-        from_environ({"XFER_WINDOW_SEGMENTS": "0"})
+    with pytest.raises(ConfigError, match="XFER_SEGMENTS_IN_FLIGHT"):
+        from_environ({"XFER_SEGMENTS_IN_FLIGHT": "0"})
     with pytest.raises(ConfigError, match="XFER_REGIONS"):
         from_environ({"XFER_REGIONS": "[]"})
     settings = from_environ({"XFER_REGIONS": '{"R": {"auth_url": "u", "user": "a", "key": "s3"}}',

@@ -121,7 +121,7 @@ async def test_sigkilled_worker_is_resumed_by_another_without_recopying(
     container, name = unique("resume"), "image.raw"
     segment, window, data = 256 * 1024, 2, payload(48 * MiB)
     await put_plain(regions["RegionOne"], container, name, data)
-    tuning = {"XFER_SEGMENT_SIZE": str(segment), "XFER_WINDOW_SEGMENTS": str(window)}
+    tuning = {"XFER_SEGMENT_SIZE": str(segment), "XFER_SEGMENTS_IN_FLIGHT": str(window)}
     async with worker_process(settings, "doomed", tmp_path, **tuning) as doomed:
         job_id = (await store.create_job(job_request(container, name)))[0].id
         async with asyncio.timeout(60):
@@ -184,7 +184,7 @@ async def test_a_stopping_service_hands_its_job_back_and_the_next_one_resumes(
 
     container, name, data = unique("handover"), "image.raw", payload(24 * MiB)
     await put_plain(regions["RegionOne"], container, name, data)
-    slow = settings.with_overrides(segment_size=256 * 1024, window_segments=2)
+    slow = settings.with_overrides(segment_size=256 * 1024, segments_in_flight=2)
     async with running_service(slow) as service:
         job_id = (await service.submit(job_body(container, name)))["id"]
         async with asyncio.timeout(60):

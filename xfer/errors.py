@@ -15,7 +15,6 @@
     │   └── BodyRejected     Swift refused a PUT body whose MD5 differs from its ETag (422)
     ├── SourceChanged        the source is no longer the version seen at the start (a ranged
     │                        GET's If-Match failed, or its size or ETag changed)
-    ├── BeyondReach          (engine/reorder) a chunk arrived too far ahead of the hasher
     ├── RetryBudgetExhausted (engine/retry) the copy's retries are spent
     ├── DatabaseUnavailable  PostgreSQL cannot be reached or dropped the connection (the API
     │                        answers 503; the worker waits and keeps what copies wrote)

@@ -1,18 +1,21 @@
 """One frozen Settings object, read from XFER_* environment variables and validated once.
 
-Memory bound of one copy (the reason for `window_segments` and `segment_size`):
+Memory bound of one copy (engine v2: it does not depend on the segment size):
 
-    buffered bytes <= window_segments * segment_size
+    buffered bytes <= segments_in_flight * (chunks_ahead + 1) * chunk_size
 
-A segment occupies one buffer slot from the moment its ranged GET starts until it has been
-both uploaded and fed to the whole-object hashers, in order. The fetchers therefore run ahead of
-the in-order hasher by at most `window_segments` segments. A process runs at most
-`max_concurrent_copies` copies, so its data buffers stay below
-`min(max_inflight_bytes, max_concurrent_copies * window_segments * segment_size)` (plus
-aiohttp's socket buffers, 64 KiB per connection): every segment buffer is taken from one
-process-wide budget of `max_inflight_bytes` first. A source whose size forces bigger segments
-(more than `max_manifest_segments` of `segment_size`) shrinks the window so the product still
-holds (never below one segment; a single segment larger than the budget is taken alone).
+A target segment is written by one streaming PUT, fed in order by ranged GETs of
+`chunk_size` bytes; at most `chunks_ahead` of a segment's chunks are fetched and not yet both
+sent (to every target) and hashed, plus the one the hasher may still hold from an attempt
+that failed. At most `segments_in_flight` segments are in flight. Each segment in flight
+takes its share from one process-wide budget of `max_inflight_bytes` first, in segment order,
+and a process runs at most `max_concurrent_copies` copies, so its data buffers stay below
+
+    min(max_inflight_bytes, max_concurrent_copies * segments_in_flight * (chunks_ahead + 1)
+                                                   * chunk_size)
+
+plus aiohttp's socket buffers (64 KiB per connection). A source of 1 GiB segments keeps its
+boundaries within the same bound as one of 16 MiB segments.
 """
 
 from __future__ import annotations
@@ -45,8 +48,10 @@ class Settings:
     regions: Mapping[str, RegionConfig] = field(default_factory=dict)
     listen_host: str = "127.0.0.1"
     listen_port: int = 8660
-    segment_size: int = 16 * MiB
-    window_segments: int = 8
+    segment_size: int = 16 * MiB  # when xfer cuts the segments itself
+    chunk_size: int = 4 * MiB  # one ranged GET
+    chunks_ahead: int = 4  # a segment's chunks fetched ahead of its PUT and the hasher
+    segments_in_flight: int = 6
     max_concurrent_copies: int = 2
     max_inflight_bytes: int = 192 * MiB
     verify_sha512: bool = True
@@ -69,7 +74,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         positive = (
-            "segment_size", "window_segments", "max_concurrent_copies", "max_inflight_bytes",
+            "segment_size", "chunk_size", "chunks_ahead", "segments_in_flight",
+            "max_concurrent_copies", "max_inflight_bytes",
             "connect_timeout", "read_timeout", "request_attempts", "lease_seconds",
             "poll_interval", "max_body_bytes",
             "events_poll_interval", "events_max_seconds", "ready_timeout",
@@ -85,8 +91,13 @@ class Settings:
             raise ConfigError(f"XFER_EVENT_LOOP must be 'asyncio' or 'uvloop', got {self.event_loop!r}")
 
     @property
+    def segment_memory_bound(self) -> int:
+        """The bytes one segment in flight may hold (see the module docstring)."""
+        return (self.chunks_ahead + 1) * self.chunk_size
+
+    @property
     def copy_memory_bound(self) -> int:
-        return self.window_segments * self.segment_size
+        return self.segments_in_flight * self.segment_memory_bound
 
     def region(self, name: str) -> RegionConfig:
         try:

@@ -6,13 +6,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
 
 from xfer.clients.auth import Authenticator, TempAuth
-from xfer.clients.transport import exchange, read_exactly, translated_errors
+from xfer.clients.transport import (
+    RangeProgress,
+    StreamedBody,
+    exchange,
+    read_exactly,
+    translated_errors,
+)
 from xfer.errors import XferError
 from xfer.proto import swift
 from xfer.proto.http import Reply, Request
@@ -24,7 +30,10 @@ T = TypeVar("T")
 
 
 class TokenRefused(XferError):
-    """Swift answered 401 to a token that may merely have expired: authenticate again."""
+    """Swift answered 401 to a token that may merely have expired: authenticate again (and,
+    for a streamed body, which cannot be replayed here, send it again)."""
+
+    retryable = True
 
 
 def _listing_page(creds: swift.Credentials, *, container: str, prefix: str,
@@ -99,6 +108,22 @@ class SwiftClient:
             lambda c: swift.put_object_request(c, container, obj, body, etag, metadata))
         swift.check_put_reply(request, reply, etag)
 
+    async def put_streamed(self, container: str, obj: str, views: AsyncIterator[memoryview],
+                           length: int, etag: str | None,
+                           metadata: dict[str, str] | None = None) -> str:
+        """PUT `length` bytes streamed from `views`; returns the ETag Swift stored. Not
+        re-sent on a 401: a streamed body cannot be replayed (the caller reads it again)."""
+        creds = await self.credentials()
+        request = swift.put_stream_request(creds, container, obj, length, etag, metadata)
+        async with translated_errors(swift.SERVICE, request), self.http.put(
+            request.url, headers=request.headers, data=StreamedBody(views, length)
+        ) as response:
+            reply = Reply(response.status, response.headers, await response.read())
+        if reply.status == 401:
+            await self._authenticate(stale=creds)  # the retry of the whole segment uses it
+            raise TokenRefused(f"{request.method} {request.path}: token refused")
+        return swift.parse_stream_put_reply(request, reply, etag)
+
     async def put_manifest(self, container: str, obj: str, segments: list[swift.ManifestSegment],
                            metadata: dict[str, str] | None = None) -> str:
         return swift.parse_manifest_put_reply(*await self.send(
@@ -129,9 +154,11 @@ class SwiftClient:
             listed.extend(page)
 
     async def read_range_into(self, container: str, obj: str, start: int, object_size: int,
-                              buffer: memoryview, if_match: str | None = None) -> None:
+                              buffer: memoryview, if_match: str | None = None,
+                              progress: RangeProgress | None = None) -> None:
         """Fill `buffer` with bytes [start, start + len(buffer)) of the object, exactly; of the
-        version whose ETag is `if_match` (else SourceChanged)."""
+        version whose ETag is `if_match` (else SourceChanged). `progress` counts the bytes
+        landed, so that a caller retrying after a broken read can resume after them."""
         length = len(buffer)
 
         async def attempt(creds: swift.Credentials, final: bool) -> None:
@@ -144,7 +171,7 @@ class SwiftClient:
                 head = Reply(response.status, response.headers,
                              b"" if response.status < 300 else await response.read())
                 swift.check_ranged_reply(request, head, start, length, object_size)
-                await read_exactly(request, response, buffer)
+                await read_exactly(request, response, buffer, progress)
 
         await self._authorized(attempt)
 

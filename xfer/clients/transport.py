@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -55,6 +56,39 @@ class BufferPayload(aiohttp.payload.Payload):
             await writer.write(view[start:min(end, start + self.SLICE)])
 
 
+class StreamedBody(aiohttp.payload.Payload):
+    """A body of known length sent from an async iterator of views, in order: the socket's
+    flow control paces the iterator, so the producer never runs ahead of what is sent. The
+    iterator is resumed only once its last view was written: it may then reuse that buffer."""
+
+    def __init__(self, views: AsyncIterator[memoryview], length: int) -> None:
+        super().__init__(views, content_type="application/octet-stream")
+        self._size = self._length = length
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("a streamed body cannot be decoded")
+
+    async def write(self, writer: Any) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        sent = 0
+        async for view in self._value:
+            sent += len(view)
+            if sent > self._length:
+                raise IntegrityError(f"streamed body longer than its {self._length} bytes")
+            await writer.write(view)
+        if sent != self._length:
+            raise IntegrityError(f"streamed body ended after {sent} of {self._length} bytes")
+
+
+@dataclass
+class RangeProgress:
+    """How many bytes of a ranged read have landed: a retry resumes after them."""
+
+    filled: int = 0
+
+
 def request_body(body: bytes | bytearray | memoryview | None) -> Any:
     if body is None or len(body) <= BufferPayload.SLICE:
         return body
@@ -71,8 +105,9 @@ async def exchange(http: aiohttp.ClientSession, service: str, request: Request) 
 
 
 async def read_exactly(request: Request, response: aiohttp.ClientResponse,
-                       buffer: memoryview) -> None:
-    """Fill `buffer` from the response body; a body shorter or longer is an IntegrityError."""
+                       buffer: memoryview, progress: RangeProgress | None = None) -> None:
+    """Fill `buffer` from the response body; a body shorter or longer is an IntegrityError.
+    `progress` counts the bytes landed so far, also when the read fails half-way."""
     filled = 0
     async for chunk in response.content.iter_any():
         end = filled + len(chunk)
@@ -81,6 +116,8 @@ async def read_exactly(request: Request, response: aiohttp.ClientResponse,
                                  f"{len(buffer)} bytes asked")
         buffer[filled:end] = chunk
         filled = end
+        if progress is not None:
+            progress.filled += len(chunk)
     if filled != len(buffer):
         raise IntegrityError(f"{request.method} {request.path}: body ended after {filled} of "
                              f"{len(buffer)} bytes")

@@ -1,17 +1,22 @@
-"""Whole-object digests computed in byte order, off the event loop.
+"""Whole-object digests computed in byte order, off the event loop, on two cores.
 
-hashlib releases the GIL on buffers over 2 KiB, so a worker thread hashing a segment lets the
-event loop keep the sockets busy on the other core.
+hashlib releases the GIL on buffers over 2 KiB, so MD5 and SHA-512 each run in a worker
+thread, side by side, while the event loop keeps the sockets busy.
+
+The hasher takes segments in order. A segment's chunks reach it as they are fetched, in
+order; at the segment's end it waits for the verdict of the attempt that fetched them (its
+PUT accepted: the bytes were right). An attempt that failed may have fed it damaged bytes:
+it returns to the state it had at the segment's start and takes the next attempt's chunks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
-from xfer.engine.reorder import OrderedAssembler
+from xfer.engine.chunks import Chunk
 
 
 @dataclass(frozen=True)
@@ -24,55 +29,78 @@ def md5_hex(data: bytes | bytearray | memoryview) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-async def md5_hex_off_loop(data: bytes | bytearray | memoryview) -> str:
-    if len(data) < 1 << 16:
-        return md5_hex(data)
-    return await asyncio.to_thread(md5_hex, data)
+@dataclass(frozen=True)
+class AttemptEnd:
+    """Put after an attempt's last chunk: whether its bytes were accepted."""
+
+    accepted: bool
 
 
-class InOrderHasher:
-    """Feeds bytes that arrive in any order to MD5 (and SHA-512) in order.
+class SegmentFeed:
+    """One segment's way to the hasher: its chunks in order, attempt by attempt."""
 
-    Producers `offer` their bytes and may then `wait_hashed` until the hasher is past them,
-    after which their buffer can be reused. `run` is the hashing task; it ends at `size`.
-    """
+    def __init__(self, offset: int, length: int) -> None:
+        self.offset = offset
+        self.length = length
+        self.items: asyncio.Queue[Chunk | AttemptEnd] = asyncio.Queue()
 
-    def __init__(self, size: int, reach_bytes: int, with_sha512: bool) -> None:
-        self.size = size
-        self.hashed = 0
-        self._assembler = OrderedAssembler(max(1, reach_bytes))
-        self._md5 = hashlib.md5(usedforsecurity=False)
-        self._sha512 = hashlib.sha512() if with_sha512 else None
-        # Views of bytes the assembler released in order: never more than its reach.
-        self._ready: deque[memoryview] = deque()
-        self._arrived = asyncio.Event()
-        self._progress = asyncio.Condition()
+    def end_attempt(self, accepted: bool) -> None:
+        if not accepted:  # chunks the hasher has not taken yet are stale: drop them now
+            while not self.items.empty():
+                item = self.items.get_nowait()
+                if isinstance(item, Chunk):
+                    item.done()
+        self.items.put_nowait(AttemptEnd(accepted))
 
-    def offer(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        self._ready.extend(self._assembler.offer(offset, memoryview(data)))
-        self._arrived.set()
 
-    def _update(self, chunk: memoryview) -> None:
-        self._md5.update(chunk)
-        if self._sha512 is not None:
-            self._sha512.update(chunk)
+class StreamHasher:
+    """MD5, and SHA-512 unless disabled, over chunks offered in order; copyable states."""
 
-    async def run(self) -> Digests:
-        while self.hashed < self.size:
-            if not self._ready:
-                self._arrived.clear()
-                await self._arrived.wait()
-                continue
-            chunk = self._ready.popleft()
-            await asyncio.to_thread(self._update, chunk)
-            size = len(chunk)
-            del chunk  # a waiting loop must not keep the last segment's buffer alive
-            async with self._progress:
-                self.hashed += size
-                self._progress.notify_all()
-        return Digests(self._md5.hexdigest(),
-                       self._sha512.hexdigest() if self._sha512 is not None else None)
+    def __init__(self, with_sha512: bool) -> None:
+        self.md5: Any = hashlib.md5(usedforsecurity=False)
+        self.sha512: Any = hashlib.sha512() if with_sha512 else None
 
-    async def wait_hashed(self, end: int) -> None:
-        async with self._progress:
-            await self._progress.wait_for(lambda: self.hashed >= end)
+    def copy(self) -> StreamHasher:
+        twin = StreamHasher(False)
+        twin.md5 = self.md5.copy()
+        twin.sha512 = None if self.sha512 is None else self.sha512.copy()
+        return twin
+
+    async def update(self, view: memoryview) -> None:
+        if self.sha512 is None:
+            await asyncio.to_thread(self.md5.update, view)
+        else:
+            await asyncio.gather(asyncio.to_thread(self.md5.update, view),
+                                 asyncio.to_thread(self.sha512.update, view))
+
+    def digests(self) -> Digests:
+        return Digests(self.md5.hexdigest(),
+                       None if self.sha512 is None else self.sha512.hexdigest())
+
+
+async def hash_in_order(feeds: asyncio.Queue[SegmentFeed | None], with_sha512: bool) -> Digests:
+    """The hashing task of a copy: segments in the order their feeds arrive, until None."""
+    hasher = StreamHasher(with_sha512)
+    position = 0
+    while (feed := await feeds.get()) is not None:
+        if feed.offset != position:
+            raise AssertionError(f"segment at {feed.offset} fed while the hasher is at {position}")
+        at_start = hasher.copy()
+        while True:
+            item = await feed.items.get()
+            if isinstance(item, AttemptEnd):
+                if not item.accepted:  # that attempt's bytes are void: start the segment over
+                    hasher, position = at_start.copy(), feed.offset
+                    continue
+                if position != feed.offset + feed.length:
+                    raise AssertionError(f"segment at {feed.offset} accepted with the hasher "
+                                         f"at {position}")
+                break
+            if item.offset != position:
+                raise AssertionError(f"chunk at {item.offset} while the hasher is at {position}")
+            try:
+                await hasher.update(item.view)
+            finally:
+                item.done()
+            position = item.end
+    return hasher.digests()

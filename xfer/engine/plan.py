@@ -63,20 +63,16 @@ def plan_segments(size: int, limits: Limits, preferred_segment_size: int) -> Pla
     return Plan(size, segments, as_slo=True)
 
 
-def plan_from_source_segments(
-    sizes_and_etags: Sequence[tuple[int, str]], limits: Limits, max_segment_size: int
-) -> Plan | None:
-    """Keep a source large object's own segment boundaries, if the target accepts them and
-    no segment is above `max_segment_size` (segments are buffered whole: bigger ones would
-    leave too few in flight within the memory bound).
+def plan_from_source_segments(sizes_and_etags: Sequence[tuple[int, str]],
+                              limits: Limits) -> Plan | None:
+    """Keep a source large object's own segment boundaries, if the target accepts them.
 
     Keeping them lets the copy reuse the source segments' MD5s as ETags (no per-segment
-    hashing) and gives the target SLO the source SLO's ETag. None when the layout does not fit.
+    hashing) and gives the target SLO the source SLO's ETag; segments are streamed, so their
+    size does not change the memory bound. None when the layout does not fit.
     """
     count = len(sizes_and_etags)
     if count < 2 or count > limits.max_manifest_segments:
-        return None
-    if max(length for length, _ in sizes_and_etags) > max_segment_size:
         return None
     segments = []
     offset = 0
@@ -89,6 +85,6 @@ def plan_from_source_segments(
     return Plan(offset, tuple(segments), as_slo=True)
 
 
-def window_for(plan: Plan, memory_bound: int) -> int:
-    """How many segments may be buffered at once within `memory_bound` bytes (at least one)."""
-    return max(1, memory_bound // max(1, plan.segment_size))
+def as_slo(plan: Plan) -> Plan:
+    """The same bytes as an SLO of the plan's segments (one, for a plan that was plain)."""
+    return Plan(plan.size, plan.segments, as_slo=True)

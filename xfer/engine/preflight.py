@@ -14,15 +14,12 @@ from urllib.parse import unquote
 
 from xfer.engine.context import CopyContext
 from xfer.engine.failures import failing_as
-from xfer.engine.plan import Plan, plan_from_source_segments, plan_segments
+from xfer.engine.plan import Plan, as_slo, plan_from_source_segments, plan_segments
 from xfer.engine.types import CopyOutcome, ObjectRef, Verification
 from xfer.errors import XferError
 from xfer.proto import swift
 
 log = logging.getLogger(__name__)
-# A source's own segments are kept only if this many fit in the memory bound at once: fewer
-# parallel GETs and PUTs would cost more (cross-region above all) than re-hashing segments.
-MIN_SEGMENTS_IN_FLIGHT = 4
 
 
 @dataclass(frozen=True)
@@ -83,19 +80,23 @@ async def find_existing_copy(ctx: CopyContext, source: Source,
 
 async def plan_copy(ctx: CopyContext, source: Source) -> Plan:
     """Keep a large source's segment boundaries when the target accepts them (their MD5s
-    are then known, and the target SLO gets the source's ETag); else cut equal segments."""
+    are then known, and the target SLO gets the source's ETag); else cut equal segments.
+
+    A plain target is one PUT that publishes as it ends, so it is written only when its MD5
+    is known beforehand (Swift then refuses other bytes); otherwise a one-segment SLO."""
     with failing_as("target", "read the limits of", ctx.spec.target.region):
         limits = await ctx.retrying("target /info", ctx.target.limits)
     head = source.head
     if ctx.spec.segment_size is None:
         sizes_and_etags = await _source_segments(ctx, head)
         if sizes_and_etags:
-            kept = plan_from_source_segments(
-                sizes_and_etags, limits,
-                ctx.settings.copy_memory_bound // MIN_SEGMENTS_IN_FLIGHT)
+            kept = plan_from_source_segments(sizes_and_etags, limits)
             if kept is not None and kept.size == head.size:
                 return kept
-    return plan_segments(head.size, limits, ctx.spec.segment_size or ctx.settings.segment_size)
+    plan = plan_segments(head.size, limits, ctx.spec.segment_size or ctx.settings.segment_size)
+    if not plan.as_slo and source.expected_md5 is None and plan.size > 0:
+        return as_slo(plan)
+    return plan
 
 
 async def _source_segments(ctx: CopyContext, head: swift.ObjectHead) -> list[tuple[int, str]]:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Mapping
 
 from xfer.engine.context import JOB_METADATA, CopyContext
-from xfer.engine.failures import describe_failure, failing_as
+from xfer.engine.failures import failing_as
 from xfer.engine.plan import Plan, Segment
-from xfer.errors import BodyRejected, CopyFailed, RemoteError, XferError
+from xfer.errors import CopyFailed, RemoteError, XferError
 from xfer.proto import swift
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,11 @@ class Publisher:
         self.written = {ctx.spec.segment_name(index) for index in self.recorded}
         self.published = False
         self.bytes_uploaded = 0
-        self.segments_reused = 0
+        self.reused: set[int] = set()  # indexes of recorded segments kept as they were
+
+    @property
+    def segments_reused(self) -> int:
+        return len(self.reused)
 
     async def refuse_existing_target(self) -> None:
         """xfer never overwrites: the target must not exist, unless an earlier attempt of this
@@ -60,25 +63,36 @@ class Publisher:
                     "target container PUT",
                     functools.partial(self.ctx.target.put_container, container))
 
-    async def reusable(self, segment: Segment, etag: str) -> bool:
-        """Whether an earlier attempt wrote this very segment and Swift still holds it."""
+    async def reusable(self, segment: Segment) -> str | None:
+        """The ETag of this very segment as an earlier attempt of the job wrote and recorded
+        it, when Swift still holds it so; None when it must be written (again). The caller
+        still checks that the bytes it reads have that MD5."""
         recorded = self.recorded.get(segment.index)
-        if recorded is None or (recorded.offset, recorded.length, recorded.etag) != (
-                segment.offset, segment.length, etag):
-            return False
+        if recorded is None or recorded.etag is None or (recorded.offset, recorded.length) != (
+                segment.offset, segment.length):
+            return None
+        if segment.etag is not None and recorded.etag != segment.etag:
+            return None
         name = self.ctx.spec.segment_name(segment.index)
         try:
             head = await self.ctx.target.head_object(self.ctx.spec.segment_container, name)
         except XferError:
-            return False  # gone or unreadable: write it again
-        if head.size == segment.length and head.etag == etag:
-            self.segments_reused += 1
-            return True
-        return False
+            return None  # gone or unreadable: write it again
+        if head.size == segment.length and head.etag == recorded.etag:
+            self.reused.add(segment.index)
+            return recorded.etag
+        return None
 
-    async def put_segment(self, plan: Plan, segment: Segment, body: Any, etag: str) -> None:
-        """Write one segment of an SLO, or the whole object of a plain copy (which publishes
-        it at once: the caller sends only verified bytes then)."""
+    def distrust(self, segment: Segment) -> None:
+        """The recorded segment turned out to hold other bytes: write it again."""
+        self.recorded.pop(segment.index, None)
+        self.reused.discard(segment.index)
+
+    async def put_segment(self, plan: Plan, segment: Segment,
+                          views: AsyncIterator[memoryview], etag: str | None) -> str:
+        """Stream one segment of an SLO, or the whole object of a plain copy (which publishes
+        it at once: then `etag` is the verified MD5 and Swift refuses other bytes); returns
+        the ETag Swift stored. Not retried here: a stream is fetched again to be re-sent."""
         spec = self.ctx.spec
         metadata: dict[str, str] | None = None
         if plan.as_slo:
@@ -88,16 +102,10 @@ class Publisher:
             container, name = spec.target.container, spec.target.object
             metadata = {JOB_METADATA: spec.job_id}
             self.published = True
-        try:
-            await self.ctx.retrying(
-                f"target PUT segment {segment.index}",
-                lambda: self.ctx.target.put_object(container, name, body, etag, metadata))
-        except BodyRejected:
-            raise
-        except XferError as exc:
-            raise describe_failure("target", f"write segment {segment.index} of",
-                                   spec.target.describe(), exc) from exc
+        stored = await self.ctx.target.put_streamed(container, name, views, segment.length,
+                                                    etag, metadata)
         self.bytes_uploaded += segment.length
+        return stored
 
     async def publish_manifest(self, plan: Plan, segment_etags: Mapping[int, str]) -> str:
         spec = self.ctx.spec

@@ -180,6 +180,9 @@ def check_ranged_reply(request: Request, reply: Reply, start: int, length: int,
     if reply.status == 412 and request.headers.get("If-Match"):
         raise SourceChanged(f"{request.method} {request.path}: the object no longer has ETag "
                             f"{request.headers['If-Match']} [txn {txn_id(reply)}]")
+    if reply.status == 409:  # Swift's SLO GET: a segment no longer matches its manifest
+        raise SourceChanged(f"{request.method} {request.path}: a segment of the large object "
+                            f"no longer matches its manifest [txn {txn_id(reply)}]")
     raise_for_status(request, reply, 206)
     content_range = reply.header("Content-Range") or ""
     match = _CONTENT_RANGE.match(content_range.strip())
@@ -217,6 +220,32 @@ def check_put_reply(request: Request, reply: Reply, etag: str) -> None:
     if returned and returned != etag:
         raise IntegrityError(f"{request.method} {request.path}: Swift stored ETag {returned}, "
                              f"expected {etag} [txn {txn_id(reply)}]")
+
+
+def put_stream_request(creds: Credentials, container: str, obj: str, length: int,
+                       etag: str | None, metadata: Mapping[str, str] | None = None) -> Request:
+    """A PUT whose body the transport streams (`length` bytes). With `etag` Swift checks the
+    body's MD5 itself (422 when it differs); without, the caller compares what Swift returns."""
+    fields = {"Content-Length": str(length), "Content-Type": "application/octet-stream",
+              **_metadata_headers(metadata)}
+    if etag is not None:
+        fields["ETag"] = etag
+    return Request("PUT", object_url(creds.storage_url, container, obj),
+                   _auth_headers(creds, fields))
+
+
+def parse_stream_put_reply(request: Request, reply: Reply, etag: str | None) -> str:
+    """The ETag Swift stored (the MD5 of what it received)."""
+    if reply.status == 422:
+        raise BodyRejected(
+            f"{request.method} {request.path}: Swift computed a different MD5 than {etag} "
+            f"(the bytes were damaged on the way) [txn {txn_id(reply)}]")
+    raise_for_status(request, reply, 201)
+    returned = unquote_etag(reply.header("Etag"))
+    if not returned or (etag is not None and returned != etag):
+        raise IntegrityError(f"{request.method} {request.path}: Swift stored ETag "
+                             f"{returned or 'none'}, expected {etag} [txn {txn_id(reply)}]")
+    return returned
 
 
 def put_container_request(creds: Credentials, container: str) -> Request:
