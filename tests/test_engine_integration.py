@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import pytest
 
 from tests.conftest import MiB, md5, unique
-from tests.sources import payload, put_dlo, put_plain
+from tests.sources import payload, put_dlo, put_plain, put_slo
 from xfer.clients.swift import SwiftClient, SwiftRegions
 from xfer.engine.object_copy import Copier
 from xfer.engine.plan import Plan, Segment
@@ -99,3 +100,26 @@ async def test_copies_share_the_process_byte_budget(base_settings: Settings, swi
                                           for name in sources))
     assert [o.md5 for o in outcomes] == [md5(data) for data in sources.values()]
     assert tight.memory.held == 0
+
+
+@pytest.mark.parametrize("segment_size", [2 * MiB, 8 * MiB])
+async def test_kept_segments_of_any_size_stream_within_the_same_bound(
+        base_settings: Settings, swift_http, regions: dict[str, SwiftClient], segment_size: int):
+    """Segments 8 or 32 chunks long keep their boundaries (and the SLO's ETag) with the same
+    buffers; segments ahead of the hasher wait on disk instead of in memory."""
+    tuned = base_settings.with_overrides(chunk_size=256 * 1024, chunks_ahead=2,
+                                         segments_in_flight=3)
+    copier = Copier(tuned, SwiftRegions(swift_http, dict(tuned.regions)))
+    container, name, data = unique("kept"), "image.raw", payload(4 * segment_size + 12345)
+    source_etag = await put_slo(regions["RegionOne"], container, name, data, segment_size)
+    outcome = await copier.copy(spec(container, name, expected_md5=md5(data)), Recorder())
+    assert outcome.md5 == md5(data) and outcome.sha512 == hashlib.sha512(data).hexdigest()
+    assert outcome.etag == source_etag and outcome.segments == 5
+    bound = tuned.segments_in_flight * (tuned.chunks_ahead + 1) * tuned.chunk_size
+    assert 0 < outcome.peak_buffer_bytes <= bound
+    assert outcome.bytes_spilled > 0  # later segments streamed on while the hasher caught up
+    target = regions["RegionTwo"]
+    head = await target.head_object(container, name)
+    buffer = bytearray(head.size)
+    await target.read_range_into(container, name, 0, head.size, memoryview(buffer))
+    assert bytes(buffer) == data

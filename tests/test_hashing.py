@@ -24,7 +24,7 @@ async def feed_segments(data: bytes, segments: list[tuple[int, int]], chunk_size
     rng = random.Random(seed)
     released: list[int] = []
     feeds: asyncio.Queue = asyncio.Queue()
-    hashing = asyncio.ensure_future(hash_in_order(feeds, with_sha512))
+    hashing = asyncio.ensure_future(hash_in_order(feeds, with_sha512, chunk_size))
 
     def chunk(offset: int, piece: bytes) -> Chunk:
         return Chunk(offset, memoryview(piece), 1, on_free=lambda: released.append(offset))
@@ -36,13 +36,13 @@ async def feed_segments(data: bytes, segments: list[tuple[int, int]], chunk_size
         for _ in range(failures[index % len(failures)] if failures else 0):
             # a failed attempt: some of its chunks, damaged, then its verdict
             for start, size in chunk_ranges(offset, length, chunk_size)[:rng.randint(0, 3)]:
-                feed.items.put_nowait(chunk(start, bytes(size)))
+                feed.put(chunk(start, bytes(size)))
                 given_out += 1
                 if rng.random() < 0.5:
                     await asyncio.sleep(0)  # let the hasher take some before the verdict
             feed.end_attempt(False)
         for start, size in chunk_ranges(offset, length, chunk_size):
-            feed.items.put_nowait(chunk(start, data[start:start + size]))
+            feed.put(chunk(start, data[start:start + size]))
             given_out += 1
             if rng.random() < 0.3:
                 await asyncio.sleep(0)

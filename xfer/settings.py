@@ -52,6 +52,9 @@ class Settings:
     chunk_size: int = 4 * MiB  # one ranged GET
     chunks_ahead: int = 4  # a segment's chunks fetched ahead of its PUT and the hasher
     segments_in_flight: int = 6
+    # where chunks wait for the hasher when they are ahead of it (engine/spill.py); at most
+    # about (segments_in_flight - 1) segments' worth; default: the system's temporary directory
+    spill_dir: str | None = None
     max_concurrent_copies: int = 2
     max_inflight_bytes: int = 192 * MiB
     verify_sha512: bool = True
@@ -141,7 +144,7 @@ def regions_variable(regions: Iterable[RegionConfig]) -> str:
 
 
 _PARSERS: dict[type | str, Callable[[str], Any]] = {
-    "int": int, "float": float, "bool": _parse_bool, "str": str,
+    "int": int, "float": float, "bool": _parse_bool, "str": str, "str | None": str,
 }
 
 # Variables read by other parts of xfer (the local cloud), accepted here so that the

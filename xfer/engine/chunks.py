@@ -8,6 +8,8 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from xfer.engine.spill import SpillFile
+
 
 def chunk_ranges(offset: int, length: int, chunk_size: int) -> list[tuple[int, int]]:
     """Pure: [offset, offset + length) cut into (start, length) pieces of `chunk_size`."""
@@ -20,18 +22,61 @@ def chunk_ranges(offset: int, length: int, chunk_size: int) -> list[tuple[int, i
 @dataclass(eq=False)
 class Chunk:
     offset: int  # in the whole object
-    view: memoryview
+    view: memoryview  # released to its pool once spilled: then read it with contents()
     holders: int  # consumers that have not called done() yet
     on_free: Callable[[], None] = field(repr=False)
+    on_done: Callable[[], None] = field(default=lambda: None, repr=False)  # any consumer
+    length: int = field(init=False)
+    _spill: SpillFile | None = field(default=None, init=False, repr=False)
+    _slot: int | None = field(default=None, init=False, repr=False)
+    _spilling: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.length = len(self.view)
 
     @property
     def end(self) -> int:
-        return self.offset + len(self.view)
+        return self.offset + self.length
+
+    @property
+    def in_memory(self) -> bool:
+        return self._spilling is None
 
     def done(self) -> None:
         self.holders -= 1
         if self.holders == 0:
             self.on_free()
+        self.on_done()
+
+    async def spill(self, spill: SpillFile) -> None:
+        """Move the bytes to the spill file and free the buffer: only its last consumer
+        (the hasher) still needs them, and it reads them back with contents()."""
+        assert self.holders == 1 and self._spilling is None
+        self._spilling = asyncio.get_running_loop().create_future()
+        try:
+            self._slot = await spill.write(self.view)
+            self._spill = spill
+        finally:
+            self._spilling.set_result(None)
+        free, self.on_free = self.on_free, _nothing
+        free()
+
+    async def contents(self, scratch: memoryview) -> memoryview:
+        """The chunk's bytes: its own buffer, or read back from the spill file into
+        `scratch` (at least `length` bytes)."""
+        if self._spilling is None:
+            return self.view
+        await self._spilling
+        if self._spill is None:  # the spill failed: the buffer was never freed
+            return self.view
+        assert self._slot is not None
+        view = scratch[:self.length]
+        await self._spill.read_into(self._slot, view)
+        return view
+
+
+def _nothing() -> None:
+    pass
 
 
 class BufferPool:
@@ -42,9 +87,13 @@ class BufferPool:
     def __init__(self, size: int) -> None:
         self.size = size
         self._free: list[bytearray] = []
+        self.allocated = 0  # buffers ever made: the most that were in use at once
 
     def take(self) -> bytearray:
-        return self._free.pop() if self._free else bytearray(self.size)
+        if self._free:
+            return self._free.pop()
+        self.allocated += 1
+        return bytearray(self.size)
 
     def give_back(self, buffer: bytearray) -> None:
         self._free.append(buffer)

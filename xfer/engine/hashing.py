@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,15 +43,33 @@ class SegmentFeed:
     def __init__(self, offset: int, length: int) -> None:
         self.offset = offset
         self.length = length
-        self.items: asyncio.Queue[Chunk | AttemptEnd] = asyncio.Queue()
+        self._items: deque[Chunk | AttemptEnd] = deque()
+        self._arrived = asyncio.Event()
+
+    def put(self, item: Chunk | AttemptEnd) -> None:
+        self._items.append(item)
+        self._arrived.set()
+
+    async def get(self) -> Chunk | AttemptEnd:
+        while not self._items:
+            self._arrived.clear()
+            await self._arrived.wait()
+        return self._items.popleft()
 
     def end_attempt(self, accepted: bool) -> None:
         if not accepted:  # chunks the hasher has not taken yet are stale: drop them now
-            while not self.items.empty():
-                item = self.items.get_nowait()
+            for item in self._items:
                 if isinstance(item, Chunk):
                     item.done()
-        self.items.put_nowait(AttemptEnd(accepted))
+            self._items.clear()
+        self.put(AttemptEnd(accepted))
+
+    def spill_candidate(self) -> Chunk | None:
+        """The chunk furthest ahead that only the hasher still needs, still in memory."""
+        for item in reversed(self._items):
+            if isinstance(item, Chunk) and item.holders == 1 and item.in_memory:
+                return item
+        return None
 
 
 class StreamHasher:
@@ -78,16 +97,18 @@ class StreamHasher:
                        None if self.sha512 is None else self.sha512.hexdigest())
 
 
-async def hash_in_order(feeds: asyncio.Queue[SegmentFeed | None], with_sha512: bool) -> Digests:
+async def hash_in_order(feeds: asyncio.Queue[SegmentFeed | None], with_sha512: bool,
+                        chunk_size: int) -> Digests:
     """The hashing task of a copy: segments in the order their feeds arrive, until None."""
     hasher = StreamHasher(with_sha512)
+    scratch = memoryview(bytearray(chunk_size))  # for chunks read back from the spill file
     position = 0
     while (feed := await feeds.get()) is not None:
         if feed.offset != position:
             raise AssertionError(f"segment at {feed.offset} fed while the hasher is at {position}")
         at_start = hasher.copy()
         while True:
-            item = await feed.items.get()
+            item = await feed.get()
             if isinstance(item, AttemptEnd):
                 if not item.accepted:  # that attempt's bytes are void: start the segment over
                     hasher, position = at_start.copy(), feed.offset
@@ -99,7 +120,7 @@ async def hash_in_order(feeds: asyncio.Queue[SegmentFeed | None], with_sha512: b
             if item.offset != position:
                 raise AssertionError(f"chunk at {item.offset} while the hasher is at {position}")
             try:
-                await hasher.update(item.view)
+                await hasher.update(await item.contents(scratch))
             finally:
                 item.done()
             position = item.end

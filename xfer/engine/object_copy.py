@@ -101,7 +101,9 @@ async def _copy(ctx: CopyContext, publisher: Publisher) -> CopyOutcome:
                       else Verification.SOURCE_PINNED),
         retries=ctx.retrying.budget.spent, target_project=source.target_project,
         bytes_uploaded=publisher.bytes_uploaded, segments_reused=publisher.segments_reused,
-        seconds=time.monotonic() - started)
+        seconds=time.monotonic() - started,
+        peak_buffer_bytes=pipeline.buffers.allocated * pipeline.buffers.size,
+        bytes_spilled=pipeline.spill.bytes_spilled)
 
 
 async def _transfer_verified(ctx: CopyContext, publisher: Publisher, plan: Plan,

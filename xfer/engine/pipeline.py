@@ -17,6 +17,7 @@ A failed PUT cannot be replayed from a stream: the segment is fetched and sent a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from xfer.engine.failures import describe_failure, failing_as, first_failure
 from xfer.engine.hashing import Digests, SegmentFeed, hash_in_order
 from xfer.engine.plan import Plan, Segment
 from xfer.engine.publisher import Publisher
+from xfer.engine.spill import SpillFile
 from xfer.errors import BodyRejected, CopyFailed, XferError
 from xfer.proto import swift
 
@@ -54,14 +56,19 @@ class Pipeline:
         self.reuse_recorded = reuse_recorded
         self.segment_etags: dict[int, str] = {}
         self.buffers = BufferPool(ctx.settings.chunk_size)
+        self.spill = SpillFile(ctx.settings.spill_dir, ctx.settings.chunk_size)
+
+    async def aclose(self) -> None:
+        self.spill.close()
 
     async def run(self) -> Digests:
         settings = self.ctx.settings
         feeds: asyncio.Queue[SegmentFeed | None] = asyncio.Queue()
         lanes = asyncio.Semaphore(settings.segments_in_flight)
         try:
-            async with asyncio.TaskGroup() as group:
-                hashing = group.create_task(hash_in_order(feeds, settings.verify_sha512))
+            async with contextlib.aclosing(self), asyncio.TaskGroup() as group:
+                hashing = group.create_task(
+                    hash_in_order(feeds, settings.verify_sha512, settings.chunk_size))
                 for segment in self.plan.segments:
                     # In order: this copy's oldest segment never waits behind its newer ones.
                     await lanes.acquire()
@@ -164,21 +171,33 @@ class Pipeline:
     async def _fetch_in_order(self, segment: Segment, queues: list[ChunkQueue],
                               feed: SegmentFeed) -> None:
         slots = asyncio.Semaphore(self.ctx.settings.chunks_ahead)
+        consumed = asyncio.Event()  # a consumer is done with one of this segment's chunks
         previous: asyncio.Event | None = None
         async with asyncio.TaskGroup() as group:
             for start, length in chunk_ranges(segment.offset, segment.length,
                                               self.ctx.settings.chunk_size):
+                while slots.locked():
+                    # Every buffer of this segment is taken. When the hasher alone still
+                    # needs one (it is busy with an earlier segment), move that one to disk
+                    # rather than stall this segment's PUT until the hasher gets here.
+                    candidate = feed.spill_candidate()
+                    if candidate is not None:
+                        await candidate.spill(self.spill)
+                        continue
+                    consumed.clear()
+                    await consumed.wait()
                 await slots.acquire()
                 delivered = asyncio.Event()
                 group.create_task(self._fetch_chunk(start, length, slots, previous, delivered,
-                                                    queues, feed))
+                                                    queues, feed, consumed))
                 previous = delivered
         for queue in queues:
             queue.put_nowait(None)
 
     async def _fetch_chunk(self, start: int, length: int, slots: asyncio.Semaphore,
                            previous: asyncio.Event | None, delivered: asyncio.Event,
-                           queues: list[ChunkQueue], feed: SegmentFeed) -> None:
+                           queues: list[ChunkQueue], feed: SegmentFeed,
+                           consumed: asyncio.Event) -> None:
         buffer = self.buffers.take()
         view = memoryview(buffer)[:length]
 
@@ -196,10 +215,11 @@ class Pipeline:
         except BaseException:
             free()
             raise
-        chunk = Chunk(start, view, holders=len(queues) + 1, on_free=free)
+        chunk = Chunk(start, view, holders=len(queues) + 1, on_free=free,
+                      on_done=consumed.set)
         for queue in queues:
             queue.put_nowait(chunk)
-        feed.items.put_nowait(chunk)
+        feed.put(chunk)
         delivered.set()
 
     async def _read(self, start: int, view: memoryview) -> None:

@@ -62,6 +62,8 @@ class CopyOutcome:
     segments_reused: int  # segments an earlier attempt wrote, checked and kept
     seconds: float
     existing: ObjectRef | None = None  # set when deduplicated: no bytes moved
+    peak_buffer_bytes: int = 0  # chunk buffers this copy had at most at once
+    bytes_spilled: int = 0  # chunk bytes that waited for the hasher on disk
 
 
 @dataclass(frozen=True)
