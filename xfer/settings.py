@@ -55,6 +55,9 @@ class Settings:
     # where chunks wait for the hasher when they are ahead of it (engine/spill.py); at most
     # about (segments_in_flight - 1) segments' worth; default: the system's temporary directory
     spill_dir: str | None = None
+    # MB/s (10**6 bytes) all of this process's copies together may read; 0: no cap. Shared
+    # max-min fairly between the copies running (engine/rate.py); a job may ask for less.
+    max_rate_mb: float = 0.0
     max_concurrent_copies: int = 2
     max_inflight_bytes: int = 192 * MiB
     verify_sha512: bool = True
@@ -88,6 +91,8 @@ class Settings:
                 raise ConfigError(f"{_env_name(name)} must be positive, got {getattr(self, name)}")
         if not 0 <= self.listen_port <= 65535:
             raise ConfigError(f"XFER_LISTEN_PORT must be 0..65535 (0: any free port), got {self.listen_port}")
+        if self.max_rate_mb < 0:
+            raise ConfigError(f"XFER_MAX_RATE_MB must be 0 (no cap) or positive, got {self.max_rate_mb}")
         if self.retry_budget < 0 or self.backoff_base < 0 or self.backoff_max < self.backoff_base:
             raise ConfigError("XFER_RETRY_BUDGET/XFER_BACKOFF_BASE/XFER_BACKOFF_MAX are inconsistent")
         if self.event_loop not in ("asyncio", "uvloop"):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from xfer.clients.swift import SwiftClient
 from xfer.engine.inflight import InflightBytes
+from xfer.engine.rate import TokenBucket
 from xfer.engine.retry import Retrier
 from xfer.engine.types import CopyObserver, CopySpec
 from xfer.settings import Settings
@@ -23,3 +24,4 @@ class CopyContext:
     observer: CopyObserver
     retrying: Retrier
     memory: InflightBytes  # the process-wide bound on buffered bytes, shared by all copies
+    rate: TokenBucket  # this copy's share of the process's rate cap, and its own

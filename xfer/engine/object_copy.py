@@ -28,6 +28,7 @@ from xfer.engine.inflight import InflightBytes
 from xfer.engine.pipeline import Pipeline
 from xfer.engine.plan import Plan
 from xfer.engine.publisher import Publisher
+from xfer.engine.rate import RateShares, TokenBucket
 from xfer.engine.retry import Retrier
 from xfer.engine.types import CopyObserver, CopyOutcome, CopySpec, Verification
 from xfer.errors import CopyFailed, SourceChanged
@@ -43,16 +44,21 @@ class Copier:
         self.settings = settings
         self.regions = regions
         self.memory = InflightBytes(settings.max_inflight_bytes)
+        self.rates = RateShares(settings.max_rate_mb * 1e6 or None, settings.chunk_size)
         # set when the process stops: cancelled copies then keep what they wrote
         self.handing_over = False
 
-    def _context(self, spec: CopySpec, observer: CopyObserver) -> CopyContext:
+    def _context(self, spec: CopySpec, observer: CopyObserver,
+                 rate: TokenBucket) -> CopyContext:
         return CopyContext(spec, self.settings, self.regions[spec.source.region],
                            self.regions[spec.target.region], observer, Retrier(self.settings),
-                           self.memory)
+                           self.memory, rate)
 
     async def copy(self, spec: CopySpec, observer: CopyObserver) -> CopyOutcome:
-        ctx = self._context(spec, observer)
+        with self.rates.bucket(spec.max_rate) as rate:
+            return await self._copy(self._context(spec, observer, rate))
+
+    async def _copy(self, ctx: CopyContext) -> CopyOutcome:
         publisher = Publisher(ctx)
         try:
             return await _copy(ctx, publisher)
@@ -69,7 +75,7 @@ class Copier:
     async def discard(self, spec: CopySpec, observer: CopyObserver) -> None:
         """Delete what earlier attempts of a job wrote: its recorded segments (`spec.resume`),
         and the target object if it carries this job's stamp."""
-        publisher = Publisher(self._context(spec, observer))
+        publisher = Publisher(self._context(spec, observer, TokenBucket(None, 0)))
         await publisher.adopt_published()
         await publisher.clean_up()
 

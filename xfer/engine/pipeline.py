@@ -225,6 +225,7 @@ class Pipeline:
     async def _read(self, start: int, view: memoryview) -> None:
         src = self.ctx.spec.source
         progress = RangeProgress()
+        await self.ctx.rate.take(len(view))
         with failing_as("source", f"read bytes {start}-{start + len(view) - 1} of",
                         src.describe()):
             await self.ctx.retrying(

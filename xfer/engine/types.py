@@ -38,6 +38,7 @@ class CopySpec:
     segment_container: str  # where the target's segments go (the job's default: its container)
     expected_md5: str | None = None
     segment_size: int | None = None
+    max_rate: float | None = None  # bytes per second this copy may read, below the process's
     # Segments an earlier attempt of this job wrote and recorded: checked with a HEAD and
     # not uploaded again when they still match.
     resume: tuple[Segment, ...] = ()
