@@ -289,3 +289,57 @@ async def test_a_source_replaced_mid_copy_fails_as_source_changed(
     assert "changed while it was being copied" in job["error"]["message"]
     assert job["retries"] <= 2  # the stall's timeout, not a string of pointless re-reads
     await assert_nothing_left(regions, job, container, name)
+
+
+# --- one source, several targets: read once, each target on its own ----------------------------
+
+async def test_fan_out_reads_once_and_a_failing_target_does_not_fail_the_other(
+        faulty: Faulty, regions: dict[str, SwiftClient], swift_http) -> None:
+    from xfer.clients.swift import SwiftRegions
+    from xfer.engine.object_copy import Copier
+    from xfer.engine.types import CopySpec, ObjectRef, TargetSpec
+
+    container, name = unique("fan-out"), "image.raw"
+    broken_container = container + "-broken"
+    data = payload(SIZE)
+    await put_slo(regions["RegionOne"], container, name, data, 1 * MiB)
+    # the same cluster twice: directly, and behind the proxy that refuses one container's PUTs
+    settings = faulty.settings.with_overrides(regions={
+        "RegionOne": faulty.settings.regions["RegionOne"],
+        "RegionTwo": faulty.settings.regions["RegionTwo"],
+        "RegionTwoDirect": RegionConfig("RegionTwoDirect",
+                                        regions["RegionTwo"].region.auth_url,
+                                        regions["RegionTwo"].region.user,
+                                        regions["RegionTwo"].region.key)})
+    refused = faulty.target.add(status("PUT", re.escape(broken_container) + r"/.*xfer-segments",
+                                       503, times=NEVER_ENDING))
+    spec = CopySpec(job_id=unique("job"), source=ObjectRef("RegionOne", container, name),
+                    target=ObjectRef("RegionTwoDirect", container, name),
+                    segment_container=container, expected_md5=md5(data),
+                    more_targets=(TargetSpec(ObjectRef("RegionTwo", broken_container, name),
+                                             broken_container),))
+
+    class Quiet:
+        handing_over = False
+
+        async def find_verified_copy(self, *_: object) -> None:
+            return None
+
+        async def planned(self, plan: object) -> None: ...
+        async def segment_written(self, segment: object, etag: str) -> None: ...
+        async def verifying(self) -> None: ...
+
+    copier = Copier(settings, SwiftRegions(swift_http, dict(settings.regions)))
+    async with asyncio.timeout(TEST_SECONDS):
+        outcome = await copier.copy_to_all(spec, Quiet())  # type: ignore[arg-type]
+    good, bad = outcome.targets
+    assert outcome.md5 == md5(data)
+    # read once for both, and again only for the failing target's own retries
+    assert outcome.bytes_read - outcome.bytes_read_for_catch_up == len(data)
+    assert outcome.bytes_read_for_catch_up > 0
+    assert not isinstance(good, Exception) and good.ref.container == container
+    assert await read_back(regions["RegionTwo"], container, name) == data
+    assert isinstance(bad, Exception) and bad.code == "target_unavailable", bad
+    assert refused.fired >= faulty.settings.request_attempts
+    leftovers = [o.name for o in await regions["RegionTwo"].list_objects(broken_container)]
+    assert leftovers == []  # the failed target was cleaned up, the other kept

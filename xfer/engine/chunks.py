@@ -5,7 +5,7 @@ once the last of them is done with it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 from xfer.engine.spill import SpillFile
@@ -99,22 +99,37 @@ class BufferPool:
         self._free.append(buffer)
 
 
-ChunkQueue = asyncio.Queue["Chunk | None"]  # None: no more chunks in this attempt
+class ChunkQueue:
+    """One consumer's chunks, in order; None ends an attempt. Once its consumer is gone
+    (closed), what is queued and what still comes is released at once, so the producer and
+    the other consumers go on."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Chunk | None] = asyncio.Queue()
+        self.closed = False
+
+    def put(self, chunk: Chunk | None) -> None:
+        if not self.closed:
+            self._queue.put_nowait(chunk)
+        elif chunk is not None:
+            chunk.done()
+
+    async def get(self) -> Chunk | None:
+        return await self._queue.get()
+
+    def close(self) -> None:
+        self.closed = True
+        while not self._queue.empty():
+            chunk = self._queue.get_nowait()
+            if chunk is not None:
+                chunk.done()
 
 
-async def views_of(queue: ChunkQueue) -> AsyncIterator[memoryview]:
+async def views_of(queue: ChunkQueue) -> AsyncGenerator[memoryview, None]:
     """The chunks of a queue as views for a streamed body; each chunk is released once the
     body asks for the next one, that is once the transport has taken its bytes."""
     while (chunk := await queue.get()) is not None:
         try:
             yield chunk.view
         finally:
-            chunk.done()
-
-
-def release_queued(queue: ChunkQueue) -> None:
-    """Release every chunk still waiting in a queue whose consumer is gone."""
-    while not queue.empty():
-        chunk = queue.get_nowait()
-        if chunk is not None:
             chunk.done()

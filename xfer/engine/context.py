@@ -20,7 +20,6 @@ class CopyContext:
     spec: CopySpec
     settings: Settings
     source: SwiftClient
-    target: SwiftClient
     observer: CopyObserver
     retrying: Retrier
     memory: InflightBytes  # the process-wide bound on buffered bytes, shared by all copies

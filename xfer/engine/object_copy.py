@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from xfer.clients.swift import SwiftRegions
 from xfer.engine import preflight
@@ -30,15 +31,24 @@ from xfer.engine.plan import Plan
 from xfer.engine.publisher import Publisher
 from xfer.engine.rate import RateShares, TokenBucket
 from xfer.engine.retry import Retrier
-from xfer.engine.types import CopyObserver, CopyOutcome, CopySpec, Verification
+from xfer.engine.types import (
+    CopyObserver,
+    CopyOutcome,
+    CopySpec,
+    FanOutOutcome,
+    TargetOutcome,
+    Verification,
+)
 from xfer.errors import CopyFailed, SourceChanged
+from xfer.proto import swift
 from xfer.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class Copier:
-    """Runs copies; all of a process's copies share one bound of buffered bytes."""
+    """Runs copies; all of a process's copies share one bound of buffered bytes and one rate
+    cap."""
 
     def __init__(self, settings: Settings, regions: SwiftRegions) -> None:
         self.settings = settings
@@ -50,69 +60,151 @@ class Copier:
 
     def _context(self, spec: CopySpec, observer: CopyObserver,
                  rate: TokenBucket) -> CopyContext:
-        return CopyContext(spec, self.settings, self.regions[spec.source.region],
-                           self.regions[spec.target.region], observer, Retrier(self.settings),
-                           self.memory, rate)
+        return CopyContext(spec, self.settings, self.regions[spec.source.region], observer,
+                           Retrier(self.settings), self.memory, rate)
+
+    def _publishers(self, ctx: CopyContext) -> list[Publisher]:
+        return [Publisher(ctx, target, self.regions[target.ref.region])
+                for target in ctx.spec.targets]
 
     async def copy(self, spec: CopySpec, observer: CopyObserver) -> CopyOutcome:
-        with self.rates.bucket(spec.max_rate) as rate:
-            return await self._copy(self._context(spec, observer, rate))
+        """A copy to its one target; raises CopyFailed when it fails."""
+        return (await self.copy_to_all(spec, observer)).single()
 
-    async def _copy(self, ctx: CopyContext) -> CopyOutcome:
-        publisher = Publisher(ctx)
-        try:
-            return await _copy(ctx, publisher)
-        except asyncio.CancelledError:
-            if not self.handing_over:
-                await publisher.clean_up()
-            # else: the process is stopping and hands the job back; what was written and
-            # recorded stays for the attempt that takes the job over (it resumes from there)
-            raise
-        except BaseException:
-            await publisher.clean_up()
-            raise
+    async def copy_to_all(self, spec: CopySpec, observer: CopyObserver) -> FanOutOutcome:
+        """Read the source once, write every target: each target that fails is cleaned up
+        and reported in the outcome, and only when all fail does the copy raise."""
+        with self.rates.bucket(spec.max_rate) as rate:
+            ctx = self._context(spec, observer, rate)
+            publishers = self._publishers(ctx)
+            try:
+                outcome = await _copy(ctx, publishers)
+            except asyncio.CancelledError:
+                if not self.handing_over:
+                    await _clean_up(publishers)
+                # else: the process is stopping and hands the job back; what was written
+                # and recorded stays for the attempt that takes the job over
+                raise
+            except BaseException:
+                await _clean_up(publishers)
+                raise
+            await _clean_up([p for p in publishers if p.failure is not None])
+            return outcome
 
     async def discard(self, spec: CopySpec, observer: CopyObserver) -> None:
         """Delete what earlier attempts of a job wrote: its recorded segments (`spec.resume`),
-        and the target object if it carries this job's stamp."""
-        publisher = Publisher(self._context(spec, observer, TokenBucket(None, 0)))
-        await publisher.adopt_published()
-        await publisher.clean_up()
+        and each target object that carries this job's stamp."""
+        ctx = self._context(spec, observer, TokenBucket(None, 0))
+        publishers = self._publishers(ctx)
+        for publisher in publishers:
+            await publisher.adopt_published()
+        await _clean_up(publishers)
 
 
-async def _copy(ctx: CopyContext, publisher: Publisher) -> CopyOutcome:
+async def _clean_up(publishers: list[Publisher]) -> None:
+    async with asyncio.TaskGroup() as group:
+        for publisher in publishers:
+            group.create_task(publisher.clean_up())
+
+
+async def _each(publishers: list[Publisher], step: Callable[[Publisher], Awaitable[None]]) -> None:
+    """Run a step for every active target at once; a target whose step fails drops out."""
+
+    async def run(publisher: Publisher) -> None:
+        try:
+            await step(publisher)
+        except CopyFailed as failure:
+            publisher.failure = failure
+
+    async with asyncio.TaskGroup() as group:
+        for publisher in publishers:
+            if publisher.active:
+                group.create_task(run(publisher))
+    if not any(p.active or p.existing is not None for p in publishers):
+        raise next(p.failure for p in publishers if p.failure is not None)
+
+
+async def _copy(ctx: CopyContext, publishers: list[Publisher]) -> FanOutOutcome:
     started = time.monotonic()
     source = await preflight.read_source(ctx)
-    deduplicated = await preflight.find_existing_copy(ctx, source, started)
-    if deduplicated is None or deduplicated.existing != ctx.spec.target:
-        # xfer never overwrites, deduplicated or not: a job must not succeed naming a
-        # target that holds other bytes (the indexed copy itself is the one exception)
-        await publisher.refuse_existing_target()
-    if deduplicated is not None:
-        return deduplicated
-    plan = await preflight.plan_copy(ctx, source)
+    projects: dict[Publisher, str] = {}
+
+    async def check_target(publisher: Publisher) -> None:
+        projects[publisher] = await publisher.project()
+        found = await preflight.find_existing_copy(ctx, source, publisher, projects[publisher])
+        if found is None or found.existing != publisher.target.ref:
+            # xfer never overwrites, deduplicated or not: a job must not succeed naming a
+            # target that holds other bytes (the indexed copy itself is the one exception)
+            await publisher.refuse_existing_target()
+        publisher.existing = found
+
+    await _each(publishers, check_target)
+    if not any(p.active for p in publishers):  # every target already holds these bytes
+        return _outcome(ctx, source, publishers, projects, started, None, None)
+    all_limits: dict[Publisher, swift.Limits] = {}
+
+    async def read_limits(publisher: Publisher) -> None:
+        all_limits[publisher] = await publisher.limits()
+
+    await _each(publishers, read_limits)
+    plan = await preflight.plan_copy(ctx, source, preflight.strictest(list(all_limits.values())))
     await ctx.observer.planned(plan)
-    await publisher.create_containers()
-    pipeline, digests = await _transfer_verified(ctx, publisher, plan, source)
+    await _each(publishers, lambda publisher: publisher.create_containers())
+    pipeline, digests = await _transfer_verified(ctx, publishers, plan, source)
     await _check_source_unchanged(ctx, source)
-    if plan.as_slo:
-        etag = await publisher.publish_manifest(plan, pipeline.segment_etags)
+
+    async def publish(publisher: Publisher) -> None:
+        if plan.as_slo:
+            etag = await publisher.publish_manifest(plan, pipeline.segment_etags)
+        else:
+            etag = digests.md5
+        await publisher.verify_published(plan, etag)
+        publisher.published_etag = etag
+
+    await _each(publishers, publish)
+    return _outcome(ctx, source, publishers, projects, started, plan, (pipeline, digests))
+
+
+def _outcome(ctx: CopyContext, source: preflight.Source, publishers: list[Publisher],
+             projects: dict[Publisher, str], started: float, plan: Plan | None,
+             transfer: tuple[Pipeline, Digests] | None) -> FanOutOutcome:
+    results: list[TargetOutcome | CopyFailed] = []
+    for publisher in publishers:
+        if publisher.failure is not None:
+            results.append(publisher.failure)
+        elif publisher.existing is not None:
+            results.append(publisher.existing)
+        else:
+            assert plan is not None and publisher.published_etag is not None
+            results.append(TargetOutcome(
+                ref=publisher.target.ref, etag=publisher.published_etag, layout=plan.layout,
+                project=projects[publisher], bytes_uploaded=publisher.bytes_uploaded,
+                segments_reused=publisher.segments_reused))
+    if transfer is None:  # deduplicated everywhere: the index vouches for the bytes
+        assert source.expected_md5 is not None
+        indexed = next(p.existing for p in publishers if p.existing is not None)
+        md5, sha512 = source.expected_md5, indexed.indexed_sha512
+        verification = Verification.END_TO_END
+        checked_against: str | None = "the checksum index"
+        segments = peak = spilled = read = catch_up = 0
     else:
-        etag = digests.md5
-    await publisher.verify_published(plan, etag)
-    return CopyOutcome(
-        size=plan.size, md5=digests.md5, sha512=digests.sha512, etag=etag, layout=plan.layout,
-        segments=len(plan.segments), md5_checked_against=source.checked_against,
-        verification=(Verification.END_TO_END if source.expected_md5 is not None
-                      else Verification.SOURCE_PINNED),
-        retries=ctx.retrying.budget.spent, target_project=source.target_project,
-        bytes_uploaded=publisher.bytes_uploaded, segments_reused=publisher.segments_reused,
-        seconds=time.monotonic() - started,
-        peak_buffer_bytes=pipeline.buffers.allocated * pipeline.buffers.size,
-        bytes_spilled=pipeline.spill.bytes_spilled)
+        pipeline, digests = transfer
+        md5, sha512 = digests.md5, digests.sha512
+        verification = (Verification.END_TO_END if source.expected_md5 is not None
+                        else Verification.SOURCE_PINNED)
+        checked_against = source.checked_against
+        segments = len(pipeline.plan.segments)
+        peak = pipeline.buffers.allocated * pipeline.buffers.size
+        spilled, read = pipeline.spill.bytes_spilled, pipeline.bytes_read
+        catch_up = pipeline.bytes_read_for_catch_up
+    return FanOutOutcome(
+        size=source.head.size, md5=md5, sha512=sha512, md5_checked_against=checked_against,
+        verification=verification, segments=segments, retries=ctx.retrying.budget.spent,
+        seconds=time.monotonic() - started, peak_buffer_bytes=peak, bytes_spilled=spilled,
+        bytes_read=read, bytes_read_for_catch_up=catch_up, targets=tuple(results))
 
 
-async def _transfer_verified(ctx: CopyContext, publisher: Publisher, plan: Plan,
+async def _transfer_verified(ctx: CopyContext, publishers: list[Publisher], plan: Plan,
                              source: preflight.Source) -> tuple[Pipeline, Digests]:
     """Move the bytes and check the whole-object MD5. A mismatch is read once more, all of
     it (a byte flipped on the way is likelier than a source that lies about its MD5), at the
@@ -120,7 +212,7 @@ async def _transfer_verified(ctx: CopyContext, publisher: Publisher, plan: Plan,
     expected = source.expected_md5
     seen: list[str] = []
     for reading in range(2):
-        pipeline = Pipeline(ctx, publisher, plan, source.head, expected,
+        pipeline = Pipeline(ctx, publishers, plan, source.head, expected,
                             reuse_recorded=reading == 0)
         digests = await pipeline.run()
         if reading == 0:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from xfer.clients.transport import RangeProgress
 from xfer.engine.chunks import (
@@ -28,7 +26,6 @@ from xfer.engine.chunks import (
     Chunk,
     ChunkQueue,
     chunk_ranges,
-    release_queued,
     views_of,
 )
 from xfer.engine.context import CopyContext
@@ -44,11 +41,11 @@ EMPTY_MD5 = hashlib.md5(b"", usedforsecurity=False).hexdigest()
 
 
 class Pipeline:
-    def __init__(self, ctx: CopyContext, publisher: Publisher, plan: Plan,
+    def __init__(self, ctx: CopyContext, publishers: list[Publisher], plan: Plan,
                  head: swift.ObjectHead, expected_md5: str | None,
                  reuse_recorded: bool = True) -> None:
         self.ctx = ctx
-        self.publisher = publisher
+        self.publishers = publishers  # the targets; one that fails drops out, the others go on
         self.plan = plan
         self.head = head
         self.expected_md5 = expected_md5
@@ -57,6 +54,8 @@ class Pipeline:
         self.segment_etags: dict[int, str] = {}
         self.buffers = BufferPool(ctx.settings.chunk_size)
         self.spill = SpillFile(ctx.settings.spill_dir, ctx.settings.chunk_size)
+        self.bytes_read = 0  # from the source, all of it
+        self.bytes_read_for_catch_up = 0  # of which again, for targets whose PUT failed
 
     async def aclose(self) -> None:
         self.spill.close()
@@ -94,82 +93,111 @@ class Pipeline:
 
     async def _segment(self, segment: Segment, feed: SegmentFeed, lanes: asyncio.Semaphore,
                        taken: int) -> None:
+        """Write a segment to every target. The first attempt that some target stores also
+        fed the hasher; a target that failed gets the segment again on its own (read again:
+        a stream cannot be replayed), now declaring the MD5 the first attempt found."""
         try:
-            with self._blamed(segment):
-                etag = await self.ctx.retrying(
-                    f"segment {segment.index}", lambda: self._attempt(segment, feed),
-                    retry_on=lambda exc: isinstance(exc, BodyRejected) or exc.retryable)
-            self.segment_etags[segment.index] = etag
-            await self.ctx.observer.segment_written(segment, etag)
+            pending = [publisher for publisher in self.publishers if publisher.active]
+            declared = self.declared_etag(segment)
+            feeding: SegmentFeed | None = feed
+            tries: dict[Publisher, int] = {}
+            while pending:
+                etag, failures = await self._attempt(segment, feeding, pending, declared)
+                if len(failures) < len(pending):  # stored somewhere: these bytes were right
+                    feeding, declared = None, etag
+                    self.segment_etags[segment.index] = etag
+                for publisher, exc in failures.items():
+                    tries[publisher] = tries.get(publisher, 0) + 1
+                    retry = isinstance(exc, BodyRejected) or exc.retryable
+                    if not (retry and await self.ctx.retrying.another_try(
+                            tries[publisher], f"segment {segment.index} to "
+                            f"{publisher.target.ref.region}", exc)):
+                        publisher.failure = self._blame(segment, publisher, exc)
+                pending = [publisher for publisher in failures if publisher.active]
+            if not any(publisher.active for publisher in self.publishers):
+                raise next(p.failure for p in self.publishers if p.failure is not None)
+            await self.ctx.observer.segment_written(segment, self.segment_etags[segment.index])
         finally:
             self.ctx.memory.give_back(taken)
             lanes.release()
 
-    @contextmanager
-    def _blamed(self, segment: Segment) -> Iterator[None]:
+    def _blame(self, segment: Segment, publisher: Publisher, exc: XferError) -> CopyFailed:
         """Who failed when a segment kept failing: bytes refused against the source's own
         MD5 were read damaged; anything else is the target's."""
-        try:
-            yield
-        except CopyFailed:
-            raise
-        except BodyRejected as exc:
-            if segment.etag is not None:
-                raise describe_failure(
-                    "source", f"read segment {segment.index} (its bytes do not match the source "
-                    f"segment's MD5 {segment.etag}) of", self.ctx.spec.source.describe(),
-                    exc) from exc
-            if not self.plan.as_slo and self.expected_md5 is not None:
-                raise CopyFailed("checksum_mismatch", (
-                    f"every reading of {self.ctx.spec.source.describe()} had another MD5 than "
-                    f"{self.expected_md5}, so the target refused it; nothing was published "
-                    f"({exc})")) from exc
-            raise describe_failure("target", f"write segment {segment.index} of",
-                                   self.ctx.spec.target.describe(), exc) from exc
-        except XferError as exc:
-            raise describe_failure("target", f"write segment {segment.index} of",
-                                   self.ctx.spec.target.describe(), exc) from exc
+        target = publisher.target.ref.describe()
+        if isinstance(exc, CopyFailed):
+            return exc
+        if isinstance(exc, BodyRejected) and segment.etag is not None:
+            return describe_failure(
+                "source", f"read segment {segment.index} (its bytes do not match the source "
+                f"segment's MD5 {segment.etag}) of", self.ctx.spec.source.describe(), exc)
+        if isinstance(exc, BodyRejected) and not self.plan.as_slo and self.expected_md5:
+            return CopyFailed("checksum_mismatch", (
+                f"every reading of {self.ctx.spec.source.describe()} had another MD5 than "
+                f"{self.expected_md5}, so {target} refused it; nothing was published ({exc})"))
+        return describe_failure("target", f"write segment {segment.index} of", target, exc)
 
-    async def _attempt(self, segment: Segment, feed: SegmentFeed) -> str:
-        """Fetch a segment once, in order, into its PUT, its MD5 and the hasher; the ETag
-        written. A segment an earlier attempt of the job wrote and that Swift still holds is
-        read for the hasher but not sent again."""
-        reused_etag = await self._reusable(segment)
-        declared = self.declared_etag(segment)
-        put_queue: ChunkQueue | None = None if reused_etag else asyncio.Queue()
-        md5_queue: ChunkQueue | None = None if declared else asyncio.Queue()
-        queues = [queue for queue in (put_queue, md5_queue) if queue is not None]
+    async def _attempt(self, segment: Segment, feed: SegmentFeed | None,
+                       targets: list[Publisher], declared: str | None
+                       ) -> tuple[str, dict[Publisher, XferError]]:
+        """Fetch a segment once, in order, into the PUT of each target (a target that fails
+        does not stop the others), its MD5 when none is declared, and the hasher when `feed`
+        is given. Returns that MD5 and the targets that did not store it. A segment an
+        earlier attempt of the job wrote and that Swift still holds is not sent again."""
+        reused = {p: etag for p in targets if (etag := await self._reusable(p, segment))}
+        puts = {p: ChunkQueue() for p in targets if p not in reused}
+        md5_queue = None if declared else ChunkQueue()
+        queues: list[ChunkQueue] = [*puts.values(), *([md5_queue] if md5_queue else [])]
+        stored: dict[Publisher, str | XferError] = {}
         accepted = False
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._fetch_in_order(segment, queues, feed))
                 digest = group.create_task(_md5_of(md5_queue)) if md5_queue else None
-                put = group.create_task(self.publisher.put_segment(
-                    self.plan, segment, views_of(put_queue), declared)) if put_queue else None
+                for publisher, queue in puts.items():
+                    group.create_task(self._put(publisher, segment, queue, declared, stored))
             computed = digest.result() if digest else declared
-            written = put.result() if put else reused_etag
-            if written != computed:
-                if put is None:  # the earlier attempt's segment holds other bytes
-                    self.publisher.distrust(segment)
-                raise BodyRejected(f"segment {segment.index}: Swift holds ETag {written}, the "
-                                   f"bytes read have MD5 {computed}")
-            accepted = True
-            assert written is not None
-            return written
-        except BaseExceptionGroup as failures:
-            raise first_failure(failures) from None
+            assert computed is not None
+            failures: dict[Publisher, XferError] = {}
+            for publisher in targets:
+                written = reused.get(publisher) or stored[publisher]
+                if isinstance(written, XferError):
+                    failures[publisher] = written
+                elif written != computed:
+                    if publisher in reused:  # the earlier attempt's segment holds other bytes
+                        publisher.distrust(segment)
+                    failures[publisher] = BodyRejected(
+                        f"segment {segment.index}: {publisher.target.ref.region} holds ETag "
+                        f"{written}, the bytes read have MD5 {computed}")
+            accepted = len(failures) < len(targets)
+            return computed, failures
+        except BaseExceptionGroup as failures_group:
+            raise first_failure(failures_group) from None
         finally:
-            feed.end_attempt(accepted)
+            if feed is not None:  # None: a catch-up for some targets, the hasher has the bytes
+                feed.end_attempt(accepted)
             for queue in queues:
-                release_queued(queue)
+                queue.close()
 
-    async def _reusable(self, segment: Segment) -> str | None:
+    async def _put(self, publisher: Publisher, segment: Segment, queue: ChunkQueue,
+                   declared: str | None, stored: dict[Publisher, str | XferError]) -> None:
+        """One target's PUT; its failure is kept for the caller, and the chunks meant for it
+        are released as they come, so that the other targets go on."""
+        views = views_of(queue)
+        try:
+            stored[publisher] = await publisher.put_segment(self.plan, segment, views, declared)
+        except XferError as exc:
+            stored[publisher] = exc
+            queue.close()
+            await views.aclose()
+
+    async def _reusable(self, publisher: Publisher, segment: Segment) -> str | None:
         if not (self.reuse_recorded and self.plan.as_slo):
             return None
-        return await self.publisher.reusable(segment)
+        return await publisher.reusable(segment)
 
     async def _fetch_in_order(self, segment: Segment, queues: list[ChunkQueue],
-                              feed: SegmentFeed) -> None:
+                              feed: SegmentFeed | None) -> None:
         slots = asyncio.Semaphore(self.ctx.settings.chunks_ahead)
         consumed = asyncio.Event()  # a consumer is done with one of this segment's chunks
         previous: asyncio.Event | None = None
@@ -180,7 +208,7 @@ class Pipeline:
                     # Every buffer of this segment is taken. When the hasher alone still
                     # needs one (it is busy with an earlier segment), move that one to disk
                     # rather than stall this segment's PUT until the hasher gets here.
-                    candidate = feed.spill_candidate()
+                    candidate = None if feed is None else feed.spill_candidate()
                     if candidate is not None:
                         await candidate.spill(self.spill)
                         continue
@@ -192,11 +220,11 @@ class Pipeline:
                                                     queues, feed, consumed))
                 previous = delivered
         for queue in queues:
-            queue.put_nowait(None)
+            queue.put(None)
 
     async def _fetch_chunk(self, start: int, length: int, slots: asyncio.Semaphore,
                            previous: asyncio.Event | None, delivered: asyncio.Event,
-                           queues: list[ChunkQueue], feed: SegmentFeed,
+                           queues: list[ChunkQueue], feed: SegmentFeed | None,
                            consumed: asyncio.Event) -> None:
         buffer = self.buffers.take()
         view = memoryview(buffer)[:length]
@@ -215,11 +243,17 @@ class Pipeline:
         except BaseException:
             free()
             raise
-        chunk = Chunk(start, view, holders=len(queues) + 1, on_free=free,
+        chunk = Chunk(start, view, holders=len(queues) + (feed is not None), on_free=free,
                       on_done=consumed.set)
+        self.bytes_read += length
+        if feed is None:
+            self.bytes_read_for_catch_up += length
+        if chunk.holders == 0:  # nobody wants it (every target reused its segment, MD5 known)
+            free()
         for queue in queues:
-            queue.put_nowait(chunk)
-        feed.put(chunk)
+            queue.put(chunk)
+        if feed is not None:
+            feed.put(chunk)
         delivered.set()
 
     async def _read(self, start: int, view: memoryview) -> None:

@@ -76,6 +76,17 @@ class Retrier:
         self.budget = RetryBudget(settings.retry_budget)
         self.rng = rng or random.Random()
 
+    async def another_try(self, tries: int, what: str, exc: XferError) -> bool:
+        """After `tries` failed tries of `what` (the last with `exc`): whether to try again,
+        having slept the backoff; False once its attempts or the copy's budget are spent."""
+        if tries >= self.settings.request_attempts or not self.budget.spend():
+            return False
+        delay = backoff_delay(tries - 1, self.settings.backoff_base, self.settings.backoff_max,
+                              self.rng)
+        log.warning("retrying %s in %.2fs after: %s", what, delay, exc)
+        await asyncio.sleep(delay)
+        return True
+
     async def __call__(self, what: str, operation: Callable[[], Awaitable[T]],
                        retry_on: Callable[[XferError], bool] = lambda exc: exc.retryable) -> T:
         return await with_retries(

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from xfer.engine.plan import Plan, Segment
+from xfer.errors import CopyFailed
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,18 @@ class Verification(StrEnum):
 
 
 @dataclass(frozen=True)
+class TargetSpec:
+    ref: ObjectRef
+    segment_container: str  # where its segments go (a job's default: the target's container)
+
+    def segment_name(self, job_id: str, index: int) -> str:
+        return f"{self.ref.object}.xfer-segments/{job_id}/{index:08d}"
+
+
+@dataclass(frozen=True)
 class CopySpec:
+    """One source read once, written to `target` and to each of `more_targets`."""
+
     job_id: str
     source: ObjectRef
     target: ObjectRef
@@ -39,12 +51,65 @@ class CopySpec:
     expected_md5: str | None = None
     segment_size: int | None = None
     max_rate: float | None = None  # bytes per second this copy may read, below the process's
-    # Segments an earlier attempt of this job wrote and recorded: checked with a HEAD and
-    # not uploaded again when they still match.
+    # Segments an earlier attempt of this job wrote to every target and recorded: checked
+    # with a HEAD and not uploaded again when they still match.
     resume: tuple[Segment, ...] = ()
+    more_targets: tuple[TargetSpec, ...] = ()
+
+    @property
+    def targets(self) -> tuple[TargetSpec, ...]:
+        return (TargetSpec(self.target, self.segment_container), *self.more_targets)
 
     def segment_name(self, index: int) -> str:
-        return f"{self.target.object}.xfer-segments/{self.job_id}/{index:08d}"
+        return self.targets[0].segment_name(self.job_id, index)
+
+
+@dataclass(frozen=True)
+class TargetOutcome:
+    """What one target of a copy holds now."""
+
+    ref: ObjectRef
+    etag: str  # as Swift reports it
+    layout: str  # "slo" or "plain"
+    project: str  # the Swift account it landed in (AUTH_...)
+    bytes_uploaded: int
+    segments_reused: int
+    existing: ObjectRef | None = None  # deduplicated: this verified copy already held them
+    indexed_sha512: str | None = None  # deduplicated: the SHA-512 the checksum index knows
+
+
+@dataclass(frozen=True)
+class FanOutOutcome:
+    """A copy to one or more targets: what was read, and each target's result (a target that
+    failed does not fail the others)."""
+
+    size: int
+    md5: str
+    sha512: str | None
+    md5_checked_against: str | None
+    verification: Verification
+    segments: int
+    retries: int
+    seconds: float
+    peak_buffer_bytes: int
+    bytes_spilled: int
+    bytes_read: int  # from the source: once for all targets, plus the catch-ups below
+    bytes_read_for_catch_up: int  # read again for one target whose PUT had failed
+    targets: tuple[TargetOutcome | CopyFailed, ...]
+
+    def single(self) -> CopyOutcome:
+        """The outcome of a copy with one target; raises that target's failure."""
+        (result,) = self.targets
+        if isinstance(result, CopyFailed):
+            raise result
+        return CopyOutcome(
+            size=self.size, md5=self.md5, sha512=self.sha512, etag=result.etag,
+            layout=result.layout, segments=self.segments,
+            md5_checked_against=self.md5_checked_against, verification=self.verification,
+            retries=self.retries, target_project=result.project,
+            bytes_uploaded=result.bytes_uploaded, segments_reused=result.segments_reused,
+            seconds=self.seconds, existing=result.existing,
+            peak_buffer_bytes=self.peak_buffer_bytes, bytes_spilled=self.bytes_spilled)
 
 
 @dataclass(frozen=True)
