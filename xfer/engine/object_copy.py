@@ -63,10 +63,10 @@ class Copier:
         try:
             return await _copy(ctx, publisher)
         except asyncio.CancelledError:
-            if not self.handing_over:
+            if not (self.handing_over or ctx.observer.handing_over):
                 await publisher.clean_up()
-            # else: the process is stopping and hands the job back; what was written and
-            # recorded stays for the attempt that takes the job over (it resumes from there)
+            # else: the process is stopping, or this copy's job goes to another attempt; what
+            # was written and recorded stays for the attempt that takes it over (it resumes)
             raise
         except BaseException:
             await publisher.clean_up()

@@ -42,6 +42,7 @@ class JobProgress:
         self.store = store
         self.job_id = job_id
         self.worker_id = worker_id
+        self.handing_over = False  # nothing sets it yet: every cancel deletes what was written
         # by segment index: a segment written again (a second reading) is counted once
         self.segment_bytes: dict[int, int] = {}
 
