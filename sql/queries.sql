@@ -25,11 +25,13 @@ SELECT pg_notify($1::text, $2::text);
 SELECT * FROM jobs WHERE id = $1;
 
 -- name: claim_job
--- A queued job, or a running one whose worker stopped renewing its lease.
+-- A queued job, or a running one whose worker stopped renewing its lease; never one of $3,
+-- the jobs the claiming process still works on (e.g. retrying to record a verified copy).
 WITH next AS (
     SELECT id, state FROM jobs
-    WHERE state = 'queued'
-       OR (state IN ('running', 'verifying') AND lease_expires_at < now())
+    WHERE (state = 'queued'
+           OR (state IN ('running', 'verifying') AND lease_expires_at < now()))
+      AND NOT id = ANY($3::uuid[])
     ORDER BY created_at
     FOR UPDATE SKIP LOCKED
     LIMIT 1
@@ -167,7 +169,7 @@ RETURNING id;
 -- A job whose cancel was asked while its worker died: someone must still delete what it wrote.
 WITH abandoned AS (
     SELECT id FROM jobs
-    WHERE state = 'cancelling' AND lease_expires_at < now()
+    WHERE state = 'cancelling' AND lease_expires_at < now() AND NOT id = ANY($3::uuid[])
     ORDER BY created_at
     FOR UPDATE SKIP LOCKED
     LIMIT 1

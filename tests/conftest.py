@@ -19,6 +19,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from tests.database_faults import stop_restarted_postgres
 from xfer.app import serve
 from xfer.clients.swift import SwiftClient
 from xfer.clients.transport import http_session
@@ -59,6 +60,7 @@ def cloud() -> Iterator[devcloud.CloudInfo]:
             yield info
         finally:
             devcloud.down(state_dir)
+            stop_restarted_postgres(state_dir)
 
 
 @pytest.fixture(scope="session")
@@ -90,11 +92,16 @@ async def template_database(cloud: devcloud.CloudInfo) -> str:
 async def database(cloud: devcloud.CloudInfo, template_database: str) -> AsyncIterator[str]:
     """A fresh, migrated database for one test, cloned from the template."""
     name = f"xfer_test_{os.getpid()}_{next(_database_numbers)}"
+    await _admin(cloud, f"CREATE DATABASE {name} TEMPLATE {template_database}")
+    yield database_url(cloud.database_url, name)
+    # a connection of its own: a test may have restarted Postgres, dropping any held one
+    await _admin(cloud, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def _admin(cloud: devcloud.CloudInfo, statement: str) -> None:
     admin = await asyncpg.connect(database_url(cloud.database_url, "postgres"))
     try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template_database}")
-        yield database_url(cloud.database_url, name)
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.execute(statement)
     finally:
         await admin.close()
 
@@ -108,6 +115,7 @@ def settings(base_settings: Settings, database: str) -> Settings:
 class Service:
     url: str
     http: aiohttp.ClientSession
+    serving: asyncio.Task[None] | None = None  # `serve` itself, when this process runs it
 
     async def submit(self, body: dict) -> dict:
         async with self.http.post(f"{self.url}/v1/jobs", json=body) as response:
@@ -140,7 +148,7 @@ async def running_service(settings: Settings) -> AsyncIterator[Service]:
     try:
         port = await asyncio.wait_for(asyncio.shield(ready), 30)
         async with aiohttp.ClientSession() as http:
-            yield Service(f"http://127.0.0.1:{port}", http)
+            yield Service(f"http://127.0.0.1:{port}", http, task)
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)

@@ -19,6 +19,8 @@ from xfer.settings import Settings
 
 
 class Recorder:
+    handing_over = False
+
     def __init__(self) -> None:
         self.plan: Plan | None = None
         self.written: list[Segment] = []

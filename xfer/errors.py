@@ -20,6 +20,8 @@
     │                        answers 503; the worker waits and keeps what copies wrote)
     ├── InvalidTransition    (jobs/states) a job state change the table forbids: a bug
     ├── LeaseLost            (jobs/worker) another worker holds the job now: stop copying it
+    ├── LeaseExpiring        (jobs/worker) the lease could not be renewed in time: stop
+    │                        copying, keeping what was written
     ├── CancelRequested      (jobs/worker) a user cancelled the running job
     ├── DevcloudError        (dev/devcloud) the local cloud could not start or stop
     └── CopyFailed           a copy ended in failure; carries the job's error code and a

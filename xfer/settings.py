@@ -70,6 +70,13 @@ class Settings:
     backoff_max: float = 5.0
     lease_seconds: float = 30.0
     poll_interval: float = 2.0
+    # How long a worker keeps retrying to record how a copy ended (succeeded, failed,
+    # cancelled) while PostgreSQL is unreachable, backing off like a Swift retry
+    # (`backoff_base`..`backoff_max`). A copy that verified stays published meanwhile; after
+    # this the job is left to its expired lease and a later claim runs it again, resuming from
+    # its recorded segments. Claims wait for the database however long it takes; lease
+    # renewals (and with them the copy) only while a third of the lease remains.
+    database_retry_seconds: float = 300.0
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     max_body_bytes: int = 64 * 1024
     # GET /v1/jobs/{id}/events: how often it reads the job, and how long one stream may last
@@ -83,7 +90,7 @@ class Settings:
             "segment_size", "chunk_size", "chunks_ahead", "segments_in_flight",
             "max_concurrent_copies", "max_inflight_bytes",
             "connect_timeout", "read_timeout", "request_attempts", "lease_seconds",
-            "poll_interval", "max_body_bytes",
+            "poll_interval", "database_retry_seconds", "max_body_bytes",
             "events_poll_interval", "events_max_seconds", "ready_timeout",
         )
         for name in positive:

@@ -80,10 +80,10 @@ class Copier:
             try:
                 outcome = await _copy(ctx, publishers)
             except asyncio.CancelledError:
-                if not self.handing_over:
+                if not (self.handing_over or observer.handing_over):
                     await _clean_up(publishers)
-                # else: the process is stopping and hands the job back; what was written
-                # and recorded stays for the attempt that takes the job over
+                # else: the process is stopping, or this copy's job goes to another attempt;
+                # what was written and recorded stays for the attempt that takes it over
                 raise
             except BaseException:
                 await _clean_up(publishers)

@@ -142,6 +142,11 @@ class VerifiedCopy:
 
 
 class CopyObserver(Protocol):
+    # Set by whoever runs the copy just before cancelling it to hand the job over (to another
+    # worker, or to a later attempt): a copy cancelled then keeps what it wrote, for the next
+    # attempt to resume from, instead of deleting it.
+    handing_over: bool
+
     async def find_verified_copy(self, md5: str, size: int, region: str,
                                  project: str) -> VerifiedCopy | None: ...
     async def planned(self, plan: Plan) -> None: ...

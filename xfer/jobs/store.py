@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -39,7 +40,11 @@ def request_digest(request: JobRequest) -> str:
 # What a lost or refused database connection raises through asyncpg; anything else (a
 # constraint, a bad value) is a bug or a validation gap and is not disguised as an outage.
 # Connecting to a database that was dropped or with refused credentials counts as unreachable.
+# InternalClientError ("cannot switch to state ...; another operation is in progress") is what
+# asyncpg raises when a connection the server has just terminated (a restart's fast shutdown)
+# is used again before its socket is seen closed; the next connection works.
 CONNECTION_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                     asyncpg.InternalClientError,
                      asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
                      asyncpg.CrashShutdownError, asyncpg.InvalidCatalogNameError,
                      asyncpg.InvalidAuthorizationSpecificationError, OSError, TimeoutError)
@@ -101,19 +106,22 @@ class JobStore:
         return _job(await self.pool.fetchrow(Q["get_job"], job_id))
 
     @translated
-    async def claim_job(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
+    async def claim_job(self, worker_id: str, lease_seconds: float,
+                        excluded: Collection[uuid.UUID] = ()) -> JobRecord | None:
+        """The next job to run, leased to `worker_id`; never one of `excluded`."""
         async with self.pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(Q["claim_job"], worker_id, lease_seconds)
+            row = await connection.fetchrow(Q["claim_job"], worker_id, lease_seconds,
+                                            list(excluded))
             if row is not None:
                 await connection.execute(Q["record_transition"], row["id"],
                                          row["previous_state"], JobState.RUNNING)
         return _job(row)
 
     @translated
-    async def claim_abandoned_cancel(self, worker_id: str,
-                                     lease_seconds: float) -> JobRecord | None:
+    async def claim_abandoned_cancel(self, worker_id: str, lease_seconds: float,
+                                     excluded: Collection[uuid.UUID] = ()) -> JobRecord | None:
         return _job(await self.pool.fetchrow(Q["claim_abandoned_cancel"], worker_id,
-                                             lease_seconds))
+                                             lease_seconds, list(excluded)))
 
     @translated
     async def renew_lease(self, job_id: uuid.UUID, worker_id: str,
@@ -278,9 +286,10 @@ class JobStore:
 
     @contextlib.asynccontextmanager
     async def listening(self, on_new_job: Callable[[], None],
-                        on_cancel: Callable[[uuid.UUID], None]) -> AsyncIterator[None]:
+                        on_cancel: Callable[[uuid.UUID], None]) -> AsyncIterator[asyncio.Event]:
         """While inside: `on_new_job()` when a job is queued, `on_cancel(job id)` when a cancel
-        is requested, in any process on this database (LISTEN on one held connection)."""
+        is requested, in any process on this database (LISTEN on one held connection). The
+        event yielded is set when that connection is lost: nothing is heard any more."""
 
         def new_job(*_: object) -> None:
             on_new_job()
@@ -289,16 +298,20 @@ class JobStore:
             with contextlib.suppress(ValueError):
                 on_cancel(uuid.UUID(payload))
 
+        lost = asyncio.Event()
         connection: asyncpg.Connection = await translated(self.pool.acquire)()
-        await translated(connection.add_listener)(JOBS_CHANNEL, new_job)
-        await translated(connection.add_listener)(CANCEL_CHANNEL, cancel)
         try:
-            yield
+            connection.add_termination_listener(lambda _connection: lost.set())
+            await translated(connection.add_listener)(JOBS_CHANNEL, new_job)
+            await translated(connection.add_listener)(CANCEL_CHANNEL, cancel)
+            yield lost
         finally:
-            with contextlib.suppress(Exception):
+            # A lost connection has dropped its listeners already and cannot be asked to.
+            with contextlib.suppress(*CONNECTION_ERRORS):
                 await connection.remove_listener(JOBS_CHANNEL, new_job)
                 await connection.remove_listener(CANCEL_CHANNEL, cancel)
-            await self.pool.release(connection)
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await self.pool.release(connection)
 
 
 def copy_spec(job: JobRecord, resume: tuple[Segment, ...] = ()) -> CopySpec:

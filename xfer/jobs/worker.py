@@ -3,6 +3,11 @@
 Several processes may run workers against one database: a claim is `FOR UPDATE SKIP LOCKED`,
 a new job wakes idle workers through LISTEN/NOTIFY, and polling is the fallback. A worker
 that stops renewing its lease loses the job to the next claim.
+
+A database outage stops nothing that need not stop: claims wait for the database to return;
+a copy goes on while its lease can still be renewed, recording its segments late; a copy whose
+lease could not be renewed in time stops keeping what it wrote, for the next attempt to resume
+from; how a copy ended is recorded once the database answers (`database_retry_seconds`).
 """
 
 from __future__ import annotations
@@ -11,13 +16,15 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 
 from xfer.engine.failures import first_failure
 from xfer.engine.object_copy import Copier
-from xfer.engine.plan import Plan, Segment
-from xfer.engine.types import CopyOutcome, VerifiedCopy
-from xfer.errors import CopyFailed, XferError
+from xfer.engine.types import CopyOutcome
+from xfer.errors import CopyFailed, DatabaseUnavailable, XferError
+from xfer.jobs.job_progress import JobProgress
 from xfer.jobs.metrics import Metrics
+from xfer.jobs.outage import DatabaseRetry
 from xfer.jobs.records import JobRecord
 from xfer.jobs.states import JobState
 from xfer.jobs.store import JobStore, copy_spec
@@ -31,36 +38,13 @@ class LeaseLost(XferError):
     """Another worker holds the job now; this one must stop copying it."""
 
 
+class LeaseExpiring(XferError):
+    """The database could not renew the lease before it runs out: the copy stops, keeping what
+    it wrote, before another worker may take the job over."""
+
+
 class CancelRequested(XferError):
     """A user asked to cancel the job; the copy stops and deletes what it wrote."""
-
-
-class JobProgress:
-    """Records a running copy's plan, written segments and its move to verifying."""
-
-    def __init__(self, store: JobStore, job_id: uuid.UUID, worker_id: str) -> None:
-        self.store = store
-        self.job_id = job_id
-        self.worker_id = worker_id
-        # by segment index: a segment written again (a second reading) is counted once
-        self.segment_bytes: dict[int, int] = {}
-
-    async def find_verified_copy(self, md5: str, size: int, region: str,
-                                 project: str) -> VerifiedCopy | None:
-        return await self.store.find_verified_copy(md5, size, region, project)
-
-    async def verifying(self) -> None:
-        if not await self.store.set_verifying(self.job_id, self.worker_id):
-            # cancelling meanwhile, or taken over: the lease keeper ends the copy shortly
-            log.info("job no longer running here; not marked verifying")
-
-    async def planned(self, plan: Plan) -> None:
-        await self.store.set_plan(self.job_id, plan)
-
-    async def segment_written(self, segment: Segment, etag: str) -> None:
-        self.segment_bytes[segment.index] = segment.length
-        await self.store.record_segment(self.job_id, segment, etag)
-        await self.store.set_progress(self.job_id, sum(self.segment_bytes.values()))
 
 
 class Worker:
@@ -70,120 +54,219 @@ class Worker:
         self.store = store
         self.copier = copier
         self.metrics = metrics
+        self.retry = DatabaseRetry(settings)
         self._wake = asyncio.Event()
         self._cancel_requests: dict[uuid.UUID, asyncio.Event] = {}
+        # jobs this process works on, until their end is recorded: never claimed twice here
+        self._holding: set[uuid.UUID] = set()
 
     async def run(self) -> None:
         """Claim and run jobs until cancelled; running copies are handed back on the way out."""
         slots = asyncio.Semaphore(self.settings.max_concurrent_copies)
-        async with self.store.listening(self._wake.set, self._on_cancel), \
-                asyncio.TaskGroup() as group:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._listen())
             while True:
                 await slots.acquire()
-                job = await self.store.claim_job(self.settings.worker_id,
-                                                 self.settings.lease_seconds)
+                self._wake.clear()  # from now on a wake-up means: claim again
+                job, cancelling, claimed_at = await self.retry.until_back(
+                    "claim jobs", self._claim)
                 if job is None:
-                    job = await self.store.claim_abandoned_cancel(self.settings.worker_id,
-                                                                  self.settings.lease_seconds)
-                    if job is not None:
-                        group.create_task(self._end_abandoned_cancel(job, slots))
-                        continue
                     slots.release()
                     await self._idle()
-                    continue
-                group.create_task(self._run_job(job, slots))
+                elif cancelling:
+                    group.create_task(self._end_abandoned_cancel(job, slots))
+                else:
+                    group.create_task(self._run_job(job, claimed_at, slots))
+
+    async def _claim(self) -> tuple[JobRecord | None, bool, float]:
+        """(a job, whether it is an abandoned cancel, the loop time just before the claim)."""
+        claimed_at = asyncio.get_running_loop().time()
+        worker_id, lease = self.settings.worker_id, self.settings.lease_seconds
+        job = await self.store.claim_job(worker_id, lease, self._holding)
+        if job is not None:
+            return job, False, claimed_at
+        job = await self.store.claim_abandoned_cancel(worker_id, lease, self._holding)
+        return job, job is not None, claimed_at
 
     async def _idle(self) -> None:
-        self._wake.clear()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.poll_interval):
                 await self._wake.wait()
+
+    async def _listen(self) -> None:
+        """Hold a LISTEN connection, opening a new one whenever it is lost (polling covers
+        the gap; a claim right after reconnecting picks up what was queued meanwhile)."""
+        while True:
+            async with contextlib.AsyncExitStack() as stack:
+                lost = await self.retry.until_back("listen for new jobs", lambda: (
+                    stack.enter_async_context(self.store.listening(self._wake.set,
+                                                                   self._on_cancel))))
+                self._wake.set()
+                await lost.wait()
+            log.warning("LISTEN connection lost; opening another")
 
     def _on_cancel(self, job_id: uuid.UUID) -> None:
         event = self._cancel_requests.get(job_id)
         if event is not None:
             event.set()
 
-    async def _run_job(self, job: JobRecord, slots: asyncio.Semaphore) -> None:
-        job_id = job.id
-        token = current_job.set(str(job_id))
-        worker_id = self.settings.worker_id
+    async def _run_job(self, job: JobRecord, claimed_at: float,
+                       slots: asyncio.Semaphore) -> None:
+        token = current_job.set(str(job.id))
+        self._holding.add(job.id)
         log.info("claimed job (attempt %d)", job.attempts)
         try:
-            outcome = await self._copy_under_lease(job)
+            await self._attempt(job, claimed_at)
+        finally:
+            self._holding.discard(job.id)
+            current_job.reset(token)
+            slots.release()
+
+    async def _attempt(self, job: JobRecord, claimed_at: float) -> None:
+        job_id, worker_id = job.id, self.settings.worker_id
+        progress = JobProgress(self.store, job_id, worker_id, self.retry)
+        try:
+            outcome = await self._copy_under_lease(job, claimed_at, progress)
         except CopyFailed as failure:
             log.warning("job failed: %s: %s", failure.code, failure.message)
-            # counted only by the worker that still held the job
-            if await self.store.finish_failed(job_id, worker_id, failure.code, failure.message):
-                self.metrics.job_failed(failure.code)
+            await self._record_failure(job_id, failure.code, failure.message)
         except LeaseLost:
-            log.warning("lease lost; another worker continues the job")
+            log.warning("lease lost; another worker continues the job from what it recorded")
+        except (LeaseExpiring, DatabaseUnavailable) as exc:
+            log.warning("job stopped, keeping what it wrote: %s", exc)
+            await self._hand_back(job_id, progress)
         except CancelRequested:
-            await self.store.finish_cancelled(job_id, worker_id)
-            log.info("job cancelled on request; what it wrote was deleted")
+            if await self._record_end("record the cancel", lambda: self.store.finish_cancelled(
+                    job_id, worker_id)):
+                log.info("job cancelled on request; what it wrote was deleted")
         except asyncio.CancelledError:
-            await asyncio.shield(self.store.requeue(job_id, worker_id))
-            log.info("worker stopping; job handed back to the queue")
+            await self._hand_back(job_id, progress)
             raise
         except Exception as exc:  # a bug, not a copy failure: record it, keep the worker alive
             log.exception("job crashed")
-            if await self.store.finish_failed(job_id, worker_id, "internal_error",
-                                              f"xfer hit an internal error: {exc!r}"):
-                self.metrics.job_failed("internal_error")
+            await self._record_failure(job_id, "internal_error",
+                                       f"xfer hit an internal error: {exc!r}")
         else:
-            if await self.store.finish_succeeded(job_id, worker_id, copy_spec(job), outcome):
-                # bytes this process sent: resumed segments and deduplicated jobs add nothing
-                self.metrics.copy_succeeded(outcome.bytes_uploaded, outcome.seconds,
-                                            outcome.retries)
-            log.info("job succeeded: %d bytes in %.2fs, md5 %s; uploaded %d bytes, reused %d "
-                     "segments of an earlier attempt", outcome.size, outcome.seconds, outcome.md5,
-                     outcome.bytes_uploaded, outcome.segments_reused)
-        finally:
-            current_job.reset(token)
-            slots.release()
+            await self._record_success(job, progress, outcome)
+
+    async def _record_success(self, job: JobRecord, progress: JobProgress,
+                              outcome: CopyOutcome) -> None:
+        async def record() -> bool:
+            await progress.flush()  # the plan and segments first: the job shows them all
+            return await self.store.finish_succeeded(job.id, self.settings.worker_id,
+                                                     copy_spec(job), outcome)
+
+        if not await self._record_end("record the verified copy", record):
+            log.warning("verified copy not recorded: the job is being cancelled or another "
+                        "worker holds it now, or the database did not return in time")
+            return
+        # bytes this process sent: resumed segments and deduplicated jobs add nothing
+        self.metrics.copy_succeeded(outcome.bytes_uploaded, outcome.seconds, outcome.retries)
+        log.info("job succeeded: %d bytes in %.2fs, md5 %s; uploaded %d bytes, reused %d "
+                 "segments of an earlier attempt", outcome.size, outcome.seconds, outcome.md5,
+                 outcome.bytes_uploaded, outcome.segments_reused)
+
+    async def _record_failure(self, job_id: uuid.UUID, code: str, message: str) -> None:
+        # counted only by the worker that still held the job
+        if await self._record_end("record the failure", lambda: self.store.finish_failed(
+                job_id, self.settings.worker_id, code, message)):
+            self.metrics.job_failed(code)
+
+    async def _record_end(self, what: str, record: Callable[[], Awaitable[bool]]) -> bool:
+        """Record how a job ended, waiting for the database up to `database_retry_seconds`.
+        False when another worker holds the job now, or the database did not return in time:
+        the job is then left to its lease, and a later claim runs it again."""
+        try:
+            return await self.retry.until_back(
+                what, record, give_up_after=self.settings.database_retry_seconds)
+        except DatabaseUnavailable:
+            return False
+
+    async def _hand_back(self, job_id: uuid.UUID, progress: JobProgress) -> None:
+        """Requeue a job whose copy stopped keeping what it wrote, so that the next claim
+        resumes it at once. Without the database in time, its lease expires and a claim takes
+        it over all the same."""
+        try:
+            async with asyncio.timeout(self.settings.lease_seconds / 3):
+                await progress.flush()
+                await self.store.requeue(job_id, self.settings.worker_id)
+            log.info("job handed back to the queue, keeping what it wrote")
+        except (DatabaseUnavailable, TimeoutError) as exc:
+            log.warning("job not handed back (%s); it is taken over once its lease expires",
+                        exc or "no answer in time")
 
     async def _end_abandoned_cancel(self, job: JobRecord, slots: asyncio.Semaphore) -> None:
-        """A cancel whose worker died before it finished: delete what the job wrote, end it."""
-        job_id = job.id
+        """A cancel whose worker died before it finished: delete what the job wrote, end it.
+        Interrupted by an outage, it is claimed and done again once its lease expires."""
+        job_id, worker_id = job.id, self.settings.worker_id
         token = current_job.set(str(job_id))
+        self._holding.add(job_id)
         try:
             resume = await self.store.recorded_segments(job_id)
-            progress = JobProgress(self.store, job_id, self.settings.worker_id)
+            progress = JobProgress(self.store, job_id, worker_id, self.retry)
             await self.copier.discard(copy_spec(job, resume), progress)
-            await self.store.finish_cancelled(job_id, self.settings.worker_id)
-            log.info("ended a cancel its worker left unfinished; deleted %d recorded segments",
-                     len(resume))
+            if await self._record_end("record the cancel", lambda: self.store.finish_cancelled(
+                    job_id, worker_id)):
+                log.info("ended a cancel its worker left unfinished; deleted %d recorded "
+                         "segments", len(resume))
+        except DatabaseUnavailable as exc:
+            log.warning("cancel left for a later claim: %s", exc)
+        except Exception:  # a bug: the cancel is tried again later, the worker stays alive
+            log.exception("ending an abandoned cancel crashed")
         finally:
+            self._holding.discard(job_id)
             current_job.reset(token)
             slots.release()
 
-    async def _copy_under_lease(self, job: JobRecord) -> CopyOutcome:
+    async def _copy_under_lease(self, job: JobRecord, claimed_at: float,
+                                progress: JobProgress) -> CopyOutcome:
         job_id = job.id
-        progress = JobProgress(self.store, job_id, self.settings.worker_id)
         cancel_requested = self._cancel_requests[job_id] = asyncio.Event()
-        # A job taken over from a worker that died: keep the segments it recorded.
-        resume = await self.store.recorded_segments(job_id) if job.attempts > 1 else ()
         try:
+            # A job taken over from a worker that died: keep the segments it recorded.
+            resume = await self.retry.until_back(
+                "read the segments recorded by earlier attempts",
+                lambda: self.store.recorded_segments(job_id),
+                give_up_after=self.settings.lease_seconds / 3) if job.attempts > 1 else ()
             async with asyncio.TaskGroup() as group:
-                lease = group.create_task(self._keep_lease(job_id, cancel_requested))
+                lease = group.create_task(
+                    self._keep_lease(job_id, claimed_at, progress, cancel_requested))
+                recorder = group.create_task(progress.catch_up())
                 outcome = await self.copier.copy(copy_spec(job, resume), progress)
                 lease.cancel()
+                recorder.cancel()
         except BaseExceptionGroup as failures:
             raise first_failure(failures) from None
         finally:
             del self._cancel_requests[job_id]
         return outcome
 
-    async def _keep_lease(self, job_id: uuid.UUID, cancel_requested: asyncio.Event) -> None:
+    async def _keep_lease(self, job_id: uuid.UUID, claimed_at: float, progress: JobProgress,
+                          cancel_requested: asyncio.Event) -> None:
         """Renew the lease every third of its length; end the copy (by raising inside its
-        TaskGroup) when the lease is lost or a cancel arrives, by NOTIFY or seen on renewal."""
+        TaskGroup) when a cancel arrives, by NOTIFY or seen on renewal, or when the lease is
+        lost or cannot be renewed while a third of it remains: the copy then keeps what it
+        wrote, for whoever takes the job over."""
+        loop = asyncio.get_running_loop()
+        lease = self.settings.lease_seconds
+        # Taken before the claim or renewal was sent: the database's expiry is no earlier.
+        expires_at = claimed_at + lease
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.lease_seconds / 3):
+                async with asyncio.timeout(lease / 3):
                     await cancel_requested.wait()
-            state = await self.store.renew_lease(job_id, self.settings.worker_id,
-                                                 self.settings.lease_seconds)
+            sent_at = loop.time()
+            try:
+                async with asyncio.timeout_at(expires_at - lease / 3):
+                    state = await self.retry.until_back("renew the lease", lambda: (
+                        self.store.renew_lease(job_id, self.settings.worker_id, lease)))
+            except TimeoutError:
+                progress.handing_over = True
+                raise LeaseExpiring(f"lease of job {job_id} not renewed in time: database "
+                                    "unavailable") from None
+            expires_at = sent_at + lease
             if state is None:
+                progress.handing_over = True
                 raise LeaseLost(str(job_id))
             if state is JobState.CANCELLING:
                 raise CancelRequested(str(job_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -12,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from xfer.engine.types import ObjectRef
-from xfer.errors import RequestError
+from xfer.errors import DatabaseUnavailable, RequestError
 from xfer.jobs.metrics import Metrics
 from xfer.jobs.records import IndexedObject, JobDetail, JobRecord
 from xfer.jobs.states import JobState
@@ -27,6 +28,7 @@ from xfer.web.validation import (
     validate_job_request,
 )
 
+log = logging.getLogger(__name__)
 STORE = web.AppKey("store", JobStore)
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -34,6 +36,8 @@ MAX_PAGE = 500
 DEFAULT_PAGE = 100
 LIST_PARAMETERS = frozenset({"state", "region", "limit", "cursor"})
 JOB_STATES = tuple(state.value for state in JobState)
+# A database restart or failover takes seconds; clients wait this long before trying again.
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None
@@ -53,6 +57,14 @@ async def json_errors(request: web.Request,
         return await handler(request)
     except RequestError as exc:
         return error_response(400, "invalid_request", exc.message, exc.field)
+    except DatabaseUnavailable as exc:
+        # A job is created in one transaction, so the request may simply be sent again (with
+        # an Idempotency-Key, even a connection lost during COMMIT itself cannot make two).
+        log.warning("%s %s: %s", request.method, request.path, exc)  # the cause: not for clients
+        response = error_response(503, "database_unavailable",
+                                  "the job database is unavailable; try again shortly")
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        return response
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(413, "body_too_large", exc.text or "request body too large", "body")
     except web.HTTPException as exc:

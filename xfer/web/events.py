@@ -8,7 +8,8 @@
                       "shutdown"      this xfer process is stopping
                       "deleted"       the job was deleted from the database
 
-The job is read every `events_poll_interval` seconds. A comment line every
+The job is read every `events_poll_interval` seconds (while the database is unavailable the
+stream stays open and goes on once it answers). A comment line every
 KEEPALIVE_SECONDS keeps idle proxies from closing the stream. A client that goes away ends the
 stream at the next poll.
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from xfer.errors import DatabaseUnavailable
 from xfer.jobs.records import JobRecord
 from xfer.web.api import METRICS, SETTINGS, STORE, job_id_of, job_json
 
@@ -71,7 +73,10 @@ async def _follow(request: web.Request, response: web.StreamResponse,
         if loop.time() - last_write >= KEEPALIVE_SECONDS:
             await response.write(b": keep-alive\n\n")
             last_write = loop.time()
-        fresh = await store.job_observed(job.id)
+        try:
+            fresh = await store.job_observed(job.id)
+        except DatabaseUnavailable:
+            continue  # keep the stream (and its keep-alives) until the database answers again
         if fresh is None:
             return "deleted"
         job = fresh
