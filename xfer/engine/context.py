@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xfer.clients.swift import SwiftClient
 from xfer.engine.inflight import InflightBytes
 from xfer.engine.rate import TokenBucket
 from xfer.engine.retry import Retrier
+from xfer.engine.sources import SourceReader
 from xfer.engine.types import CopyObserver, CopySpec
 from xfer.settings import Settings
 
@@ -19,7 +19,7 @@ JOB_METADATA = "Xfer-Job"
 class CopyContext:
     spec: CopySpec
     settings: Settings
-    source: SwiftClient
+    source: SourceReader
     observer: CopyObserver
     retrying: Retrier
     memory: InflightBytes  # the process-wide bound on buffered bytes, shared by all copies

@@ -31,6 +31,7 @@ from xfer.engine.plan import Plan
 from xfer.engine.publisher import Publisher
 from xfer.engine.rate import RateShares, TokenBucket
 from xfer.engine.retry import Retrier
+from xfer.engine.sources import SourceReader, SwiftSource
 from xfer.engine.types import (
     CopyObserver,
     CopyOutcome,
@@ -58,10 +59,12 @@ class Copier:
         # set when the process stops: cancelled copies then keep what they wrote
         self.handing_over = False
 
-    def _context(self, spec: CopySpec, observer: CopyObserver,
-                 rate: TokenBucket) -> CopyContext:
-        return CopyContext(spec, self.settings, self.regions[spec.source.region], observer,
-                           Retrier(self.settings), self.memory, rate)
+    def _context(self, spec: CopySpec, observer: CopyObserver, rate: TokenBucket,
+                 source: SourceReader | None = None) -> CopyContext:
+        if source is None:
+            source = SwiftSource(self.regions[spec.source.region], spec.source)
+        return CopyContext(spec, self.settings, source, observer, Retrier(self.settings),
+                           self.memory, rate)
 
     def _publishers(self, ctx: CopyContext) -> list[Publisher]:
         return [Publisher(ctx, target, self.regions[target.ref.region])
@@ -71,11 +74,13 @@ class Copier:
         """A copy to its one target; raises CopyFailed when it fails."""
         return (await self.copy_to_all(spec, observer)).single()
 
-    async def copy_to_all(self, spec: CopySpec, observer: CopyObserver) -> FanOutOutcome:
-        """Read the source once, write every target: each target that fails is cleaned up
-        and reported in the outcome, and only when all fail does the copy raise."""
+    async def copy_to_all(self, spec: CopySpec, observer: CopyObserver,
+                          source: SourceReader | None = None) -> FanOutOutcome:
+        """Read the source once (`spec.source` in Swift, unless another reader is given),
+        write every target: each target that fails is cleaned up and reported in the
+        outcome, and only when all fail does the copy raise."""
         with self.rates.bucket(spec.max_rate) as rate:
-            ctx = self._context(spec, observer, rate)
+            ctx = self._context(spec, observer, rate, source)
             publishers = self._publishers(ctx)
             try:
                 outcome = await _copy(ctx, publishers)
@@ -198,7 +203,7 @@ def _outcome(ctx: CopyContext, source: preflight.Source, publishers: list[Publis
         spilled, read = pipeline.spill.bytes_spilled, pipeline.bytes_read
         catch_up = pipeline.bytes_read_for_catch_up
     return FanOutOutcome(
-        size=source.head.size, md5=md5, sha512=sha512, md5_checked_against=checked_against,
+        size=source.state.size, md5=md5, sha512=sha512, md5_checked_against=checked_against,
         verification=verification, segments=segments, retries=ctx.retrying.budget.spent,
         seconds=time.monotonic() - started, peak_buffer_bytes=peak, bytes_spilled=spilled,
         bytes_read=read, bytes_read_for_catch_up=catch_up, targets=tuple(results))
@@ -212,7 +217,7 @@ async def _transfer_verified(ctx: CopyContext, publishers: list[Publisher], plan
     expected = source.expected_md5
     seen: list[str] = []
     for reading in range(2):
-        pipeline = Pipeline(ctx, publishers, plan, source.head, expected,
+        pipeline = Pipeline(ctx, publishers, plan, source.state, expected,
                             reuse_recorded=reading == 0)
         digests = await pipeline.run()
         if reading == 0:
@@ -227,17 +232,16 @@ async def _transfer_verified(ctx: CopyContext, publishers: list[Publisher], plan
     readings = " and then ".join(seen)
     raise CopyFailed(
         "checksum_mismatch",
-        f"{len(seen)} reading(s) of {ctx.spec.source.describe()} gave MD5 {readings}, but "
+        f"{len(seen)} reading(s) of {ctx.source.describe()} gave MD5 {readings}, but "
         f"{source.checked_against} says {expected}; nothing was published")
 
 
 async def _check_source_unchanged(ctx: CopyContext, source: preflight.Source) -> None:
     """Every ranged GET was pinned to the version seen at the start; a last HEAD makes sure
     it is still that version before the copy is published as its twin."""
-    src = ctx.spec.source
-    with failing_as("source", "read", src.describe()):
-        head = await ctx.retrying("source HEAD",
-                                  lambda: ctx.source.head_object(src.container, src.object))
-        if (head.etag, head.size) != (source.head.etag, source.head.size):
-            raise SourceChanged(f"ETag {source.head.etag} and {source.head.size} bytes at the "
-                                f"start, ETag {head.etag} and {head.size} bytes now")
+    with failing_as("source", "read", ctx.source.describe()):
+        now = await ctx.retrying("source HEAD", ctx.source.state)
+        start = source.state
+        if (now.version, now.size) != (start.version, start.size):
+            raise SourceChanged(f"version {start.version} and {start.size} bytes at the "
+                                f"start, version {now.version} and {now.size} bytes now")

@@ -33,21 +33,21 @@ from xfer.engine.failures import describe_failure, failing_as, first_failure
 from xfer.engine.hashing import Digests, SegmentFeed, hash_in_order
 from xfer.engine.plan import Plan, Segment
 from xfer.engine.publisher import Publisher
+from xfer.engine.sources import SourceState
 from xfer.engine.spill import SpillFile
 from xfer.errors import BodyRejected, CopyFailed, XferError
-from xfer.proto import swift
 
 EMPTY_MD5 = hashlib.md5(b"", usedforsecurity=False).hexdigest()
 
 
 class Pipeline:
     def __init__(self, ctx: CopyContext, publishers: list[Publisher], plan: Plan,
-                 head: swift.ObjectHead, expected_md5: str | None,
+                 state: SourceState, expected_md5: str | None,
                  reuse_recorded: bool = True) -> None:
         self.ctx = ctx
         self.publishers = publishers  # the targets; one that fails drops out, the others go on
         self.plan = plan
-        self.head = head
+        self.state = state  # the source version every read is pinned to
         self.expected_md5 = expected_md5
         # False on a second reading: what the first wrote is overwritten, not trusted
         self.reuse_recorded = reuse_recorded
@@ -130,10 +130,10 @@ class Pipeline:
         if isinstance(exc, BodyRejected) and segment.etag is not None:
             return describe_failure(
                 "source", f"read segment {segment.index} (its bytes do not match the source "
-                f"segment's MD5 {segment.etag}) of", self.ctx.spec.source.describe(), exc)
+                f"segment's MD5 {segment.etag}) of", self.ctx.source.describe(), exc)
         if isinstance(exc, BodyRejected) and not self.plan.as_slo and self.expected_md5:
             return CopyFailed("checksum_mismatch", (
-                f"every reading of {self.ctx.spec.source.describe()} had another MD5 than "
+                f"every reading of {self.ctx.source.describe()} had another MD5 than "
                 f"{self.expected_md5}, so {target} refused it; nothing was published ({exc})"))
         return describe_failure("target", f"write segment {segment.index} of", target, exc)
 
@@ -257,16 +257,15 @@ class Pipeline:
         delivered.set()
 
     async def _read(self, start: int, view: memoryview) -> None:
-        src = self.ctx.spec.source
+        source = self.ctx.source
         progress = RangeProgress()
         await self.ctx.rate.take(len(view))
         with failing_as("source", f"read bytes {start}-{start + len(view) - 1} of",
-                        src.describe()):
+                        source.describe()):
             await self.ctx.retrying(
-                f"source GET at byte {start}",
-                lambda: self.ctx.source.read_range_into(
-                    src.container, src.object, start + progress.filled, self.head.size,
-                    view[progress.filled:], if_match=self.head.etag, progress=progress))
+                f"source read at byte {start}",
+                lambda: source.read_into(self.state, start + progress.filled,
+                                         view[progress.filled:], progress))
 
 
 async def _md5_of(queue: ChunkQueue) -> str:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from urllib.parse import unquote
 
 from xfer.engine.context import CopyContext
 from xfer.engine.failures import failing_as
 from xfer.engine.plan import Plan, as_slo, plan_from_source_segments, plan_segments
 from xfer.engine.publisher import Publisher
+from xfer.engine.sources import SourceState
 from xfer.engine.types import ObjectRef, TargetOutcome
 from xfer.errors import XferError
 from xfer.proto import swift
@@ -26,21 +26,19 @@ log = logging.getLogger(__name__)
 class Source:
     """The source as read at the start, and what its content MD5 must be."""
 
-    head: swift.ObjectHead
+    state: SourceState
     expected_md5: str | None  # None: nothing independent to compare with (SLO/DLO, no checksum)
     checked_against: str | None  # where `expected_md5` came from, in words
 
 
 async def read_source(ctx: CopyContext) -> Source:
-    src = ctx.spec.source
-    with failing_as("source", "read", src.describe()):
-        head = await ctx.retrying("source HEAD",
-                                  lambda: ctx.source.head_object(src.container, src.object))
+    with failing_as("source", "read", ctx.source.describe()):
+        state = await ctx.retrying("source HEAD", ctx.source.state)
     if ctx.spec.expected_md5:
-        return Source(head, ctx.spec.expected_md5.lower(), "the requested checksum")
-    if head.kind is swift.ObjectKind.PLAIN:
-        return Source(head, head.etag, "the source object's ETag")
-    return Source(head, None, None)  # an SLO's or DLO's ETag is not the MD5 of its content
+        return Source(state, ctx.spec.expected_md5.lower(), "the requested checksum")
+    if state.content_md5 is not None:
+        return Source(state, state.content_md5, "the source object's ETag")
+    return Source(state, None, None)
 
 
 async def find_existing_copy(ctx: CopyContext, source: Source, target: Publisher,
@@ -49,7 +47,7 @@ async def find_existing_copy(ctx: CopyContext, source: Source, target: Publisher
     and a HEAD shows they are still there with that size."""
     if source.expected_md5 is None:
         return None
-    region, size = target.target.ref.region, source.head.size
+    region, size = target.target.ref.region, source.state.size
     known = await ctx.observer.find_verified_copy(source.expected_md5, size, region, project)
     if known is None:
         return None
@@ -83,31 +81,19 @@ async def plan_copy(ctx: CopyContext, source: Source, limits: swift.Limits) -> P
 
     A plain target is one PUT that publishes as it ends, so it is written only when its MD5
     is known beforehand (Swift then refuses other bytes); otherwise a one-segment SLO."""
-    head = source.head
+    size = source.state.size
     if ctx.spec.segment_size is None:
-        sizes_and_etags = await _source_segments(ctx, head)
+        sizes_and_etags = await _source_segments(ctx, source.state)
         if sizes_and_etags:
             kept = plan_from_source_segments(sizes_and_etags, limits)
-            if kept is not None and kept.size == head.size:
+            if kept is not None and kept.size == size:
                 return kept
-    plan = plan_segments(head.size, limits, ctx.spec.segment_size or ctx.settings.segment_size)
+    plan = plan_segments(size, limits, ctx.spec.segment_size or ctx.settings.segment_size)
     if not plan.as_slo and source.expected_md5 is None and plan.size > 0:
         return as_slo(plan)
     return plan
 
 
-async def _source_segments(ctx: CopyContext, head: swift.ObjectHead) -> list[tuple[int, str]]:
-    src = ctx.spec.source
-    with failing_as("source", "list the segments of", src.describe()):
-        if head.kind is swift.ObjectKind.SLO:
-            manifest = await ctx.retrying(
-                "source manifest GET", lambda: ctx.source.get_manifest(src.container, src.object))
-            if any(m.range or m.sub_slo or m.inline_data for m in manifest):
-                return []  # ranged or nested segments: their ETags are not segment MD5s
-            return [(m.size_bytes, m.etag) for m in manifest]
-        if head.kind is swift.ObjectKind.DLO and head.dlo_prefix:
-            container, _, prefix = unquote(head.dlo_prefix).partition("/")
-            listed = await ctx.retrying("source DLO listing",
-                                        lambda: ctx.source.list_objects(container, prefix))
-            return [(entry.bytes, entry.hash) for entry in listed]
-    return []
+async def _source_segments(ctx: CopyContext, state: SourceState) -> list[tuple[int, str]]:
+    with failing_as("source", "list the segments of", ctx.source.describe()):
+        return await ctx.retrying("source segments", lambda: ctx.source.segments(state))

@@ -1,0 +1,129 @@
+"""Where a copy reads from, behind one interface: a Swift object, or a local file.
+
+Every read is pinned to the version seen at the start (Swift: If-Match on its ETag; a file:
+its inode, size and modification time, checked around each read), so a source that changes
+during the copy ends it as source_changed instead of yielding a mix of two versions.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_module
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import unquote
+
+import aiofiles
+import aiofiles.os
+
+from xfer.clients.swift import SwiftClient
+from xfer.clients.transport import RangeProgress
+from xfer.engine.types import ObjectRef
+from xfer.errors import CopyFailed, SourceChanged
+from xfer.proto import swift
+
+
+@dataclass(frozen=True)
+class SourceState:
+    size: int
+    version: str  # what pins every read: Swift's ETag, or a file's inode:size:mtime
+    content_md5: str | None  # an MD5 the source itself vouches for (a plain object's ETag)
+    kind: swift.ObjectKind = swift.ObjectKind.PLAIN
+    dlo_prefix: str | None = None
+
+
+class SourceReader(Protocol):
+    def describe(self) -> str: ...
+
+    async def state(self) -> SourceState:
+        """Read the source's size and version now."""
+        ...
+
+    async def segments(self, state: SourceState) -> list[tuple[int, str]]:
+        """A large object's own segments (size, MD5), to keep their boundaries; [] if none."""
+        ...
+
+    async def read_into(self, state: SourceState, start: int, view: memoryview,
+                        progress: RangeProgress) -> None:
+        """Fill `view` with bytes [start, start + len(view)) of that version exactly."""
+        ...
+
+
+class SwiftSource:
+    def __init__(self, client: SwiftClient, ref: ObjectRef) -> None:
+        self.client = client
+        self.ref = ref
+
+    def describe(self) -> str:
+        return self.ref.describe()
+
+    async def state(self) -> SourceState:
+        head = await self.client.head_object(self.ref.container, self.ref.object)
+        plain = head.kind is swift.ObjectKind.PLAIN  # an SLO's or DLO's ETag is no content MD5
+        return SourceState(head.size, head.etag, head.etag if plain else None, head.kind,
+                           head.dlo_prefix)
+
+    async def segments(self, state: SourceState) -> list[tuple[int, str]]:
+        if state.kind is swift.ObjectKind.SLO:
+            manifest = await self.client.get_manifest(self.ref.container, self.ref.object)
+            if any(m.range or m.sub_slo or m.inline_data for m in manifest):
+                return []  # ranged or nested segments: their ETags are not segment MD5s
+            return [(m.size_bytes, m.etag) for m in manifest]
+        if state.kind is swift.ObjectKind.DLO and state.dlo_prefix:
+            container, _, prefix = unquote(state.dlo_prefix).partition("/")
+            listed = await self.client.list_objects(container, prefix)
+            return [(entry.bytes, entry.hash) for entry in listed]
+        return []
+
+    async def read_into(self, state: SourceState, start: int, view: memoryview,
+                        progress: RangeProgress) -> None:
+        await self.client.read_range_into(self.ref.container, self.ref.object, start,
+                                          state.size, view, if_match=state.version,
+                                          progress=progress)
+
+
+class FileSource:
+    """A local file, read in parallel through aiofiles (one open file per read, so that
+    concurrent reads at different offsets never share a file position)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def describe(self) -> str:
+        return f"local file {self.path}"
+
+    async def state(self) -> SourceState:
+        try:
+            stat = await aiofiles.os.stat(self.path)
+        except FileNotFoundError:
+            raise CopyFailed("source_not_found", f"{self.describe()} does not exist") from None
+        except PermissionError:
+            raise CopyFailed("source_forbidden", f"no permission to read {self.describe()}"
+                             ) from None
+        if not stat_module.S_ISREG(stat.st_mode):
+            raise CopyFailed("source_not_found", f"{self.describe()} is not a regular file")
+        return SourceState(stat.st_size, _version(stat), None)
+
+    async def segments(self, state: SourceState) -> list[tuple[int, str]]:
+        return []
+
+    async def read_into(self, state: SourceState, start: int, view: memoryview,
+                        progress: RangeProgress) -> None:
+        async with aiofiles.open(self.path, "rb") as file:
+            if _version(os.fstat(file.fileno())) != state.version:
+                raise SourceChanged(f"{self.describe()} changed since the copy started")
+            await file.seek(start)
+            filled = 0
+            while filled < len(view):
+                read = await file.readinto(view[filled:])
+                if not read:
+                    raise SourceChanged(f"{self.describe()} ended at byte {start + filled}, "
+                                        f"before its {state.size} bytes")
+                filled += read
+                progress.filled += read
+            if _version(os.fstat(file.fileno())) != state.version:
+                raise SourceChanged(f"{self.describe()} changed while it was read")
+
+
+def _version(stat: os.stat_result) -> str:
+    return f"{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
