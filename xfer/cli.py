@@ -1,4 +1,4 @@
-"""The `xfer` command: serve, worker, migrate, devcloud, demo."""
+"""The `xfer` command: serve, worker, migrate, upload, devcloud, demo."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from xfer import logs
-from xfer.errors import XferError
+from xfer.errors import CopyFailed, XferError
 from xfer.settings import Settings, from_environ
 
 
@@ -52,6 +53,19 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upload(args: argparse.Namespace) -> int:
+    from xfer.upload import Progress, UploadRequest, print_result, upload
+
+    settings = from_environ()
+    logs.configure()
+    regions = tuple(region.strip() for region in args.region.split(",") if region.strip())
+    request = UploadRequest(Path(args.file), regions, args.container,
+                            args.object or Path(args.file).name, args.checksum)
+    progress = Progress(sys.stderr, show=sys.stderr.isatty() and not args.json)
+    outcome = run_async(settings, upload(settings, request, progress))
+    return print_result(outcome, args.json)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from xfer.dev.demo import run_demo
 
@@ -68,6 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     worker.set_defaults(func=lambda a: _serve(a, api_enabled=False), port=None)
     migrate = commands.add_parser("migrate", help="apply the database migrations")
     migrate.set_defaults(func=_migrate)
+    seed = commands.add_parser("upload", help="upload a local file to one or more regions")
+    seed.add_argument("file")
+    seed.add_argument("--region", required=True, help="one region, or several: R1,R2")
+    seed.add_argument("--container", required=True)
+    seed.add_argument("--object", help="default: the file's name")
+    seed.add_argument("--checksum", help="the file's expected MD5, checked end to end")
+    seed.add_argument("--json", action="store_true", help="print the result as JSON")
+    seed.set_defaults(func=_upload)
     demo = commands.add_parser("demo", help="copy a sample image between two local regions")
     demo.add_argument("--size-mib", type=int, default=200)
     demo.set_defaults(func=_demo)
@@ -80,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
+    except CopyFailed as failure:
+        print(f"xfer: {failure.code}: {failure.message}", file=sys.stderr)
+        return 1
     except XferError as exc:
         print(f"xfer: error: {exc}", file=sys.stderr)
         return 2
