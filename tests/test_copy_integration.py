@@ -52,7 +52,7 @@ async def test_copy_plain_object_as_slo(service: Service, regions: dict[str, Swi
         found = (await response.json())["objects"]
     assert [(o["region"], o["container"], o["object"], o["size"]) for o in found] == [
         ("RegionTwo", container, name, len(data))]
-    assert found[0]["os_hash_value"] == job["sha512"] and found[0]["project"] == "AUTH_test"
+    assert found[0]["os_hash_value"] == job["sha512"] and found[0]["project"] == "TEMPAUTH_test"
 
 
 async def test_copy_slo_source_keeps_boundaries_and_etag(service: Service,

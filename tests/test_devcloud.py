@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shlex
 import socket
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from xfer.dev.devcloud import (
     ProcessRecord,
     down,
     load,
-    swift_cluster,
+    loopback,
     up,
 )
 
@@ -39,9 +40,10 @@ def launched_cloud() -> Iterator[CloudInfo]:
 
 
 def _launched(state_dir: Path) -> Iterator[CloudInfo]:
+    # Swift and Postgres only: the session's cloud (tests/conftest.py) has Keystone and Glance.
     specs = (ClusterSpec("RegionOne", max_file_size=SMALL_MAX_FILE_SIZE), ClusterSpec("RegionTwo"))
     try:
-        yield up(state_dir, specs)
+        yield up(state_dir, specs, openstack=False)
     finally:
         down(state_dir)  # also after a failed or interrupted up
 
@@ -64,7 +66,7 @@ def request(
 
 
 def login(cluster: ClusterInfo, user: str, key: str) -> tuple[str, dict[str, str]]:
-    """tempauth v1: the account path (/v1/AUTH_...) and the token header to use on it."""
+    """tempauth v1: the account path (/v1/TEMPAUTH_...) and the token header to use on it."""
     status, headers, _ = request(cluster, "GET", "/auth/v1.0", {"X-Auth-User": user, "X-Auth-Key": key})
     assert status == 200
     account_path = "/" + headers["X-Storage-Url"].split("/", 3)[3]
@@ -85,7 +87,7 @@ def swift_info(cluster: ClusterInfo) -> dict[str, dict[str, object]]:
 
 
 def tcp_ports(cloud: CloudInfo) -> set[int]:
-    return {port for cluster in cloud.clusters.values() for port in astuple(cluster.ports)}
+    return {port for cluster in cloud.clusters.values() for port in astuple(cluster.ports) if port}
 
 
 def is_running(process: ProcessRecord) -> bool:
@@ -127,7 +129,7 @@ def test_clusters_do_not_share_objects(launched_cloud: CloudInfo) -> None:
 def test_second_user_is_not_admin_of_its_account(launched_cloud: CloudInfo) -> None:
     cluster = launched_cloud.clusters["RegionTwo"]
     account, auth = login(cluster, cluster.user2, cluster.key2)
-    assert account.endswith("/AUTH_test2")
+    assert account.endswith("/TEMPAUTH_test2")
     assert request(cluster, "PUT", f"{account}/not-allowed", auth)[0] == 403
 
 
@@ -157,7 +159,7 @@ def test_load_finds_the_running_cloud(launched_cloud: CloudInfo) -> None:
 
 def test_second_up_on_a_running_state_dir_is_refused(launched_cloud: CloudInfo) -> None:
     with pytest.raises(DevcloudError, match="already runs"):
-        up(launched_cloud.state_dir)
+        up(launched_cloud.state_dir, openstack=False)
     assert all(is_running(process) for process in launched_cloud.processes)
     assert swift_info(launched_cloud.clusters["RegionOne"])["swift"]["max_file_size"] == SMALL_MAX_FILE_SIZE
 
@@ -165,7 +167,7 @@ def test_second_up_on_a_running_state_dir_is_refused(launched_cloud: CloudInfo) 
 def test_down_stops_every_recorded_process(launched_cloud: CloudInfo, tmp_path: Path) -> None:
     # A second cloud next to the module's: both must run at once without sharing ports.
     try:
-        other = up(tmp_path / "other", (ClusterSpec("Solo"),), database=False)
+        other = up(tmp_path / "other", (ClusterSpec("Solo"),), database=False, openstack=False)
         assert swift_info(other.clusters["Solo"])["swift"]["version"]
         assert tcp_ports(launched_cloud).isdisjoint(tcp_ports(other))
         assert len(other.processes) == 5 and all(is_running(p) for p in other.processes)
@@ -190,12 +192,12 @@ def test_failed_start_reports_the_log_and_stops_what_started(
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
-        proxy, account, container, memcached = swift_cluster.pick_free_ports(4)
+        proxy, account, container, memcached = loopback.pick_free_ports(4)
         ports = [proxy, account, container, taken, memcached]  # the object server's is taken
-        monkeypatch.setattr(swift_cluster, "pick_free_ports", lambda count: ports)
+        monkeypatch.setattr(loopback, "pick_free_ports", lambda count: ports)
         try:
             with pytest.raises(DevcloudError, match="Could not bind") as failure:
-                up(tmp_path, (ClusterSpec("Clash"),), database=False)
+                up(tmp_path, (ClusterSpec("Clash"),), database=False, openstack=False)
         finally:
             down(tmp_path)
 
@@ -204,3 +206,63 @@ def test_failed_start_reports_the_log_and_stops_what_started(
     for port in (proxy, account, container, memcached):
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+# The session's cloud (tests/conftest.py) is the full one: Keystone and a Glance per region too.
+
+def test_full_cloud_records_every_service_and_load_finds_it(cloud: CloudInfo) -> None:
+    names = {process.name for process in cloud.processes}
+    for region in ("RegionOne", "RegionTwo"):
+        assert {f"{region}/proxy-server", f"{region}/keystone-proxy-server",
+                f"{region}/glance-api"} <= names
+    assert {"keystone", "postgres"} <= names
+    assert all(is_running(process) for process in cloud.processes)
+    assert load(cloud.state_dir) == cloud
+
+
+def test_files_with_passwords_or_keys_are_owner_only(cloud: CloudInfo) -> None:
+    assert cloud.keystone is not None
+    secret_files = [
+        cloud.state_dir / "devcloud.json",
+        cloud.keystone.directory / "seed.json",
+        *(glance.directory / "glance-api.conf" for glance in cloud.glances.values()),
+        *(cluster.swift_dir / name for cluster in cloud.clusters.values()
+          for name in ("proxy-server.conf", "keystone-proxy-server.conf", "swift.conf")),
+        *(cloud.keystone.directory / "keys").glob("*/*"),
+    ]
+    assert len(secret_files) > 10
+    for path in secret_files:
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+    assert (cloud.keystone.directory / "keys" / "fernet-tokens").stat().st_mode & 0o777 == 0o700
+
+
+def test_env_exports_openstack_variables_that_get_a_token(
+    cloud: CloudInfo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from keystoneauth1 import session as ksa_session
+    from keystoneauth1.identity import v3
+
+    from xfer.cli import main
+
+    assert main(["devcloud", "env", "--state-dir", str(cloud.state_dir), "--region", "RegionTwo"]) == 0
+    exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1)
+                    for line in capsys.readouterr().out.splitlines())
+    assert cloud.keystone is not None
+    alice = cloud.keystone.user("alice")
+    assert exported["OS_AUTH_URL"] == cloud.keystone.auth_url
+    assert (exported["OS_USERNAME"], exported["OS_PASSWORD"]) == ("alice", alice.password)
+    assert exported["OS_PROJECT_NAME"] == "alpha"
+    assert exported["OS_USER_DOMAIN_NAME"] == exported["OS_PROJECT_DOMAIN_NAME"] == "Default"
+    assert exported["OS_REGION_NAME"] == "RegionTwo"
+    assert exported["XFER_REGIONS"] == cloud.environ()["XFER_REGIONS"]
+
+    auth = v3.Password(auth_url=exported["OS_AUTH_URL"], username=exported["OS_USERNAME"],
+                       password=exported["OS_PASSWORD"], project_name=exported["OS_PROJECT_NAME"],
+                       user_domain_name=exported["OS_USER_DOMAIN_NAME"],
+                       project_domain_name=exported["OS_PROJECT_DOMAIN_NAME"])
+    session = ksa_session.Session(auth=auth)
+    try:
+        image = session.get_endpoint(service_type="image", region_name=exported["OS_REGION_NAME"])
+        assert image == cloud.glances["RegionTwo"].url
+    finally:
+        session.session.close()

@@ -36,7 +36,8 @@ def run_demo(size_mib: int = 200) -> int:
     state_dir = devcloud.default_state_dir().with_name(".devcloud-demo")
     say(f"starting the local cloud (two Swift regions and Postgres) in {state_dir}")
     started = time.monotonic()
-    cloud = devcloud.up(state_dir)
+    # Swift and Postgres only: the demo copies between Swift regions with tempauth credentials.
+    cloud = devcloud.up(state_dir, openstack=False)
     try:
         say(f"local cloud ready in {time.monotonic() - started:.1f}s")
         with xfer_service(cloud) as url:

@@ -1,26 +1,32 @@
-"""``xfer devcloud``: a local cloud of real OpenStack Swift clusters and Postgres on loopback.
+"""``xfer devcloud``: a local cloud of real OpenStack services and Postgres on loopback.
 
-Used by the demo, the integration tests and the benchmarks::
+Two Swift clusters (RegionOne, RegionTwo), one Keystone for both, a Glance API per region whose
+images live in that region's Swift (multi-tenant: in the owner's account), and Postgres. Used by
+the demo, the integration tests and the benchmarks::
 
     cloud = up(state_dir, (ClusterSpec("RegionOne", max_file_size=1 << 20), ClusterSpec("RegionTwo")))
     os.environ.update(cloud.environ())
     ...
     down(state_dir)
 
-Swift runs under its own venv's interpreter (``cloud_python()``), never in xfer's process.
+The OpenStack services run under their own venv's interpreter (``cloud_python()``), never in
+xfer's process.
 """
 
 from xfer.dev.devcloud.cloud import (
     DEFAULT_CLUSTERS,
-    CloudInfo,
-    ProcessRecord,
     cloud_python,
     default_state_dir,
     down,
     load,
     up,
 )
-from xfer.dev.devcloud.swift_cluster import ClusterInfo, ClusterPorts, ClusterSpec, DevcloudError
+from xfer.dev.devcloud.glance_server import GlanceInfo
+from xfer.dev.devcloud.keystone_server import IssuedToken, KeystoneInfo, OpenStackUser, issue_token
+from xfer.dev.devcloud.loopback import DevcloudError
+from xfer.dev.devcloud.processes import ProcessRecord
+from xfer.dev.devcloud.state import CloudInfo
+from xfer.dev.devcloud.swift_cluster import ClusterInfo, ClusterPorts, ClusterSpec
 
 __all__ = [
     "DEFAULT_CLUSTERS",
@@ -29,10 +35,15 @@ __all__ = [
     "ClusterPorts",
     "ClusterSpec",
     "DevcloudError",
+    "GlanceInfo",
+    "IssuedToken",
+    "KeystoneInfo",
+    "OpenStackUser",
     "ProcessRecord",
     "cloud_python",
     "default_state_dir",
     "down",
+    "issue_token",
     "load",
     "up",
 ]

@@ -1,7 +1,8 @@
 """``xfer devcloud up|down|env``: the local cloud from a shell.
 
 xfer devcloud up [--state-dir D] [--max-file-size REGION=BYTES ...] [--no-database]
-eval "$(xfer devcloud env)"
+                 [--no-openstack]
+eval "$(xfer devcloud env [--user alice|bob|carol|xfer|admin] [--region RegionTwo])"
 xfer devcloud down
 """
 
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from xfer.dev.devcloud.cloud import DEFAULT_CLUSTERS, default_state_dir, down, load, up
-from xfer.dev.devcloud.swift_cluster import ClusterSpec, DevcloudError
+from xfer.dev.devcloud.loopback import DevcloudError
+from xfer.dev.devcloud.swift_cluster import ClusterSpec
 
 
 def register(subparsers: Any) -> None:
@@ -33,6 +35,8 @@ def register(subparsers: Any) -> None:
         help="Swift's max_file_size for one region (repeatable)",
     )
     start.add_argument("--no-database", action="store_true", help="do not start Postgres")
+    start.add_argument("--no-openstack", action="store_true",
+                       help="Swift with tempauth only: no Keystone, no Glance")
     start.set_defaults(func=run_up)
 
     stop = commands.add_parser("down", help="stop the local cloud (data and logs stay)")
@@ -41,6 +45,8 @@ def register(subparsers: Any) -> None:
 
     environ = commands.add_parser("env", help="print export lines for the running cloud")
     _add_state_dir(environ)
+    environ.add_argument("--user", default="alice", help="the Keystone user of the OS_* lines")
+    environ.add_argument("--region", default="", help="OS_REGION_NAME (default: the first)")
     environ.set_defaults(func=run_env)
 
 
@@ -58,13 +64,22 @@ def run_up(args: argparse.Namespace) -> int:
     try:
         clusters = cluster_specs(args.max_file_size)
         started = time.monotonic()
-        cloud = up(state_dir, clusters, database=not args.no_database)
+        cloud = up(state_dir, clusters, database=not args.no_database,
+                   openstack=not args.no_openstack)
     except (DevcloudError, ValueError) as exc:
         print(f"xfer devcloud up: {exc}", file=sys.stderr)
         return 1
     print(f"local cloud ready in {time.monotonic() - started:.1f} s, state in {cloud.state_dir}")
     for cluster in cloud.clusters.values():
-        print(f"  {cluster.region}: {cluster.auth_url}  user {cluster.user} key {cluster.key}")
+        print(f"  {cluster.region}: Swift tempauth {cluster.auth_url}  user {cluster.user} "
+              f"key {cluster.key}")
+        if cluster.region in cloud.glances:
+            print(f"  {cluster.region}: Glance {cloud.glances[cluster.region].url}, "
+                  f"Swift for Keystone tokens {cluster.keystone_storage_url}")
+    if cloud.keystone is not None:
+        users = ", ".join(f"{u.name} ({u.role} in {u.project})" for u in cloud.keystone.users.values())
+        print(f"  Keystone: {cloud.keystone.auth_url}; users {users}; "
+              "passwords: xfer devcloud env --user NAME")
     if cloud.database_url:
         print(f"  database: {cloud.database_url}")
     state_option = f" --state-dir {shlex.quote(str(cloud.state_dir))}" if args.state_dir else ""
@@ -87,7 +102,15 @@ def run_env(args: argparse.Namespace) -> int:
     except DevcloudError as exc:
         print(f"xfer devcloud env: {exc}", file=sys.stderr)
         return 1
-    sys.stdout.write(cloud.shell_exports())
+    if cloud.keystone is not None and args.user not in cloud.keystone.users:
+        print(f"xfer devcloud env: no user {args.user!r}; have {sorted(cloud.keystone.users)}",
+              file=sys.stderr)
+        return 1
+    if args.region and args.region not in cloud.clusters:
+        print(f"xfer devcloud env: no region {args.region!r}; have {sorted(cloud.clusters)}",
+              file=sys.stderr)
+        return 1
+    sys.stdout.write(cloud.shell_exports(user=args.user, region=args.region))
     return 0
 
 

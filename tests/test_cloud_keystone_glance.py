@@ -1,0 +1,242 @@
+"""The local cloud's Keystone, Glance and Keystone-authenticated Swift, against the real services
+of the test session's cloud (tests/conftest.py): what issue 9's copy flow will build on."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from keystoneauth1 import session as ksa_session
+from keystoneauth1.identity import v3
+
+from tests.conftest import unique
+from xfer.dev import devcloud
+
+pytestmark = pytest.mark.integration
+
+REGIONS = ("RegionOne", "RegionTwo")
+ACTIVE_DEADLINE_S = 60.0
+# Every token and secret these tests see: none may appear in any log of the cloud.
+_seen_secrets: set[str] = set()
+
+
+def keystone_of(cloud: devcloud.CloudInfo) -> devcloud.KeystoneInfo:
+    assert cloud.keystone is not None, "the session's cloud starts Keystone"
+    return cloud.keystone
+
+
+def user_session(cloud: devcloud.CloudInfo, name: str) -> ksa_session.Session:
+    keystone = keystone_of(cloud)
+    user = keystone.user(name)
+    auth = v3.Password(auth_url=keystone.auth_url, username=user.name, password=user.password,
+                       project_name=user.project, user_domain_name="Default",
+                       project_domain_name="Default")
+    return ksa_session.Session(auth=auth)
+
+
+@pytest.fixture(scope="module")
+def alice(cloud: devcloud.CloudInfo) -> Iterator[ksa_session.Session]:
+    session = user_session(cloud, "alice")
+    _seen_secrets.add(session.get_token())
+    yield session
+    session.session.close()
+
+
+@pytest.fixture(scope="module")
+def bob(cloud: devcloud.CloudInfo) -> Iterator[ksa_session.Session]:
+    session = user_session(cloud, "bob")
+    _seen_secrets.add(session.get_token())
+    yield session
+    session.session.close()
+
+
+def object_store(session: ksa_session.Session, region: str) -> str:
+    url = session.get_endpoint(service_type="object-store", interface="public", region_name=region)
+    assert isinstance(url, str)
+    return url
+
+
+def image_api(session: ksa_session.Session, region: str) -> str:
+    url = session.get_endpoint(service_type="image", interface="public", region_name=region)
+    assert isinstance(url, str)
+    return url.rstrip("/")
+
+
+def create_image(session: ksa_session.Session, region: str, **properties: str) -> str:
+    body = {"name": unique("image"), "disk_format": "raw", "container_format": "bare",
+            "visibility": "private", **properties}
+    response = session.post(f"{image_api(session, region)}/v2/images", json=body)
+    assert response.status_code == 201, response.text
+    image_id: str = response.json()["id"]
+    return image_id
+
+
+def wait_active(session: ksa_session.Session, region: str, image_id: str) -> dict:
+    deadline = time.monotonic() + ACTIVE_DEADLINE_S
+    while True:
+        image: dict = session.get(f"{image_api(session, region)}/v2/images/{image_id}").json()
+        if image["status"] == "active":
+            return image
+        assert image["status"] in ("queued", "saving", "importing"), image
+        assert time.monotonic() < deadline, f"image {image_id} still {image['status']}"
+        time.sleep(0.2)
+
+
+def upload(session: ksa_session.Session, region: str, data: bytes, *, chunked: bool = False) -> dict:
+    """PUT /v2/images/{id}/file; chunked: no Content-Length (a generator body)."""
+    image_id = create_image(session, region)
+    body: object = iter([data[: len(data) // 2], data[len(data) // 2 :]]) if chunked else data
+    response = session.put(f"{image_api(session, region)}/v2/images/{image_id}/file", data=body,
+                           headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 204, response.text
+    return wait_active(session, region, image_id)
+
+
+def test_alice_gets_a_catalog_with_image_and_object_store_in_both_regions(
+    cloud: devcloud.CloudInfo, alice: ksa_session.Session
+) -> None:
+    project_id = alice.get_project_id()
+    for region in REGIONS:
+        template = cloud.clusters[region].keystone_storage_url
+        assert object_store(alice, region) == template.replace("$(project_id)s", project_id)
+        assert image_api(alice, region) == cloud.glances[region].url
+        identity = alice.get_endpoint(service_type="identity", interface="public",
+                                      region_name=region)
+        assert identity.rstrip("/") == keystone_of(cloud).auth_url
+    assert object_store(alice, "RegionOne") != object_store(alice, "RegionTwo")
+
+
+def test_image_uploaded_through_glance_lands_in_the_owners_swift_account(
+    alice: ksa_session.Session,
+) -> None:
+    data = os.urandom(300_000)
+    image = upload(alice, "RegionOne", data)
+
+    assert image["size"] == len(data)
+    assert image["checksum"] == hashlib.md5(data).hexdigest()
+    assert image["os_hash_algo"] == "sha512"
+    assert image["os_hash_value"] == hashlib.sha512(data).hexdigest()
+    account = object_store(alice, "RegionOne")
+    location = f"{account}/glance_{image['id']}/{image['id']}"
+    assert image["direct_url"] == "swift+" + location
+    stored = alice.get(location)
+    assert stored.status_code == 200 and stored.content == data
+    assert stored.headers["Etag"].strip('"') == image["checksum"]  # a plain object
+    # Not in the other region's Swift.
+    other = alice.head(f"{object_store(alice, 'RegionTwo')}/glance_{image['id']}/{image['id']}",
+                       raise_exc=False)
+    assert other.status_code == 404
+
+
+def test_bob_cannot_see_alices_private_image(
+    alice: ksa_session.Session, bob: ksa_session.Session
+) -> None:
+    image = upload(alice, "RegionOne", b"alice's bytes")
+    images = image_api(bob, "RegionOne")
+
+    assert bob.get(f"{images}/v2/images/{image['id']}", raise_exc=False).status_code == 404
+    assert image["id"] not in {i["id"] for i in bob.get(f"{images}/v2/images").json()["images"]}
+    # Nor its bytes in Swift: the container is in alice's account.
+    swift_path = image["direct_url"].removeprefix("swift+")
+    assert bob.get(swift_path, raise_exc=False).status_code == 403
+
+
+def test_upload_without_content_length_becomes_a_dlo(alice: ksa_session.Session) -> None:
+    data = os.urandom(200_000)
+    image = upload(alice, "RegionOne", data, chunked=True)
+
+    assert image["checksum"] == hashlib.md5(data).hexdigest()
+    assert image["os_hash_value"] == hashlib.sha512(data).hexdigest()
+    container = f"{object_store(alice, 'RegionOne')}/glance_{image['id']}"
+    manifest = alice.head(f"{container}/{image['id']}")
+    assert manifest.headers["X-Object-Manifest"] == f"glance_{image['id']}/{image['id']}-"
+    listing = alice.get(container, params={"format": "json"}).json()
+    segments = [entry["name"] for entry in listing if entry["name"] != image["id"]]
+    assert segments == [f"{image['id']}-00001"]
+    assert alice.get(f"{container}/{image['id']}").content == data
+
+
+def test_tempauth_and_keystone_share_the_clusters_storage_each_with_its_own_accounts(
+    cloud: devcloud.CloudInfo, alice: ksa_session.Session
+) -> None:
+    """Each cluster has a tempauth proxy (XFER_REGIONS) and a Keystone proxy (the catalog's) on
+    the same account, container and object servers."""
+    cluster = cloud.clusters["RegionOne"]
+    tempauth = alice.session.get(cluster.auth_url, headers={
+        "X-Auth-User": cluster.user, "X-Auth-Key": cluster.key})
+    tempauth_account = tempauth.headers["X-Storage-Url"]
+    tempauth_token = tempauth.headers["X-Auth-Token"]
+    _seen_secrets.add(tempauth_token)
+    keystone_account = object_store(alice, "RegionOne")
+    keystone_proxy = keystone_account.rsplit("/v1/", 1)[0]
+    assert tempauth_account == f"{cluster.proxy_url}/v1/TEMPAUTH_test"
+
+    def status(method: str, url: str, token: str) -> int:
+        return alice.session.request(method, url, headers={"X-Auth-Token": token}).status_code
+
+    container = unique("shared-storage")
+    assert status("PUT", f"{keystone_account}/{container}", alice.get_token()) == 201
+    assert status("HEAD", keystone_account, alice.get_token()) == 204
+    assert status("HEAD", tempauth_account, tempauth_token) in (200, 204)
+    # alice's account, written through the Keystone proxy, is there for the tempauth proxy too,
+    # but its tempauth users may not open it; nor may Keystone users open tempauth's.
+    alice_via_tempauth_proxy = keystone_account.replace(keystone_proxy, cluster.proxy_url)
+    assert status("HEAD", f"{alice_via_tempauth_proxy}/{container}", tempauth_token) == 403
+    assert status("HEAD", tempauth_account.replace(cluster.proxy_url, keystone_proxy),
+                  alice.get_token()) == 403
+    assert status("HEAD", keystone_account, tempauth_token) == 401
+
+
+def test_expired_user_token_is_accepted_by_swift_with_a_valid_service_token(
+    cloud: devcloud.CloudInfo, alice: ksa_session.Session
+) -> None:
+    """Keystone caps a token's expiry at its application credential's: a credential that
+    expires in a few seconds gives a really expired token without touching keystone.conf."""
+    keystone = keystone_of(cloud)
+    lifetime = timedelta(seconds=3)
+    expires = datetime.now(UTC) + lifetime
+    created = alice.post(f"{keystone.auth_url}/users/{alice.get_user_id()}/application_credentials",
+                         json={"application_credential": {
+                             "name": unique("short-lived"),
+                             "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}})
+    credential = created.json()["application_credential"]
+    _seen_secrets.add(credential["secret"])
+    short_lived = ksa_session.Session(auth=v3.ApplicationCredential(
+        auth_url=keystone.auth_url, application_credential_id=credential["id"],
+        application_credential_secret=credential["secret"]))
+    user_token = short_lived.get_token()
+    assert isinstance(user_token, str)
+    _seen_secrets.add(user_token)
+    service_token = user_session(cloud, "xfer").get_token()
+    assert isinstance(service_token, str)
+    _seen_secrets.add(service_token)
+    account = object_store(alice, "RegionOne")
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 1.0)
+
+    def head(headers: dict[str, str]) -> int:
+        return alice.session.head(account, headers=headers).status_code
+
+    assert head({"X-Auth-Token": user_token}) == 401
+    assert head({"X-Auth-Token": user_token, "X-Service-Token": service_token}) == 204
+    # A user's token is no service token: the service role is what lets the expired one through.
+    assert head({"X-Auth-Token": user_token, "X-Service-Token": alice.get_token()}) == 401
+    short_lived.session.close()
+
+
+def test_no_log_of_the_cloud_holds_a_token_or_password(cloud: devcloud.CloudInfo) -> None:
+    """Runs last in this module: scans every log the cloud wrote for what the tests above used."""
+    keystone = keystone_of(cloud)
+    secrets = _seen_secrets | {user.password for user in keystone.users.values()}
+    assert len(_seen_secrets) >= 3
+    logs = [path for path in cloud.state_dir.rglob("*.log") if path.is_file()]
+    logs += [Path(p.log_path) for p in cloud.processes]
+    assert any("glance" in str(path) for path in logs)
+    for path in set(logs):
+        text = path.read_text(errors="replace")
+        leaked = [secret[:6] + "..." for secret in secrets if secret in text]
+        assert not leaked, f"{path} holds {leaked}"

@@ -1,0 +1,162 @@
+"""One region's Glance API: gunicorn serving ``glance.wsgi.api:application`` on sqlite, storing
+image data in that region's Swift as a multi-tenant store.
+
+Config choices, and why (measured facts in shared/notes/real-keystone-glance-on-loopback.md):
+- Legacy single-store config (``[glance_store] stores``, ``default_store = swift``) with
+  ``swift_store_multi_tenant``: data lands in the image owner's own account, container
+  ``glance_<image id>``, and locations are ``swift+http://...`` URLs that API 2.17's add-location
+  accepts. Multi-store (``enabled_backends``) with a multi-tenant Swift store is broken in
+  glance_store 5.7 ("Invalid location uri"), and a single-tenant store's ``swift+config://``
+  locations are refused by the API.
+- ``file`` stays in ``stores`` (under ``images/``) so that images registered there can be read;
+  in single-store mode the API offers no way to choose it for an upload (see the report of
+  issue 9's local cloud).
+- Imports on loopback need ``[import_filtering_opts]`` to allow 127.0.0.1 and the cloud's ports
+  (Glance's SSRF guard allows 80/443 only), as bracketed lists: the bare form passes start-up
+  and fails only at import time. Location imports need ``[oslo_concurrency] lock_path``,
+  without it the task fails and the image silently stays ``queued``.
+
+    <glance dir>/glance-api.conf   (OS_GLANCE_CONFIG_DIR is this directory; mode 0600)
+    <glance dir>/glance.db         sqlite
+    <glance dir>/{images,staging,tasks,locks}/
+    <glance dir>/glance-api.log    gunicorn's and Glance's stderr
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from xfer.dev.devcloud.keystone_server import KeystoneInfo
+from xfer.dev.devcloud.loopback import (
+    LOOPBACK,
+    PROBE_TIMEOUT_S,
+    Conf,
+    DevcloudError,
+    LaunchSpec,
+    OneShot,
+    gunicorn_argv,
+    http_request,
+    write_conf,
+)
+
+OPENSTACK_MAIN = Path(__file__).with_name("openstack_main.py")
+# Uploads of large images stream through one request: gunicorn's 30 s default would kill them.
+REQUEST_TIMEOUT_S = 300
+# glance-download copies only properties with these prefixes (Glance's defaults, made explicit).
+DOWNLOAD_PROPERTY_PREFIXES = ("hw_", "trait:", "os_distro", "os_secure_boot", "os_type")
+
+
+@dataclass(frozen=True)
+class GlanceInfo:
+    region: str
+    port: int
+    url: str  # http://127.0.0.1:PORT, the region's image endpoint
+    directory: Path
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "glance-api.log"
+
+    @property
+    def file_store_dir(self) -> Path:
+        return self.directory / "images"
+
+
+def prepare_glance(
+    region: str,
+    directory: Path,
+    port: int,
+    keystone: KeystoneInfo,
+    import_ports: Iterable[int],
+    python: Path,
+) -> GlanceInfo:
+    """Directories and glance-api.conf; ``import_ports`` are the ports imports may fetch from."""
+    paste_ini = python.parent.parent / "etc" / "glance" / "glance-api-paste.ini"
+    if not paste_ini.is_file():
+        raise DevcloudError(f"no {paste_ini}: is glance installed in the cloud venv?")
+    directory = directory.resolve()
+    info = GlanceInfo(region, port, f"http://{LOOPBACK}:{port}", directory)
+    for name in ("images", "staging", "tasks", "locks"):
+        (directory / name).mkdir(parents=True, exist_ok=True)
+    conf = _glance_conf(info, keystone, import_ports, paste_ini)
+    write_conf(directory / "glance-api.conf", conf, secret=True)
+    return info
+
+
+def db_sync_step(info: GlanceInfo, python: Path) -> OneShot:
+    glance_manage = python.parent / "glance-manage"
+    argv = (str(glance_manage), "--config-file", str(info.directory / "glance-api.conf"),
+            "db", "sync")
+    return OneShot(f"{info.region}/glance-db-sync", argv, info.directory / "glance-manage.log")
+
+
+def launch_spec(info: GlanceInfo, python: Path) -> LaunchSpec:
+    argv = (str(python), "-P", str(OPENSTACK_MAIN), "serve", "glance", str(info.directory),
+            *gunicorn_argv(info.port, info.directory / "gunicorn.pid", timeout_s=REQUEST_TIMEOUT_S))
+    return LaunchSpec(f"{info.region}/glance-api", argv, info.log_path)
+
+
+def readiness_problem(info: GlanceInfo, token: str) -> str | None:
+    """None once ``GET /v2/images`` answers 200 to a user's token: the app is loaded, its
+    keystonemiddleware validates tokens with Keystone and its database answers."""
+    status, _, _ = http_request(
+        info.port, "GET", "/v2/images", {"X-Auth-Token": token}, timeout=PROBE_TIMEOUT_S
+    )
+    return None if status == 200 else f"GET /v2/images answered {status}"
+
+
+def _bracketed(values: Iterable[object]) -> str:
+    return "[" + ",".join(str(value) for value in values) + "]"
+
+
+def _glance_conf(
+    info: GlanceInfo, keystone: KeystoneInfo, import_ports: Iterable[int], paste_ini: Path
+) -> Conf:
+    glance_user = keystone.user("glance")
+    return {
+        "DEFAULT": {
+            "use_stderr": "true",
+            "debug": "false",
+            "show_image_direct_url": "true",
+            "enabled_import_methods": "[glance-direct,web-download,glance-download]",
+            "hashing_algorithm": "sha512",
+            "node_staging_uri": f"file://{info.directory / 'staging'}",
+            # Where other Glance workers reach this one (distributed import); one worker here.
+            "worker_self_reference_url": info.url,
+        },
+        "database": {"connection": f"sqlite:///{info.directory / 'glance.db'}"},
+        # The paste pipeline shipped in the cloud venv; "keystone" puts authtoken in it.
+        "paste_deploy": {"flavor": "keystone", "config_file": str(paste_ini)},
+        "keystone_authtoken": {
+            "www_authenticate_uri": keystone.auth_url,
+            "auth_url": keystone.auth_url,
+            "auth_type": "password",
+            "username": glance_user.name,
+            "password": glance_user.password,
+            "project_name": glance_user.project,
+            "user_domain_id": "default",
+            "project_domain_id": "default",
+            "region_name": info.region,
+            "service_token_roles": "service",
+            "service_token_roles_required": "true",
+        },
+        "glance_store": {
+            "stores": "swift,file,http",
+            "default_store": "swift",
+            "swift_store_multi_tenant": "true",
+            "swift_store_region": info.region,
+            "swift_store_endpoint_type": "publicURL",
+            "swift_store_create_container_on_put": "true",
+            "filesystem_store_datadir": str(info.file_store_dir),
+        },
+        "os_glance_staging_store": {"filesystem_store_datadir": str(info.directory / "staging")},
+        "os_glance_tasks_store": {"filesystem_store_datadir": str(info.directory / "tasks")},
+        "oslo_concurrency": {"lock_path": str(info.directory / "locks")},
+        "import_filtering_opts": {
+            "allowed_hosts": _bracketed([LOOPBACK]),
+            "allowed_ports": _bracketed(sorted(set(import_ports))),
+        },
+        "glance_download_properties": {"extra_properties": _bracketed(DOWNLOAD_PROPERTY_PREFIXES)},
+    }

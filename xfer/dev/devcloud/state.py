@@ -1,0 +1,110 @@
+"""What a local cloud is (``CloudInfo``: its services, users and processes) and its state file,
+``<state_dir>/devcloud.json``, which holds it between commands.
+
+The state file holds passwords (Keystone users, tempauth keys): it is created mode 0600 and
+replaced atomically, so a reader never sees half of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xfer.dev.devcloud.glance_server import GlanceInfo
+from xfer.dev.devcloud.keystone_server import DOMAIN, KeystoneInfo, OpenStackUser
+from xfer.dev.devcloud.loopback import SECRET_FILE_MODE, DevcloudError
+from xfer.dev.devcloud.processes import ProcessRecord
+from xfer.dev.devcloud.swift_cluster import ClusterInfo, ClusterPorts
+from xfer.settings import RegionConfig, regions_variable
+
+STATE_FILE = "devcloud.json"
+
+
+@dataclass(frozen=True)
+class CloudInfo:
+    state_dir: Path
+    clusters: dict[str, ClusterInfo]  # by region name
+    database_url: str  # "" when started with database=False and no XFER_DATABASE_URL
+    processes: tuple[ProcessRecord, ...] = field(default=())
+    keystone: KeystoneInfo | None = None  # None when started with openstack=False
+    glances: dict[str, GlanceInfo] = field(default_factory=dict)  # by region name
+
+    def environ(self) -> dict[str, str]:
+        """XFER_* variables for an xfer process using this cloud."""
+        regions = (RegionConfig(region, c.auth_url, c.user, c.key)
+                   for region, c in self.clusters.items())
+        variables = {"XFER_REGIONS": regions_variable(regions)}
+        if self.database_url:
+            variables["XFER_DATABASE_URL"] = self.database_url
+        return variables
+
+    def openstack_environ(self, user: str = "alice", region: str = "") -> dict[str, str]:
+        """OS_* variables (openstack CLI, keystoneauth1 loaders) for one Keystone user."""
+        if self.keystone is None:
+            return {}
+        account = self.keystone.user(user)
+        return {
+            "OS_AUTH_URL": self.keystone.auth_url,
+            "OS_AUTH_TYPE": "password",
+            "OS_IDENTITY_API_VERSION": "3",
+            "OS_USERNAME": account.name,
+            "OS_PASSWORD": account.password,
+            "OS_PROJECT_NAME": account.project,
+            "OS_USER_DOMAIN_NAME": DOMAIN,
+            "OS_PROJECT_DOMAIN_NAME": DOMAIN,
+            "OS_REGION_NAME": region or next(iter(self.clusters)),
+            "OS_INTERFACE": "public",
+        }
+
+    def shell_exports(self, user: str = "alice", region: str = "") -> str:
+        """``export NAME='value'`` lines for ``eval "$(xfer devcloud env)"``."""
+        variables = self.environ() | self.openstack_environ(user, region)
+        return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in variables.items())
+
+
+def write_state(cloud: CloudInfo, *, ready: bool) -> None:
+    document = {"ready": ready, **asdict(cloud)}
+    temporary = cloud.state_dir / f"{STATE_FILE}.tmp"
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_FILE_MODE)
+    with os.fdopen(descriptor, "w") as state_file:
+        state_file.write(json.dumps(document, indent=2, default=str) + "\n")
+    os.replace(temporary, cloud.state_dir / STATE_FILE)
+
+
+def remove_state(state_dir: Path) -> None:
+    (state_dir / STATE_FILE).unlink()
+
+
+def read_state(state_dir: Path) -> tuple[CloudInfo, bool] | None:
+    """The recorded cloud and whether its ``up`` finished; None when there is no state file."""
+    try:
+        document: dict[str, Any] = json.loads((state_dir / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise DevcloudError(f"unreadable state file in {state_dir}: {exc}") from exc
+    return _cloud_from(document), bool(document["ready"])
+
+
+def _cloud_from(document: dict[str, Any]) -> CloudInfo:
+    clusters = {
+        region: ClusterInfo(**{**c, "directory": Path(c["directory"]),
+                               "ports": ClusterPorts(**c["ports"])})
+        for region, c in document["clusters"].items()
+    }
+    processes = tuple(ProcessRecord(**{**p, "log_path": Path(p["log_path"])})
+                      for p in document["processes"])
+    keystone = None
+    if document.get("keystone"):
+        k = document["keystone"]
+        users = {name: OpenStackUser(**user) for name, user in k["users"].items()}
+        keystone = KeystoneInfo(k["port"], k["auth_url"], Path(k["directory"]), users)
+    glances = {region: GlanceInfo(**{**g, "directory": Path(g["directory"])})
+               for region, g in document.get("glances", {}).items()}
+    return CloudInfo(Path(document["state_dir"]), clusters, document["database_url"], processes,
+                     keystone, glances)
