@@ -1,5 +1,6 @@
-"""Shared fixtures: one local cloud per test session (real Swift clusters and real Postgres),
-a database per test cloned from a migrated template, and an in-process xfer service."""
+"""Shared fixtures: one local cloud per test session (real Swift clusters, Keystone, a Glance per
+region and Postgres), a database per test cloned from a migrated template, and an in-process xfer
+service."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def cloud() -> Iterator[devcloud.CloudInfo]:
     specs = (devcloud.ClusterSpec("RegionOne"),
              devcloud.ClusterSpec("RegionTwo", max_file_size=TARGET_MAX_FILE_SIZE))
     with cloud_state_dir("tests") as state_dir:
-        info = devcloud.up(state_dir, specs)
+        # RegionOne's file-store API: source images in Glance's file store (issue 10).
+        info = devcloud.up(state_dir, specs, file_store_regions=("RegionOne",))
         try:
             yield info
         finally:

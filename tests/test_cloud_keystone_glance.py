@@ -87,11 +87,14 @@ def wait_active(session: ksa_session.Session, region: str, image_id: str) -> dic
         time.sleep(0.2)
 
 
-def upload(session: ksa_session.Session, region: str, data: bytes, *, chunked: bool = False) -> dict:
-    """PUT /v2/images/{id}/file; chunked: no Content-Length (a generator body)."""
+def upload(session: ksa_session.Session, region: str, data: bytes, *, chunked: bool = False,
+           through: str = "") -> dict:
+    """PUT /v2/images/{id}/file; chunked: no Content-Length (a generator body); ``through``
+    another API of the region than the catalog's (its file-store API)."""
     image_id = create_image(session, region)
     body: object = iter([data[: len(data) // 2], data[len(data) // 2 :]]) if chunked else data
-    response = session.put(f"{image_api(session, region)}/v2/images/{image_id}/file", data=body,
+    api = through or image_api(session, region)
+    response = session.put(f"{api}/v2/images/{image_id}/file", data=body,
                            headers={"Content-Type": "application/octet-stream"})
     assert response.status_code == 204, response.text
     return wait_active(session, region, image_id)
@@ -159,6 +162,22 @@ def test_upload_without_content_length_becomes_a_dlo(alice: ksa_session.Session)
     segments = [entry["name"] for entry in listing if entry["name"] != image["id"]]
     assert segments == [f"{image['id']}-00001"]
     assert alice.get(f"{container}/{image['id']}").content == data
+
+
+def test_an_upload_through_the_file_store_api_is_an_image_of_the_regions_glance_in_its_file_store(
+    cloud: devcloud.CloudInfo, alice: ksa_session.Session
+) -> None:
+    glance = cloud.glances["RegionOne"]
+    data = os.urandom(150_000)
+    image = upload(alice, "RegionOne", data, through=glance.file_store_url)
+
+    assert image["direct_url"] == f"file://{glance.file_store_dir}/{image['id']}"
+    assert image["checksum"] == hashlib.md5(data).hexdigest()
+    assert image["os_hash_value"] == hashlib.sha512(data).hexdigest()
+    downloaded = alice.get(f"{image_api(alice, 'RegionOne')}/v2/images/{image['id']}/file")
+    assert downloaded.content == data
+    swift = alice.head(f"{object_store(alice, 'RegionOne')}/glance_{image['id']}", raise_exc=False)
+    assert swift.status_code == 404  # not in Swift
 
 
 def test_tempauth_and_keystone_share_the_clusters_storage_each_with_its_own_accounts(

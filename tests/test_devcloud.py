@@ -215,7 +215,7 @@ def test_full_cloud_records_every_service_and_load_finds_it(cloud: CloudInfo) ->
     for region in ("RegionOne", "RegionTwo"):
         assert {f"{region}/proxy-server", f"{region}/keystone-proxy-server",
                 f"{region}/glance-api"} <= names
-    assert {"keystone", "postgres"} <= names
+    assert {"keystone", "postgres", "RegionOne/glance-file-store-api"} <= names
     assert all(is_running(process) for process in cloud.processes)
     assert load(cloud.state_dir) == cloud
 

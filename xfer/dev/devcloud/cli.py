@@ -1,7 +1,7 @@
 """``xfer devcloud up|down|env``: the local cloud from a shell.
 
 xfer devcloud up [--state-dir D] [--max-file-size REGION=BYTES ...] [--no-database]
-                 [--no-openstack]
+                 [--no-openstack] [--file-store-api REGION ...]
 eval "$(xfer devcloud env [--user alice|bob|carol|xfer|admin] [--region RegionTwo])"
 xfer devcloud down
 """
@@ -37,6 +37,8 @@ def register(subparsers: Any) -> None:
     start.add_argument("--no-database", action="store_true", help="do not start Postgres")
     start.add_argument("--no-openstack", action="store_true",
                        help="Swift with tempauth only: no Keystone, no Glance")
+    start.add_argument("--file-store-api", action="append", default=[], metavar="REGION",
+                       help="also a Glance API whose uploads land in the file store (repeatable)")
     start.set_defaults(func=run_up)
 
     stop = commands.add_parser("down", help="stop the local cloud (data and logs stay)")
@@ -65,7 +67,7 @@ def run_up(args: argparse.Namespace) -> int:
         clusters = cluster_specs(args.max_file_size)
         started = time.monotonic()
         cloud = up(state_dir, clusters, database=not args.no_database,
-                   openstack=not args.no_openstack)
+                   openstack=not args.no_openstack, file_store_regions=args.file_store_api)
     except (DevcloudError, ValueError) as exc:
         print(f"xfer devcloud up: {exc}", file=sys.stderr)
         return 1
@@ -73,9 +75,12 @@ def run_up(args: argparse.Namespace) -> int:
     for cluster in cloud.clusters.values():
         print(f"  {cluster.region}: Swift tempauth {cluster.auth_url}  user {cluster.user} "
               f"key {cluster.key}")
-        if cluster.region in cloud.glances:
-            print(f"  {cluster.region}: Glance {cloud.glances[cluster.region].url}, "
+        glance = cloud.glances.get(cluster.region)
+        if glance is not None:
+            print(f"  {cluster.region}: Glance {glance.url}, "
                   f"Swift for Keystone tokens {cluster.keystone_storage_url}")
+        if glance is not None and glance.file_store_url:
+            print(f"  {cluster.region}: Glance file-store API {glance.file_store_url}")
     if cloud.keystone is not None:
         users = ", ".join(f"{u.name} ({u.role} in {u.project})" for u in cloud.keystone.users.values())
         print(f"  Keystone: {cloud.keystone.auth_url}; users {users}; "

@@ -74,14 +74,18 @@ def up(
     *,
     database: bool = True,
     openstack: bool = True,
+    file_store_regions: Sequence[str] = (),
 ) -> CloudInfo:
     """Start a fresh cloud in ``state_dir`` and return once every service answers authenticated
     requests and Postgres accepts clients. Refuses if a cloud already runs there.
 
-    ``openstack=False``: Swift clusters with tempauth only, no Keystone and no Glance."""
+    ``openstack=False``: Swift clusters with tempauth only, no Keystone and no Glance.
+    ``file_store_regions``: these regions' Glance also get a file-store API (glance_server.py)."""
     regions = [spec.region for spec in clusters]
     if not regions or len(set(regions)) != len(regions):
         raise ValueError(f"need at least one cluster and distinct regions, got {regions}")
+    if set(file_store_regions) - set(regions) or (file_store_regions and not openstack):
+        raise ValueError(f"file_store_regions {list(file_store_regions)}: not Glance regions")
     python = cloud_python()
     if not python.exists():
         raise DevcloudError(
@@ -91,7 +95,7 @@ def up(
     state_dir = state_dir.absolute()
     with _locked(state_dir):
         _clear_stopped_cloud(state_dir)
-        cloud = _plan(state_dir, clusters, python, openstack)
+        cloud = _plan(state_dir, clusters, python, openstack, file_store_regions)
         try:
             return _start(cloud, python, database)
         except BaseException:
@@ -126,11 +130,15 @@ def load(state_dir: Path) -> CloudInfo:
 
 
 def _plan(
-    state_dir: Path, specs: Sequence[ClusterSpec], python: Path, openstack: bool
+    state_dir: Path,
+    specs: Sequence[ClusterSpec],
+    python: Path,
+    openstack: bool,
+    file_store_regions: Sequence[str],
 ) -> CloudInfo:
     """Ports, passwords and config files for every service; nothing started yet."""
-    # Keystone; per region a Glance and a Keystone proxy.
-    openstack_ports = 1 + 2 * len(specs) if openstack else 0
+    # Keystone; per region a Glance and a Keystone proxy; the file-store APIs.
+    openstack_ports = 1 + 2 * len(specs) + len(file_store_regions) if openstack else 0
     ports = iter(loopback.pick_free_ports(PORTS_PER_CLUSTER * len(specs) + openstack_ports))
     cluster_ports = {
         spec.region: ClusterPorts(*(next(ports) for _ in range(PORTS_PER_CLUSTER)))
@@ -147,6 +155,7 @@ def _plan(
 
     keystone_port = next(ports)
     glance_ports = {spec.region: next(ports) for spec in specs}
+    file_store_ports = {region: next(ports) for region in file_store_regions}
     endpoints = {
         region: RegionEndpoints(swift_cluster.keystone_storage_url(cluster_ports[region].keystone_proxy),
                                 f"http://{loopback.LOOPBACK}:{glance_ports[region]}")
@@ -163,7 +172,8 @@ def _plan(
     cloud_ports = [keystone_port, *glance_ports.values(),
                    *(port for p in cluster_ports.values() for port in (p.proxy, p.keystone_proxy))]
     glances = {region: glance_server.prepare_glance(
-        region, state_dir / "glance" / region, port, keystone, cloud_ports, python)
+        region, state_dir / "glance" / region, port, keystone, cloud_ports, python,
+        file_store_ports.get(region, 0))
         for region, port in glance_ports.items()}
     return CloudInfo(state_dir, clusters, database_url, keystone=keystone, glances=glances)
 
@@ -196,7 +206,7 @@ def _steps(cloud: CloudInfo, python: Path) -> list[tuple[OneShot, list[LaunchSpe
         # Keystone starts at once, its set-up alongside (see keystone_server.py).
         keystone = cloud.keystone
         steps.append((keystone_server.setup_step(keystone, python), []))
-    steps += [(glance_server.db_sync_step(info, python), [glance_server.launch_spec(info, python)])
+    steps += [(glance_server.db_sync_step(info, python), glance_server.launch_specs(info, python))
               for info in cloud.glances.values()]
     return steps
 

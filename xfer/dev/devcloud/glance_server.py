@@ -8,15 +8,20 @@ Config choices, and why (measured facts in shared/notes/real-keystone-glance-on-
   accepts. Multi-store (``enabled_backends``) with a multi-tenant Swift store is broken in
   glance_store 5.7 ("Invalid location uri"), and a single-tenant store's ``swift+config://``
   locations are refused by the API.
-- ``file`` stays in ``stores`` (under ``images/``) so that images registered there can be read;
-  in single-store mode the API offers no way to choose it for an upload (see the report of
-  issue 9's local cloud).
+- ``file`` stays in ``stores`` (under ``images/``), so images stored there are served too. In
+  single-store mode the API offers no way to choose a store: ``X-Image-Meta-Store`` on an upload
+  and ``stores`` on an import are read only with ``enabled_backends``, and add-location refuses
+  ``file://``. So a region may get a second API, the *file-store API*, on the same database and
+  directories whose only difference is ``default_store = file``: what is uploaded through it
+  lands in the file store (location ``file://<glance dir>/images/<id>``) and is an ordinary
+  image of the region's Glance.
 - Imports on loopback need ``[import_filtering_opts]`` to allow 127.0.0.1 and the cloud's ports
   (Glance's SSRF guard allows 80/443 only), as bracketed lists: the bare form passes start-up
   and fails only at import time. Location imports need ``[oslo_concurrency] lock_path``,
   without it the task fails and the image silently stays ``queued``.
 
     <glance dir>/glance-api.conf   (OS_GLANCE_CONFIG_DIR is this directory; mode 0600)
+    <glance dir>/file-store-api/glance-api.conf   the file-store API's, when there is one
     <glance dir>/glance.db         sqlite
     <glance dir>/{images,staging,tasks,locks}/
     <glance dir>/glance-api.log    gunicorn's and Glance's stderr
@@ -54,10 +59,16 @@ class GlanceInfo:
     port: int
     url: str  # http://127.0.0.1:PORT, the region's image endpoint
     directory: Path
+    file_store_port: int = 0  # 0: no file-store API
+    file_store_url: str = ""  # its URL: uploads through it land in the file store
 
     @property
     def log_path(self) -> Path:
         return self.directory / "glance-api.log"
+
+    @property
+    def file_store_api_dir(self) -> Path:
+        return self.directory / "file-store-api"
 
     @property
     def file_store_dir(self) -> Path:
@@ -71,17 +82,26 @@ def prepare_glance(
     keystone: KeystoneInfo,
     import_ports: Iterable[int],
     python: Path,
+    file_store_port: int = 0,
 ) -> GlanceInfo:
-    """Directories and glance-api.conf; ``import_ports`` are the ports imports may fetch from."""
+    """Directories and glance-api.conf; ``import_ports`` are the ports imports may fetch from.
+    With ``file_store_port``, also the config of the region's file-store API on that port."""
     paste_ini = python.parent.parent / "etc" / "glance" / "glance-api-paste.ini"
     if not paste_ini.is_file():
         raise DevcloudError(f"no {paste_ini}: is glance installed in the cloud venv?")
     directory = directory.resolve()
-    info = GlanceInfo(region, port, f"http://{LOOPBACK}:{port}", directory)
+    file_store_url = f"http://{LOOPBACK}:{file_store_port}" if file_store_port else ""
+    info = GlanceInfo(region, port, f"http://{LOOPBACK}:{port}", directory, file_store_port,
+                      file_store_url)
     for name in ("images", "staging", "tasks", "locks"):
         (directory / name).mkdir(parents=True, exist_ok=True)
     conf = _glance_conf(info, keystone, import_ports, paste_ini)
     write_conf(directory / "glance-api.conf", conf, secret=True)
+    if file_store_port:
+        info.file_store_api_dir.mkdir()
+        conf["glance_store"]["default_store"] = "file"
+        conf["DEFAULT"]["worker_self_reference_url"] = file_store_url
+        write_conf(info.file_store_api_dir / "glance-api.conf", conf, secret=True)
     return info
 
 
@@ -92,19 +112,31 @@ def db_sync_step(info: GlanceInfo, python: Path) -> OneShot:
     return OneShot(f"{info.region}/glance-db-sync", argv, info.directory / "glance-manage.log")
 
 
-def launch_spec(info: GlanceInfo, python: Path) -> LaunchSpec:
-    argv = (str(python), "-P", str(OPENSTACK_MAIN), "serve", "glance", str(info.directory),
-            *gunicorn_argv(info.port, info.directory / "gunicorn.pid", timeout_s=REQUEST_TIMEOUT_S))
-    return LaunchSpec(f"{info.region}/glance-api", argv, info.log_path)
+def launch_specs(info: GlanceInfo, python: Path) -> list[LaunchSpec]:
+    """The region's API and, if it has one, its file-store API (after the same db sync)."""
+    apis = [("glance-api", info.directory, info.port)]
+    if info.file_store_port:
+        apis.append(("glance-file-store-api", info.file_store_api_dir, info.file_store_port))
+    specs = []
+    for name, config_dir, port in apis:
+        argv = (str(python), "-P", str(OPENSTACK_MAIN), "serve", "glance", str(config_dir),
+                *gunicorn_argv(port, config_dir / "gunicorn.pid", timeout_s=REQUEST_TIMEOUT_S))
+        specs.append(LaunchSpec(f"{info.region}/{name}", argv, config_dir / f"{name}.log"))
+    return specs
 
 
 def readiness_problem(info: GlanceInfo, token: str) -> str | None:
-    """None once ``GET /v2/images`` answers 200 to a user's token: the app is loaded, its
-    keystonemiddleware validates tokens with Keystone and its database answers."""
-    status, _, _ = http_request(
-        info.port, "GET", "/v2/images", {"X-Auth-Token": token}, timeout=PROBE_TIMEOUT_S
-    )
-    return None if status == 200 else f"GET /v2/images answered {status}"
+    """None once ``GET /v2/images`` answers 200 to a user's token on every API of the region:
+    the app is loaded, its keystonemiddleware validates tokens and its database answers."""
+    for port in (info.port, info.file_store_port):
+        if not port:
+            continue
+        status, _, _ = http_request(
+            port, "GET", "/v2/images", {"X-Auth-Token": token}, timeout=PROBE_TIMEOUT_S
+        )
+        if status != 200:
+            return f"GET /v2/images on port {port} answered {status}"
+    return None
 
 
 def _bracketed(values: Iterable[object]) -> str:
