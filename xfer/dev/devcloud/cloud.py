@@ -13,7 +13,7 @@ included (so it is mode 0600). The state file is written as soon as the first pr
     <state_dir>/pgdata/                embedded Postgres (see postgres.py)
 
 Start-up runs everything that can run at once: the one-shot steps (Swift rings, Keystone's
-set-up, each Glance's db sync) and Keystone's server start together, Postgres initialises
+set-up, Glance's db sync) and Keystone's server start together, Postgres initialises in a thread
 meanwhile, and each other service starts as soon as its own step is done. Swift and Glance need
 no Keystone to start (their keystonemiddleware asks it on the first request), only to pass their
 readiness checks, which begin once every step has finished.
@@ -27,8 +27,10 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from xfer.dev.children import stop_child
@@ -182,15 +184,22 @@ def _start(cloud: CloudInfo, python: Path, database: bool) -> CloudInfo:
     deadline = time.monotonic() + READY_TIMEOUT_S
     steps = _steps(cloud, python)
     running = {step.name: start_step(step) for step, _ in steps}
-    try:
-        if cloud.keystone is not None:
-            cloud = _record(cloud, spawn(keystone_server.launch_spec(cloud.keystone, python)))
+    with ThreadPoolExecutor(max_workers=1) as background:
+        starting_postgres = None
         if database and not cloud.database_url:
-            cloud = _start_postgres(cloud)  # initialises while the steps run
-        cloud = _finish_steps(cloud, steps, running, deadline)
-    finally:
-        for child in running.values():  # only after a failure are some still running
-            stop_child(child, grace_seconds=2.0)
+            # Postgres initialises (a few CPU-s) while this thread starts everything else;
+            # pgserver is imported here, as warnings filters are not thread-safe.
+            starting_postgres = background.submit(
+                postgres.start_postgres, cloud.state_dir / "pgdata", postgres.import_pgserver())
+        try:
+            if cloud.keystone is not None:
+                cloud = _record(cloud, spawn(keystone_server.launch_spec(cloud.keystone, python)))
+            cloud = _finish_steps(cloud, steps, running, deadline)
+        finally:
+            for child in running.values():  # only after a failure are some still running
+                stop_child(child, grace_seconds=2.0)
+            if starting_postgres is not None:
+                cloud = _postgres_started(cloud, starting_postgres)
     wait_until_ready(cloud, deadline)
     for info in cloud.clusters.values():
         swift_cluster.check_constraints(info)
@@ -198,37 +207,47 @@ def _start(cloud: CloudInfo, python: Path, database: bool) -> CloudInfo:
     return cloud
 
 
-def _steps(cloud: CloudInfo, python: Path) -> list[tuple[OneShot, list[LaunchSpec]]]:
-    """Each one-shot step with the processes that start once it has succeeded."""
-    steps = [(swift_cluster.ring_step(info, python), swift_cluster.launch_specs(info, python))
-             for info in cloud.clusters.values()]
+# A one-shot step, and what to do once it has succeeded: the processes it returns are started.
+Step = tuple[OneShot, Callable[[], list[LaunchSpec]]]
+
+
+def _steps(cloud: CloudInfo, python: Path) -> list[Step]:
+    steps: list[Step] = [
+        (swift_cluster.ring_step(info, python), partial(swift_cluster.launch_specs, info, python))
+        for info in cloud.clusters.values()]
     if cloud.keystone is not None:
-        # Keystone starts at once, its set-up alongside (see keystone_server.py).
-        keystone = cloud.keystone
-        steps.append((keystone_server.setup_step(keystone, python), []))
-    steps += [(glance_server.db_sync_step(info, python), glance_server.launch_specs(info, python))
-              for info in cloud.glances.values()]
+        # Keystone's server starts at once, its set-up alongside (see keystone_server.py).
+        steps.append((keystone_server.setup_step(cloud.keystone, python), list))
+    if cloud.glances:
+        glances = list(cloud.glances.values())
+
+        def start_glances() -> list[LaunchSpec]:
+            for other in glances[1:]:
+                glance_server.copy_database(glances[0], other)
+            return [spec for info in glances for spec in glance_server.launch_specs(info, python)]
+
+        steps.append((glance_server.db_sync_step(glances[0], python), start_glances))
     return steps
 
 
 def _finish_steps(
     cloud: CloudInfo,
-    steps: list[tuple[OneShot, list[LaunchSpec]]],
+    steps: list[Step],
     running: dict[str, subprocess.Popen[bytes]],
     deadline: float,
 ) -> CloudInfo:
     """Wait for every step; start each one's processes as soon as it succeeds."""
-    followers = {step.name: (step, launches) for step, launches in steps}
+    followers = dict((step.name, (step, then)) for step, then in steps)
     while running:
         for name, child in list(running.items()):
             if child.poll() is None:
                 continue
             del running[name]
-            step, launches = followers[name]
+            step, then = followers[name]
             if child.returncode != 0:
                 raise DevcloudError(f"{name} failed (exit {child.returncode}); the end of "
                                     f"{step.log_path}:\n{loopback.log_tail(step.log_path)}")
-            for launch in launches:
+            for launch in then():
                 cloud = _record(cloud, spawn(launch))
         if running and time.monotonic() > deadline:
             raise DevcloudError(f"still running after {READY_TIMEOUT_S:.0f} s: {sorted(running)}")
@@ -237,10 +256,11 @@ def _finish_steps(
     return cloud
 
 
-def _start_postgres(cloud: CloudInfo) -> CloudInfo:
+def _postgres_started(cloud: CloudInfo, starting: Future[postgres.EmbeddedPostgres]) -> CloudInfo:
+    """Wait for Postgres and record its postmaster, also when its start failed."""
     pgdata = cloud.state_dir / "pgdata"
     try:
-        embedded = postgres.start_postgres(pgdata)
+        embedded = starting.result()
     except BaseException:
         # pg_ctl may have started a postmaster before the failure: record it so it is stopped.
         pid = postgres.postmaster_pid(pgdata)

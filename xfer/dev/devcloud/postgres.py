@@ -52,9 +52,10 @@ def import_pgserver() -> ModuleType:
     return pgserver
 
 
-def start_postgres(pgdata: Path) -> EmbeddedPostgres:
-    """initdb (if new), start, and create the ``xfer`` database; returns once it accepts clients."""
-    pgserver = import_pgserver()
+def start_postgres(pgdata: Path, pgserver: ModuleType | None = None) -> EmbeddedPostgres:
+    """initdb (if new), start, and create the ``xfer`` database; returns once it accepts clients.
+    Pass ``import_pgserver()``'s module to run this in another thread."""
+    pgserver = pgserver or import_pgserver()
     pgdata = pgdata.resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
     pgserver.PostgresServer._instances.pop(pgdata, None)
