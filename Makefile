@@ -8,7 +8,7 @@ XFER := $(VENV)/bin/xfer
 
 deps: system-packages $(VENV)/.installed $(CLOUD_VENV)/.installed
 
-# Debian packages the local cloud needs: memcached for tempauth's tokens.
+# Debian packages the local cloud needs: memcached for tempauth's (and keystonemiddleware's) tokens.
 system-packages:
 	@command -v memcached >/dev/null 2>&1 || { \
 	  echo "installing Debian package memcached"; \
@@ -20,11 +20,13 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[embedded,dev]'
 	touch $@
 
-# The local cloud's own packages live in their own venv, never mixed with xfer's.
-$(CLOUD_VENV)/.installed: devcloud-requirements.txt
+# The local cloud's own packages (Swift, Keystone, Glance, gunicorn) live in their own venv, never
+# mixed with xfer's; every version pinned (devcloud-constraints.txt). About 30 s.
+$(CLOUD_VENV)/.installed: devcloud-requirements.txt devcloud-constraints.txt
 	$(PYTHON) -m venv $(CLOUD_VENV)
 	$(CLOUD_VENV)/bin/pip install -q --upgrade pip
-	$(CLOUD_VENV)/bin/pip install -q -r devcloud-requirements.txt
+	$(CLOUD_VENV)/bin/pip install -q -r devcloud-requirements.txt -c devcloud-constraints.txt
+	$(CLOUD_VENV)/bin/pip check
 	touch $@
 
 demo: deps
