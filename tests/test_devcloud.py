@@ -218,6 +218,9 @@ def test_full_cloud_records_every_service_and_load_finds_it(cloud: CloudInfo) ->
     assert {"keystone", "postgres", "RegionOne/glance-file-store-api"} <= names
     assert all(is_running(process) for process in cloud.processes)
     assert load(cloud.state_dir) == cloud
+    with pytest.raises(DevcloudError, match="already runs"):
+        up(cloud.state_dir)
+    assert load(cloud.state_dir) == cloud
 
 
 def test_files_with_passwords_or_keys_are_owner_only(cloud: CloudInfo) -> None:
