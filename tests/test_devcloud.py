@@ -269,3 +269,36 @@ def test_env_exports_openstack_variables_that_get_a_token(
         assert image == cloud.glances["RegionTwo"].url
     finally:
         session.session.close()
+
+
+def test_a_failed_step_of_a_full_cloud_stops_every_process_it_had_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from xfer.dev.devcloud import cloud as cloud_module
+    from xfer.dev.devcloud import glance_server, processes
+
+    def failing_db_sync(info: glance_server.GlanceInfo, python: Path) -> loopback.OneShot:
+        # Fails once Keystone, the Swift servers and Postgres are (being) started.
+        argv = ("/bin/sh", "-c", "sleep 3; echo schema broken >&2; exit 3")
+        return loopback.OneShot(f"{info.region}/glance-db-sync", argv, info.directory / "sync.log")
+
+    spawned: list[ProcessRecord] = []
+
+    def recording_spawn(launch: loopback.LaunchSpec) -> ProcessRecord:
+        spawned.append(processes.spawn(launch))
+        return spawned[-1]
+
+    monkeypatch.setattr(glance_server, "db_sync_step", failing_db_sync)
+    monkeypatch.setattr(cloud_module, "spawn", recording_spawn)
+    with cloud_state_dir("devcloud-broken") as state_dir:
+        try:
+            with pytest.raises(DevcloudError, match="glance-db-sync failed") as failure:
+                up(state_dir, (ClusterSpec("Broken"),))
+        finally:
+            down(state_dir)
+        assert "schema broken" in str(failure.value)
+        assert not (state_dir / "devcloud.json").exists()
+        assert {"keystone", "Broken/proxy-server"} <= {p.name for p in spawned}
+        assert not any(is_running(process) for process in spawned)
+        postmaster = (state_dir / "pgdata" / "postmaster.pid")
+        assert not postmaster.exists(), "Postgres, started in a thread, was stopped too"

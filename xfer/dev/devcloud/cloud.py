@@ -180,26 +180,40 @@ def _plan(
     return CloudInfo(state_dir, clusters, database_url, keystone=keystone, glances=glances)
 
 
-def _start(cloud: CloudInfo, python: Path, database: bool) -> CloudInfo:
+class _Recorder:
+    """The cloud as started so far. Every process is written to the state file the moment it
+    exists, so that ``down`` stops whatever a failed ``up`` had started."""
+
+    def __init__(self, cloud: CloudInfo) -> None:
+        self.cloud = cloud
+
+    def record(self, process: ProcessRecord) -> None:
+        self.cloud = replace(self.cloud, processes=(*self.cloud.processes, process))
+        write_state(self.cloud, ready=False)
+
+
+def _start(planned: CloudInfo, python: Path, database: bool) -> CloudInfo:
     deadline = time.monotonic() + READY_TIMEOUT_S
-    steps = _steps(cloud, python)
+    started = _Recorder(planned)
+    steps = _steps(planned, python)
     running = {step.name: start_step(step) for step, _ in steps}
     with ThreadPoolExecutor(max_workers=1) as background:
         starting_postgres = None
-        if database and not cloud.database_url:
+        if database and not planned.database_url:
             # Postgres initialises (a few CPU-s) while this thread starts everything else;
             # pgserver is imported here, as warnings filters are not thread-safe.
             starting_postgres = background.submit(
-                postgres.start_postgres, cloud.state_dir / "pgdata", postgres.import_pgserver())
+                postgres.start_postgres, planned.state_dir / "pgdata", postgres.import_pgserver())
         try:
-            if cloud.keystone is not None:
-                cloud = _record(cloud, spawn(keystone_server.launch_spec(cloud.keystone, python)))
-            cloud = _finish_steps(cloud, steps, running, deadline)
+            if planned.keystone is not None:
+                started.record(spawn(keystone_server.launch_spec(planned.keystone, python)))
+            _finish_steps(started, steps, running, deadline)
         finally:
             for child in running.values():  # only after a failure are some still running
                 stop_child(child, grace_seconds=2.0)
             if starting_postgres is not None:
-                cloud = _postgres_started(cloud, starting_postgres)
+                _postgres_started(started, starting_postgres)
+    cloud = started.cloud
     wait_until_ready(cloud, deadline)
     for info in cloud.clusters.values():
         swift_cluster.check_constraints(info)
@@ -231,11 +245,11 @@ def _steps(cloud: CloudInfo, python: Path) -> list[Step]:
 
 
 def _finish_steps(
-    cloud: CloudInfo,
+    started: _Recorder,
     steps: list[Step],
     running: dict[str, subprocess.Popen[bytes]],
     deadline: float,
-) -> CloudInfo:
+) -> None:
     """Wait for every step; start each one's processes as soon as it succeeds."""
     followers = dict((step.name, (step, then)) for step, then in steps)
     while running:
@@ -248,17 +262,16 @@ def _finish_steps(
                 raise DevcloudError(f"{name} failed (exit {child.returncode}); the end of "
                                     f"{step.log_path}:\n{loopback.log_tail(step.log_path)}")
             for launch in then():
-                cloud = _record(cloud, spawn(launch))
+                started.record(spawn(launch))
         if running and time.monotonic() > deadline:
             raise DevcloudError(f"still running after {READY_TIMEOUT_S:.0f} s: {sorted(running)}")
         if running:
             time.sleep(0.05)
-    return cloud
 
 
-def _postgres_started(cloud: CloudInfo, starting: Future[postgres.EmbeddedPostgres]) -> CloudInfo:
+def _postgres_started(started: _Recorder, starting: Future[postgres.EmbeddedPostgres]) -> None:
     """Wait for Postgres and record its postmaster, also when its start failed."""
-    pgdata = cloud.state_dir / "pgdata"
+    pgdata = started.cloud.state_dir / "pgdata"
     try:
         embedded = starting.result()
     except BaseException:
@@ -267,16 +280,11 @@ def _postgres_started(cloud: CloudInfo, starting: Future[postgres.EmbeddedPostgr
         if pid is not None:
             record = process_record("postgres", pid, postgres.STOP_SIGNAL, pgdata / "log")
             if record.start_ticks != -1:
-                _record(cloud, record)
+                started.record(record)
         raise
-    record = process_record("postgres", embedded.pid, postgres.STOP_SIGNAL, embedded.log_path)
-    return _record(replace(cloud, database_url=embedded.url), record)
-
-
-def _record(cloud: CloudInfo, process: ProcessRecord) -> CloudInfo:
-    cloud = replace(cloud, processes=(*cloud.processes, process))
-    write_state(cloud, ready=False)
-    return cloud
+    started.cloud = replace(started.cloud, database_url=embedded.url)
+    started.record(process_record("postgres", embedded.pid, postgres.STOP_SIGNAL,
+                                  embedded.log_path))
 
 
 def _clear_stopped_cloud(state_dir: Path) -> None:
