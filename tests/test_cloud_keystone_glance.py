@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from keystoneauth1 import service_token
 from keystoneauth1 import session as ksa_session
 from keystoneauth1.identity import v3
 
@@ -30,13 +31,16 @@ def keystone_of(cloud: devcloud.CloudInfo) -> devcloud.KeystoneInfo:
     return cloud.keystone
 
 
-def user_session(cloud: devcloud.CloudInfo, name: str) -> ksa_session.Session:
+def password_auth(cloud: devcloud.CloudInfo, name: str) -> v3.Password:
     keystone = keystone_of(cloud)
     user = keystone.user(name)
-    auth = v3.Password(auth_url=keystone.auth_url, username=user.name, password=user.password,
+    return v3.Password(auth_url=keystone.auth_url, username=user.name, password=user.password,
                        project_name=user.project, user_domain_name="Default",
                        project_domain_name="Default")
-    return ksa_session.Session(auth=auth)
+
+
+def user_session(cloud: devcloud.CloudInfo, name: str) -> ksa_session.Session:
+    return ksa_session.Session(auth=password_auth(cloud, name))
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +166,48 @@ def test_upload_without_content_length_becomes_a_dlo(alice: ksa_session.Session)
     segments = [entry["name"] for entry in listing if entry["name"] != image["id"]]
     assert segments == [f"{image['id']}-00001"]
     assert alice.get(f"{container}/{image['id']}").content == data
+
+
+def test_glance_download_imports_an_image_of_the_other_region(alice: ksa_session.Session) -> None:
+    """Glance's own cross-region pull: loopback imports pass the import filter, the remote
+    endpoint comes from alice's catalog."""
+    source = upload(alice, "RegionOne", os.urandom(100_000))
+    target = create_image(alice, "RegionTwo")
+    response = alice.post(f"{image_api(alice, 'RegionTwo')}/v2/images/{target}/import", json={
+        "method": {"name": "glance-download", "glance_image_id": source["id"],
+                   "glance_region": "RegionOne"}})
+    assert response.status_code == 202, response.text
+    imported = wait_active(alice, "RegionTwo", target)
+    assert imported["checksum"] == source["checksum"]
+    assert imported["direct_url"].startswith("swift+" + object_store(alice, "RegionTwo"))
+
+
+def test_a_location_in_swift_is_registered_with_the_xfer_service_token_only(
+    cloud: devcloud.CloudInfo, alice: ksa_session.Session
+) -> None:
+    """API 2.17 add-location, as issue 9 registers a copy: alice's token plus an X-Service-Token
+    of xfer (role service); Glance reads the object and checks the sha512 given."""
+    data = os.urandom(120_000)
+    image_id = create_image(alice, "RegionTwo")
+    container = f"{object_store(alice, 'RegionTwo')}/glance_{image_id}"
+    alice.put(container)
+    alice.put(f"{container}/{image_id}", data=data)
+    request = {"url": f"swift+{container}/{image_id}", "validation_data": {
+        "os_hash_algo": "sha512", "os_hash_value": hashlib.sha512(data).hexdigest()}}
+    locations = f"{image_api(alice, 'RegionTwo')}/v2/images/{image_id}/locations"
+    version = {"OpenStack-API-Version": "image 2.17"}
+
+    assert alice.post(locations, json=request, headers=version, raise_exc=False).status_code == 403
+    with_service_token = ksa_session.Session(auth=service_token.ServiceTokenAuthWrapper(
+        password_auth(cloud, "alice"), password_auth(cloud, "xfer")))
+    try:
+        response = with_service_token.post(locations, json=request, headers=version)
+        assert response.status_code == 202, response.text
+    finally:
+        with_service_token.session.close()
+    image = wait_active(alice, "RegionTwo", image_id)
+    assert image["checksum"] == hashlib.md5(data).hexdigest()
+    assert image["owner"] == alice.get_project_id()
 
 
 def test_an_upload_through_the_file_store_api_is_an_image_of_the_regions_glance_in_its_file_store(
