@@ -278,8 +278,13 @@ def test_a_failed_step_of_a_full_cloud_stops_every_process_it_had_started(
     from xfer.dev.devcloud import glance_server, processes
 
     def failing_db_sync(info: glance_server.GlanceInfo, python: Path) -> loopback.OneShot:
-        # Fails once Keystone, the Swift servers and Postgres are (being) started.
-        argv = ("/bin/sh", "-c", "sleep 3; echo schema broken >&2; exit 3")
+        # Fails once Keystone and the Swift servers have been started (the last Swift server's
+        # log file exists), and Postgres is on its way; gives up waiting after 60 s.
+        swift_log = info.directory.parents[1] / "clusters" / info.region / "log"
+        last_started = swift_log / "keystone-proxy-server.log"
+        script = (f"for i in $(seq 600); do [ -e {last_started} ] && break; sleep 0.1; done; "
+                  "echo schema broken >&2; exit 3")
+        argv = ("/bin/sh", "-c", script)
         return loopback.OneShot(f"{info.region}/glance-db-sync", argv, info.directory / "sync.log")
 
     spawned: list[ProcessRecord] = []
