@@ -179,6 +179,17 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
+def is_running(process: devcloud.ProcessRecord) -> bool:
+    """Same test as the launcher's, written out independently: a zombie or a reused PID is not
+    the recorded process running."""
+    try:
+        stat = Path(f"/proc/{process.pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0] not in ("Z", "X") and int(fields[19]) == process.start_ticks
+
+
 _names = itertools.count()
 
 
@@ -186,4 +197,4 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{os.getpid()}-{next(_names)}"
 
 
-__all__ = ["MiB", "Path", "RegionConfig", "Service", "md5", "running_service", "unique"]
+__all__ = ["MiB", "Path", "RegionConfig", "Service", "is_running", "md5", "running_service", "unique"]

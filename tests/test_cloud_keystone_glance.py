@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from keystoneauth1 import service_token
 from keystoneauth1 import session as ksa_session
 from keystoneauth1.identity import v3
 
-from tests.conftest import unique
+from tests.conftest import is_running, unique
 from xfer.dev import devcloud
 
 pytestmark = pytest.mark.integration
@@ -291,6 +292,67 @@ def test_expired_user_token_is_accepted_by_swift_with_a_valid_service_token(
     # A user's token is no service token: the service role is what lets the expired one through.
     assert head({"X-Auth-Token": user_token, "X-Service-Token": alice.get_token()}) == 401
     short_lived.session.close()
+
+
+# The cloud as a whole. These run before tests/test_database_outage.py, which restarts the
+# session's Postgres under a new PID: from then on `load` calls the cloud stopped.
+
+def test_full_cloud_records_every_service_and_load_finds_it(cloud: devcloud.CloudInfo) -> None:
+    names = {process.name for process in cloud.processes}
+    for region in ("RegionOne", "RegionTwo"):
+        assert {f"{region}/proxy-server", f"{region}/keystone-proxy-server",
+                f"{region}/glance-api"} <= names
+    assert {"keystone", "postgres", "RegionOne/glance-file-store-api"} <= names
+    assert all(is_running(process) for process in cloud.processes)
+    assert devcloud.load(cloud.state_dir) == cloud
+    with pytest.raises(devcloud.DevcloudError, match="already runs"):
+        devcloud.up(cloud.state_dir)
+    assert devcloud.load(cloud.state_dir) == cloud
+
+
+def test_files_with_passwords_or_keys_are_owner_only(cloud: devcloud.CloudInfo) -> None:
+    assert cloud.keystone is not None
+    secret_files = [
+        cloud.state_dir / "devcloud.json",
+        cloud.keystone.directory / "seed.json",
+        *(glance.directory / "glance-api.conf" for glance in cloud.glances.values()),
+        *(cluster.swift_dir / name for cluster in cloud.clusters.values()
+          for name in ("proxy-server.conf", "keystone-proxy-server.conf", "swift.conf")),
+        *(cloud.keystone.directory / "keys").glob("*/*"),
+    ]
+    assert len(secret_files) > 10
+    for path in secret_files:
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+    assert (cloud.keystone.directory / "keys" / "fernet-tokens").stat().st_mode & 0o777 == 0o700
+
+
+def test_env_exports_openstack_variables_that_get_a_token(
+    cloud: devcloud.CloudInfo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xfer.cli import main
+
+    assert main(["devcloud", "env", "--state-dir", str(cloud.state_dir), "--region", "RegionTwo"]) == 0
+    exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1)
+                    for line in capsys.readouterr().out.splitlines())
+    assert cloud.keystone is not None
+    alice = cloud.keystone.user("alice")
+    assert exported["OS_AUTH_URL"] == cloud.keystone.auth_url
+    assert (exported["OS_USERNAME"], exported["OS_PASSWORD"]) == ("alice", alice.password)
+    assert exported["OS_PROJECT_NAME"] == "alpha"
+    assert exported["OS_USER_DOMAIN_NAME"] == exported["OS_PROJECT_DOMAIN_NAME"] == "Default"
+    assert exported["OS_REGION_NAME"] == "RegionTwo"
+    assert exported["XFER_REGIONS"] == cloud.environ()["XFER_REGIONS"]
+
+    auth = v3.Password(auth_url=exported["OS_AUTH_URL"], username=exported["OS_USERNAME"],
+                       password=exported["OS_PASSWORD"], project_name=exported["OS_PROJECT_NAME"],
+                       user_domain_name=exported["OS_USER_DOMAIN_NAME"],
+                       project_domain_name=exported["OS_PROJECT_DOMAIN_NAME"])
+    session = ksa_session.Session(auth=auth)
+    try:
+        image = session.get_endpoint(service_type="image", region_name=exported["OS_REGION_NAME"])
+        assert image == cloud.glances["RegionTwo"].url
+    finally:
+        session.session.close()
 
 
 def test_no_log_of_the_cloud_holds_a_token_or_password(cloud: devcloud.CloudInfo) -> None:

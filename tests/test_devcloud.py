@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shlex
 import socket
 import uuid
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import cloud_state_dir
+from tests.conftest import cloud_state_dir, is_running
 from xfer.dev.devcloud import (
     CloudInfo,
     ClusterInfo,
@@ -88,17 +87,6 @@ def swift_info(cluster: ClusterInfo) -> dict[str, dict[str, object]]:
 
 def tcp_ports(cloud: CloudInfo) -> set[int]:
     return {port for cluster in cloud.clusters.values() for port in astuple(cluster.ports) if port}
-
-
-def is_running(process: ProcessRecord) -> bool:
-    """Same test as the launcher's, written out independently: a zombie or a reused PID is not
-    the recorded process running."""
-    try:
-        stat = Path(f"/proc/{process.pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    fields = stat.rsplit(")", 1)[1].split()
-    return fields[0] not in ("Z", "X") and int(fields[19]) == process.start_ticks
 
 
 def test_each_cluster_reports_its_own_max_file_size(launched_cloud: CloudInfo) -> None:
@@ -206,69 +194,6 @@ def test_failed_start_reports_the_log_and_stops_what_started(
     for port in (proxy, account, container, memcached):
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
-
-
-# The session's cloud (tests/conftest.py) is the full one: Keystone and a Glance per region too.
-
-def test_full_cloud_records_every_service_and_load_finds_it(cloud: CloudInfo) -> None:
-    names = {process.name for process in cloud.processes}
-    for region in ("RegionOne", "RegionTwo"):
-        assert {f"{region}/proxy-server", f"{region}/keystone-proxy-server",
-                f"{region}/glance-api"} <= names
-    assert {"keystone", "postgres", "RegionOne/glance-file-store-api"} <= names
-    assert all(is_running(process) for process in cloud.processes)
-    assert load(cloud.state_dir) == cloud
-    with pytest.raises(DevcloudError, match="already runs"):
-        up(cloud.state_dir)
-    assert load(cloud.state_dir) == cloud
-
-
-def test_files_with_passwords_or_keys_are_owner_only(cloud: CloudInfo) -> None:
-    assert cloud.keystone is not None
-    secret_files = [
-        cloud.state_dir / "devcloud.json",
-        cloud.keystone.directory / "seed.json",
-        *(glance.directory / "glance-api.conf" for glance in cloud.glances.values()),
-        *(cluster.swift_dir / name for cluster in cloud.clusters.values()
-          for name in ("proxy-server.conf", "keystone-proxy-server.conf", "swift.conf")),
-        *(cloud.keystone.directory / "keys").glob("*/*"),
-    ]
-    assert len(secret_files) > 10
-    for path in secret_files:
-        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
-    assert (cloud.keystone.directory / "keys" / "fernet-tokens").stat().st_mode & 0o777 == 0o700
-
-
-def test_env_exports_openstack_variables_that_get_a_token(
-    cloud: CloudInfo, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from keystoneauth1 import session as ksa_session
-    from keystoneauth1.identity import v3
-
-    from xfer.cli import main
-
-    assert main(["devcloud", "env", "--state-dir", str(cloud.state_dir), "--region", "RegionTwo"]) == 0
-    exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1)
-                    for line in capsys.readouterr().out.splitlines())
-    assert cloud.keystone is not None
-    alice = cloud.keystone.user("alice")
-    assert exported["OS_AUTH_URL"] == cloud.keystone.auth_url
-    assert (exported["OS_USERNAME"], exported["OS_PASSWORD"]) == ("alice", alice.password)
-    assert exported["OS_PROJECT_NAME"] == "alpha"
-    assert exported["OS_USER_DOMAIN_NAME"] == exported["OS_PROJECT_DOMAIN_NAME"] == "Default"
-    assert exported["OS_REGION_NAME"] == "RegionTwo"
-    assert exported["XFER_REGIONS"] == cloud.environ()["XFER_REGIONS"]
-
-    auth = v3.Password(auth_url=exported["OS_AUTH_URL"], username=exported["OS_USERNAME"],
-                       password=exported["OS_PASSWORD"], project_name=exported["OS_PROJECT_NAME"],
-                       user_domain_name=exported["OS_USER_DOMAIN_NAME"],
-                       project_domain_name=exported["OS_PROJECT_DOMAIN_NAME"])
-    session = ksa_session.Session(auth=auth)
-    try:
-        image = session.get_endpoint(service_type="image", region_name=exported["OS_REGION_NAME"])
-        assert image == cloud.glances["RegionTwo"].url
-    finally:
-        session.session.close()
 
 
 def test_a_failed_step_of_a_full_cloud_stops_every_process_it_had_started(
