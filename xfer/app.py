@@ -13,7 +13,7 @@ from xfer.clients.swift import SwiftRegions
 from xfer.clients.transport import http_session
 from xfer.engine.object_copy import Copier
 from xfer.errors import ConfigError
-from xfer.jobs.db import create_pool
+from xfer.jobs.db import close_pool, create_pool
 from xfer.jobs.metrics import Metrics
 from xfer.jobs.store import JobStore
 from xfer.jobs.worker import Worker
@@ -76,4 +76,4 @@ async def serve(settings: Settings, *, api_enabled: bool = True,
             loop.remove_signal_handler(signum)
         if runner is not None:
             await runner.cleanup()
-        await pool.close()
+        await close_pool(pool)

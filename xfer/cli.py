@@ -40,13 +40,13 @@ def _serve(args: argparse.Namespace, api_enabled: bool) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from xfer.jobs.db import create_pool
+    from xfer.jobs.db import close_pool, create_pool
 
     settings = from_environ()
 
     async def main() -> None:
         pool = await create_pool(settings.database_url)
-        await pool.close()
+        await close_pool(pool)
 
     run_async(settings, main())
     print("xfer: database schema is up to date")

@@ -6,6 +6,7 @@ so the same files are read from a checkout, an editable install and a wheel alik
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from importlib.resources import files
@@ -68,6 +69,20 @@ async def migrate(connection: asyncpg.Connection) -> list[int]:
     finally:
         await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
     return applied_now
+
+
+CLOSE_SECONDS = 10.0
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    """Close gracefully, and terminate what is still held after CLOSE_SECONDS (a connection
+    a cancelled task never released must not keep a stopping process alive)."""
+    try:
+        await asyncio.wait_for(pool.close(), CLOSE_SECONDS)
+    except TimeoutError:
+        log.warning("database connections still in use after %.0fs; terminating them",
+                    CLOSE_SECONDS)
+        pool.terminate()
 
 
 async def create_pool(database_url: str, max_size: int = 10) -> asyncpg.Pool:

@@ -306,12 +306,15 @@ class JobStore:
             await translated(connection.add_listener)(CANCEL_CHANNEL, cancel)
             yield lost
         finally:
-            # A lost connection has dropped its listeners already and cannot be asked to.
-            with contextlib.suppress(*CONNECTION_ERRORS):
-                await connection.remove_listener(JOBS_CHANNEL, new_job)
-                await connection.remove_listener(CANCEL_CHANNEL, cancel)
-            with contextlib.suppress(*CONNECTION_ERRORS):
-                await self.pool.release(connection)
+            try:
+                # A lost connection has dropped its listeners already and cannot be asked to.
+                with contextlib.suppress(*CONNECTION_ERRORS):
+                    await connection.remove_listener(JOBS_CHANNEL, new_job)
+                    await connection.remove_listener(CANCEL_CHANNEL, cancel)
+            finally:  # even when cancelled again meanwhile: an unreleased connection would
+                # keep pool.close() waiting for ever
+                with contextlib.suppress(*CONNECTION_ERRORS):
+                    await self.pool.release(connection)
 
 
 def copy_spec(job: JobRecord, resume: tuple[Segment, ...] = ()) -> CopySpec:
