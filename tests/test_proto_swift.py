@@ -1,8 +1,11 @@
 """Sans-IO Swift protocol: parsers and checks on hand-made replies."""
 
 import json
+from urllib.parse import unquote, urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from xfer.errors import AuthError, BodyRejected, IntegrityError, RemoteError, SourceChanged
 from xfer.proto import swift
@@ -125,3 +128,53 @@ def test_info_gives_limits():
                        "slo": {"max_manifest_segments": 7, "max_manifest_size": 9,
                                "min_segment_size": 1}}).encode()
     assert swift.parse_info(request, Reply(200, {}, body)) == swift.Limits(100, 7, 9, 1)
+
+
+# Names as Swift allows them: any text but NUL; a container has no `/`.
+NAME_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                    min_size=1)
+TRICKY_PARTS = st.sampled_from(["", ".", "..", "%2e%2e", "%2E", "%", "?", "#", ";", "+", " "])
+OBJECT_NAMES = NAME_TEXT | st.lists(TRICKY_PARTS | NAME_TEXT, min_size=2).map("/".join)
+CONTAINER_NAMES = NAME_TEXT.filter(lambda name: "/" not in name) | TRICKY_PARTS.filter(bool)
+URL_SAFE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%")
+
+
+def sent_names(url: str) -> tuple[list[str], str]:
+    """The raw path segments after the account, and the path as Swift reads it (unquoted)."""
+    path = urlsplit(url).path
+    account = urlsplit(CREDS.storage_url).path
+    assert path.startswith(account + "/")
+    return path[len(account) + 1:].split("/"), unquote(path)
+
+
+@given(CONTAINER_NAMES, OBJECT_NAMES)
+def test_object_urls_address_exactly_the_names_given(container: str, obj: str):
+    for request in (swift.head_object_request(CREDS, container, obj),
+                    swift.get_range_request(CREDS, container, obj, 0, 1),
+                    swift.put_object_request(CREDS, container, obj, b"x", "e" * 32),
+                    swift.delete_object_request(CREDS, container, obj),
+                    swift.manifest_get_request(CREDS, container, obj),
+                    swift.put_manifest_request(CREDS, container, obj, [])):
+        segments, as_swift_reads_it = sent_names(request.url)
+        # nothing on the way can resolve a segment away or split one in two
+        assert not {".", ".."} & set(segments)
+        assert all(set(segment) <= URL_SAFE for segment in segments)
+        assert [unquote(segment) for segment in segments] == [container, *obj.split("/")]
+        assert as_swift_reads_it == f"{urlsplit(CREDS.storage_url).path}/{container}/{obj}"
+
+
+
+@given(CONTAINER_NAMES)
+def test_container_urls_address_exactly_the_container_given(container: str):
+    for request in (swift.put_container_request(CREDS, container),
+                    swift.list_objects_request(CREDS, container, "p", "m")):
+        segments, _ = sent_names(request.url)
+        assert len(segments) == 1 and segments[0] not in (".", "..")
+        assert unquote(segments[0]) == container
+
+
+def test_dot_segments_are_sent_as_escapes():
+    assert swift.object_url("http://h/v1/AUTH_a", "c", "dir/../victim.img") == (
+        "http://h/v1/AUTH_a/c/dir/%2E%2E/victim.img")
+    assert swift.object_url("http://h/v1/AUTH_a", "..", "./x/") == "http://h/v1/AUTH_a/%2E%2E/%2E/x/"
+    assert swift.object_url("http://h/v1/AUTH_a", "c", "%2e%2e") == "http://h/v1/AUTH_a/c/%252e%252e"

@@ -18,6 +18,7 @@ from xfer.clients.transport import (
     exchange,
     read_exactly,
     translated_errors,
+    wire_url,
 )
 from xfer.errors import XferError
 from xfer.proto import swift
@@ -116,7 +117,7 @@ class SwiftClient:
         creds = await self.credentials()
         request = swift.put_stream_request(creds, container, obj, length, etag, metadata)
         async with translated_errors(swift.SERVICE, request), self.http.put(
-            request.url, headers=request.headers, data=StreamedBody(views, length)
+            wire_url(request), headers=request.headers, data=StreamedBody(views, length)
         ) as response:
             reply = Reply(response.status, response.headers, await response.read())
         if reply.status == 401:
@@ -164,7 +165,7 @@ class SwiftClient:
         async def attempt(creds: swift.Credentials, final: bool) -> None:
             request = swift.get_range_request(creds, container, obj, start, length, if_match)
             async with translated_errors(swift.SERVICE, request), self.http.get(
-                request.url, headers=request.headers
+                wire_url(request), headers=request.headers
             ) as response:
                 if response.status == 401 and not final:
                     raise TokenRefused(request.path)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from xfer.errors import IntegrityError, TransportError
 from xfer.proto.http import Reply, Request
@@ -95,10 +96,16 @@ def request_body(body: bytes | bytearray | memoryview | None) -> Any:
     return BufferPayload(body)
 
 
+def wire_url(request: Request) -> URL:
+    """The request's URL exactly as built: yarl would otherwise resolve `.` and `..` segments
+    and unquote `%2E`, so `dir/../victim.img` would read `victim.img`."""
+    return URL(request.url, encoded=True)
+
+
 async def exchange(http: aiohttp.ClientSession, service: str, request: Request) -> Reply:
     """Send a request whose reply body is small (JSON, manifests, errors) and read it whole."""
     async with translated_errors(service, request), http.request(
-        request.method, request.url, headers=request.headers, params=request.params,
+        request.method, wire_url(request), headers=request.headers, params=request.params,
         data=request_body(request.body),
     ) as response:
         return Reply(response.status, response.headers, await response.read())

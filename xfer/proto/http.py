@@ -9,6 +9,10 @@ from urllib.parse import urlsplit
 
 @dataclass(frozen=True)
 class Request:
+    """`url` is already percent-encoded and goes on the wire byte for byte: the builders quote
+    every name themselves, and a client that normalised it again (removing `.` and `..`
+    segments, unquoting escapes) would address another object than the one named."""
+
     method: str
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)

@@ -76,11 +76,26 @@ def raise_for_status(request: Request, reply: Reply, *expected: int) -> None:
     raise RemoteError(SERVICE, request.method, request.path, reply.status, txn_id(reply), detail)
 
 
+# Segments that every URL normaliser (yarl, urllib3, a proxy) would resolve away: written as
+# percent-escapes they reach Swift, which unquotes the path, as the literal names they are.
+_DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}
+
+
+def quote_segment(segment: str) -> str:
+    """One path segment, percent-encoded so that nothing on the way can read it as another
+    (a `/`, a `.` or `..` segment, a `%` escape)."""
+    quoted = quote(segment, safe="")
+    return _DOT_SEGMENTS.get(quoted, quoted)
+
+
 def object_url(storage_url: str, container: str, obj: str | None = None) -> str:
-    path = storage_url.rstrip("/") + "/" + quote(container, safe="")
+    """The URL of exactly this container (and object): every `/`-separated part of the names
+    is quoted on its own, so `dir/../x`, `.`, `a//b` and `x/` each address the object of that
+    very name. The transport sends the URL as written (see xfer.proto.http.Request)."""
+    url = storage_url.rstrip("/") + "/" + quote_segment(container)
     if obj is not None:
-        path += "/" + quote(obj, safe="/")
-    return path
+        url += "/" + "/".join(quote_segment(segment) for segment in obj.split("/"))
+    return url
 
 
 def _auth_headers(creds: Credentials, extra: dict[str, str] | None = None) -> dict[str, str]:
