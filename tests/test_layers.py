@@ -85,6 +85,11 @@ def test_only_clients_use_the_aiohttp_client() -> None:
     assert outside == set()
 
 
+def test_only_the_web_layer_uses_pydantic() -> None:
+    """Request models are the API's own: the jobs layer gets a frozen JobRequest from them."""
+    assert {layer(m) for m in importers_of("pydantic") | importers_of("pydantic_core")} == {"web"}
+
+
 def test_engine_imports_neither_jobs_nor_web() -> None:
     engine = {m for m, _ in MODULES if layer(m) == "engine"}
     for higher in ("xfer.jobs", "xfer.web"):

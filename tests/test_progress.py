@@ -1,17 +1,13 @@
-"""Pure parts of the job views: rate and ETA, and the list cursor (milliseconds, no cloud)."""
+"""Pure parts of the job views: rate and ETA (milliseconds, no cloud; the list cursor is
+tests/test_validation.py's)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from xfer.errors import RequestError
 from xfer.jobs.states import JobState
-from xfer.web.api import decode_cursor, encode_cursor
 from xfer.web.progress import eta_seconds, transfer_rate
 
 START = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -42,33 +38,3 @@ def test_rate_is_unknown_before_start_or_without_elapsed_time():
 ])
 def test_eta(state, total, done, rate, eta):
     assert eta_seconds(state, total, done, rate) == eta
-
-
-@given(st.datetimes(timezones=st.just(UTC)), st.uuids())
-def test_cursor_round_trips(created_at, job_id):
-    token = encode_cursor(created_at, job_id)
-    assert decode_cursor(token) == (created_at, job_id)
-    assert token.isascii() and "=" not in token
-
-
-@given(st.text(max_size=80))
-def test_any_other_cursor_is_a_400_naming_the_cursor(token):
-    try:
-        created_at, job_id = decode_cursor(token)
-    except RequestError as exc:  # never another exception: that would be a 500
-        assert exc.field == "cursor"
-    else:
-        assert created_at.tzinfo is not None and isinstance(job_id, uuid.UUID)
-
-
-@pytest.mark.parametrize("token", ["", "x", "bm9wZQ", "WzFd", "WyIyMDI2LTAxLTAxIiwgIngiXQ"])
-def test_malformed_cursors_are_rejected(token):
-    with pytest.raises(RequestError) as caught:
-        decode_cursor(token)
-    assert caught.value.field == "cursor"
-
-
-def test_a_cursor_without_time_zone_is_rejected():
-    naive = encode_cursor(datetime(2026, 1, 1), uuid.uuid4())
-    with pytest.raises(RequestError):
-        decode_cursor(naive)

@@ -1,6 +1,7 @@
 """Object names that URL normalisers rewrite (`..`, `.`, `//`, a trailing `/`, `%2e%2e`)
 address exactly the object named: on the wire, and in real Swift through whole copies, where
-each such job reads and writes only the object it names."""
+each such job reads and writes only the object it names. Container names are refused at
+submission exactly where real Swift refuses them (and `.`, `..`)."""
 
 from __future__ import annotations
 
@@ -127,3 +128,35 @@ async def test_an_slo_target_named_outside_its_container_stays_inside(
         await target.head_object(outside, "x")
     assert absent.value.status == 404
     assert await target.list_objects(outside) == []
+
+
+async def submitted(service: Service, body: dict) -> tuple[int, dict]:
+    async with service.http.post(f"{service.url}/v1/jobs", json=body) as response:
+        return response.status, await response.json()
+
+
+async def test_container_names_are_refused_exactly_where_swift_refuses_them(
+        service: Service, regions: dict[str, SwiftClient]):
+    client = regions["RegionOne"]
+    suffix = unique("")
+    # (a name with `/` cannot be tried as a container: Swift reads it as an object path; nor
+    # can an object name over 1024 bytes: the object server fails it and the proxy then shuns
+    # that server for a minute, see xfer/web/validation.py)
+    for name in ["c" * 257, "é" * 257, "nul\x00" + suffix, "c" * 256, "é" * 256,
+                 "tab\there" + suffix, " " + suffix, "%2e%2e" + suffix, "a..b" + suffix]:
+        try:
+            await client.put_container(name)
+            swift_refuses = False
+        except RemoteError as refused:
+            assert refused.status in (400, 412), refused
+            swift_refuses = True
+        status, reply = await submitted(service, job_body(name, "image.img"))
+        if swift_refuses:
+            assert status == 400 and reply["error"]["field"] == "source.container", name
+        else:
+            assert status == 201, (name, reply)
+    # Swift takes `.` and `..`, xfer does not: no normalising client could reach them (README)
+    for name in (".", ".."):
+        await client.put_container(name)
+        status, reply = await submitted(service, job_body(name, "image.img"))
+        assert status == 400 and reply["error"]["field"] == "source.container"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,26 +14,24 @@ from xfer.engine.types import ObjectRef
 from xfer.errors import DatabaseUnavailable, RequestError
 from xfer.jobs.metrics import Metrics
 from xfer.jobs.records import IndexedObject, JobDetail, JobRecord
-from xfer.jobs.states import JobState
 from xfer.jobs.store import IdempotencyConflict, JobStore
 from xfer.settings import Settings
 from xfer.web.progress import eta_seconds, transfer_rate
 from xfer.web.validation import (
-    IDEMPOTENCY_KEY,
-    MD5_HEX,
-    SHA512_HEX,
-    region_name,
+    JobsQuery,
+    encode_cursor,
+    idempotency_key,
+    job_id,
+    objects_query,
+    parse_json_body,
     validate_job_request,
+    validate_query,
 )
 
 log = logging.getLogger(__name__)
 STORE = web.AppKey("store", JobStore)
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
-MAX_PAGE = 500
-DEFAULT_PAGE = 100
-LIST_PARAMETERS = frozenset({"state", "region", "limit", "cursor"})
-JOB_STATES = tuple(state.value for state in JobState)
 # A database restart or failover takes seconds; clients wait this long before trying again.
 DATABASE_RETRY_AFTER_SECONDS = 5
 
@@ -124,16 +120,12 @@ def job_json(job: JobRecord) -> dict[str, Any]:
 
 async def create_job(request: web.Request) -> web.Response:
     try:
-        body = await request.json()
-    except json.JSONDecodeError as exc:
-        raise RequestError("body", f"not valid JSON: {exc.msg} at position {exc.pos}") from None
-    except UnicodeDecodeError:
-        raise RequestError("body", "not UTF-8 text") from None
+        raw = await request.read()
+    except web.RequestPayloadError as exc:  # a broken chunked or compressed body
+        raise RequestError("body", f"could not be read: {exc}") from None
     settings = request.app[SETTINGS]
-    job_request = validate_job_request(body, settings.regions.keys())
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
-        raise RequestError("Idempotency-Key", "must be 1 to 255 printable ASCII characters")
+    job_request = validate_job_request(parse_json_body(raw), settings.regions.keys())
+    key = idempotency_key(request.headers)
     try:
         job, created = await request.app[STORE].create_job(job_request, key)
     except IdempotencyConflict as conflict:
@@ -147,10 +139,10 @@ async def create_job(request: web.Request) -> web.Response:
 
 
 def job_id_of(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["job_id"])
-    except ValueError:
-        raise web.HTTPNotFound(reason="no such job") from None
+    found = job_id(request.match_info["job_id"])
+    if found is None:
+        raise web.HTTPNotFound(reason="no such job")
+    return found
 
 
 def job_detail_json(detail: JobDetail) -> dict[str, Any]:
@@ -171,53 +163,16 @@ async def get_job(request: web.Request) -> web.Response:
     return web.json_response(job_detail_json(detail))
 
 
-def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
-    """An opaque token for the page after the job created at `created_at` with `job_id`."""
-    position = json.dumps([created_at.isoformat(), str(job_id)])
-    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
-
-
-def decode_cursor(token: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        created_at, job_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        position = datetime.fromisoformat(created_at), uuid.UUID(job_id)
-    except (ValueError, TypeError):  # binascii.Error and JSONDecodeError are ValueErrors
-        raise RequestError("cursor", "not a cursor this API gave as `next`") from None
-    if position[0].tzinfo is None:
-        raise RequestError("cursor", "not a cursor this API gave as `next`")
-    return position
-
-
-def _page_limit(text: str) -> int:
-    try:
-        limit = int(text)
-    except ValueError:
-        raise RequestError("limit", "must be an integer") from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise RequestError("limit", f"must be between 1 and {MAX_PAGE}")
-    return limit
-
-
 async def list_jobs(request: web.Request) -> web.Response:
     """Newest first, `limit` at a time; `next` is the `cursor` of the following page."""
-    query = request.query
-    unknown = sorted(set(query) - LIST_PARAMETERS)
-    if unknown:
-        raise RequestError(unknown[0], f"unknown parameter; known: {', '.join(sorted(LIST_PARAMETERS))}")
-    state, region = query.get("state"), query.get("region")
-    if state is not None and state not in JOB_STATES:
-        raise RequestError("state", f"must be one of {', '.join(JOB_STATES)}")
-    if region is not None:
-        region_name(region, "region", request.app[SETTINGS].regions.keys())
-    limit = _page_limit(query.get("limit", str(DEFAULT_PAGE)))
-    after = decode_cursor(query["cursor"]) if "cursor" in query else None
-    jobs = await request.app[STORE].list_jobs_page(
-        None if state is None else JobState(state), region, after, limit + 1)
+    query = validate_query(JobsQuery, request.query, request.app[SETTINGS].regions.keys())
+    jobs = await request.app[STORE].list_jobs_page(query.state, query.region, query.cursor,
+                                                   query.limit + 1)
     next_cursor = None
-    if len(jobs) > limit:  # one more than a page was asked for: there is a next page
-        last = jobs[limit - 1]
+    if len(jobs) > query.limit:  # one more than a page was asked for: there is a next page
+        last = jobs[query.limit - 1]
         next_cursor = encode_cursor(last.created_at, last.id)
-    return web.json_response({"jobs": [job_json(job) for job in jobs[:limit]],
+    return web.json_response({"jobs": [job_json(job) for job in jobs[:query.limit]],
                               "next": next_cursor})
 
 
@@ -243,17 +198,10 @@ def object_json(entry: IndexedObject) -> dict[str, Any]:
 
 async def find_objects(request: web.Request) -> web.Response:
     """Verified copies by checksum: at most one per region and project."""
-    md5 = request.query.get("checksum")
-    sha512 = request.query.get("os_hash_value")
-    if md5 is None and sha512 is None:
-        raise RequestError("checksum", "give checksum (MD5) or os_hash_value (SHA-512)")
-    if md5 is not None and not MD5_HEX.fullmatch(md5):
-        raise RequestError("checksum", "must be an MD5 as 32 hexadecimal digits")
-    if sha512 is not None and not SHA512_HEX.fullmatch(sha512):
-        raise RequestError("os_hash_value", "must be a SHA-512 as 128 hexadecimal digits")
+    query = objects_query(request.query, request.app[SETTINGS].regions.keys())
     entries = await request.app[STORE].find_objects(
-        md5.lower() if md5 else None, sha512.lower() if sha512 else None,
-        request.query.get("region"))
+        None if query.checksum is None else query.checksum.lower(),
+        None if query.os_hash_value is None else query.os_hash_value.lower(), query.region)
     return web.json_response({"objects": [object_json(entry) for entry in entries]})
 
 

@@ -1,36 +1,39 @@
 """The OpenAPI 3.1 description of the REST API, served at GET /v1/openapi.json.
 
 Built here rather than kept as a file so that the job states, page limits and the configured
-region names come from the code that enforces them. tests/test_openapi.py keeps it true: it
-validates real responses of a running service against it, and checks that its routes are the
-application's routes and its request fields are those xfer/validation.py accepts.
+region names come from the code that enforces them: every request schema and parameter is
+generated from the models of xfer/web/validation.py, which are what the handlers validate
+with. tests/test_openapi.py validates real responses of a running service against it, and
+tests/test_fuzz.py sends the requests it describes (valid and invalid) and checks each reply.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
+from pydantic_core import CoreSchema
 
 from xfer.engine.types import Verification
 from xfer.jobs.states import JobState
 from xfer.web import validation
-from xfer.web.api import DEFAULT_PAGE, MAX_PAGE, SETTINGS
-from xfer.web.validation import MAX_CONTAINER_NAME_LENGTH, MAX_OBJECT_NAME_LENGTH, MIN_SEGMENT_SIZE
+from xfer.web.api import SETTINGS
+from xfer.web.validation import MD5_PATTERN
 
 Schema = dict[str, Any]
 STATES = [state.value for state in JobState]
-
-
-def whole(pattern: re.Pattern[str]) -> str:
-    """A validation pattern (always fullmatched) as a JSON Schema pattern (a search)."""
-    return f"^{pattern.pattern}$"
-
-
-MD5_HEX = whole(validation.MD5_HEX)
 TEXT: Schema = {"type": "string"}
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+class _Untitled(GenerateJsonSchema):
+    """pydantic's JSON Schemas without a generated title on every property."""
+
+    def field_title_should_be_set(self, schema: CoreSchema) -> bool:
+        return False
 
 
 def ref(name: str, kind: str = "schemas") -> Schema:
@@ -60,32 +63,43 @@ def error(description: str) -> Schema:
     return response(description, ref("Error"))
 
 
-def _names(regions: list[str]) -> dict[str, Schema]:
-    region: Schema = {"type": "string", "enum": regions} if regions else {"type": "string"}
-    return {
-        "region": region,
-        "container": {"type": "string", "minLength": 1, "pattern": "^[^/]+$",
-                      "description": f"at most {MAX_CONTAINER_NAME_LENGTH} bytes of UTF-8"},
-        "object": {"type": "string", "minLength": 1, "pattern": "^[^\\x00]+$",
-                   "description": f"at most {MAX_OBJECT_NAME_LENGTH} bytes of UTF-8"},
-    }
+def _request_schemas() -> dict[str, Schema]:
+    _, generated = models_json_schema([(validation.JobRequestBody, "validation")],
+                                      ref_template=REF_TEMPLATE, schema_generator=_Untitled)
+    schemas: dict[str, Schema] = generated["$defs"]
+    return schemas
 
 
-def _request_schemas(regions: list[str]) -> dict[str, Schema]:
-    names = _names(regions)
-    return {
-        "JobRequest": closed({
-            "source": closed(names),
-            "target": closed(names, optional=("container", "object")) | {
-                "description": "container and object default to the source's"},
-            "checksum": {"type": "string", "pattern": MD5_HEX,
-                         "description": "expected content MD5 (Glance's checksum); needed to "
-                                        "verify an SLO or DLO source end to end"},
-            "segment_size": {"type": "integer", "minimum": MIN_SEGMENT_SIZE},
-            "segment_container": names["container"] | {
-                "description": "where segments go; default: the target's container"},
-        }, optional=("checksum", "segment_size", "segment_container")),
-    }
+def _name_regions(value: Any, regions: list[str]) -> Any:
+    """The document with every schema marked as a region listing the configured names."""
+    if isinstance(value, list):
+        return [_name_regions(item, regions) for item in value]
+    if not isinstance(value, dict):
+        return value
+    named = {key: _name_regions(item, regions) for key, item in value.items()
+             if key != validation.REGIONS_MARK}
+    if value.get(validation.REGIONS_MARK) and regions:
+        named["enum"] = regions
+    return named
+
+
+def _query_parameters(model: type[BaseModel]) -> list[Schema]:
+    generated = model.model_json_schema(ref_template=REF_TEMPLATE, schema_generator=_Untitled)
+    parameters = []
+    for name, field in generated["properties"].items():
+        description = field.pop("description")
+        if field.get("default", 0) is None:
+            # optional means absent from the query, never null: a query holds only strings
+            del field["default"]
+            field = next(kind for kind in field.pop("anyOf") if kind != {"type": "null"}) | field
+        parameters.append({"name": name, "in": "query", "required": False, "schema": field,
+                           "description": description})
+    return parameters
+
+
+def _schema_of(adapter: TypeAdapter[Any]) -> Schema:
+    schema: Schema = adapter.json_schema(schema_generator=_Untitled)
+    return schema
 
 
 def _job_schemas() -> dict[str, Schema]:
@@ -97,7 +111,7 @@ def _job_schemas() -> dict[str, Schema]:
         "id": {"type": "string", "format": "uuid"},
         "state": {"type": "string", "enum": STATES},
         "source": location, "target": location,
-        "checksum": nullable("string", pattern=MD5_HEX),
+        "checksum": nullable("string", pattern=MD5_PATTERN),
         "bytes_total": nullable("integer", minimum=0), "bytes_done": count,
         "rate": nullable("number", minimum=0,
                          description="bytes per second since the job first started"),
@@ -170,26 +184,22 @@ def _other_schemas() -> dict[str, Schema]:
     }
 
 
-def _query(name: str, schema: Schema, description: str) -> Schema:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
-
-
-def _paths(regions: list[str]) -> dict[str, Schema]:
+def _paths() -> dict[str, Schema]:
     job_id = {"name": "job_id", "in": "path", "required": True,
-              "schema": {"type": "string", "format": "uuid"}}
+              "schema": _schema_of(validation.JOB_ID)}
     location = {"Location": {"required": True, "schema": {"type": "string"},
                              "description": "/v1/jobs/{id}"}}
-    region = {"type": "string", "enum": regions} if regions else {"type": "string"}
+    idempotency_key = {"name": "Idempotency-Key", "in": "header", "required": False,
+                       "schema": _schema_of(validation.IDEMPOTENCY_KEY),
+                       "description": "the same key and body again returns the job it "
+                                      "created (200)"}
     return {
         "/v1/jobs": {
             "post": {
                 "operationId": "createJob", "summary": "Request a copy",
-                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                "schema": {"type": "string", "pattern": whole(validation.IDEMPOTENCY_KEY)},
-                                "description": "the same key and body again returns the job "
-                                               "it created (200)"}],
-                "requestBody": {"required": True, "content": json_content(ref("JobRequest"))},
+                "parameters": [idempotency_key],
+                "requestBody": {"required": True,
+                                "content": json_content(ref("JobRequestBody"))},
                 "responses": {
                     "201": response("The job, queued", ref("Job"), headers=location),
                     "200": response("The job an earlier request with this Idempotency-Key "
@@ -201,13 +211,7 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
             },
             "get": {
                 "operationId": "listJobs", "summary": "Jobs, newest first, a page at a time",
-                "parameters": [
-                    _query("state", {"type": "string", "enum": STATES}, "only jobs in it"),
-                    _query("region", region, "jobs whose source or target is in it"),
-                    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
-                                     "default": DEFAULT_PAGE}, "jobs per page"),
-                    _query("cursor", {"type": "string"}, "`next` of the previous page"),
-                ],
+                "parameters": _query_parameters(validation.JobsQuery),
                 "responses": {"200": response("A page of jobs", ref("JobPage")),
                               "400": error("A parameter is invalid; `field` names it")},
             },
@@ -233,11 +237,7 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
                           "404": ref("NotFound", "responses")}}},
         "/v1/objects": {"get": {
             "operationId": "findObjects", "summary": "Verified copies by checksum",
-            "parameters": [
-                _query("checksum", {"type": "string", "pattern": MD5_HEX}, "MD5"),
-                _query("os_hash_value", {"type": "string", "pattern": whole(validation.SHA512_HEX)},
-                       "SHA-512"),
-                _query("region", {"type": "string"}, "only copies in it")],
+            "parameters": _query_parameters(validation.ObjectsQuery),
             "responses": {"200": response("Matching copies", ref("ObjectList")),
                           "400": error("Neither checksum nor os_hash_value, or a bad one")}}},
         "/v1/openapi.json": {"get": {
@@ -258,16 +258,15 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
 
 
 def document(regions: Iterable[str] = ()) -> Schema:
-    names = sorted(regions)
-    return {
+    named: Schema = _name_regions({
         "openapi": "3.1.0",
         "info": {"title": "xfer", "version": "1",
                  "description": "Verified copies of Swift objects between regions. Every "
                                 "error, including an unknown route (404) or method (405, with "
                                 "Allow), is an Error object."},
-        "paths": _paths(names),
+        "paths": _paths(),
         "components": {
-            "schemas": {**_request_schemas(names), **_job_schemas(), **_other_schemas()},
+            "schemas": {**_request_schemas(), **_job_schemas(), **_other_schemas()},
             "responses": {
                 "NotFound": error("No such job, or no such route"),
                 "MethodNotAllowed": error("The route has no such method") | {
@@ -275,7 +274,8 @@ def document(regions: Iterable[str] = ()) -> Schema:
                 "PayloadTooLarge": error("The body is over the service's limit"),
             },
         },
-    }
+    }, sorted(regions))
+    return named
 
 
 async def serve_document(request: web.Request) -> web.Response:

@@ -1,97 +1,349 @@
-"""Pure: check a job request and name the first offending field."""
+"""Every input of the REST API, declared once: the pydantic models and types here check type,
+range and characters of each field, and give openapi.py the JSON Schemas of the same rules.
+What handlers get out is checked values (a JobRequest for the jobs layer, a query model for
+the web layer); every failure is a RequestError naming the field as a dotted path
+(`source.container`, `limit`, `Idempotency-Key`).
+
+Names, per field (README, "API"):
+- object names are supported exactly as Swift stores them, `..`, `.`, `//` and a trailing `/`
+  included (xfer.proto.swift.object_url addresses exactly them), within Swift's limits: 1 to
+  1024 bytes of UTF-8, no NUL;
+- container names are refused where Swift refuses them (empty, `/`, NUL, over 256
+  characters: Swift's proxy counts characters, and such containers work end to end) and also
+  when they are `.` or `..`: Swift takes those, but python-swiftclient (so Glance's Swift
+  store) and any normalising proxy resolve `/v1/AUTH_x/..` to the account, so no other tool
+  could reach such a container: in a request it is a mistake or a traversal.
+Object names are limited in bytes, as Swift documents, although its proxy counts characters:
+a longer name fails in the object server (on ext4, 507 "Insufficient Storage" for the xattrs,
+and the proxy then shuns that server for a minute), so xfer never sends one.
+Every string is refused when it is not valid Unicode (a lone surrogate from a `\\ud800` JSON
+escape or an undecodable header byte) before any other check looks at it.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
-from collections.abc import Collection
-from typing import Any
+import uuid
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 
-from xfer.engine.types import ObjectRef
+from multidict import MultiMapping
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
+
+from xfer.engine.types import ObjectRef, TargetSpec
 from xfer.errors import RequestError
 from xfer.jobs.records import JobRequest
+from xfer.jobs.states import JobState
 
-# Swift's default constraints (swift.common.constraints).
-MAX_CONTAINER_NAME_LENGTH = 256
-MAX_OBJECT_NAME_LENGTH = 1024
-MIN_SEGMENT_SIZE = 1
-MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")  # always with fullmatch
-SHA512_HEX = re.compile(r"[0-9a-fA-F]{128}")
-IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
-_TOP_FIELDS = {"source", "target", "checksum", "segment_size", "segment_container"}
-_SOURCE_FIELDS = {"region", "container", "object"}
+# Swift's default constraints (swift.common.constraints); see the module's docstring.
+MAX_CONTAINER_NAME_CHARACTERS = 256
+MAX_OBJECT_NAME_BYTES = 1024
+# A target's segments are named after it (TargetSpec.segment_name: name, job id, index), and
+# Swift's limit holds for those names too.
+SEGMENT_NAME_OVERHEAD = len(TargetSpec(ObjectRef("", "", ""), "").segment_name(
+    str(uuid.UUID(int=0)), 0))
+INT64_MAX = 2**63 - 1  # PostgreSQL bigint, where segment_size is stored
+MAX_PAGE = 500
+DEFAULT_PAGE = 100
+# Patterns mean the same in pydantic's regex engine (Rust) and in JSON Schema (ECMA 262): `$`
+# is the end of the text there, not "before a final newline" as in Python's `re.match`.
+CONTAINER_PATTERN = r"^[^/\x00]+$"
+OBJECT_PATTERN = r"^[^\x00]+$"
+MD5_PATTERN = r"^[0-9a-fA-F]{32}$"
+SHA512_PATTERN = r"^[0-9a-fA-F]{128}$"
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,200}$"  # URL-safe base64 without padding
+PATTERN_MEANINGS = {
+    CONTAINER_PATTERN: "a container name cannot contain '/' or NUL",
+    OBJECT_PATTERN: "an object name cannot contain NUL",
+    MD5_PATTERN: "must be an MD5 as 32 hexadecimal digits",
+    SHA512_PATTERN: "must be a SHA-512 as 128 hexadecimal digits",
+    IDEMPOTENCY_KEY_PATTERN: "must be 1 to 255 printable ASCII characters",
+    CURSOR_PATTERN: "not a cursor this API gave as `next`",
+}
+# The configured region names are known only at run time: openapi.py turns this mark into
+# the enum of the names of the service it describes.
+REGIONS_MARK = "x-configured-regions"
+REGION_SCHEMA = {"type": "string", REGIONS_MARK: True}
 
 
-def _check_fields(value: Any, path: str, allowed: set[str]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise RequestError(path or "body", "must be a JSON object")
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        name = f"{path}.{unknown[0]}" if path else unknown[0]
-        raise RequestError(name, f"unknown field; allowed: {', '.join(sorted(allowed))}")
+def _unicode(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise PydanticCustomError("unicode", "must be valid Unicode text (a lone surrogate "
+                                                 "is not)") from None
     return value
 
 
-def container_name(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise RequestError(field, "must be a non-empty string")
-    if "/" in value:
-        raise RequestError(field, "a container name cannot contain '/'")
-    if len(value.encode()) > MAX_CONTAINER_NAME_LENGTH:
-        raise RequestError(field, f"longer than {MAX_CONTAINER_NAME_LENGTH} bytes")
+def _within_object_name_bytes(value: str) -> str:
+    if len(value.encode()) > MAX_OBJECT_NAME_BYTES:
+        raise PydanticCustomError("too_long", "longer than {limit} bytes of UTF-8",
+                                  {"limit": MAX_OBJECT_NAME_BYTES})
     return value
 
 
-def object_name(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise RequestError(field, "must be a non-empty string")
-    if len(value.encode()) > MAX_OBJECT_NAME_LENGTH:
-        raise RequestError(field, f"longer than {MAX_OBJECT_NAME_LENGTH} bytes")
-    if "\x00" in value:
-        raise RequestError(field, "must not contain NUL")
+def _not_a_dot_segment(value: str) -> str:
+    if value in (".", ".."):
+        raise PydanticCustomError("dot_segment", "a container cannot be named '.' or '..' (see "
+                                                 "the README: no Swift client could reach it)")
     return value
 
 
-def region_name(value: Any, field: str, regions: Collection[str]) -> str:
-    if not isinstance(value, str) or not value:
-        raise RequestError(field, "must be a non-empty string")
+def _known_region(value: str, info: ValidationInfo) -> str:
+    assert info.context is not None, "validated without the configured regions"
+    regions: Collection[str] = info.context["regions"]
     if value not in regions:
-        raise RequestError(field, f"unknown region {value!r}; known: {', '.join(sorted(regions))}")
+        raise PydanticCustomError("unknown_region", "unknown region; known: {known}",
+                                  {"known": ", ".join(sorted(regions))})
     return value
+
+
+# A BeforeValidator runs ahead of everything annotated before it: the Unicode check, last in
+# each type, runs first.
+Region = Annotated[str, AfterValidator(_known_region), WithJsonSchema(REGION_SCHEMA),
+                   BeforeValidator(_unicode)]
+ContainerName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_CONTAINER_NAME_CHARACTERS,
+                           pattern=CONTAINER_PATTERN),
+    AfterValidator(_not_a_dot_segment),
+    Field(description="not '.' or '..'",
+          json_schema_extra={"not": {"enum": [".", ".."]}}),
+    BeforeValidator(_unicode)]
+ObjectName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_OBJECT_NAME_BYTES,
+                           pattern=OBJECT_PATTERN),
+    AfterValidator(_within_object_name_bytes),
+    Field(description=f"at most {MAX_OBJECT_NAME_BYTES} bytes of UTF-8; any other name, '..' "
+                      "and '/' included, is the object of exactly that name"),
+    BeforeValidator(_unicode)]
+# The lengths repeat what the patterns say for JSON Schema validators that, like Python's,
+# search with `re` (where `$` also matches before a final newline).
+Md5Hex = Annotated[str, StringConstraints(min_length=32, max_length=32, pattern=MD5_PATTERN),
+                   BeforeValidator(_unicode)]
+Sha512Hex = Annotated[str, StringConstraints(min_length=128, max_length=128,
+                                             pattern=SHA512_PATTERN), BeforeValidator(_unicode)]
+IdempotencyKey = Annotated[str, StringConstraints(max_length=255, pattern=IDEMPOTENCY_KEY_PATTERN),
+                           BeforeValidator(_unicode)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SourceBody(_Body):
+    region: Region
+    container: ContainerName
+    object: ObjectName
+
+
+class TargetBody(_Body):
+    """container and object default to the source's"""
+
+    region: Region
+    container: ContainerName | None = None
+    object: ObjectName | None = None
+
+
+class JobRequestBody(_Body):
+    source: SourceBody
+    target: TargetBody
+    checksum: Md5Hex | None = Field(None, description="expected content MD5 (Glance's "
+                                    "checksum); needed to verify an SLO or DLO source end to end")
+    segment_size: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = Field(
+        None, description="bytes per segment (grown to fit the target's manifest limit); "
+                          "an integer written as one, not 1.0 or 1e6")
+    segment_container: ContainerName | None = Field(
+        None, description="where segments go; default: the target's container")
+
+
+def _decimal(value: Any) -> Any:
+    """A query's digits as an integer; anything else is left for the type check to refuse
+    (pydantic's own string parsing would take ' 10', '1_0' and '10.0')."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,19}", value):
+        return int(value)
+    return value
+
+
+def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
+    """An opaque token for the page after the job created at `created_at` with `job_id`."""
+    position = json.dumps([created_at.isoformat(), str(job_id)])
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(token: Any) -> tuple[datetime, uuid.UUID]:
+    not_ours = PydanticCustomError("cursor", PATTERN_MEANINGS[CURSOR_PATTERN])
+    if not isinstance(token, str) or not re.fullmatch(CURSOR_PATTERN[1:-1], token):
+        raise not_ours
+    try:
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        at, after = datetime.fromisoformat(created_at), uuid.UUID(job_id)
+        # the database compares in UTC: a time that has no UTC form (year 1 at +14:00) is no
+        # position of a job
+        at.astimezone(UTC)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        raise not_ours from None  # binascii.Error and JSONDecodeError are ValueErrors
+    if at.tzinfo is None:
+        raise not_ours
+    return at, after
+
+
+Cursor = Annotated[tuple[datetime, uuid.UUID], BeforeValidator(_decode_cursor),
+                   WithJsonSchema({"type": "string", "pattern": CURSOR_PATTERN})]
+PageLimit = Annotated[int, Field(ge=1, le=MAX_PAGE, strict=True), BeforeValidator(_decimal)]
+State = Annotated[JobState, WithJsonSchema({"type": "string",
+                                            "enum": [state.value for state in JobState]}),
+                  BeforeValidator(_unicode)]
+
+
+class _Query(BaseModel):
+    # Not strict: a query's values are strings, and `state` names a JobState by its value.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JobsQuery(_Query):
+    """GET /v1/jobs"""
+
+    state: State | None = Field(None, description="only jobs in it")
+    region: Region | None = Field(
+        None, description="jobs whose source or target is in it")
+    limit: PageLimit = Field(DEFAULT_PAGE, description="jobs per page")
+    cursor: Cursor | None = Field(None, description="`next` of the previous page")
+
+
+class ObjectsQuery(_Query):
+    """GET /v1/objects: `checksum` or `os_hash_value` (or both)"""
+
+    checksum: Md5Hex | None = Field(None, description="MD5")
+    os_hash_value: Sha512Hex | None = Field(None, description="SHA-512")
+    region: Region | None = Field(None, description="only copies in it")
+
+
+M = TypeVar("M", bound=BaseModel)
+IDEMPOTENCY_KEY = TypeAdapter(IdempotencyKey)
+JOB_ID = TypeAdapter(uuid.UUID)
+
+
+def _field(location: tuple[int | str, ...], root: str) -> str:
+    # an unknown field's name is the client's own text: a 60 KiB key is not echoed whole
+    return ".".join(str(part)[:100] for part in location) or root
+
+
+def _message(error: Mapping[str, Any], root: str) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        return "unknown parameter" if root == "query" else "unknown field"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be a JSON object"
+    if kind == "string_unicode":  # values have their own check: this is a field's name
+        return "a field name is not valid Unicode text (a lone surrogate is not)"
+    if kind == "string_pattern_mismatch":
+        return PATTERN_MEANINGS.get(error["ctx"]["pattern"], str(error["msg"]))
+    return str(error["msg"])
+
+
+def _validated(model: type[M], data: Any, regions: Collection[str], root: str) -> M:
+    try:
+        return model.model_validate(data, context={"regions": regions})
+    except ValidationError as invalid:
+        error = invalid.errors(include_url=False, include_input=False)[0]
+        raise RequestError(_field(error["loc"], root), _message(error, root)) from None
 
 
 def validate_job_request(body: Any, regions: Collection[str]) -> JobRequest:
-    """The checked request: target container and object default to the source's."""
-    body = _check_fields(body, "", _TOP_FIELDS)
-    for required in ("source", "target"):
-        if required not in body:
-            raise RequestError(required, "required")
-    source = _check_fields(body["source"], "source", _SOURCE_FIELDS)
-    target = _check_fields(body["target"], "target", _SOURCE_FIELDS)
-    for field in ("region", "container", "object"):
-        if field not in source:
-            raise RequestError(f"source.{field}", "required")
-    if "region" not in target:
-        raise RequestError("target.region", "required")
-    src = ObjectRef(region_name(source["region"], "source.region", regions),
-                    container_name(source["container"], "source.container"),
-                    object_name(source["object"], "source.object"))
-    dst = ObjectRef(region_name(target["region"], "target.region", regions),
-                    container_name(target.get("container", source["container"]),
-                                   "target.container"),
-                    object_name(target.get("object", source["object"]), "target.object"))
-    checksum = body.get("checksum")
-    if checksum is not None:
-        if not isinstance(checksum, str) or not MD5_HEX.fullmatch(checksum):
-            raise RequestError("checksum", "must be an MD5 as 32 hexadecimal digits")
-        checksum = checksum.lower()
-    segment_size = body.get("segment_size")
-    if segment_size is not None and (
-            isinstance(segment_size, bool) or not isinstance(segment_size, int)
-            or segment_size < MIN_SEGMENT_SIZE):
-        raise RequestError("segment_size", f"must be an integer >= {MIN_SEGMENT_SIZE}")
-    segment_container = body.get("segment_container")
-    if segment_container is not None:
-        segment_container = container_name(segment_container, "segment_container")
-    if src == dst:
+    """The checked request: the target's container and object default to the source's."""
+    checked = _validated(JobRequestBody, body, regions, "body")
+    source = ObjectRef(checked.source.region, checked.source.container, checked.source.object)
+    target = ObjectRef(
+        checked.target.region,
+        source.container if checked.target.container is None else checked.target.container,
+        source.object if checked.target.object is None else checked.target.object)
+    room = MAX_OBJECT_NAME_BYTES - SEGMENT_NAME_OVERHEAD
+    if len(target.object.encode()) > room:
+        raise RequestError("target.object", f"longer than {room} bytes of UTF-8: xfer names "
+                                            "the target's segments after it")
+    if source == target:
         raise RequestError("target", "is the same object as the source")
-    return JobRequest(src, dst, checksum, segment_size, segment_container)
+    return JobRequest(source, target, None if checked.checksum is None else checked.checksum.lower(),
+                      checked.segment_size, checked.segment_container)
+
+
+def validate_query(model: type[M], query: MultiMapping[str], regions: Collection[str]) -> M:
+    for name in query:
+        if len(query.getall(name)) > 1:
+            raise RequestError(_field((name,), "query"), "given more than once")
+    return _validated(model, dict(query), regions, "query")
+
+
+def objects_query(query: MultiMapping[str], regions: Collection[str]) -> ObjectsQuery:
+    checked = validate_query(ObjectsQuery, query, regions)
+    if checked.checksum is None and checked.os_hash_value is None:
+        raise RequestError("checksum", "give checksum (MD5) or os_hash_value (SHA-512)")
+    return checked
+
+
+def idempotency_key(headers: MultiMapping[str]) -> str | None:
+    values = headers.getall("Idempotency-Key", [])
+    if len(values) > 1:
+        raise RequestError("Idempotency-Key", "given more than once")
+    if not values:
+        return None
+    try:
+        key: str = IDEMPOTENCY_KEY.validate_python(values[0])
+    except ValidationError as invalid:
+        error = invalid.errors(include_url=False, include_input=False)[0]
+        raise RequestError("Idempotency-Key", _message(error, "header")) from None
+    return key
+
+
+def job_id(text: str) -> uuid.UUID | None:
+    """The job id of a path, or None for any text that is none (its route answers 404)."""
+    try:
+        return JOB_ID.validate_python(text)
+    except ValidationError:
+        return None
+
+
+def _bounded_int(digits: str) -> int:
+    # Without this, json.loads refuses an integer of over 4300 digits (CPython's limit) with a
+    # ValueError that cannot say where; over 20 digits is outside int64 anyway, so a 21-digit
+    # stand-in keeps the sign and lets the field's own range check name the field.
+    return int(digits[:22])
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """The body as JSON values: UTF-8, standard JSON only (no NaN or Infinity)."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        raise RequestError("body", f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_int=_bounded_int, parse_constant=_not_json)
+    except json.JSONDecodeError as exc:
+        raise RequestError("body", f"not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except ValueError as exc:
+        raise RequestError("body", f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RequestError("body", "not valid JSON: nested too deeply") from None
