@@ -28,6 +28,7 @@ from xfer.clients.transport import http_session
 from xfer.jobs.db import create_pool
 from xfer.jobs.store import JobStore
 from xfer.settings import Settings
+from xfer.web.errors import JsonErrorsRunner
 
 
 def job_body(container: str, name: str, source: str = "RegionOne", target: str = "RegionTwo"
@@ -42,7 +43,7 @@ async def api_only(settings: Settings) -> AsyncIterator[tuple[Service, web.AppRu
     pool = await create_pool(settings.database_url)
     swift_http = http_session(settings)
     regions = SwiftRegions(swift_http, dict(settings.regions))
-    runner = web.AppRunner(build_app(settings, JobStore(pool), regions), access_log=None)
+    runner = JsonErrorsRunner(build_app(settings, JobStore(pool), regions), access_log=None)
     try:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -18,7 +18,7 @@ from xfer.jobs.metrics import Metrics
 from xfer.jobs.store import JobStore
 from xfer.jobs.worker import Worker
 from xfer.settings import Settings
-from xfer.web import api, events, health, openapi
+from xfer.web import api, errors, events, health, openapi
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,9 @@ def build_app(settings: Settings, store: JobStore, regions: SwiftRegions,
               metrics: Metrics | None = None) -> web.Application:
     """The REST API, /v1/openapi.json, /healthz, /readyz and /metrics; `metrics` is shared
     with the worker that feeds its counters, `regions` with its copies."""
-    app = web.Application(middlewares=[api.json_errors], client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[errors.json_errors],
+                          client_max_size=settings.max_body_bytes)
+    app.on_response_prepare.append(errors.stamp_request_id)
     app[api.SETTINGS] = settings
     app[api.STORE] = store
     api.add_routes(app)
@@ -56,8 +58,8 @@ async def serve(settings: Settings, *, api_enabled: bool = True,
             regions = SwiftRegions(http, dict(settings.regions))
             port = 0
             if api_enabled:
-                runner = web.AppRunner(build_app(settings, store, regions, metrics),
-                                       access_log=None)
+                runner = errors.JsonErrorsRunner(build_app(settings, store, regions, metrics),
+                                                 access_log=None)
                 await runner.setup()
                 site = web.TCPSite(runner, settings.listen_host, settings.listen_port)
                 await site.start()

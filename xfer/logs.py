@@ -1,4 +1,5 @@
-"""Structured JSON logs; the current job id rides on a contextvar onto every line about a job.
+"""Structured JSON logs; the current job id and API request id ride on contextvars onto every
+line about that job or request.
 
 Tokens never reach a log line: credentials hide theirs in repr, and errors carry method, path,
 status and transaction id, never headers.
@@ -15,13 +16,17 @@ from typing import TextIO
 
 current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_job",
                                                                          default=None)
+current_request: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_request",
+                                                                             default=None)
 
 
 class JobIdFilter(logging.Filter):
-    """Stamps the job id when the record is made (formatting may happen elsewhere)."""
+    """Stamps the job and request ids when the record is made (formatting may happen
+    elsewhere)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.job_id = current_job.get()
+        record.request_id = current_request.get()
         return True
 
 
@@ -34,9 +39,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        job_id = getattr(record, "job_id", None)
-        if job_id:
-            line["job_id"] = job_id
+        for stamp in ("job_id", "request_id"):
+            value = getattr(record, stamp, None)
+            if value:
+                line[stamp] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line)

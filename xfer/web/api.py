@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from xfer.engine.types import ObjectRef
-from xfer.errors import DatabaseUnavailable, RequestError
+from xfer.errors import RequestError
 from xfer.jobs.metrics import Metrics
 from xfer.jobs.records import IndexedObject, JobDetail, JobRecord
 from xfer.jobs.store import IdempotencyConflict, JobStore
 from xfer.settings import Settings
+from xfer.web.errors import error_response
 from xfer.web.progress import eta_seconds, transfer_rate
 from xfer.web.validation import (
     JobsQuery,
@@ -28,49 +27,9 @@ from xfer.web.validation import (
     validate_query,
 )
 
-log = logging.getLogger(__name__)
 STORE = web.AppKey("store", JobStore)
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
-# A database restart or failover takes seconds; clients wait this long before trying again.
-DATABASE_RETRY_AFTER_SECONDS = 5
-
-
-def error_response(status: int, code: str, message: str, field: str | None = None
-                   ) -> web.Response:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if field is not None:
-        error["field"] = field
-    return web.json_response({"error": error}, status=status)
-
-
-@web.middleware
-async def json_errors(request: web.Request,
-                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                      ) -> web.StreamResponse:
-    """Every error, ours or aiohttp's (404, 405, 413), in one JSON shape."""
-    try:
-        return await handler(request)
-    except RequestError as exc:
-        return error_response(400, "invalid_request", exc.message, exc.field)
-    except DatabaseUnavailable as exc:
-        # A job is created in one transaction, so the request may simply be sent again (with
-        # an Idempotency-Key, even a connection lost during COMMIT itself cannot make two).
-        log.warning("%s %s: %s", request.method, request.path, exc)  # the cause: not for clients
-        response = error_response(503, "database_unavailable",
-                                  "the job database is unavailable; try again shortly")
-        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
-        return response
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(413, "body_too_large", exc.text or "request body too large", "body")
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
-        response = error_response(exc.status, code, exc.reason)
-        if "Allow" in exc.headers:  # a 405 says which methods the resource has
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
 
 
 def _timestamp(value: datetime | None) -> str | None:
