@@ -25,6 +25,7 @@ from typing import Any
 
 from benchmarks.procstat import ChildUsage, CpuMeter, cpu_seconds, peak_rss_bytes, run_measured
 from xfer.dev.children import stop_child
+from xfer.dev.demo import listening_url
 from xfer.settings import RegionConfig, regions_variable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -96,10 +97,11 @@ def xfer_server(environ: Mapping[str, str], log_path: Path) -> Iterator[tuple[in
     try:
         assert process.stdout is not None
         ready, _, _ = select.select([process.stdout], [], [], 60.0)
-        line = process.stdout.readline().decode() if ready else ""
-        if "listening on" not in line:
+        line = process.stdout.readline() if ready else b""
+        url = listening_url(line)
+        if url is None:
             raise RuntimeError(f"xfer serve did not start ({line!r}); see {log_path}")
-        yield process.pid, line.rsplit(" ", 1)[-1].strip()
+        yield process.pid, url
     finally:
         stop_child(process, 30)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -32,8 +33,11 @@ def _serve(args: argparse.Namespace, api_enabled: bool) -> int:
     logs.configure()
 
     def announce(port: int) -> None:
+        # The one line on stdout, for whoever started the process and waits for the port
+        # (logs go to stderr): JSON, like every line xfer writes.
         if api_enabled:
-            print(f"xfer: listening on http://{settings.listen_host}:{port}", flush=True)
+            url = f"http://{settings.listen_host}:{port}"
+            print(json.dumps({"listening": url}), flush=True)
 
     run_async(settings, serve(settings, api_enabled=api_enabled, on_ready=announce))
     return 0

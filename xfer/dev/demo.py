@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -47,6 +48,14 @@ def run_demo(size_mib: int = 200) -> int:
         say("stopped the local cloud and xfer")
 
 
+def listening_url(line: bytes) -> str | None:
+    """The URL in the line `xfer serve` writes on stdout once it listens, {"listening": url}."""
+    try:
+        return str(json.loads(line)["listening"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 @contextmanager
 def xfer_service(cloud: devcloud.CloudInfo) -> Iterator[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("XFER_")}
@@ -58,11 +67,10 @@ def xfer_service(cloud: devcloud.CloudInfo) -> Iterator[str]:
             stdout=subprocess.PIPE, stderr=log)
     try:
         assert process.stdout is not None
-        line = process.stdout.readline().decode()
-        if "listening on" not in line:
+        url = listening_url(process.stdout.readline())
+        if url is None:
             raise SystemExit(f"xfer serve did not start; see {log_path}:\n"
                              + Path(log_path).read_text()[-2000:])
-        url = line.rsplit(" ", 1)[-1].strip()
         say(f"xfer serve (PID {process.pid}) listening on {url}; its log: {log_path}")
         yield url
     finally:
