@@ -224,13 +224,14 @@ class JobsQuery(_Query):
     region: Region | None = Field(
         None, description="jobs whose source or target is in it")
     limit: PageLimit = Field(DEFAULT_PAGE, description="jobs per page")
-    cursor: Cursor | None = Field(None, description="`next` of the previous page")
+    cursor: Cursor | None = Field(None, description="`next` of the previous page", examples=[
+        encode_cursor(datetime(2026, 1, 1, tzinfo=UTC), uuid.UUID(int=0))])
 
 
 class ObjectsQuery(_Query):
     """GET /v1/objects: `checksum` or `os_hash_value` (or both)"""
 
-    checksum: Md5Hex | None = Field(None, description="MD5")
+    checksum: Md5Hex | None = Field(None, description="MD5", examples=["0" * 32])
     os_hash_value: Sha512Hex | None = Field(None, description="SHA-512")
     region: Region | None = Field(None, description="only copies in it")
 
