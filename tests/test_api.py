@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.conftest import Service
 
 
@@ -94,3 +96,36 @@ async def test_objects_lookup_needs_a_valid_checksum(service: Service):
     async with service.http.get(f"{service.url}/v1/objects?checksum={'0' * 32}") as response:
         assert response.status == 200
         assert (await response.json()) == {"objects": []}
+
+
+STRING_FIELDS = ["source.region", "source.container", "source.object", "target.region",
+                 "target.container", "target.object", "checksum", "segment_container"]
+# JSON text as a hostile client writes it: escapes and numbers no json.dumps would produce
+HOSTILE_STRINGS = ['"nul\\u0000"', '"\\ud800"', '"low \\udfff"', '"' + "x" * 2000 + '"',
+                   "12" * 2500, "true", "[]", "{}", "1e999", "NaN"]
+HOSTILE_INTEGERS = ["9" * 5000, "-" + "9" * 5000, "9223372036854775808", "-1", "0", "true",
+                    "1.0", "1.5", "1e3", '"5"', "null", "[1]", "Infinity"]
+
+
+def body_with(path: str, raw_value: str) -> bytes:
+    """BODY as JSON text with the field at `path` set to raw JSON text."""
+    *parents, name = path.split(".")
+    body = {**BODY, "source": dict(BODY["source"]), "target": dict(BODY["target"])}
+    place = body
+    for parent in parents:
+        place = place[parent]
+    place[name] = "\0marker\0"
+    return json.dumps(body).replace('"\\u0000marker\\u0000"', raw_value).encode()
+
+
+async def test_every_field_refuses_its_hostile_values_over_http(service: Service):
+    cases = [(field, raw) for field in STRING_FIELDS for raw in HOSTILE_STRINGS]
+    cases += [("segment_size", raw) for raw in HOSTILE_INTEGERS if raw != "null"]
+    for field, raw in cases:
+        async with service.http.post(f"{service.url}/v1/jobs", data=body_with(field, raw),
+                                     headers={"Content-Type": "application/json"}) as response:
+            error = await error_of(response)
+            assert response.status == 400, (field, raw[:20], error)
+            # NaN and Infinity are not JSON at all; everything else is refused in its field
+            expected = "body" if raw in ("NaN", "Infinity") else field
+            assert error["field"] == expected, (field, raw[:20], error)

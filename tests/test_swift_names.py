@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import MiB, Service, md5, unique
-from tests.sources import payload, put_plain, put_slo
+from tests.sources import payload, put_dlo, put_plain, put_slo
 from xfer.clients.swift import SwiftClient
 from xfer.clients.transport import exchange, http_session
 from xfer.errors import RemoteError
@@ -75,9 +75,10 @@ async def read_back(client: SwiftClient, container: str, name: str) -> bytes:
     return bytes(buffer)
 
 
-def job_body(container: str, name: str, **target: str) -> dict:
-    return {"source": {"region": "RegionOne", "container": container, "object": name},
+def job_body(container: str, name: str, checksum: str | None = None, **target: str) -> dict:
+    body = {"source": {"region": "RegionOne", "container": container, "object": name},
             "target": {"region": "RegionTwo", **target}}
+    return body if checksum is None else {**body, "checksum": checksum}
 
 
 async def test_copies_of_dot_segment_names_read_and_write_only_themselves(
@@ -128,6 +129,19 @@ async def test_an_slo_target_named_outside_its_container_stays_inside(
         await target.head_object(outside, "x")
     assert absent.value.status == 404
     assert await target.list_objects(outside) == []
+
+
+async def test_a_dlo_named_with_dot_segments_lists_only_its_own_segments(
+        service: Service, regions: dict[str, SwiftClient]):
+    source = regions["RegionOne"]
+    container, name, data = unique("dots-dlo"), "dir/../victim.img", payload(2 * MiB + 7)
+    await put_dlo(source, container, name, data, 768 * 1024)
+    # what `dir/../victim.img-` as a prefix would be, normalised: other segments
+    await put_plain(source, container, "victim.img-00001", b"not a segment of it")
+    job = await service.copy(job_body(container, name, checksum=md5(data)))
+    assert job["state"] == "succeeded", job["error"]
+    assert job["md5"] == md5(data) and job["bytes_total"] == len(data)
+    assert await read_back(regions["RegionTwo"], container, name) == data
 
 
 async def submitted(service: Service, body: dict) -> tuple[int, dict]:
