@@ -152,6 +152,7 @@ def test_object_urls_address_exactly_the_names_given(container: str, obj: str):
     for request in (swift.head_object_request(CREDS, container, obj),
                     swift.get_range_request(CREDS, container, obj, 0, 1),
                     swift.put_object_request(CREDS, container, obj, b"x", "e" * 32),
+                    swift.put_stream_request(CREDS, container, obj, 1, None),
                     swift.delete_object_request(CREDS, container, obj),
                     swift.manifest_get_request(CREDS, container, obj),
                     swift.put_manifest_request(CREDS, container, obj, [])):
