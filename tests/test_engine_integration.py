@@ -125,3 +125,18 @@ async def test_kept_segments_of_any_size_stream_within_the_same_bound(
     buffer = bytearray(head.size)
     await target.read_range_into(container, name, 0, head.size, memoryview(buffer))
     assert bytes(buffer) == data
+
+
+async def test_segments_xfer_cuts_itself_stay_within_the_bound_too(
+        base_settings: Settings, swift_http, regions: dict[str, SwiftClient]):
+    """Segments shorter than chunks_ahead never wait for a buffer of their own; their chunks
+    the hasher has not reached must still not pile up in memory once the segment is done."""
+    tuned = base_settings.with_overrides(chunk_size=128 * 1024, chunks_ahead=4,
+                                         segments_in_flight=3, segment_size=256 * 1024)
+    copier = Copier(tuned, SwiftRegions(swift_http, dict(tuned.regions)))
+    container, name, data = unique("recut"), "image.raw", payload(6 * MiB + 99)
+    await put_plain(regions["RegionOne"], container, name, data)
+    outcome = await copier.copy(spec(container, name), Recorder())
+    assert outcome.md5 == md5(data) and outcome.segments == 25
+    bound = tuned.segments_in_flight * (tuned.chunks_ahead + 1) * tuned.chunk_size
+    assert 0 < outcome.peak_buffer_bytes <= bound

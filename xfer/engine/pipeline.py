@@ -116,6 +116,11 @@ class Pipeline:
                 pending = [publisher for publisher in failures if publisher.active]
             if not any(publisher.active for publisher in self.publishers):
                 raise next(p.failure for p in self.publishers if p.failure is not None)
+            # The segment's share of memory goes back only once its buffers do: what the hasher
+            # has not reached yet waits on disk, not in buffers nobody accounts for.
+            # (chosen one at a time: the hasher may take one meanwhile, and then it holds it)
+            while (waiting := feed.spill_candidate()) is not None:
+                await waiting.spill(self.spill)
             await self.ctx.observer.segment_written(segment, self.segment_etags[segment.index])
         finally:
             self.ctx.memory.give_back(taken)
