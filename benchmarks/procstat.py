@@ -36,6 +36,17 @@ def peak_rss_bytes(pid: int) -> int:
     return 0
 
 
+def machine_cpu_seconds() -> tuple[float, float, float]:
+    """(busy, softirq, steal) CPU seconds of the whole machine since boot, all cores.
+    busy excludes steal; softirq (loopback TCP is processed there) is in no process's
+    /proc/<pid>/stat, so it is reported on its own."""
+    with open("/proc/stat") as stat:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (
+            int(v) for v in stat.readline().split()[1:9])
+    busy = user + nice + system + irq + softirq
+    return busy / CLOCK_TICKS, softirq / CLOCK_TICKS, steal / CLOCK_TICKS
+
+
 class CpuMeter:
     """CPU seconds that a fixed set of named processes spend between `start` and `stop`."""
 
