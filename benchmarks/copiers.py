@@ -17,6 +17,7 @@ import select
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -141,9 +142,12 @@ def _json_request(url: str, body: dict[str, Any] | None = None) -> dict[str, Any
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method="POST" if data else "GET",
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        result: dict[str, Any] = json.load(response)
-        return result
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            result: dict[str, Any] = json.load(response)
+            return result
+    except urllib.error.HTTPError as exc:  # xfer's error body says which field and why
+        raise RuntimeError(f"{request.method} {url}: {exc.code} {exc.read()[:500]!r}") from exc
 
 
 def xfer_environ(spec: RunSpec, options: XferOptions) -> dict[str, str]:

@@ -149,6 +149,10 @@ def _fanout_goals(fanout: Sequence[dict[str, Any]], missing: str | None) -> list
     goals = []
     for entry in fanout:
         where = f"{entry['scenario']} {entry['source']}"
+        if not entry["ok_runs"]:
+            goals += [Goal(name, where, None, target, None, "every fan-out comparison failed")
+                      for name, target in ALL_GOALS if name.startswith("fan-out")]
+            continue
         speedup = entry["speedup"]
         limit = ""
         if speedup is not None and speedup < FANOUT_GOAL:

@@ -131,7 +131,7 @@ def summarise_fanout(comparisons: Sequence[dict[str, Any]]) -> list[dict[str, An
                     "fanout_cpu_seconds"):
             entry[key] = _median(group, key)
         for key in ("fanout_source_reads", "sequential_source_reads"):
-            entry[key] = max(c[key] for c in group)
+            entry[key] = max((c[key] for c in group if c["ok"]), default=None)
         summary.append(entry)
     return summary
 
