@@ -115,7 +115,7 @@ def upload(bench: Bench, kind: str, size: int, name: str) -> Source:
     started = time.monotonic()
     source = upload_source(bench.sessions[SOURCE_REGION], SOURCE_KINDS[kind], CONTAINER, name,
                            size, seed=size + len(name))
-    say(f"source {CONTAINER}/{name}: {size / GiB:g} GiB {SOURCE_KINDS[kind].describe()}, md5 "
+    say(f"source {CONTAINER}/{name}: {size / GiB:.3g} GiB {SOURCE_KINDS[kind].describe()}, md5 "
         f"{source.md5}, uploaded in {time.monotonic() - started:.1f}s")
     return source
 
@@ -147,9 +147,10 @@ def probe_xfer_features(bench: Bench) -> ApiFeatures:
     return probe_xfer(spec)
 
 
-def say_plan(args: argparse.Namespace, sources: list[Source]) -> None:
+def say_plan(args: argparse.Namespace, sources: list[Source], unavailable: dict[str, str]) -> None:
     copies = len(args.scenarios) * len(sources) * args.repeat * len(args.copiers)
-    fanouts = len(args.scenarios) * args.repeat if "fanout" in args.extra_runs else 0
+    runs_fanout = "fanout" in args.extra_runs and "fanout" not in unavailable
+    fanouts = len(args.scenarios) * args.repeat if runs_fanout else 0
     say(f"plan: {copies} copier runs, {fanouts} fan-out comparisons (3 copies each), "
         f"{'a' if 'ratecap' in args.extra_runs else 'no'} rate-capped copy of "
         f"{args.rate_cap_seconds:g} s")
@@ -189,7 +190,7 @@ def session(bench: Bench, document: dict[str, Any]) -> None:
     sources = upload_sources(bench)
     rate_source = rate_cap_source(bench) if "ratecap" in args.extra_runs else None
     document["sources"] = [vars(s) for s in sources + ([rate_source] if rate_source else [])]
-    say_plan(args, sources)
+    say_plan(args, sources, document["unavailable"])
     shape = Shape(args.rtt_ms / 1000, args.rate_mb * 1e6)
     for scenario in args.scenarios:
         with region_endpoints(bench.cloud, scenario, shape, args.state_dir) as (endpoints, proxies):
@@ -258,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         for cluster in cloud.clusters.values():  # the objects (GiBs); logs stay
             shutil.rmtree(cluster.devices_dir, ignore_errors=True)
         say("stopped the local cloud and removed its objects")
+    document["session_seconds"] = round((datetime.now(UTC) - started).total_seconds())
     finish(document, args)
+    say(f"the session took {document['session_seconds'] / 60:.1f} minutes")
     stem = RESULTS_DIR / started.strftime("%Y%m%dT%H%M%SZ")
     report.write_json(stem.with_suffix(".json"), document)
     say(f"results in {stem.with_suffix('.json')}")
