@@ -32,14 +32,14 @@ def _bar_groups(document: dict[str, Any]) -> tuple[list[str], dict[str, list[flo
             values[group] = {}
         values[group][entry["copier"]] = entry["mib_s"] or 0.0
     for entry in document.get("fanout_summary", []):
-        group = (entry["scenario"], f"fan-out x2, {entry['source']}")
+        group = (entry["scenario"], f"fan-out x2 ({entry['via']}),\n{entry['source']}")
         groups.append(group)
         # what the two copies write, per second of the whole comparison
         written = 2 * entry["size"] / MiB
         values[group] = {
-            "xfer fan-out (one job)": written / entry["fanout_wall_seconds"]
+            "xfer fan-out to 2 regions": written / entry["fanout_wall_seconds"]
             if entry["fanout_wall_seconds"] else 0.0,
-            "xfer two sequential": written / entry["sequential_wall_seconds"]
+            "xfer to 1 region, twice": written / entry["sequential_wall_seconds"]
             if entry["sequential_wall_seconds"] else 0.0}
     copiers = list(dict.fromkeys(c for group in groups for c in values[group]))
     bars = {c: [values[group].get(c, 0.0) for group in groups] for c in copiers}

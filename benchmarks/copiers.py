@@ -200,13 +200,37 @@ def run_xfer(spec: RunSpec, window: Window, options: XferOptions) -> CopierResul
                          "xfer_pid": pid})
 
 
+def run_xfer_upload(spec: RunSpec, window: Window, local_file: Path,
+                    options: XferOptions) -> CopierResult:
+    """`xfer upload FILE --region R1[,R2] --json`: the file to every target region at once."""
+    argv = [sys.executable, "-m", "xfer.cli", "upload", str(local_file),
+            "--region", ",".join(target.name for target in spec.targets),
+            "--container", spec.container, "--object", spec.obj, "--checksum", spec.md5, "--json"]
+    result_path = spec.workdir / "xfer-upload.json"
+    with window:
+        usage = run_measured(argv, timeout=spec.timeout, env=xfer_environ(spec, options),
+                             log_path=spec.workdir / "xfer-upload.log", stdout_path=result_path)
+    result = _from_usage(usage, "NO")
+    try:
+        outcome = json.loads(result_path.read_text())
+    except ValueError:
+        outcome = {}
+    verified = (result.ok and outcome.get("md5") == spec.md5
+                and outcome.get("verification") == "end_to_end"
+                and (not options.sha512 or outcome.get("sha512") == spec.sha512))
+    result.md5_verified = "yes" if verified else "NO"
+    result.extra = {"upload": {k: outcome.get(k) for k in ("seconds", "segments", "verification")},
+                    "file_read_chars": usage.read_chars}
+    return result
+
+
 @dataclass(frozen=True)
 class ApiFeatures:
     """What the xfer under test offers, read from its OpenAPI document: the harness runs what
     is there and says which runs are not available."""
 
     request_fields: frozenset[str]
-    upload_command: bool
+    upload_command: bool  # `xfer upload FILE --region R1,R2`: fan-out from a local file
 
     @property
     def fanout(self) -> bool:  # one job, several target regions

@@ -26,6 +26,10 @@ FLOOR_GOAL = 1.3
 RSS_LIMIT_MIB, RSS_SPREAD = 200, 0.10  # MiB; and within 10% either way
 FANOUT_GOAL = 1.6
 RATE_TOLERANCE = 0.05
+# How exactly "source read once" is measured: the source proxy's log counts the bytes of a
+# Swift source exactly; a file's reads are rchar less a one-byte upload's (Python's own reads
+# of modules and configs, which vary by a few KiB between runs).
+READ_SLACK = {"one job": 0.0, "xfer upload": 0.001}
 SHARED_CORES = 0.3  # others' CPU above which a run's speed says little about xfer's
 
 
@@ -144,13 +148,12 @@ def _rss_goals(summary: Sequence[dict[str, Any]], memory_bound: int) -> list[Goa
     return goals
 
 
-def _fanout_goals(fanout: Sequence[dict[str, Any]], missing: str | None) -> list[Goal]:
-    if missing is not None:
-        return [Goal(name, "-", None, target, None, missing)
-                for name, target in ALL_GOALS if name.startswith("fan-out")]
-    goals = []
+def _fanout_goals(fanout: Sequence[dict[str, Any]], missing: dict[str, str]) -> list[Goal]:
+    goals = [Goal(name, f"{via}: -", None, target, None, missing[run])
+             for run, via in (("fanout", "one job"), ("upload", "xfer upload")) if run in missing
+             for name, target in ALL_GOALS if name.startswith("fan-out")]
     for entry in fanout:
-        where = f"{entry['scenario']} {entry['source']}"
+        where = f"{entry['via']}, {entry['scenario']} {entry['source']}"
         if not entry["ok_runs"]:
             goals += [Goal(name, where, None, target, None, "every fan-out comparison failed")
                       for name, target in ALL_GOALS if name.startswith("fan-out")]
@@ -162,14 +165,21 @@ def _fanout_goals(fanout: Sequence[dict[str, Any]], missing: str | None) -> list
             cores = entry["fanout_cpu_seconds"] / needed_wall
             limit = (f"{FANOUT_GOAL:g}x means {needed_wall:.1f} s; at the fan-out run's "
                      f"{entry['fanout_cpu_seconds']:.0f} CPU-s that needs {cores:.2f} cores"
-                     + (f": out of reach on {CORES} cores" if cores > CORES else ""))
+                     + (f": out of reach on {CORES} cores" if cores > CORES
+                        else f": within {CORES} cores, so not CPU alone"))
+            others = entry.get("fanout_other_cores") or 0.0
+            if others > SHARED_CORES:
+                limit += (f"; other programs took {others:.2f} cores meanwhile: the machine "
+                          "was shared")
         goals.append(Goal("fan-out to 2 regions vs two sequential copies", where, speedup,
                           f">= {FANOUT_GOAL:g}x", None if speedup is None else speedup >= FANOUT_GOAL,
                           limit))
         reads = entry["fanout_source_reads"]
-        context = f"two sequential copies read {entry['sequential_source_reads']:.2f}x"
-        goals.append(Goal("fan-out: source bytes read / source size", where, reads, "<= 1.0x",
-                          reads <= 1.0, "" if reads <= 1.0 else context))
+        slack = READ_SLACK[entry["via"]]
+        context = (f"two sequential copies read {entry['sequential_source_reads']:.3f}x"
+                   + (f"; measured to {slack:g}x (rchar)" if slack else ""))
+        goals.append(Goal("fan-out: source bytes read / source size", where, reads,
+                          f"<= {1 + slack:g}x", reads <= 1 + slack, context))
     return goals
 
 
@@ -200,7 +210,7 @@ ALL_GOALS = (
     ("peak RSS, 1 GiB source segments kept (MiB)", f"< {RSS_LIMIT_MIB}"),
     ("peak RSS, 1 GiB vs 100 MiB source segments", f"1 +- {RSS_SPREAD:g}"),
     ("fan-out to 2 regions vs two sequential copies", f">= {FANOUT_GOAL:g}x"),
-    ("fan-out: source bytes read / source size", "<= 1.0x"),
+    ("fan-out: source bytes read / source size", "<= 1x"),
     ("rate cap held (process cap)", f"1 +- {RATE_TOLERANCE:g}"),
 )
 
@@ -211,7 +221,7 @@ def compute_goals(summary: Sequence[dict[str, Any]], floor: dict[str, dict[str, 
     by_key = {(e["scenario"], e["source"], e["copier"]): e for e in summary}
     places = sorted({(e["scenario"], e["source"]) for e in summary})
     found = (_throughput_goals(by_key, places) + _floor_goals(summary, floor)
-             + _rss_goals(summary, memory_bound) + _fanout_goals(fanout, missing.get("fanout"))
+             + _rss_goals(summary, memory_bound) + _fanout_goals(fanout, missing)
              + _rate_goals(rate_rows, missing))
     names = {goal.goal for goal in found}
     not_run = [Goal(name, "-", None, target, None, "not run in this session (see --help)")

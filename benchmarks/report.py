@@ -118,17 +118,18 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def summarise_fanout(comparisons: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Medians of the fan-out comparisons per scenario and source."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    """Medians of the fan-out comparisons per way (one job, xfer upload), scenario, source."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for comparison in comparisons:
-        groups.setdefault((comparison["scenario"], comparison["source"]), []).append(comparison)
+        key = (comparison["via"], comparison["scenario"], comparison["source"])
+        groups.setdefault(key, []).append(comparison)
     summary = []
-    for (scenario, source), group in groups.items():
-        entry: dict[str, Any] = {"scenario": scenario, "source": source,
+    for (via, scenario, source), group in groups.items():
+        entry: dict[str, Any] = {"via": via, "scenario": scenario, "source": source,
                                  "size": group[0]["size"], "runs": len(group),
                                  "ok_runs": sum(c["ok"] for c in group)}
         for key in ("speedup", "fanout_wall_seconds", "sequential_wall_seconds",
-                    "fanout_cpu_seconds"):
+                    "fanout_cpu_seconds", "fanout_other_cores"):
             entry[key] = _median(group, key)
         for key in ("fanout_source_reads", "sequential_source_reads"):
             entry[key] = max((c[key] for c in group if c["ok"]), default=None)

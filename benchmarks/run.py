@@ -38,7 +38,7 @@ from benchmarks.runs import (
     say,
 )
 from benchmarks.shaping_proxy import Shape
-from benchmarks.sources import SOURCE_KINDS, Source, upload_source
+from benchmarks.sources import SOURCE_KINDS, Source, upload_source, write_random_file
 from xfer import settings as xfer_settings
 from xfer.dev import devcloud
 from xfer.errors import ConfigError
@@ -137,6 +137,17 @@ def rate_cap_source(bench: Bench) -> Source:
     return upload(bench, "slo100", size, f"bench-ratecap-{size // MiB}MiB.raw")
 
 
+def local_file(bench: Bench) -> tuple[Source, Path]:
+    """The file `xfer upload` reads: as large as the fan-out source."""
+    size = SOURCE_KINDS[bench.args.fanout_source].size_for(bench.args.sizes[0])
+    path = bench.args.state_dir / f"bench-file-{size / GiB:g}GiB.raw"
+    started = time.monotonic()
+    source = write_random_file(path, size, seed=size + 7, container=CONTAINER)
+    say(f"local file {path}: {size / GiB:.3g} GiB, md5 {source.md5}, written in "
+        f"{time.monotonic() - started:.1f}s")
+    return source, path
+
+
 def probe_xfer_features(bench: Bench) -> ApiFeatures:
     direct = {r: RegionConfig(r, c.auth_url, c.user, c.key) for r, c in bench.cloud.clusters.items()}
     workdir = bench.args.state_dir / "runs" / "probe"
@@ -149,15 +160,15 @@ def probe_xfer_features(bench: Bench) -> ApiFeatures:
 
 def say_plan(args: argparse.Namespace, sources: list[Source], unavailable: dict[str, str]) -> None:
     copies = len(args.scenarios) * len(sources) * args.repeat * len(args.copiers)
-    runs_fanout = "fanout" in args.extra_runs and "fanout" not in unavailable
-    fanouts = len(args.scenarios) * args.repeat if runs_fanout else 0
-    say(f"plan: {copies} copier runs, {fanouts} fan-out comparisons (3 copies each), "
+    fanouts = sum(len(args.scenarios) * args.repeat for run in ("fanout", "upload")
+                  if run in args.extra_runs and run not in unavailable)
+    say(f"plan: {copies} copier runs, {fanouts} fan-out comparisons (3 copies or uploads each), "
         f"{'a' if 'ratecap' in args.extra_runs else 'no'} rate-capped copy of "
         f"{args.rate_cap_seconds:g} s")
 
 
 def run_stage(bench: Bench, stage: Stage, sources: list[Source], document: dict[str, Any],
-              rate_source: Source | None) -> None:
+              rate_source: Source | None, upload_file: tuple[Source, Path] | None) -> None:
     args = bench.args
     for source in sources:
         for repeat in range(1, args.repeat + 1):
@@ -170,6 +181,12 @@ def run_stage(bench: Bench, stage: Stage, sources: list[Source], document: dict[
                 extra_runs.fanout_comparison(bench, stage, chosen[0], repeat))
     if rate_source is not None and stage.scenario == rate_cap_scenario(args):
         document["rate_cap"] += extra_runs.rate_cap_runs(bench, stage, rate_source)
+    if upload_file is not None:
+        local, path = upload_file
+        startup = extra_runs.upload_startup_chars(bench, stage, args.state_dir)
+        for repeat in range(1, args.repeat + 1):
+            document["fanout"].append(
+                extra_runs.upload_comparison(bench, stage, local, path, repeat, startup))
 
 
 def rate_cap_scenario(args: argparse.Namespace) -> str:
@@ -189,13 +206,22 @@ def session(bench: Bench, document: dict[str, Any]) -> None:
         say(f"{name}: {why}")
     sources = upload_sources(bench)
     rate_source = rate_cap_source(bench) if "ratecap" in args.extra_runs else None
-    document["sources"] = [vars(s) for s in sources + ([rate_source] if rate_source else [])]
+    upload_file = None
+    if "upload" in args.extra_runs and "upload" not in document["unavailable"]:
+        upload_file = local_file(bench)
+    document["sources"] = [vars(s) for s in sources + ([rate_source] if rate_source else [])
+                           + ([upload_file[0]] if upload_file else [])]
     say_plan(args, sources, document["unavailable"])
     shape = Shape(args.rtt_ms / 1000, args.rate_mb * 1e6)
-    for scenario in args.scenarios:
-        with region_endpoints(bench.cloud, scenario, shape, args.state_dir) as (endpoints, proxies):
-            stage = Stage(scenario, endpoints, CpuMeter(measured_pids(bench.cloud, proxies)))
-            run_stage(bench, stage, sources, document, rate_source)
+    try:
+        for scenario in args.scenarios:
+            with region_endpoints(bench.cloud, scenario, shape, args.state_dir) as (endpoints,
+                                                                                   proxies):
+                stage = Stage(scenario, endpoints, CpuMeter(measured_pids(bench.cloud, proxies)))
+                run_stage(bench, stage, sources, document, rate_source, upload_file)
+    finally:
+        if upload_file is not None:
+            upload_file[1].unlink(missing_ok=True)
 
 
 def finish(document: dict[str, Any], args: argparse.Namespace) -> None:
@@ -238,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` stops the cloud
     args.state_dir = args.state_dir.absolute()
     regions = [SOURCE_REGION, TARGET_REGION]
-    if "fanout" in args.extra_runs:
+    if {"fanout", "upload"} & set(args.extra_runs):  # both go to two target regions
         regions.append(SECOND_TARGET_REGION)
     say(f"starting a local cloud of {len(regions)} regions in {args.state_dir}")
     # Swift and Postgres only: idle Keystone and Glance processes would only add noise.

@@ -5,6 +5,7 @@
               segment is not kept as it is (xfer cuts it anew), and keeping 1 GiB segments
               within the memory bound is what this source is for
     plain     one plain object: what Glance stores an image of up to 5 GiB as
+    file      a local file (not in Swift), for `xfer upload`
 
 Each object is streamed to Swift as it is generated (a block at a time), so the harness never
 holds a segment in memory, and hashed on the way: its MD5 and SHA-512 are what the copies
@@ -18,6 +19,7 @@ import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from benchmarks.swift_http import Session, SwiftHttpError, object_path
 
@@ -118,3 +120,13 @@ def upload_source(session: Session, kind: SourceKind, container: str, name: str,
                     body=json.dumps(manifest).encode())
     return Source(kind.name, container, name, size, whole.md5.hexdigest(),
                   whole.sha512.hexdigest(), len(manifest))
+
+
+def write_random_file(path: Path, size: int, seed: int, container: str) -> Source:
+    """A local file of random bytes: the source of `xfer upload` into `container`."""
+    rng, whole = random.Random(seed), _Digests()
+    with path.open("wb") as file:
+        for block in _random_blocks(rng, size, [whole]):
+            file.write(block)
+    return Source("file", container, path.name, size, whole.md5.hexdigest(),
+                  whole.sha512.hexdigest(), 0)
