@@ -42,7 +42,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	$(VENV)/bin/pip install -q -e '.[embedded,dev,bench]'
 	touch $@
 
-# Not part of `make test`: 25-35 minutes on 2 cores. A quick subset:
+# Not part of `make test`: 27-40 minutes on 2 cores. A quick subset:
 #   make bench BENCH_ARGS="--sizes 1 --repeat 1 --scenarios colocated --sources plain"
 bench: deps $(VENV)/.bench-installed
 	@command -v rclone >/dev/null 2>&1 || { \

@@ -1,7 +1,7 @@
 """`make bench`: every copier on the same sources, co-located and over an emulated link, then
 fan-out and a rate cap; the goals of issue 11 as ratios, a table and a picture.
 
-    .venv/bin/python -m benchmarks.run                       # the full run (25-35 minutes)
+    .venv/bin/python -m benchmarks.run                       # the full run (27-40 minutes)
     .venv/bin/python -m benchmarks.run --sizes 1 --repeat 1 --scenarios colocated --sources plain
 
 One session: a fresh local cloud in .devcloud-bench (stopped at the end, also on error or
