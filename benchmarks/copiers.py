@@ -245,10 +245,20 @@ def probe_xfer(spec: RunSpec) -> ApiFeatures:
     """Start xfer once and read its job request schema; and does `xfer upload` exist?"""
     with xfer_server(xfer_environ(spec, XferOptions()), spec.workdir / "xfer-probe.log") as (_, url):
         document = _json_request(f"{url}/v1/openapi.json")
-    schema = document["components"]["schemas"]["JobRequest"]
     upload = subprocess.run([sys.executable, "-m", "xfer.cli", "upload", "--help"],
                             env=clean_environ(), capture_output=True, timeout=60, check=False)
-    return ApiFeatures(frozenset(schema.get("properties", {})), upload.returncode == 0)
+    return ApiFeatures(frozenset(job_request_schema(document).get("properties", {})),
+                       upload.returncode == 0)
+
+
+def job_request_schema(document: dict[str, Any]) -> dict[str, Any]:
+    """The schema of POST /v1/jobs's body, by its reference: its name is xfer's to change."""
+    body = document["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]
+    schema: dict[str, Any] = body["schema"]
+    while "$ref" in schema:  # "#/components/schemas/<name>"
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        schema = document["components"]["schemas"][name]
+    return schema
 
 
 # --- rclone -----------------------------------------------------------------------------

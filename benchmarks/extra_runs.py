@@ -47,8 +47,8 @@ def unavailable(features: ApiFeatures, requested: list[str]) -> dict[str, str]:
     """Requested runs the xfer under test cannot do, and why (printed, kept in the JSON)."""
     missing = {}
     if "fanout" in requested and not features.fanout:
-        missing["fanout"] = ("not available: xfer's job request (GET /v1/openapi.json, "
-                             "JobRequest) has no 'targets' field yet")
+        missing["fanout"] = ("not available: xfer's job request (POST /v1/jobs in "
+                             "GET /v1/openapi.json) has no 'targets' field yet")
     if "ratecap" in requested and not features.job_rate_cap:
         missing["ratecap-job"] = ("not available: no per-job 'max_rate_mb' in xfer's job "
                                   "request yet; only the process cap XFER_MAX_RATE_MB is run")
