@@ -37,9 +37,14 @@ test: deps
 	$(VENV)/bin/mypy xfer
 	$(VENV)/bin/pytest
 
-# Not part of `make test`: 20-40 minutes. A quick subset:
-#   make bench BENCH_ARGS="--sizes 1 --repeat 1 --scenarios colocated"
-bench: deps
+# matplotlib for the benchmark's picture: installed by `make bench` only.
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e '.[embedded,dev,bench]'
+	touch $@
+
+# Not part of `make test`: 27-40 minutes on 2 cores. A quick subset:
+#   make bench BENCH_ARGS="--sizes 1 --repeat 1 --scenarios colocated --sources plain"
+bench: deps $(VENV)/.bench-installed
 	@command -v rclone >/dev/null 2>&1 || { \
 	  echo "installing Debian package rclone"; \
 	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q rclone >/dev/null; }

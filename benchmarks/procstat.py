@@ -36,6 +36,17 @@ def peak_rss_bytes(pid: int) -> int:
     return 0
 
 
+def machine_cpu_seconds() -> tuple[float, float, float]:
+    """(busy, softirq, steal) CPU seconds of the whole machine since boot, all cores.
+    busy excludes steal; softirq (loopback TCP is processed there) is in no process's
+    /proc/<pid>/stat, so it is reported on its own."""
+    with open("/proc/stat") as stat:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (
+            int(v) for v in stat.readline().split()[1:9])
+    busy = user + nice + system + irq + softirq
+    return busy / CLOCK_TICKS, softirq / CLOCK_TICKS, steal / CLOCK_TICKS
+
+
 class CpuMeter:
     """CPU seconds that a fixed set of named processes spend between `start` and `stop`."""
 
@@ -58,35 +69,52 @@ class ChildUsage:
     cpu_seconds: float  # user + system of the child (and any children it waited for)
     peak_rss_bytes: int
     output_tail: str
+    read_chars: int  # rchar of /proc/<pid>/io at its exit: bytes its read() calls returned
+
+
+def read_chars(pid: int) -> int:
+    """Bytes a process got from read()-family calls on files and pipes (not from recv() on
+    sockets); readable until the process is reaped, also as a zombie."""
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def run_measured(argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None,
-                 log_path: Path) -> ChildUsage:
-    """Run a command to its end (killed after `timeout` s); its rusage comes from wait4."""
+                 log_path: Path, stdout_path: Path | None = None) -> ChildUsage:
+    """Run a command to its end (killed after `timeout` s); its rusage comes from wait4.
+    Its output goes to `log_path`, or only its stderr when `stdout_path` takes its stdout."""
     started = time.monotonic()
-    with open(log_path, "wb") as log:
+    with open(log_path, "wb") as log, open(stdout_path or os.devnull, "wb") as out:
         process = subprocess.Popen(list(argv), env=dict(env) if env is not None else None,
-                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, stdout=out if stdout_path else log,
+                                   stderr=log if stdout_path else subprocess.STDOUT,
                                    start_new_session=True)
     deadline = started + timeout
     # Not wait4's ru_maxrss: exec keeps the high-water mark of the harness that forked the
     # child. VmHWM of the exec'd image, read until it exits, is the child's own.
-    peak_rss, reaped = 0, False
+    peak_rss, exited, chars = 0, False, 0
     try:
-        while not reaped and time.monotonic() <= deadline:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            reaped = pid != 0
-            if not reaped:
+        while not exited and time.monotonic() <= deadline:
+            # WNOWAIT: an exited child stays a zombie, whose /proc/<pid>/io is still there
+            exited = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+            if exited:
+                chars = read_chars(process.pid)
+            else:
                 peak_rss = peak_rss_bytes(process.pid) or peak_rss
                 time.sleep(0.02)
     finally:
-        if not reaped:  # the timeout, or the harness is being stopped
+        if not exited:  # the timeout, or the harness is being stopped
             os.killpg(process.pid, signal.SIGKILL)  # its own session: it and its children only
-            _, status, usage = os.wait4(process.pid, 0)
-            process.returncode = os.waitstatus_to_exitcode(status)
+        _, status, usage = os.wait4(process.pid, 0)
     wall = time.monotonic() - started
     process.returncode = os.waitstatus_to_exitcode(status)  # tell Popen it was reaped
     tail = log_path.read_text(errors="replace")[-2000:]
     if wall > timeout:
         tail += f"\n(killed after {timeout:.0f} s)"
-    return ChildUsage(process.returncode, wall, usage.ru_utime + usage.ru_stime, peak_rss, tail)
+    return ChildUsage(process.returncode, wall, usage.ru_utime + usage.ru_stime, peak_rss, tail,
+                      chars)

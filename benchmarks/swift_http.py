@@ -1,17 +1,15 @@
-"""A small synchronous Swift client for the harness: upload the sources, HEAD a copy, empty
-a region between runs. Independent of xfer's own client, which is what is measured."""
+"""A small synchronous Swift client for the harness: PUT the sources, HEAD a copy, empty a
+region between runs. Independent of xfer's own client, which is what is measured."""
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
-import random
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-MiB = 1024 * 1024
 TIMEOUT_S = 120.0
 
 
@@ -24,11 +22,13 @@ class Session:
     storage_url: str  # http://127.0.0.1:PORT/v1/AUTH_test
     token: str
 
-    def request(self, method: str, path: str, body: bytes | memoryview | None = None,
+    def request(self, method: str, path: str,
+                body: bytes | memoryview | Iterable[bytes] | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(self.storage_url)
         connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=TIMEOUT_S)
         try:
+            # an iterable body with a Content-Length header is streamed as it is, not chunked
             all_headers = {"X-Auth-Token": self.token, **(headers or {})}
             connection.request(method, parts.path + path, body=body, headers=all_headers)
             response = connection.getresponse()
@@ -65,46 +65,6 @@ def login(auth_url: str, user: str, key: str) -> Session:
 
 def object_path(container: str, obj: str) -> str:
     return f"/{quote(container)}/{quote(obj)}"
-
-
-@dataclass(frozen=True)
-class Source:
-    container: str
-    name: str
-    size: int
-    md5: str
-    sha512: str
-    segment_size: int
-
-
-def upload_random_slo(session: Session, container: str, name: str, size: int,
-                      segment_size: int, seed: int) -> Source:
-    """Random bytes as an SLO of `segment_size` segments (in `<container>_segments`)."""
-    segment_container = container + "_segments"
-    for each in (container, segment_container):
-        session.checked("PUT", f"/{quote(each)}", (201, 202))
-    whole_md5, whole_sha512 = hashlib.md5(usedforsecurity=False), hashlib.sha512()
-    rng = random.Random(seed)
-    manifest = []
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        pending: list[Future[object]] = []
-        for index, offset in enumerate(range(0, size, segment_size)):
-            chunk = rng.randbytes(min(segment_size, size - offset))
-            whole_md5.update(chunk)
-            whole_sha512.update(chunk)
-            etag = hashlib.md5(chunk, usedforsecurity=False).hexdigest()
-            path = object_path(segment_container, f"{name}/{index:08d}")
-            manifest.append({"path": path, "etag": etag, "size_bytes": len(chunk)})
-            if len(pending) >= 2:  # at most four segments in memory
-                pending.pop(0).result()
-            pending.append(pool.submit(session.checked, "PUT", path, (201,), body=chunk,
-                                       headers={"ETag": etag}))
-        for future in pending:
-            future.result()
-    session.checked("PUT", object_path(container, name) + "?multipart-manifest=put", (201,),
-                    body=json.dumps(manifest).encode())
-    return Source(container, name, size, whole_md5.hexdigest(), whole_sha512.hexdigest(),
-                  segment_size)
 
 
 def large_object_kind(session: Session, container: str, name: str) -> tuple[str, int]:
