@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -219,22 +219,13 @@ def _metadata_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:
 def put_object_request(creds: Credentials, container: str, obj: str,
                        body: bytes | bytearray | memoryview, etag: str,
                        metadata: Mapping[str, str] | None = None) -> Request:
-    headers = _auth_headers(creds, {"ETag": etag, "Content-Length": str(len(body)),
-                                    "Content-Type": "application/octet-stream",
-                                    **_metadata_headers(metadata)})
-    return Request("PUT", object_url(creds.storage_url, container, obj), headers, body=body)
+    """A PUT of a body held in memory: the streamed PUT's request, with the body in it."""
+    return replace(put_stream_request(creds, container, obj, len(body), etag, metadata),
+                   body=body)
 
 
 def check_put_reply(request: Request, reply: Reply, etag: str) -> None:
-    if reply.status == 422:
-        raise BodyRejected(
-            f"{request.method} {request.path}: Swift computed a different MD5 than {etag} "
-            f"(bytes damaged on the way) [txn {txn_id(reply)}]")
-    raise_for_status(request, reply, 201)
-    returned = unquote_etag(reply.header("Etag"))
-    if returned and returned != etag:
-        raise IntegrityError(f"{request.method} {request.path}: Swift stored ETag {returned}, "
-                             f"expected {etag} [txn {txn_id(reply)}]")
+    _stored_etag(request, reply, etag, required=False)
 
 
 def put_stream_request(creds: Credentials, container: str, obj: str, length: int,
@@ -251,13 +242,22 @@ def put_stream_request(creds: Credentials, container: str, obj: str, length: int
 
 def parse_stream_put_reply(request: Request, reply: Reply, etag: str | None) -> str:
     """The ETag Swift stored (the MD5 of what it received)."""
+    stored = _stored_etag(request, reply, etag, required=True)
+    assert stored is not None
+    return stored
+
+
+def _stored_etag(request: Request, reply: Reply, etag: str | None,
+                 required: bool) -> str | None:
+    """Check a PUT's reply against the ETag it declared (if any); the ETag Swift stored.
+    `required`: a reply without one is an error (the caller has nothing else to check)."""
     if reply.status == 422:
         raise BodyRejected(
             f"{request.method} {request.path}: Swift computed a different MD5 than {etag} "
             f"(the bytes were damaged on the way) [txn {txn_id(reply)}]")
     raise_for_status(request, reply, 201)
     returned = unquote_etag(reply.header("Etag"))
-    if not returned or (etag is not None and returned != etag):
+    if (required and not returned) or (returned and etag is not None and returned != etag):
         raise IntegrityError(f"{request.method} {request.path}: Swift stored ETag "
                              f"{returned or 'none'}, expected {etag} [txn {txn_id(reply)}]")
     return returned
