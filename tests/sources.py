@@ -1,4 +1,5 @@
-"""Put test sources in place in a real Swift region: plain objects, SLOs and DLOs."""
+"""Put test sources in place in a real Swift region (plain objects, SLOs and DLOs), and read
+what a copy wrote back."""
 
 from __future__ import annotations
 
@@ -50,3 +51,12 @@ async def put_dlo(client: SwiftClient, container: str, name: str, data: bytes,
         {"X-Auth-Token": c.token, "X-Object-Manifest": f"{container}/{name}-",
          "Content-Length": "0"}, body=b""))
     return (await client.head_object(container, name)).etag
+
+
+async def read_back(client: SwiftClient, container: str, name: str) -> bytes:
+    """The whole object as Swift serves it."""
+    head = await client.head_object(container, name)
+    buffer = bytearray(head.size)
+    if head.size:
+        await client.read_range_into(container, name, 0, head.size, memoryview(buffer))
+    return bytes(buffer)

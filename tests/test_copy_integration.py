@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from tests.conftest import TARGET_MAX_FILE_SIZE, MiB, Service, md5, unique
-from tests.sources import payload, put_plain, put_slo
+from tests.sources import payload, put_plain, put_slo, read_back
 from xfer.clients.swift import SwiftClient
 from xfer.errors import RemoteError
 from xfer.proto import swift
@@ -19,12 +19,6 @@ def job_body(container: str, name: str, **extra: object) -> dict:
             "target": {"region": "RegionTwo"}, **extra}
 
 
-async def read_back(client: SwiftClient, container: str, name: str) -> bytes:
-    head = await client.head_object(container, name)
-    buffer = bytearray(head.size)
-    if head.size:
-        await client.read_range_into(container, name, 0, head.size, memoryview(buffer))
-    return bytes(buffer)
 
 
 async def leftovers(client: SwiftClient, container: str, job_id: str) -> list[str]:

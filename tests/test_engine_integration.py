@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from tests.conftest import MiB, md5, unique
-from tests.sources import payload, put_dlo, put_plain, put_slo
+from tests.sources import payload, put_dlo, put_plain, put_slo, read_back
 from xfer.clients.swift import SwiftClient, SwiftRegions
 from xfer.engine.object_copy import Copier
 from xfer.engine.plan import Plan, Segment
@@ -120,11 +120,7 @@ async def test_kept_segments_of_any_size_stream_within_the_same_bound(
     bound = tuned.segments_in_flight * (tuned.chunks_ahead + 1) * tuned.chunk_size
     assert 0 < outcome.peak_buffer_bytes <= bound
     assert outcome.bytes_spilled > 0  # later segments streamed on while the hasher caught up
-    target = regions["RegionTwo"]
-    head = await target.head_object(container, name)
-    buffer = bytearray(head.size)
-    await target.read_range_into(container, name, 0, head.size, memoryview(buffer))
-    assert bytes(buffer) == data
+    assert await read_back(regions["RegionTwo"], container, name) == data
 
 
 async def test_segments_xfer_cuts_itself_stay_within_the_bound_too(

@@ -26,7 +26,7 @@ from tests.fault_proxy import (
     status,
     truncate_after,
 )
-from tests.sources import payload, put_dlo, put_plain, put_slo
+from tests.sources import payload, put_dlo, put_plain, put_slo, read_back
 from xfer.clients.swift import SwiftClient
 from xfer.errors import RemoteError
 from xfer.settings import Settings
@@ -92,11 +92,6 @@ def object_path(container: str, name: str) -> str:
     return re.escape(f"/{container}/{name}") + "$"
 
 
-async def read_back(client: SwiftClient, container: str, name: str) -> bytes:
-    head = await client.head_object(container, name)
-    buffer = bytearray(head.size)
-    await client.read_range_into(container, name, 0, head.size, memoryview(buffer))
-    return bytes(buffer)
 
 
 async def assert_copied(regions: dict[str, SwiftClient], job: dict[str, Any], container: str,

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import MiB, Service, md5, unique
-from tests.sources import payload, put_dlo, put_plain, put_slo
+from tests.sources import payload, put_dlo, put_plain, put_slo, read_back
 from xfer.clients.swift import SwiftClient
 from xfer.clients.transport import exchange, http_session
 from xfer.errors import RemoteError
@@ -67,12 +67,6 @@ async def test_the_transport_sends_the_path_as_built(request_lines: tuple[str, l
     assert lines[-1] == "GET /v1/AUTH_test/c?format=json&prefix=a%2Bb%26c/../&marker=.. HTTP/1.1"
 
 
-async def read_back(client: SwiftClient, container: str, name: str) -> bytes:
-    head = await client.head_object(container, name)
-    buffer = bytearray(head.size)
-    if head.size:
-        await client.read_range_into(container, name, 0, head.size, memoryview(buffer))
-    return bytes(buffer)
 
 
 def job_body(container: str, name: str, checksum: str | None = None, **target: str) -> dict:

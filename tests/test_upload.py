@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import MiB, unique
+from tests.sources import read_back
 from xfer.clients.swift import SwiftClient
 from xfer.settings import Settings, regions_variable
 
@@ -27,11 +28,6 @@ async def run_upload(settings: Settings, *args: str) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
-async def read_back(client: SwiftClient, container: str, name: str) -> bytes:
-    head = await client.head_object(container, name)
-    buffer = bytearray(head.size)
-    await client.read_range_into(container, name, 0, head.size, memoryview(buffer))
-    return bytes(buffer)
 
 
 async def test_a_file_is_uploaded_to_two_regions_and_verified(
