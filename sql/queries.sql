@@ -11,6 +11,48 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
+-- name: insert_image_job
+-- An image copy: the source and target objects are found by the worker (set_image_source,
+-- set_target_image); until then they are empty.
+INSERT INTO jobs (id, kind, source_region, source_container, source_object,
+                  target_region, target_container, target_object,
+                  project_id, user_id, trust_id, source_image_id, image_name,
+                  image_properties, force, idempotency_key, request_digest)
+VALUES ($1, 'image', $2, '', '', $3, '', '', $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING *;
+
+-- name: set_image_source
+UPDATE jobs SET source_container = $2, source_object = $3, expected_md5 = $4, updated_at = now()
+WHERE id = $1;
+
+-- name: set_target_image
+-- The target image exists: its id, and the container and object its data goes to.
+UPDATE jobs SET target_image_id = $2, target_container = $3, target_object = $2,
+                segment_container = $3, image_step = 'created', updated_at = now()
+WHERE id = $1;
+
+-- name: set_image_step
+UPDATE jobs SET image_step = $2, updated_at = now() WHERE id = $1;
+
+-- name: finish_image_succeeded
+UPDATE jobs SET state = 'succeeded', bytes_done = coalesce(bytes_total, bytes_done),
+                md5 = $3, sha512 = $4, etag = $5, md5_checked_against = $6, retries = $7,
+                bytes_uploaded = $8, segments_reused = $9, verification = $10,
+                target_image_id = $11, deduplicated = $12, bytes_total = coalesce(bytes_total, $13),
+                finished_at = now(), updated_at = now(),
+                lease_owner = NULL, lease_expires_at = NULL
+WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying')
+RETURNING id;
+
+-- name: record_image_object
+INSERT INTO objects (md5, sha512, size, region, project, container, object, image_id, job_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (md5, region, project) DO UPDATE
+SET sha512 = EXCLUDED.sha512, size = EXCLUDED.size, container = EXCLUDED.container,
+    object = EXCLUDED.object, image_id = EXCLUDED.image_id, job_id = EXCLUDED.job_id,
+    verified_at = now();
+
 -- name: job_by_idempotency_key
 SELECT * FROM jobs WHERE idempotency_key = $1;
 
@@ -139,10 +181,12 @@ SELECT from_state, to_state, at FROM job_transitions WHERE job_id = $1 ORDER BY 
 
 -- name: list_jobs_page
 -- Newest first; keyset pagination after the (created_at, id) of the previous page's last job.
+-- $6: the caller's project (NULL: every project).
 SELECT *, clock_timestamp() AS observed_at FROM jobs
 WHERE ($1::text IS NULL OR state = $1)
   AND ($2::text IS NULL OR source_region = $2 OR target_region = $2)
   AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
+  AND ($6::text IS NULL OR project_id = $6)
 ORDER BY created_at DESC, id DESC
 LIMIT $5;
 

@@ -40,9 +40,21 @@ CREATE TABLE jobs (
     existing_container  text,
     existing_object     text,
     verification        text,
+    kind                text NOT NULL DEFAULT 'object',
+    project_id          text,
+    user_id             text,
+    trust_id            text,
+    source_image_id     text,
+    target_image_id     text,
+    image_step          text,
+    image_name          text,
+    image_properties    jsonb,
+    force               boolean NOT NULL DEFAULT false,
     CONSTRAINT jobs_state_check CHECK (state IN (
         'queued', 'running', 'verifying', 'succeeded', 'failed', 'cancelling', 'cancelled')),
-    CONSTRAINT jobs_verification_check CHECK (verification IN ('end_to_end', 'source_pinned'))
+    CONSTRAINT jobs_verification_check CHECK (verification IN ('end_to_end', 'source_pinned')),
+    CONSTRAINT jobs_kind_check CHECK (kind IN ('object', 'image')),
+    CONSTRAINT jobs_image_step_check CHECK (image_step IN ('created', 'copied', 'registered'))
 );
 
 CREATE INDEX jobs_claimable ON jobs (created_at)
@@ -50,6 +62,8 @@ CREATE INDEX jobs_claimable ON jobs (created_at)
 CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX jobs_newest ON jobs (created_at DESC, id DESC);
+CREATE INDEX jobs_project_newest ON jobs (project_id, created_at DESC, id DESC)
+    WHERE project_id IS NOT NULL;
 
 CREATE TABLE job_segments (
     job_id     uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,

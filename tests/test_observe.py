@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import MiB, RegionConfig, Service, database_url, md5, unique
 from tests.sources import payload, put_plain
 from xfer.app import build_app
+from xfer.clients.openstack import OpenStackClients
 from xfer.clients.swift import SwiftClient, SwiftRegions
 from xfer.clients.transport import http_session
 from xfer.jobs.db import create_pool
@@ -43,7 +44,9 @@ async def api_only(settings: Settings) -> AsyncIterator[tuple[Service, web.AppRu
     pool = await create_pool(settings.database_url)
     swift_http = http_session(settings)
     regions = SwiftRegions(swift_http, dict(settings.regions))
-    runner = JsonErrorsRunner(build_app(settings, JobStore(pool), regions), access_log=None)
+    runner = JsonErrorsRunner(build_app(settings, JobStore(pool), regions,
+                                        openstack=OpenStackClients.from_settings(settings, swift_http)),
+                              access_log=None)
     try:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,9 +22,12 @@ from tests.sources import payload, put_plain
 from tests.test_observe import api_only, closed_port
 from xfer.app import build_app
 from xfer.clients.swift import SwiftClient
+from xfer.dev import devcloud
+from xfer.dev.devcloud.keystone_server import issue_token
 from xfer.errors import RequestError
 from xfer.settings import Settings
 from xfer.web import openapi, validation
+from xfer.web.policy import DEFAULT_RULES
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 REGIONS = ["RegionOne", "RegionTwo"]
@@ -166,7 +170,8 @@ def event_data(contract: Contract, stream: bytes) -> list[tuple[str, Any]]:
 
 
 async def test_real_responses_match_the_document(service: Service, settings: Settings,
-                                                 regions: dict[str, SwiftClient]):
+                                                 regions: dict[str, SwiftClient],
+                                                 cloud: devcloud.CloudInfo):
     async with service.http.get(f"{service.url}/v1/openapi.json") as response:
         document = await response.json()
     openapi_spec_validator.validate(document)  # as served: with this service's region names
@@ -180,6 +185,7 @@ async def test_real_responses_match_the_document(service: Service, settings: Set
     async with api_only(settings.with_overrides(regions=broken)) as (quiet, _):
         await exercise_cancel(contract, quiet)
         assert (await call(contract, quiet, "GET", "/readyz"))[0] == 503
+    await exercise_images(contract, service, settings, cloud)
     assert contract.documented() - contract.seen == set()
 
 
@@ -236,3 +242,67 @@ async def exercise_service(contract: Contract, service: Service) -> None:
     assert b"xfer_jobs{" in text
     assert (await call(contract, service, "POST", "/metrics"))[0] == 405
     assert (await call(contract, service, "GET", "/v2/jobs"))[0] == 404
+
+
+def keystone_settings(settings: Settings, cloud: devcloud.CloudInfo, **changes: Any) -> Settings:
+    assert cloud.keystone is not None
+    service = cloud.keystone.user("xfer")
+    return settings.with_overrides(**{
+        "keystone_url": cloud.keystone.auth_url, "keystone_user": service.name,
+        "keystone_password": service.password, "keystone_project": service.project,
+        "home_region": "RegionTwo", **changes})
+
+
+def token_of(cloud: devcloud.CloudInfo, user: str) -> dict[str, str]:
+    assert cloud.keystone is not None
+    issued = issue_token(cloud.keystone, cloud.keystone.user(user))
+    assert not isinstance(issued, str), issued
+    return {"X-Auth-Token": issued.token}
+
+
+# Every route that needs a token with Keystone, as (method, path, body).
+SECURED = [("GET", "/v1/jobs", None), ("POST", "/v1/jobs", GOOD),
+           ("GET", f"/v1/jobs/{'0' * 32}", None), ("POST", f"/v1/jobs/{'0' * 32}/cancel", None),
+           ("GET", f"/v1/jobs/{'0' * 32}/events", None),
+           ("GET", "/v1/objects", None), ("GET", "/v1/regions", None),
+           ("GET", "/v1/images", None),
+           ("POST", f"/v1/images/{'1' * 32}/copies", {"source_region": "RegionOne"})]
+
+
+async def exercise_images(contract: Contract, open_service: Service, settings: Settings,
+                          cloud: devcloud.CloudInfo) -> None:
+    """The image routes and what Keystone adds to every route: 404 without Keystone; 401
+    without a token; 403 when the policy says no; 503 when Keystone does not answer."""
+    for method, path in (("GET", "/v1/regions"), ("GET", "/v1/images"),
+                         ("POST", f"/v1/images/{'1' * 32}/copies")):
+        assert (await call(contract, open_service, method, path, json={}))[0] == 404
+    alice, carol = token_of(cloud, "alice"), token_of(cloud, "carol")
+    nobody = {rule: "!" for rule in DEFAULT_RULES}
+    async with api_only(keystone_settings(settings, cloud, policy=nobody)) as (closed, _):
+        for method, path, body in SECURED:
+            assert (await call(contract, closed, method, path, json=body))[0] == 401
+            assert (await call(contract, closed, method, path, json=body,
+                               headers=alice))[0] == 403
+    keystone_down = {"keystone_url": f"http://127.0.0.1:{closed_port()}/v3"}
+    async with api_only(keystone_settings(settings, cloud, **keystone_down)) as (down, _):
+        for method, path, body in SECURED:
+            assert (await call(contract, down, method, path, json=body,
+                               headers=alice))[0] == 503
+    async with api_only(keystone_settings(settings, cloud)) as (secured, _):
+        assert (await call(contract, secured, "GET", "/v1/regions", headers=alice))[0] == 200
+        assert (await call(contract, secured, "GET", "/v1/images", headers=alice,
+                           params={"checksum": "0" * 32}))[0] == 200
+        assert (await call(contract, secured, "GET", "/v1/images", headers=alice))[0] == 400
+        copies = f"/v1/images/{uuid.uuid4()}/copies"
+        body = {"source_region": "RegionOne", "name": "copy"}
+        key = {**alice, "Idempotency-Key": unique("contract")}
+        assert (await call(contract, secured, "POST", copies, json=body, headers=key))[0] == 201
+        assert (await call(contract, secured, "POST", copies, json=body, headers=key))[0] == 200
+        assert (await call(contract, secured, "POST", copies, json={**body, "force": True},
+                           headers=key))[0] == 409
+        assert (await call(contract, secured, "POST", copies, json={"source_region": "X"},
+                           headers=alice))[0] == 400
+        assert (await call(contract, secured, "POST", copies, data=b"x" * (65 * 1024),
+                           headers=alice))[0] == 413
+        assert (await call(contract, secured, "POST", copies, json=body,
+                           headers=carol))[0] == 403

@@ -9,30 +9,43 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from xfer.clients.openstack import OpenStackClients
 from xfer.clients.swift import SwiftRegions
 from xfer.clients.transport import http_session
 from xfer.engine.object_copy import Copier
 from xfer.errors import ConfigError
+from xfer.images.flow import ImageCopier
+from xfer.images.search import ImageSearch
 from xfer.jobs.db import close_pool, create_pool
 from xfer.jobs.metrics import Metrics
 from xfer.jobs.store import JobStore
 from xfer.jobs.worker import Worker
 from xfer.settings import Settings
-from xfer.web import api, errors, events, health, openapi
+from xfer.web import api, auth, errors, events, health, images, openapi
+from xfer.web.policy import Policy
 
 log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings, store: JobStore, regions: SwiftRegions,
-              metrics: Metrics | None = None) -> web.Application:
+              metrics: Metrics | None = None,
+              openstack: OpenStackClients | None = None) -> web.Application:
     """The REST API, /v1/openapi.json, /healthz, /readyz and /metrics; `metrics` is shared
-    with the worker that feeds its counters, `regions` with its copies."""
-    app = web.Application(middlewares=[errors.json_errors],
-                          client_max_size=settings.max_body_bytes)
+    with the worker that feeds its counters, `regions` with its copies. With `keystone`,
+    every call but the probes needs a valid token, and the image API is there."""
+    middlewares = [errors.json_errors]
+    if openstack is not None:
+        middlewares.append(auth.keystone_auth)
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app.on_response_prepare.append(errors.stamp_request_id)
     app[api.SETTINGS] = settings
     app[api.STORE] = store
+    if openstack is not None:
+        app[auth.KEYSTONE] = openstack.keystone
+        app[auth.POLICY] = Policy.from_settings(settings.policy)
+        app[images.IMAGE_SEARCH] = ImageSearch(openstack)
     api.add_routes(app)
+    images.add_routes(app)
     events.setup(app)
     health.setup(app, metrics or Metrics(), regions)
     openapi.setup(app)
@@ -56,18 +69,23 @@ async def serve(settings: Settings, *, api_enabled: bool = True,
     try:
         async with http_session(settings) as http:
             regions = SwiftRegions(http, dict(settings.regions))
+            copier = Copier(settings, regions)
+            openstack = OpenStackClients.from_settings(settings, http)
+            image_copier = None
+            if openstack is not None:
+                image_copier = ImageCopier(settings, openstack, copier)
             port = 0
             if api_enabled:
-                runner = errors.JsonErrorsRunner(build_app(settings, store, regions, metrics),
-                                                 access_log=None)
+                runner = errors.JsonErrorsRunner(
+                    build_app(settings, store, regions, metrics, openstack), access_log=None)
                 await runner.setup()
                 site = web.TCPSite(runner, settings.listen_host, settings.listen_port)
                 await site.start()
                 port = runner.addresses[0][1]
                 log.info("listening on http://%s:%d", settings.listen_host, port)
-            copier = Copier(settings, regions)
             async with asyncio.TaskGroup() as group:
-                worker = group.create_task(Worker(settings, store, copier, metrics).run())
+                worker = group.create_task(
+                    Worker(settings, store, copier, metrics, image_copier).run())
                 if on_ready:
                     on_ready(port)
                 await stop.wait()

@@ -9,6 +9,8 @@
     │   └── AuthError        authentication refused (401/403 on the auth endpoint)
     ├── TokenRefused         (clients/swift) a 401 to a token that may have expired: the
     │                        client authenticates once more, the error never leaves it
+    ├── TokenInvalid         a caller's Keystone token is invalid, expired or revoked (401)
+    ├── ImageNotFound        Glance has no such image, or the caller may not see it
     ├── TransportError       no usable answer: connection refused/reset, timeout
     ├── IntegrityError       bytes are not what was asked or promised: Content-Range, length,
     │   │                    ETag or checksum mismatch
@@ -121,6 +123,14 @@ class BodyRejected(IntegrityError):
 
 class SourceChanged(XferError):
     """The source object was replaced while it was being read: its bytes would be a mix."""
+
+
+class TokenInvalid(XferError):
+    """Keystone does not accept the caller's token."""
+
+
+class ImageNotFound(XferError):
+    """Glance answered 404 (or 403) for an image: it is not there for this caller."""
 
 
 class DatabaseUnavailable(XferError):

@@ -84,6 +84,27 @@ class Settings:
     events_max_seconds: float = 600.0
     # GET /readyz: how long each check (database, each region's /info) may take
     ready_timeout: float = 2.0
+    # --- Keystone and Glance (the image copy flow). Without keystone_url the API is open and
+    # serves object copies only: the local benchmark and tempauth-only deployments.
+    keystone_url: str = ""  # http://HOST:PORT/v3
+    keystone_user: str = "xfer"  # xfer's service user: validates tokens, is the trustee
+    keystone_password: str = field(default="", repr=False)
+    keystone_project: str = "service"
+    keystone_domain: str = "Default"
+    # The region whose catalog lists this xfer: image copies asked here land here (pull model).
+    home_region: str = ""
+    # Who may do what: rule name -> "role:a or role:b" ("@": any valid token, "!": nobody);
+    # what is given replaces that rule's default (web/policy.py lists the defaults).
+    policy: Mapping[str, str] = field(default_factory=dict)
+    # Image properties copied to the target: fnmatch patterns kept, then patterns dropped
+    # (Glance's own and per-image fields are never copied; see proto/glance.py).
+    property_allow: tuple[str, ...] = ("*",)
+    property_deny: tuple[str, ...] = ("os_glance_*",)
+    # A copy acts as its user through a Keystone trust that expires after this long.
+    trust_hours: float = 24.0
+    # How long the target Glance may take to read the copy back and make the image active.
+    image_active_timeout: float = 900.0
+    token_cache_size: int = 1024
 
     def __post_init__(self) -> None:
         positive = (
@@ -92,6 +113,7 @@ class Settings:
             "connect_timeout", "read_timeout", "request_attempts", "lease_seconds",
             "poll_interval", "database_retry_seconds", "max_body_bytes",
             "events_poll_interval", "events_max_seconds", "ready_timeout",
+            "trust_hours", "image_active_timeout", "token_cache_size",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -102,8 +124,15 @@ class Settings:
             raise ConfigError(f"XFER_MAX_RATE_MB must be 0 (no cap) or positive, got {self.max_rate_mb}")
         if self.retry_budget < 0 or self.backoff_base < 0 or self.backoff_max < self.backoff_base:
             raise ConfigError("XFER_RETRY_BUDGET/XFER_BACKOFF_BASE/XFER_BACKOFF_MAX are inconsistent")
+        if self.keystone_url and not (self.keystone_password and self.home_region):
+            raise ConfigError("XFER_KEYSTONE_URL needs XFER_KEYSTONE_PASSWORD (xfer's service "
+                              "user) and XFER_HOME_REGION (the region this xfer serves)")
         if self.event_loop not in ("asyncio", "uvloop"):
             raise ConfigError(f"XFER_EVENT_LOOP must be 'asyncio' or 'uvloop', got {self.event_loop!r}")
+
+    @property
+    def keystone_enabled(self) -> bool:
+        return bool(self.keystone_url)
 
     @property
     def segment_memory_bound(self) -> int:
@@ -155,8 +184,20 @@ def regions_variable(regions: Iterable[RegionConfig]) -> str:
                        for r in regions})
 
 
+def _parse_patterns(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _parse_policy(text: str) -> dict[str, str]:
+    raw = json.loads(text)
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise ValueError('must be a JSON object of rule name -> "role:a or role:b"')
+    return raw
+
+
 _PARSERS: dict[type | str, Callable[[str], Any]] = {
     "int": int, "float": float, "bool": _parse_bool, "str": str, "str | None": str,
+    "tuple[str, ...]": _parse_patterns, "Mapping[str, str]": _parse_policy,
 }
 
 # Variables read by other parts of xfer (the local cloud), accepted here so that the

@@ -19,8 +19,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-from xfer.clients.swift import SwiftRegions
+from xfer.clients.swift import SwiftClient, SwiftRegions
 from xfer.engine import preflight
 from xfer.engine.context import CopyContext
 from xfer.engine.failures import failing_as
@@ -47,6 +48,13 @@ from xfer.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class RegionClients(Protocol):
+    """The Swift client of each region by name (clients.swift.SwiftRegions, or a job's own)."""
+
+    def __getitem__(self, name: str) -> SwiftClient: ...
+
+
+
 class Copier:
     """Runs copies; all of a process's copies share one bound of buffered bytes and one rate
     cap."""
@@ -60,28 +68,32 @@ class Copier:
         self.handing_over = False
 
     def _context(self, spec: CopySpec, observer: CopyObserver, rate: TokenBucket,
-                 source: SourceReader | None = None) -> CopyContext:
+                 source: SourceReader | None, clients: RegionClients) -> CopyContext:
         if source is None:
-            source = SwiftSource(self.regions[spec.source.region], spec.source)
+            source = SwiftSource(clients[spec.source.region], spec.source)
         return CopyContext(spec, self.settings, source, observer, Retrier(self.settings),
                            self.memory, rate)
 
-    def _publishers(self, ctx: CopyContext) -> list[Publisher]:
-        return [Publisher(ctx, target, self.regions[target.ref.region])
+    def _publishers(self, ctx: CopyContext, clients: RegionClients) -> list[Publisher]:
+        return [Publisher(ctx, target, clients[target.ref.region])
                 for target in ctx.spec.targets]
 
-    async def copy(self, spec: CopySpec, observer: CopyObserver) -> CopyOutcome:
+    async def copy(self, spec: CopySpec, observer: CopyObserver,
+                   clients: RegionClients | None = None) -> CopyOutcome:
         """A copy to its one target; raises CopyFailed when it fails."""
-        return (await self.copy_to_all(spec, observer)).single()
+        return (await self.copy_to_all(spec, observer, clients=clients)).single()
 
     async def copy_to_all(self, spec: CopySpec, observer: CopyObserver,
-                          source: SourceReader | None = None) -> FanOutOutcome:
+                          source: SourceReader | None = None,
+                          clients: RegionClients | None = None) -> FanOutOutcome:
         """Read the source once (`spec.source` in Swift, unless another reader is given),
         write every target: each target that fails is cleaned up and reported in the
-        outcome, and only when all fail does the copy raise."""
+        outcome, and only when all fail does the copy raise. `clients`: the Swift client
+        of each region named, when not the operator's (an image copy acts as its user)."""
+        clients = clients or self.regions
         with self.rates.bucket(spec.max_rate) as rate:
-            ctx = self._context(spec, observer, rate, source)
-            publishers = self._publishers(ctx)
+            ctx = self._context(spec, observer, rate, source, clients)
+            publishers = self._publishers(ctx, clients)
             try:
                 outcome = await _copy(ctx, publishers)
             except asyncio.CancelledError:
@@ -96,11 +108,13 @@ class Copier:
             await _clean_up([p for p in publishers if p.failure is not None])
             return outcome
 
-    async def discard(self, spec: CopySpec, observer: CopyObserver) -> None:
+    async def discard(self, spec: CopySpec, observer: CopyObserver,
+                      clients: RegionClients | None = None) -> None:
         """Delete what earlier attempts of a job wrote: its recorded segments (`spec.resume`),
         and each target object that carries this job's stamp."""
-        ctx = self._context(spec, observer, TokenBucket(None, 0))
-        publishers = self._publishers(ctx)
+        clients = clients or self.regions
+        ctx = self._context(spec, observer, TokenBucket(None, 0), None, clients)
+        publishers = self._publishers(ctx, clients)
         for publisher in publishers:
             await publisher.adopt_published()
         await _clean_up(publishers)

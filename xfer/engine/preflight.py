@@ -45,7 +45,7 @@ async def find_existing_copy(ctx: CopyContext, source: Source, target: Publisher
                              project: str) -> TargetOutcome | None:
     """Deduplication: the same bytes already verified in the target's region and project,
     and a HEAD shows they are still there with that size."""
-    if source.expected_md5 is None:
+    if source.expected_md5 is None or not ctx.spec.deduplicate:
         return None
     region, size = target.target.ref.region, source.state.size
     known = await ctx.observer.find_verified_copy(source.expected_md5, size, region, project)

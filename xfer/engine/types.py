@@ -55,6 +55,9 @@ class CopySpec:
     # with a HEAD and not uploaded again when they still match.
     resume: tuple[Segment, ...] = ()
     more_targets: tuple[TargetSpec, ...] = ()
+    # False: always write the object named, even when the index knows the same bytes
+    # elsewhere (a Glance image needs data of its own: Glance deletes a failed image's data)
+    deduplicate: bool = True
 
     @property
     def targets(self) -> tuple[TargetSpec, ...]:

@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 
 from xfer.engine.plan import Plan, Segment
-from xfer.engine.types import VerifiedCopy
+from xfer.engine.types import ObjectRef, VerifiedCopy
 from xfer.errors import DatabaseUnavailable
+from xfer.images.types import ImageStep
 from xfer.jobs.outage import DatabaseRetry
 from xfer.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
+STEP_RETRY_SECONDS = 10.0
 
 
 class JobProgress:
@@ -68,6 +71,26 @@ class JobProgress:
     async def verifying(self) -> None:
         self._verifying = True
         await self._record()
+
+    # --- an image copy's steps: each recorded before the next begins, since a job taken over
+    # continues from them (a target image not recorded would be made twice)
+
+    async def source_found(self, source: ObjectRef, checksum: str) -> None:
+        await self._record_step("record the source image's data", lambda: (
+            self.store.set_image_source(self.job_id, source, checksum)))
+
+    async def target_image_created(self, image_id: str, container: str) -> None:
+        await self._record_step("record the target image", lambda: (
+            self.store.set_target_image(self.job_id, image_id, container)))
+
+    async def image_step(self, step: ImageStep) -> None:
+        await self._record_step(f"record the image step {step}", lambda: (
+            self.store.set_image_step(self.job_id, step.value)))
+
+    async def _record_step(self, what: str, record: Callable[[], Awaitable[None]]) -> None:
+        """Recorded, or DatabaseUnavailable after STEP_RETRY_SECONDS: the copy then stops and
+        deletes what it made, rather than leave a step no attempt would know of."""
+        await self.retry.until_back(what, record, give_up_after=STEP_RETRY_SECONDS)
 
     async def flush(self) -> None:
         """Record everything pending now; DatabaseUnavailable if the database cannot."""

@@ -6,9 +6,10 @@ event stream and the worker name fields, not column strings, and a new column is
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +40,40 @@ class JobRequest:
             if getattr(self, name) is not None:
                 canonical[name] = getattr(self, name)
         return canonical
+
+
+@dataclass(frozen=True)
+class ImageCopyRequest:
+    """`POST /v1/images/{id}/copies` as the API validated it, with who asked."""
+
+    source_region: str
+    target_region: str
+    source_image_id: str
+    project_id: str
+    user_id: str
+    name: str | None = None
+    properties: Mapping[str, str] = field(default_factory=dict)
+    force: bool = False
+
+    def canonical(self) -> dict[str, Any]:
+        """What an Idempotency-Key's digest covers (the project too: a key is per project)."""
+        return {"kind": "image", "source_region": self.source_region,
+                "target_region": self.target_region, "image_id": self.source_image_id,
+                "project_id": self.project_id, "name": self.name,
+                "properties": dict(sorted(self.properties.items())), "force": self.force}
+
+
+@dataclass(frozen=True)
+class ImageJobFields:
+    """What an image copy job holds besides its objects."""
+
+    source_image_id: str
+    target_image_id: str | None  # set once the target image is created
+    step: str | None  # created, copied, registered: how far the copy got
+    name: str | None
+    properties: Mapping[str, str]
+    force: bool
+    trust_id: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -79,6 +114,10 @@ class JobRecord:
     finished_at: datetime | None
     updated_at: datetime
     observed_at: datetime | None = None
+    kind: str = "object"  # or "image"
+    project_id: str | None = None  # who asked (None: an open API without Keystone)
+    user_id: str | None = None
+    image: ImageJobFields | None = None  # set for kind "image"
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> JobRecord:
@@ -104,12 +143,24 @@ class JobRecord:
             segments_reused=row["segments_reused"], existing=existing,
             created_at=row["created_at"], started_at=row["started_at"],
             finished_at=row["finished_at"], updated_at=row["updated_at"],
-            observed_at=row.get("observed_at"))
+            observed_at=row.get("observed_at"), kind=row["kind"],
+            project_id=row["project_id"], user_id=row["user_id"], image=_image_fields(row))
 
     @property
     def clock(self) -> datetime:
         """The database's time of this reading: what rate and ETA are computed against."""
         return self.observed_at or self.updated_at
+
+
+def _image_fields(row: Mapping[str, Any]) -> ImageJobFields | None:
+    if row["kind"] != "image":
+        return None
+    properties = row["image_properties"]
+    return ImageJobFields(
+        source_image_id=row["source_image_id"], target_image_id=row["target_image_id"],
+        step=row["image_step"], name=row["image_name"],
+        properties=json.loads(properties) if properties else {}, force=row["force"],
+        trust_id=row["trust_id"])
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,18 @@ from typing import Any, ParamSpec, TypeVar
 import asyncpg
 
 from xfer.engine.plan import Plan, Segment
-from xfer.engine.types import CopyOutcome, CopySpec, VerifiedCopy
+from xfer.engine.types import CopyOutcome, CopySpec, ObjectRef, Verification, VerifiedCopy
 from xfer.errors import DatabaseUnavailable, XferError
+from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageStep
 from xfer.jobs.db import load_queries
-from xfer.jobs.records import IndexedObject, JobDetail, JobRecord, JobRequest, Transition
+from xfer.jobs.records import (
+    ImageCopyRequest,
+    IndexedObject,
+    JobDetail,
+    JobRecord,
+    JobRequest,
+    Transition,
+)
 from xfer.jobs.states import JobState, cancel_target, check_transition
 
 JOBS_CHANNEL = "xfer_jobs"
@@ -32,7 +40,7 @@ class IdempotencyConflict(XferError):
     """The idempotency key was used before for a different request."""
 
 
-def request_digest(request: JobRequest) -> str:
+def request_digest(request: JobRequest | ImageCopyRequest) -> str:
     canonical = json.dumps(request.canonical(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -100,6 +108,66 @@ class JobStore:
             # Delivered at commit: idle workers in every process wake up at once.
             await connection.execute(Q["notify"], JOBS_CHANNEL, str(job_id))
         return JobRecord.from_row(row), True
+
+    @translated
+    async def create_image_job(self, request: ImageCopyRequest, trust_id: str,
+                               idempotency_key: str | None = None) -> tuple[JobRecord, bool]:
+        """(the job, whether it is new), with idempotency as for create_job."""
+        job_id = uuid.uuid4()
+        digest = request_digest(request)
+        async with self.pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                Q["insert_image_job"], job_id, request.source_region, request.target_region,
+                request.project_id, request.user_id, trust_id, request.source_image_id,
+                request.name, json.dumps(dict(request.properties)), request.force,
+                idempotency_key, digest)
+            if row is None:
+                earlier = await connection.fetchrow(Q["job_by_idempotency_key"], idempotency_key)
+                if earlier["request_digest"] != digest:
+                    raise IdempotencyConflict(str(earlier["id"]))
+                return JobRecord.from_row(earlier), False
+            await connection.execute(Q["record_transition"], job_id, None, JobState.QUEUED)
+            await connection.execute(Q["notify"], JOBS_CHANNEL, str(job_id))
+        return JobRecord.from_row(row), True
+
+    @translated
+    async def set_image_source(self, job_id: uuid.UUID, source: ObjectRef,
+                               expected_md5: str) -> None:
+        await self.pool.execute(Q["set_image_source"], job_id, source.container, source.object,
+                                expected_md5)
+
+    @translated
+    async def set_target_image(self, job_id: uuid.UUID, image_id: str, container: str) -> None:
+        await self.pool.execute(Q["set_target_image"], job_id, image_id, container)
+
+    @translated
+    async def set_image_step(self, job_id: uuid.UUID, step: str) -> None:
+        await self.pool.execute(Q["set_image_step"], job_id, step)
+
+    @translated
+    async def finish_image_succeeded(self, job_id: uuid.UUID, worker_id: str,
+                                     outcome: ImageCopyOutcome, project: str) -> bool:
+        """Record an image copy that ended with an active, verified target image, and index
+        its data (unless it was deduplicated: the existing image was indexed when copied)."""
+        copy = outcome.copy
+
+        async def update(connection: asyncpg.Connection) -> Any:
+            done = await connection.fetchval(
+                Q["finish_image_succeeded"], job_id, worker_id, outcome.checksum,
+                outcome.os_hash_value, copy.etag if copy else None,
+                copy.md5_checked_against if copy else "source image checksum",
+                copy.retries if copy else 0, copy.bytes_uploaded if copy else 0,
+                copy.segments_reused if copy else 0,
+                copy.verification if copy else Verification.END_TO_END,
+                outcome.image_id, outcome.deduplicated, outcome.size)
+            if done is not None and not outcome.deduplicated:
+                await connection.execute(
+                    Q["record_image_object"], outcome.checksum, outcome.os_hash_value,
+                    outcome.size, outcome.target.region, project, outcome.target.container,
+                    outcome.target.object, outcome.image_id, job_id)
+            return done
+
+        return await self._finish(job_id, JobState.SUCCEEDED, update)
 
     @translated
     async def get_job(self, job_id: uuid.UUID) -> JobRecord | None:
@@ -266,13 +334,14 @@ class JobStore:
 
     @translated
     async def list_jobs_page(self, state: JobState | None, region: str | None,
-                             after: tuple[datetime, uuid.UUID] | None, limit: int
-                             ) -> list[JobRecord]:
+                             after: tuple[datetime, uuid.UUID] | None, limit: int,
+                             project: str | None = None) -> list[JobRecord]:
         """Newest first; `after` is the (created_at, id) of the previous page's last job;
-        `region` matches the source or the target region."""
+        `region` matches the source or the target region; `project`, the project that asked
+        (None: every project)."""
         created_at, job_id = after if after is not None else (None, None)
         rows = await self.pool.fetch(Q["list_jobs_page"], state, region, created_at, job_id,
-                                     limit)
+                                     limit, project)
         return [JobRecord.from_row(row) for row in rows]
 
     @translated
@@ -322,3 +391,13 @@ def copy_spec(job: JobRecord, resume: tuple[Segment, ...] = ()) -> CopySpec:
                     segment_container=job.segment_container or job.target.container,
                     expected_md5=job.expected_md5,
                     segment_size=job.segment_size, resume=resume)
+
+
+def image_job(job: JobRecord, resume: tuple[Segment, ...] = ()) -> ImageCopyJob:
+    image = job.image
+    assert image is not None, "an object copy job has no image"
+    return ImageCopyJob(
+        job_id=job.id, source_region=job.source.region, target_region=job.target.region,
+        source_image_id=image.source_image_id, trust_id=image.trust_id, name=image.name,
+        properties=image.properties, force=image.force, target_image_id=image.target_image_id,
+        step=ImageStep(image.step) if image.step else None, resume=resume)

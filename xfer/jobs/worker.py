@@ -20,14 +20,17 @@ from collections.abc import Awaitable, Callable
 
 from xfer.engine.failures import first_failure
 from xfer.engine.object_copy import Copier
+from xfer.engine.plan import Segment
 from xfer.engine.types import CopyOutcome
 from xfer.errors import CopyFailed, DatabaseUnavailable, XferError
+from xfer.images.flow import ImageCopier
+from xfer.images.types import ImageCopyOutcome
 from xfer.jobs.job_progress import JobProgress
 from xfer.jobs.metrics import Metrics
 from xfer.jobs.outage import DatabaseRetry
 from xfer.jobs.records import JobRecord
 from xfer.jobs.states import JobState
-from xfer.jobs.store import JobStore, copy_spec
+from xfer.jobs.store import JobStore, copy_spec, image_job
 from xfer.logs import current_job
 from xfer.settings import Settings
 
@@ -49,10 +52,11 @@ class CancelRequested(XferError):
 
 class Worker:
     def __init__(self, settings: Settings, store: JobStore, copier: Copier,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, images: ImageCopier | None = None) -> None:
         self.settings = settings
         self.store = store
         self.copier = copier
+        self.images = images  # None without Keystone: image jobs then fail, saying why
         self.metrics = metrics
         self.retry = DatabaseRetry(settings)
         self._wake = asyncio.Event()
@@ -150,7 +154,11 @@ class Worker:
             await self._record_success(job, progress, outcome)
 
     async def _record_success(self, job: JobRecord, progress: JobProgress,
-                              outcome: CopyOutcome) -> None:
+                              outcome: CopyOutcome | ImageCopyOutcome) -> None:
+        if isinstance(outcome, ImageCopyOutcome):
+            await self._record_image_success(job, progress, outcome)
+            return
+
         async def record() -> bool:
             await progress.flush()  # the plan and segments first: the job shows them all
             return await self.store.finish_succeeded(job.id, self.settings.worker_id,
@@ -165,6 +173,24 @@ class Worker:
         log.info("job succeeded: %d bytes in %.2fs, md5 %s; uploaded %d bytes, reused %d "
                  "segments of an earlier attempt", outcome.size, outcome.seconds, outcome.md5,
                  outcome.bytes_uploaded, outcome.segments_reused)
+
+    async def _record_image_success(self, job: JobRecord, progress: JobProgress,
+                                    outcome: ImageCopyOutcome) -> None:
+        async def record() -> bool:
+            await progress.flush()
+            return await self.store.finish_image_succeeded(
+                job.id, self.settings.worker_id, outcome, job.project_id or "")
+
+        if not await self._record_end("record the image copy", record):
+            log.warning("image copy not recorded: the job is being cancelled or another "
+                        "worker holds it now, or the database did not return in time")
+            return
+        copy = outcome.copy
+        if copy is not None:
+            self.metrics.copy_succeeded(copy.bytes_uploaded, copy.seconds, copy.retries)
+        log.info("image copy succeeded: target image %s%s, %d bytes, checksum %s",
+                 outcome.image_id, " (deduplicated)" if outcome.deduplicated else "",
+                 outcome.size, outcome.checksum)
 
     async def _record_failure(self, job_id: uuid.UUID, code: str, message: str) -> None:
         # counted only by the worker that still held the job
@@ -204,7 +230,10 @@ class Worker:
         try:
             resume = await self.store.recorded_segments(job_id)
             progress = JobProgress(self.store, job_id, worker_id, self.retry)
-            await self.copier.discard(copy_spec(job, resume), progress)
+            if job.image is not None:
+                await self._image_copier().discard(image_job(job, resume), progress)
+            else:
+                await self.copier.discard(copy_spec(job, resume), progress)
             if await self._record_end("record the cancel", lambda: self.store.finish_cancelled(
                     job_id, worker_id)):
                 log.info("ended a cancel its worker left unfinished; deleted %d recorded "
@@ -218,8 +247,21 @@ class Worker:
             current_job.reset(token)
             slots.release()
 
+    def _image_copier(self) -> ImageCopier:
+        if self.images is None:
+            raise CopyFailed("image_copies_disabled",
+                             "this xfer runs without Keystone (XFER_KEYSTONE_URL), so it "
+                             "cannot act for the user who asked for this image copy")
+        return self.images
+
+    async def _copy(self, job: JobRecord, resume: tuple[Segment, ...],
+                    progress: JobProgress) -> CopyOutcome | ImageCopyOutcome:
+        if job.image is not None:
+            return await self._image_copier().copy(image_job(job, resume), progress)
+        return await self.copier.copy(copy_spec(job, resume), progress)
+
     async def _copy_under_lease(self, job: JobRecord, claimed_at: float,
-                                progress: JobProgress) -> CopyOutcome:
+                                progress: JobProgress) -> CopyOutcome | ImageCopyOutcome:
         job_id = job.id
         cancel_requested = self._cancel_requests[job_id] = asyncio.Event()
         try:
@@ -232,7 +274,7 @@ class Worker:
                 lease = group.create_task(
                     self._keep_lease(job_id, claimed_at, progress, cancel_requested))
                 recorder = group.create_task(progress.catch_up())
-                outcome = await self.copier.copy(copy_spec(job, resume), progress)
+                outcome = await self._copy(job, resume, progress)
                 lease.cancel()
                 recorder.cancel()
         except BaseExceptionGroup as failures:

@@ -14,6 +14,7 @@ from xfer.jobs.metrics import Metrics
 from xfer.jobs.records import IndexedObject, JobDetail, JobRecord
 from xfer.jobs.store import IdempotencyConflict, JobStore
 from xfer.settings import Settings
+from xfer.web.auth import Caller, authorize
 from xfer.web.errors import error_response
 from xfer.web.progress import eta_seconds, transfer_rate
 from xfer.web.validation import (
@@ -70,6 +71,8 @@ def job_json(job: JobRecord) -> dict[str, Any]:
         "attempts": job.attempts,
         "error": None if job.error is None else {"code": job.error.code,
                                                   "message": job.error.message},
+        "kind": job.kind,
+        "image": _image_json(job),
         "created_at": _timestamp(job.created_at),
         "started_at": _timestamp(job.started_at),
         "finished_at": _timestamp(job.finished_at),
@@ -77,7 +80,18 @@ def job_json(job: JobRecord) -> dict[str, Any]:
     }
 
 
+def _image_json(job: JobRecord) -> dict[str, Any] | None:
+    image = job.image
+    if image is None:
+        return None
+    return {"source_region": job.source.region, "source_image_id": image.source_image_id,
+            "target_region": job.target.region, "target_image_id": image.target_image_id,
+            "step": image.step, "name": image.name, "properties": dict(image.properties),
+            "force": image.force, "project_id": job.project_id}
+
+
 async def create_job(request: web.Request) -> web.Response:
+    authorize(request, "object_copy:create")
     try:
         raw = await request.read()
     except web.RequestPayloadError as exc:  # a broken chunked or compressed body
@@ -104,6 +118,15 @@ def job_id_of(request: web.Request) -> uuid.UUID:
     return found
 
 
+def visible(caller: Caller | None, job: JobRecord | None) -> bool:
+    """Whether the caller may see the job: without Keystone, anyone; with it, its project's
+    jobs (admin: all). Another project's job is answered as no job at all."""
+    if job is None:
+        return False
+    scope = None if caller is None else caller.project_scope
+    return scope is None or job.project_id == scope
+
+
 def job_detail_json(detail: JobDetail) -> dict[str, Any]:
     return {
         **job_json(detail.job),
@@ -116,17 +139,20 @@ def job_detail_json(detail: JobDetail) -> dict[str, Any]:
 
 
 async def get_job(request: web.Request) -> web.Response:
+    caller = authorize(request, "job:read")
     detail = await request.app[STORE].job_detail(job_id_of(request))
-    if detail is None:
+    if detail is None or not visible(caller, detail.job):
         raise web.HTTPNotFound(reason="no such job")
     return web.json_response(job_detail_json(detail))
 
 
 async def list_jobs(request: web.Request) -> web.Response:
     """Newest first, `limit` at a time; `next` is the `cursor` of the following page."""
+    caller = authorize(request, "job:read")
     query = validate_query(JobsQuery, request.query, request.app[SETTINGS].regions.keys())
-    jobs = await request.app[STORE].list_jobs_page(query.state, query.region, query.cursor,
-                                                   query.limit + 1)
+    jobs = await request.app[STORE].list_jobs_page(
+        query.state, query.region, query.cursor, query.limit + 1,
+        None if caller is None else caller.project_scope)
     next_cursor = None
     if len(jobs) > query.limit:  # one more than a page was asked for: there is a next page
         last = jobs[query.limit - 1]
@@ -138,7 +164,11 @@ async def list_jobs(request: web.Request) -> web.Response:
 async def cancel_job(request: web.Request) -> web.Response:
     """202 when the cancel took effect (a running job stops, deletes what it wrote and ends
     `cancelled`); 409 when the job has already ended."""
-    job, took_effect = await request.app[STORE].cancel(job_id_of(request))
+    caller = authorize(request, "job:cancel")
+    wanted = job_id_of(request)
+    if not visible(caller, await request.app[STORE].get_job(wanted)):
+        raise web.HTTPNotFound(reason="no such job")
+    job, took_effect = await request.app[STORE].cancel(wanted)
     if job is None:
         raise web.HTTPNotFound(reason="no such job")
     if not took_effect:
@@ -157,6 +187,7 @@ def object_json(entry: IndexedObject) -> dict[str, Any]:
 
 async def find_objects(request: web.Request) -> web.Response:
     """Verified copies by checksum: at most one per region and project."""
+    authorize(request, "object:find")
     query = objects_query(request.query, request.app[SETTINGS].regions.keys())
     entries = await request.app[STORE].find_objects(
         None if query.checksum is None else query.checksum.lower(),

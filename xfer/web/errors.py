@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 REQUEST_ID = web.RequestKey("request_id", str)
 # A database restart or failover takes seconds; clients wait this long before trying again.
 DATABASE_RETRY_AFTER_SECONDS = 5
-CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+         405: "method_not_allowed",
          413: "body_too_large"}
 
 

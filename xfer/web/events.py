@@ -25,7 +25,8 @@ from aiohttp import web
 
 from xfer.errors import DatabaseUnavailable
 from xfer.jobs.records import JobRecord
-from xfer.web.api import METRICS, SETTINGS, STORE, job_id_of, job_json
+from xfer.web.api import METRICS, SETTINGS, STORE, job_id_of, job_json, visible
+from xfer.web.auth import authorize
 
 KEEPALIVE_SECONDS = 15.0
 STOPPING = web.AppKey("events_stopping", asyncio.Event)
@@ -83,8 +84,9 @@ async def _follow(request: web.Request, response: web.StreamResponse,
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
+    caller = authorize(request, "job:read")
     job = await request.app[STORE].job_observed(job_id_of(request))
-    if job is None:
+    if job is None or not visible(caller, job):
         raise web.HTTPNotFound(reason="no such job")
     response = web.StreamResponse(headers=HEADERS)
     await response.prepare(request)

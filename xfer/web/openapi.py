@@ -64,7 +64,8 @@ def error(description: str) -> Schema:
 
 
 def _request_schemas() -> dict[str, Schema]:
-    _, generated = models_json_schema([(validation.JobRequestBody, "validation")],
+    _, generated = models_json_schema([(validation.JobRequestBody, "validation"),
+                                       (validation.ImageCopyBody, "validation")],
                                       ref_template=REF_TEMPLATE, schema_generator=_Untitled)
     schemas: dict[str, Schema] = generated["$defs"]
     return schemas
@@ -134,6 +135,16 @@ def _job_schemas() -> dict[str, Schema]:
         "attempts": count,
         "error": {"oneOf": [{"type": "null"}, closed({"code": {"type": "string"},
                                                       "message": {"type": "string"}})]},
+        "kind": {"enum": ["object", "image"],
+                 "description": "object: a Swift object copy; image: a Glance image copy"},
+        "image": {"oneOf": [{"type": "null"}, closed({
+            "source_region": {"type": "string"}, "source_image_id": {"type": "string"},
+            "target_region": {"type": "string"},
+            "target_image_id": nullable("string", description="the copy, once created"),
+            "step": {"enum": ["created", "copied", "registered", None]},
+            "name": nullable("string"),
+            "properties": {"type": "object", "additionalProperties": {"type": "string"}},
+            "force": {"type": "boolean"}, "project_id": nullable("string")})]},
         "created_at": {"type": "string", "format": "date-time"},
         "started_at": stamp, "finished_at": stamp,
         "updated_at": {"type": "string", "format": "date-time"},
@@ -176,6 +187,14 @@ def _other_schemas() -> dict[str, Schema]:
             "job_id": nullable("string", format="uuid"),
             "verified_at": {"type": "string", "format": "date-time"}}),
         "ObjectList": closed({"objects": {"type": "array", "items": ref("Object")}}),
+        "RegionList": closed({"home_region": text, "regions": {"type": "array", "items": closed(
+            {"name": text, "home": {"type": "boolean"}, "copy_from": {"type": "boolean"}})}}),
+        "ImageMatches": closed({
+            "images": {"type": "array", "items": closed({
+                "region": text, "count": {"type": "integer", "minimum": 1},
+                "image": {"type": "object"}})},
+            "unavailable": {"type": "array", "items": closed({"region": text,
+                                                               "error": text})}}),
         "Health": closed({"status": {"const": "ok"}}),
         "Ready": closed({"status": {"const": "ok"}, "checks": checks}),
         "NotReady": {"allOf": [ref("ErrorFields"), {"properties": {"checks": checks},
@@ -203,6 +222,15 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
                        "schema": _schema_of(validation.IDEMPOTENCY_KEY),
                        "description": "the same key and body again returns the job it "
                                       "created (200)"}
+    image_id = {"name": "image_id", "in": "path", "required": True,
+                "schema": {"type": "string", "format": "uuid"}}
+    # With Keystone (XFER_KEYSTONE_URL) every route but the probes and this document
+    auth_errors = {
+        "401": error("With Keystone: no valid token in X-Auth-Token"),
+        "403": error("With Keystone: the policy does not allow it to your roles"),
+        "503": error("With Keystone: Keystone did not answer (try again after Retry-After)"),
+    }
+    keystone_errors = {**auth_errors, "404": error("This xfer runs without Keystone")}
     return {
         "/v1/jobs": {
             "post": {
@@ -216,26 +244,28 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
                                     "created", ref("Job"), headers=location),
                     "400": error("A field is invalid; `field` names it"),
                     "409": error("The Idempotency-Key was used for another request"),
-                    "413": ref("PayloadTooLarge", "responses"),
+                    "413": ref("PayloadTooLarge", "responses"), **auth_errors,
                 },
             },
             "get": {
                 "operationId": "listJobs", "summary": "Jobs, newest first, a page at a time",
                 "parameters": _query_parameters(validation.JobsQuery),
                 "responses": {"200": response("A page of jobs", ref("JobPage")),
-                              "400": error("A parameter is invalid; `field` names it")},
+                              "400": error("A parameter is invalid; `field` names it"),
+                              **auth_errors},
             },
         },
         "/v1/jobs/{job_id}": {"get": {
             "operationId": "getJob", "parameters": [job_id],
             "summary": "A job with its progress, written segments and state transitions",
             "responses": {"200": response("The job", ref("JobDetail")),
-                          "404": ref("NotFound", "responses")}}},
+                          "404": ref("NotFound", "responses"), **auth_errors}}},
         "/v1/jobs/{job_id}/cancel": {"post": {
             "operationId": "cancelJob", "parameters": [job_id], "summary": "Cancel a job",
             "responses": {"202": response("Cancelled, or asked to stop", ref("Job")),
                           "404": ref("NotFound", "responses"),
-                          "409": error("The job has already ended or is being cancelled")}}},
+                          "409": error("The job has already ended or is being cancelled"),
+                          **auth_errors}}},
         "/v1/jobs/{job_id}/events": {"get": {
             "operationId": "jobEvents", "parameters": [job_id],
             "summary": "Live progress as server-sent events",
@@ -244,12 +274,37 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
                            "\"finished\"|\"max_duration\"|\"shutdown\"|\"deleted\"}.",
             "responses": {"200": {"description": "An event stream",
                                   "content": {"text/event-stream": {"schema": TEXT}}},
-                          "404": ref("NotFound", "responses")}}},
+                          "404": ref("NotFound", "responses"), **auth_errors}}},
         "/v1/objects": {"get": {
             "operationId": "findObjects", "summary": "Verified copies by checksum",
             "parameters": _query_parameters(validation.ObjectsQuery),
             "responses": {"200": response("Matching copies", ref("ObjectList")),
+                          "400": error("Neither checksum nor os_hash_value, or a bad one"),
+                          **auth_errors}}},
+        "/v1/images/{image_id}/copies": {"post": {
+            "operationId": "copyImage", "parameters": [image_id, idempotency_key],
+            "summary": "Copy an image of another region into this one (Keystone only)",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": ref("ImageCopyBody")}}},
+            "responses": {"201": response("The job, queued", ref("Job"), headers=location),
+                          "200": response("The job of an earlier request with this "
+                                          "Idempotency-Key", ref("Job"), headers=location),
+                          **keystone_errors,
+                          "400": error("A field is invalid; `field` names it"),
+                          "409": error("The Idempotency-Key was used for another request"),
+                          "413": ref("PayloadTooLarge", "responses")}}},
+        "/v1/images": {"get": {
+            "operationId": "findImages",
+            "summary": "Active images with this content, per region of your catalog",
+            "parameters": _query_parameters(validation.ImagesQuery),
+            "responses": {"200": response("The oldest match per region, with a count",
+                                          ref("ImageMatches")),
+                          **keystone_errors,
                           "400": error("Neither checksum nor os_hash_value, or a bad one")}}},
+        "/v1/regions": {"get": {
+            "operationId": "listRegions", "summary": "Regions of your catalog to copy from",
+            "responses": {"200": response("The regions", ref("RegionList")),
+                          **keystone_errors}}},
         "/v1/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document",
             "responses": {"200": response("OpenAPI 3.1", {"type": "object"})}}},

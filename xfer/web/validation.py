@@ -47,7 +47,7 @@ from pydantic_core import PydanticCustomError
 
 from xfer.engine.types import ObjectRef, TargetSpec
 from xfer.errors import RequestError
-from xfer.jobs.records import JobRequest
+from xfer.jobs.records import ImageCopyRequest, JobRequest
 from xfer.jobs.states import JobState
 
 # Swift's default constraints (swift.common.constraints); see the module's docstring.
@@ -173,6 +173,66 @@ class JobRequestBody(_Body):
         None, description="where segments go; default: the target's container")
 
 
+def _basic_plane(value: Any) -> Any:
+    if isinstance(value, str) and any(ord(character) > 0xFFFF for character in value):
+        raise PydanticCustomError("four_byte_utf8", "Glance refuses characters outside the Basic "
+                                                    "Multilingual Plane (4-byte UTF-8, e.g. "
+                                                    "emoji)")
+    return value
+
+
+def _not_reserved(key: str) -> str:
+    if key in RESERVED_IMAGE_KEYS or key.startswith("os_glance"):
+        raise PydanticCustomError("reserved", "is set by Glance or by xfer, not by a request")
+    return key
+
+
+# What a request may not set on the copy: Glance's own fields, per-image data, provenance.
+RESERVED_IMAGE_KEYS = frozenset({
+    "id", "owner", "status", "locations", "location", "direct_url", "checksum",
+    "os_hash_algo", "os_hash_value", "size", "virtual_size", "created_at", "updated_at",
+    "file", "schema", "self", "stores", "name", "tags", "visibility", "protected",
+    "disk_format", "container_format", "min_disk", "min_ram", "deleted", "deleted_at",
+    "source_region", "source_image_id", "xfer_job_id"})
+MAX_IMAGE_PROPERTIES = 128
+CatalogRegion = Annotated[str, AfterValidator(_known_region),
+                          Field(description="a region of your Keystone catalog (GET /v1/regions)"),
+                          BeforeValidator(_unicode)]
+ImageText = Annotated[str, StringConstraints(min_length=1, max_length=255),
+                      BeforeValidator(_basic_plane), BeforeValidator(_unicode)]
+PropertyKey = Annotated[str, StringConstraints(min_length=1, max_length=255),
+                        AfterValidator(_not_reserved), BeforeValidator(_basic_plane),
+                        BeforeValidator(_unicode)]
+PropertyValue = Annotated[str, StringConstraints(max_length=65535),
+                          BeforeValidator(_basic_plane), BeforeValidator(_unicode)]
+
+
+class ImageCopyBody(_Body):
+    """POST /v1/images/{image_id}/copies, asked in the target region"""
+
+    source_region: CatalogRegion
+    name: ImageText | None = Field(None, description="the copy's name; default: the source's")
+    properties: Annotated[dict[PropertyKey, PropertyValue],
+                          Field(max_length=MAX_IMAGE_PROPERTIES)] = Field(
+        default_factory=dict, description="set on the copy over the source's properties")
+    force: bool = Field(False, description="copy even when an active image with the same "
+                                           "data is already in this region")
+
+
+def validate_image_copy(body: Any, image_id: str, catalog_regions: Collection[str],
+                        home_region: str, project_id: str, user_id: str) -> ImageCopyRequest:
+    checked = _validated(ImageCopyBody, body, catalog_regions, "body")
+    try:
+        source_image_id = str(uuid.UUID(image_id))
+    except ValueError:
+        raise RequestError("image_id", "a Glance image id is a UUID") from None
+    if checked.source_region == home_region:
+        raise RequestError("source_region", f"is this region ({home_region}): ask the xfer "
+                                            "of the region to copy to; it pulls from the other")
+    return ImageCopyRequest(checked.source_region, home_region, source_image_id, project_id,
+                            user_id, checked.name, dict(checked.properties), checked.force)
+
+
 def _decimal(value: Any) -> Any:
     """A query's digits as an integer; anything else is left for the type check to refuse
     (pydantic's own string parsing would take ' 10', '1_0' and '10.0')."""
@@ -236,6 +296,14 @@ class ObjectsQuery(_Query):
     region: Region | None = Field(None, description="only copies in it")
 
 
+class ImagesQuery(_Query):
+    """GET /v1/images: `checksum` or `os_hash_value` (or both)"""
+
+    checksum: Md5Hex | None = Field(None, description="MD5 (Glance's checksum)",
+                                    examples=["0" * 32])
+    os_hash_value: Sha512Hex | None = Field(None, description="SHA-512")
+
+
 M = TypeVar("M", bound=BaseModel)
 IDEMPOTENCY_KEY = TypeAdapter(IdempotencyKey)
 JOB_ID = TypeAdapter(uuid.UUID)
@@ -296,6 +364,13 @@ def validate_query(model: type[M], query: MultiMapping[str], regions: Collection
 
 def objects_query(query: MultiMapping[str], regions: Collection[str]) -> ObjectsQuery:
     checked = validate_query(ObjectsQuery, query, regions)
+    if checked.checksum is None and checked.os_hash_value is None:
+        raise RequestError("checksum", "give checksum (MD5) or os_hash_value (SHA-512)")
+    return checked
+
+
+def images_query(query: MultiMapping[str]) -> ImagesQuery:
+    checked = validate_query(ImagesQuery, query, ())
     if checked.checksum is None and checked.os_hash_value is None:
         raise RequestError("checksum", "give checksum (MD5) or os_hash_value (SHA-512)")
     return checked

@@ -139,8 +139,8 @@ def _plan(
     file_store_regions: Sequence[str],
 ) -> CloudInfo:
     """Ports, passwords and config files for every service; nothing started yet."""
-    # Keystone; per region a Glance and a Keystone proxy; the file-store APIs.
-    openstack_ports = 1 + 2 * len(specs) + len(file_store_regions) if openstack else 0
+    # Keystone; per region a Glance, a Keystone proxy and xfer's catalog port; file-store APIs.
+    openstack_ports = 1 + 3 * len(specs) + len(file_store_regions) if openstack else 0
     ports = iter(loopback.pick_free_ports(PORTS_PER_CLUSTER * len(specs) + openstack_ports))
     cluster_ports = {
         spec.region: ClusterPorts(*(next(ports) for _ in range(PORTS_PER_CLUSTER)))
@@ -158,9 +158,13 @@ def _plan(
     keystone_port = next(ports)
     glance_ports = {spec.region: next(ports) for spec in specs}
     file_store_ports = {region: next(ports) for region in file_store_regions}
+    # Where an xfer serving each region listens (`xfer devcloud env --serve REGION`): the
+    # catalog lists it as that region's `image-transfer` endpoint.
+    xfer_urls = {spec.region: f"http://{loopback.LOOPBACK}:{next(ports)}" for spec in specs}
     endpoints = {
         region: RegionEndpoints(swift_cluster.keystone_storage_url(cluster_ports[region].keystone_proxy),
-                                f"http://{loopback.LOOPBACK}:{glance_ports[region]}")
+                                f"http://{loopback.LOOPBACK}:{glance_ports[region]}",
+                                xfer_urls[region])
         for region in cluster_ports
     }
     keystone = keystone_server.prepare_keystone(state_dir / "keystone", keystone_port, endpoints)
@@ -177,7 +181,8 @@ def _plan(
         region, state_dir / "glance" / region, port, keystone, cloud_ports, python,
         file_store_ports.get(region, 0))
         for region, port in glance_ports.items()}
-    return CloudInfo(state_dir, clusters, database_url, keystone=keystone, glances=glances)
+    return CloudInfo(state_dir, clusters, database_url, keystone=keystone, glances=glances,
+                     xfer_urls=xfer_urls)
 
 
 class _Recorder:

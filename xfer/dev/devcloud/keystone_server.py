@@ -44,6 +44,7 @@ from xfer.dev.devcloud.loopback import (
 OPENSTACK_MAIN = Path(__file__).with_name("openstack_main.py")
 DOMAIN = "Default"  # every user and project lives in the default domain (id "default")
 SERVICE_PROJECT = "service"
+XFER_SERVICE_TYPE = "image-transfer"  # xfer's own service type in the catalog
 KEY_REPOSITORIES = ("fernet-tokens", "fernet-receipts", "credential")
 
 
@@ -74,6 +75,7 @@ class RegionEndpoints:
 
     object_store_url: str  # http://127.0.0.1:PORT/v1/AUTH_$(project_id)s
     image_url: str  # http://127.0.0.1:PORT
+    xfer_url: str  # http://127.0.0.1:PORT, where an xfer serving this region listens
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,7 @@ def _seed(info: KeystoneInfo, regions: Mapping[str, RegionEndpoints]) -> dict[st
         ("identity", "keystone", {region: info.auth_url for region in regions}),
         ("object-store", "swift", {r: e.object_store_url for r, e in regions.items()}),
         ("image", "glance", {r: e.image_url for r, e in regions.items()}),
+        (XFER_SERVICE_TYPE, "xfer", {r: e.xfer_url for r, e in regions.items()}),
     ]
     return {
         "admin": {"name": "admin", "password": info.user("admin").password, "project": "admin"},

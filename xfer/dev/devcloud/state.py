@@ -32,6 +32,7 @@ class CloudInfo:
     processes: tuple[ProcessRecord, ...] = field(default=())
     keystone: KeystoneInfo | None = None  # None when started with openstack=False
     glances: dict[str, GlanceInfo] = field(default_factory=dict)  # by region name
+    xfer_urls: dict[str, str] = field(default_factory=dict)  # the catalog's xfer, by region
 
     def environ(self) -> dict[str, str]:
         """XFER_* variables for an xfer process using this cloud."""
@@ -41,6 +42,21 @@ class CloudInfo:
         if self.database_url:
             variables["XFER_DATABASE_URL"] = self.database_url
         return variables
+
+    def serving_environ(self, region: str) -> dict[str, str]:
+        """XFER_* variables for an xfer serving `region` with Keystone: its catalog port, its
+        service user, the image copy API."""
+        if self.keystone is None:
+            return self.environ()
+        service = self.keystone.user("xfer")
+        return self.environ() | {
+            "XFER_KEYSTONE_URL": self.keystone.auth_url,
+            "XFER_KEYSTONE_USER": service.name,
+            "XFER_KEYSTONE_PASSWORD": service.password,
+            "XFER_KEYSTONE_PROJECT": service.project,
+            "XFER_HOME_REGION": region,
+            "XFER_LISTEN_PORT": self.xfer_urls[region].rsplit(":", 1)[1],
+        }
 
     def openstack_environ(self, user: str = "alice", region: str = "") -> dict[str, str]:
         """OS_* variables (openstack CLI, keystoneauth1 loaders) for one Keystone user."""
@@ -107,4 +123,4 @@ def _cloud_from(document: dict[str, Any]) -> CloudInfo:
     glances = {region: GlanceInfo(**{**g, "directory": Path(g["directory"])})
                for region, g in document.get("glances", {}).items()}
     return CloudInfo(Path(document["state_dir"]), clusters, document["database_url"], processes,
-                     keystone, glances)
+                     keystone, glances, document.get("xfer_urls", {}))

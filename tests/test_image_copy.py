@@ -1,0 +1,305 @@
+"""Issue 9's flow end to end against the real local cloud: a user asks the xfer of RegionTwo for a
+copy of a RegionOne image; xfer acts through a Keystone trust, copies Swift to Swift, verifies,
+registers the copy in RegionTwo's Glance and indexes it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+from keystoneauth1 import session as ksa_session
+
+from tests.conftest import MiB, Service, running_service
+from tests.test_cloud_keystone_glance import (
+    image_api,
+    object_store,
+    upload,
+    user_session,
+)
+from xfer.dev import devcloud
+from xfer.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+SOURCE, TARGET = "RegionOne", "RegionTwo"
+
+
+@pytest.fixture
+def image_settings(settings: Settings, cloud: devcloud.CloudInfo) -> Settings:
+    assert cloud.keystone is not None
+    service = cloud.keystone.user("xfer")
+    return settings.with_overrides(
+        keystone_url=cloud.keystone.auth_url, keystone_user=service.name,
+        keystone_password=service.password, keystone_project=service.project,
+        home_region=TARGET)
+
+
+@pytest.fixture
+async def xfer(image_settings: Settings) -> AsyncIterator[Service]:
+    async with running_service(image_settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def sessions(cloud: devcloud.CloudInfo) -> Iterator[dict[str, ksa_session.Session]]:
+    made = {name: user_session(cloud, name) for name in ("alice", "bob", "carol")}
+    yield made
+    for session in made.values():
+        session.session.close()
+
+
+def token(session: ksa_session.Session) -> dict[str, str]:
+    return {"X-Auth-Token": session.get_token()}
+
+
+async def call(service: Service, method: str, path: str, session: ksa_session.Session | None,
+               body: Any = None) -> tuple[int, Any]:
+    headers = token(session) if session is not None else {}
+    async with service.http.request(method, f"{service.url}{path}", json=body,
+                                    headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def copy_image(service: Service, session: ksa_session.Session, image_id: str,
+                     deadline: float = 120.0, **fields: Any) -> dict:
+    status, job = await call(service, "POST", f"/v1/images/{image_id}/copies", session,
+                             {"source_region": SOURCE, **fields})
+    assert status == 201, job
+    return await wait_job(service, session, job["id"], deadline)
+
+
+async def wait_job(service: Service, session: ksa_session.Session, job_id: str,
+                   deadline: float = 120.0) -> dict:
+    async with asyncio.timeout(deadline):
+        while True:
+            status, job = await call(service, "GET", f"/v1/jobs/{job_id}", session)
+            assert status == 200, job
+            if job["state"] in ("succeeded", "failed", "cancelled"):
+                return job
+            await asyncio.sleep(0.2)
+
+
+def glance_image(session: ksa_session.Session, region: str, image_id: str) -> dict:
+    response = session.get(f"{image_api(session, region)}/v2/images/{image_id}", raise_exc=False)
+    assert response.status_code == 200, response.text
+    image: dict = response.json()
+    return image
+
+
+def no_image(session: ksa_session.Session, region: str, image_id: str) -> bool:
+    response = session.get(f"{image_api(session, region)}/v2/images/{image_id}", raise_exc=False)
+    return response.status_code == 404
+
+
+def container_gone(session: ksa_session.Session, region: str, image_id: str) -> bool:
+    url = f"{object_store(session, region)}/glance_{image_id}"
+    response = session.get(url, params={"format": "json"}, raise_exc=False)
+    return response.status_code == 404 or response.json() == []
+
+
+PROPERTIES = {"os_distro": "cirros", "hw_disk_bus": "scsi", "architecture": "x86_64",
+              "description": "ünïcode ✓ 日本語", "custom_key": "custom value",
+              "os_version": "0.6"}
+
+
+def source_image(session: ksa_session.Session, data: bytes, *, chunked: bool = True) -> dict:
+    """An image uploaded through RegionOne's Glance, with properties, tags, min_ram/min_disk."""
+    image = upload(session, SOURCE, data, chunked=chunked)
+    patch = [{"op": "add", "path": f"/{key}", "value": value} for key, value in
+             {**PROPERTIES, "min_ram": 512, "min_disk": 2,
+              "tags": ["tag-a", "tág-b"]}.items()]
+    response = session.patch(
+        f"{image_api(session, SOURCE)}/v2/images/{image['id']}", json=patch,
+        headers={"Content-Type": "application/openstack-images-v2.1-json-patch"})
+    assert response.status_code == 200, response.text
+    updated: dict = response.json()
+    return updated
+
+
+async def test_a_member_copies_a_private_dlo_image_with_its_properties(
+        xfer: Service, sessions: dict[str, ksa_session.Session]) -> None:
+    alice = sessions["alice"]
+    data = os.urandom(48 * MiB + 123)
+    source = source_image(alice, data)  # uploaded without Content-Length: a DLO in Swift
+
+    job = await copy_image(xfer, alice, source["id"], name="copied")
+
+    assert job["state"] == "succeeded", job["error"]
+    copy_id = job["image"]["target_image_id"]
+    assert copy_id and copy_id != source["id"]
+    copy = glance_image(alice, TARGET, copy_id)
+    assert copy["status"] == "active"
+    assert (copy["checksum"], copy["os_hash_value"]) == (source["checksum"],
+                                                        source["os_hash_value"])
+    assert copy["checksum"] == hashlib.md5(data).hexdigest()
+    assert copy["name"] == "copied"
+    assert (copy["min_ram"], copy["min_disk"]) == (512, 2)
+    assert sorted(copy["tags"]) == sorted(source["tags"])
+    assert copy["visibility"] == "private" and copy["owner"] == source["owner"]
+    for key, value in PROPERTIES.items():
+        assert copy[key] == value, key
+    assert (copy["source_region"], copy["source_image_id"]) == (SOURCE, source["id"])
+    # its data, segments included, in its own container of alice's RegionTwo account
+    assert copy["direct_url"].startswith(
+        f"swift+{object_store(alice, TARGET)}/glance_{copy_id}/")
+    downloaded = alice.get(f"{image_api(alice, TARGET)}/v2/images/{copy_id}/file")
+    assert hashlib.md5(downloaded.content).hexdigest() == source["checksum"]
+    assert job["verification"] == "end_to_end" and job["md5"] == source["checksum"]
+
+
+async def test_without_a_valid_token_every_call_is_401(xfer: Service) -> None:
+    for headers in ({}, {"X-Auth-Token": "not-a-token"}, {"X-Auth-Token": "gAAAA" + "x" * 180}):
+        for method, path in (("GET", "/v1/jobs"), ("GET", "/v1/regions"),
+                             ("POST", f"/v1/images/{uuid.uuid4()}/copies"),
+                             ("GET", f"/v1/jobs/{uuid.uuid4()}")):
+            async with xfer.http.request(method, f"{xfer.url}{path}", headers=headers,
+                                         json={"source_region": SOURCE}) as response:
+                body = await response.json()
+                assert response.status == 401, (method, path, body)
+                assert body["error"]["code"] == "unauthorized"
+                assert "Keystone" in response.headers["WWW-Authenticate"]
+    async with xfer.http.get(f"{xfer.url}/healthz") as response:
+        assert response.status == 200  # the probes need no token
+
+
+async def test_regions_come_from_the_callers_catalog(
+        xfer: Service, sessions: dict[str, ksa_session.Session]) -> None:
+    status, body = await call(xfer, "GET", "/v1/regions", sessions["alice"])
+    assert status == 200
+    assert body["home_region"] == TARGET
+    assert {(r["name"], r["copy_from"]) for r in body["regions"]} == {(SOURCE, True),
+                                                                     (TARGET, False)}
+    for region, field in (("Atlantis", "source_region"), (TARGET, "source_region")):
+        status, error = await call(xfer, "POST", f"/v1/images/{uuid.uuid4()}/copies",
+                                   sessions["alice"], {"source_region": region})
+        assert status == 400 and error["error"]["field"] == field, error
+    status, error = await call(xfer, "POST", "/v1/images/not-a-uuid/copies",
+                               sessions["alice"], {"source_region": SOURCE})
+    assert status == 400 and error["error"]["field"] == "image_id"
+
+
+async def test_another_project_cannot_copy_see_or_find_it_and_a_reader_cannot_copy(
+        xfer: Service, sessions: dict[str, ksa_session.Session]) -> None:
+    alice, bob, carol = sessions["alice"], sessions["bob"], sessions["carol"]
+    source = upload(alice, SOURCE, os.urandom(300_000))
+
+    job = await copy_image(xfer, bob, source["id"])
+    assert job["state"] == "failed"
+    assert job["error"]["code"] == "source_image_not_found"
+    alices = await copy_image(xfer, alice, source["id"])
+    assert alices["state"] == "succeeded", alices["error"]
+
+    status, _ = await call(xfer, "GET", f"/v1/jobs/{alices['id']}", bob)
+    assert status == 404
+    status, page = await call(xfer, "GET", "/v1/jobs", bob)
+    assert alices["id"] not in {j["id"] for j in page["jobs"]}
+    status, found = await call(xfer, "GET", f"/v1/images?checksum={source['checksum']}", bob)
+    assert status == 200 and found["images"] == []
+    status, _ = await call(xfer, "POST", f"/v1/jobs/{alices['id']}/cancel", bob)
+    assert status == 404
+
+    # carol reads alpha's jobs but may not copy
+    status, seen = await call(xfer, "GET", f"/v1/jobs/{alices['id']}", carol)
+    assert status == 200 and seen["id"] == alices["id"]
+    status, error = await call(xfer, "POST", f"/v1/images/{source['id']}/copies", carol,
+                               {"source_region": SOURCE})
+    assert status == 403 and error["error"]["code"] == "forbidden"
+
+
+async def test_the_checksum_index_finds_both_and_a_second_copy_is_deduplicated_unless_forced(
+        xfer: Service, sessions: dict[str, ksa_session.Session]) -> None:
+    alice = sessions["alice"]
+    source = upload(alice, SOURCE, os.urandom(700_000), chunked=False)  # a plain object
+    first = await copy_image(xfer, alice, source["id"])
+    assert first["state"] == "succeeded", first["error"]
+
+    status, found = await call(
+        xfer, "GET", f"/v1/images?os_hash_value={source['os_hash_value']}", alice)
+    assert status == 200
+    by_region = {match["region"]: match for match in found["images"]}
+    assert by_region[SOURCE]["image"]["id"] == source["id"]
+    assert by_region[TARGET]["image"]["id"] == first["image"]["target_image_id"]
+    assert all(match["count"] == 1 for match in found["images"])
+
+    second = await copy_image(xfer, alice, source["id"])
+    assert second["state"] == "succeeded" and second["deduplicated"] is True
+    assert second["image"]["target_image_id"] == first["image"]["target_image_id"]
+
+    forced = await copy_image(xfer, alice, source["id"], force=True)
+    assert forced["state"] == "succeeded" and forced["deduplicated"] is False
+    assert forced["image"]["target_image_id"] != first["image"]["target_image_id"]
+    status, found = await call(xfer, "GET", f"/v1/images?checksum={source['checksum']}", alice)
+    counts = {match["region"]: match["count"] for match in found["images"]}
+    assert counts == {SOURCE: 1, TARGET: 2}
+    oldest = {match["region"]: match["image"]["id"] for match in found["images"]}
+    assert oldest[TARGET] == first["image"]["target_image_id"]
+
+
+async def test_a_source_in_glances_file_store_is_unsupported_store(
+        xfer: Service, cloud: devcloud.CloudInfo,
+        sessions: dict[str, ksa_session.Session]) -> None:
+    alice = sessions["alice"]
+    file_api = cloud.glances[SOURCE].file_store_url
+    source = upload(alice, SOURCE, os.urandom(100_000), through=file_api)
+
+    job = await copy_image(xfer, alice, source["id"])
+
+    assert job["state"] == "failed"
+    assert job["error"]["code"] == "unsupported_store", job["error"]
+    assert "file" in job["error"]["message"]
+
+
+async def test_a_cancel_mid_copy_leaves_no_image_and_no_data(
+        image_settings: Settings, sessions: dict[str, ksa_session.Session]) -> None:
+    alice = sessions["alice"]
+    source = upload(alice, SOURCE, os.urandom(24 * MiB), chunked=True)
+    slow = image_settings.with_overrides(max_rate_mb=4.0)  # about 6 s: time to cancel
+    async with running_service(slow) as xfer:
+        status, job = await call(xfer, "POST", f"/v1/images/{source['id']}/copies", alice,
+                                 {"source_region": SOURCE})
+        assert status == 201
+        async with asyncio.timeout(30):
+            while job["bytes_done"] == 0 or not job["image"]["target_image_id"]:
+                await asyncio.sleep(0.1)
+                _, job = await call(xfer, "GET", f"/v1/jobs/{job['id']}", alice)
+        status, _ = await call(xfer, "POST", f"/v1/jobs/{job['id']}/cancel", alice)
+        assert status == 202
+        ended = await wait_job(xfer, alice, job["id"])
+    assert ended["state"] == "cancelled"
+    copy_id = ended["image"]["target_image_id"]
+    assert no_image(alice, TARGET, copy_id)
+    assert container_gone(alice, TARGET, copy_id)
+
+
+async def test_the_copy_outlives_the_users_token_and_no_token_is_stored(
+        xfer: Service, cloud: devcloud.CloudInfo, image_settings: Settings,
+        sessions: dict[str, ksa_session.Session]) -> None:
+    """The token that asked is revoked at once: xfer goes on through its trust."""
+    alice = sessions["alice"]
+    source = upload(alice, SOURCE, os.urandom(2 * MiB))
+    own = user_session(cloud, "alice")
+    user_token = own.get_token()
+    status, job = await call(xfer, "POST", f"/v1/images/{source['id']}/copies", own,
+                             {"source_region": SOURCE})
+    assert status == 201
+    revoked = own.delete(f"{cloud.keystone.auth_url}/auth/tokens",  # type: ignore[union-attr]
+                         headers={"X-Subject-Token": user_token})
+    assert revoked.status_code == 204
+    ended = await wait_job(xfer, alice, job["id"])
+    assert ended["state"] == "succeeded", ended["error"]
+    # and no token is stored: not in any row of any table
+    connection = await asyncpg.connect(image_settings.database_url)
+    try:
+        for table in ("jobs", "job_segments", "job_transitions", "objects"):
+            rows = await connection.fetch(f"SELECT row_to_json(t)::text AS row FROM {table} t")
+            assert not any(user_token in row["row"] for row in rows), table
+    finally:
+        await connection.close()
+
+

@@ -1,0 +1,58 @@
+"""The checksum index across regions: which regions of the caller's catalog hold an active
+image with given content that the caller may see.
+
+Each region's Glance answers with the caller's own token, so Glance's visibility rules (own,
+shared, community, public) decide what is found, never xfer's: a user cannot learn of an image
+it could not read. Glance filters by `checksum` (MD5) and `os_hash_value` (SHA-512) itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from xfer.clients.glance import GlanceClient
+from xfer.clients.openstack import OpenStackClients
+from xfer.errors import XferError
+from xfer.proto.glance import Image
+from xfer.proto.keystone import TokenInfo
+
+
+@dataclass(frozen=True)
+class RegionMatch:
+    region: str
+    image: Image | None  # the oldest matching image, None when there is none
+    count: int  # how many match in that region
+    error: str | None = None  # the region could not be asked (its Glance failed)
+
+
+class ImageSearch:
+    def __init__(self, openstack: OpenStackClients) -> None:
+        self.openstack = openstack
+
+    async def find(self, info: TokenInfo, token: str, *, checksum: str | None,
+                   os_hash_value: str | None) -> list[RegionMatch]:
+        """One entry per region of the caller's catalog with an image endpoint, by name."""
+
+        async def user_token() -> str:
+            return token
+
+        async def in_region(region: str, url: str) -> RegionMatch:
+            return await _match(region, self.openstack.glance(url, user_token), checksum,
+                                os_hash_value)
+
+        endpoints = {region: info.endpoint("image", region) for region in info.regions("image")}
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(in_region(region, url))
+                     for region, url in sorted(endpoints.items()) if url]
+        return [task.result() for task in tasks]
+
+
+async def _match(region: str, glance: GlanceClient, checksum: str | None,
+                 os_hash_value: str | None) -> RegionMatch:
+    try:
+        images = await glance.images_with(checksum=checksum, os_hash_value=os_hash_value)
+    except XferError as exc:
+        return RegionMatch(region, None, 0, f"the image service of {region} failed: {exc}")
+    # Both filters may be given: Glance ANDs them. Oldest first (images_with's order).
+    return RegionMatch(region, images[0] if images else None, len(images))

@@ -1,0 +1,109 @@
+"""The image API, with Keystone only: copy an image into this region, list the regions a caller
+may copy from, and find an image by its content across regions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from xfer.errors import AuthError, XferError
+from xfer.images.search import ImageSearch, RegionMatch
+from xfer.jobs.store import IdempotencyConflict
+from xfer.web.api import SETTINGS, STORE, job_json
+from xfer.web.auth import KEYSTONE, Caller, keystone_unavailable, require_caller
+from xfer.web.errors import error_response
+from xfer.web.validation import (
+    idempotency_key,
+    images_query,
+    parse_json_body,
+    validate_image_copy,
+)
+
+IMAGE_SEARCH = web.AppKey("image_search", ImageSearch)
+# Both are needed: Glance to read and register images, Swift to move their data.
+COPY_SERVICES = ("image", "object-store")
+
+
+def copy_regions(caller: Caller) -> list[str]:
+    """Regions of the caller's catalog with an image and an object-store endpoint."""
+    common = set(caller.info.regions(COPY_SERVICES[0]))
+    for service in COPY_SERVICES[1:]:
+        common &= set(caller.info.regions(service))
+    return sorted(common)
+
+
+async def create_image_copy(request: web.Request) -> web.Response:
+    """201 with the job (200 for an Idempotency-Key replay). The caller's token creates a
+    Keystone trust from the caller to xfer's service user, for this job only: xfer acts
+    through it, so the copy outlives the token and no token is stored."""
+    caller = require_caller(request, "image_copy:create")
+    settings = request.app[SETTINGS]
+    try:
+        raw = await request.read()
+    except web.RequestPayloadError as exc:
+        return error_response(400, "invalid_request", f"could not be read: {exc}", "body")
+    copy_request = validate_image_copy(
+        parse_json_body(raw), request.match_info["image_id"], copy_regions(caller),
+        settings.home_region, caller.info.project_id, caller.info.user_id)
+    key = idempotency_key(request.headers)
+    expires_at = datetime.now(UTC) + timedelta(hours=settings.trust_hours)
+    try:
+        trust_id = await request.app[KEYSTONE].create_trust(caller.token, caller.info,
+                                                            expires_at)
+    except AuthError as exc:
+        return error_response(403, "trust_refused",
+                              f"Keystone refused the trust xfer needs to copy as you: "
+                              f"{exc.detail or exc.status}")
+    except XferError as exc:
+        return keystone_unavailable(exc)
+    try:
+        job, created = await request.app[STORE].create_image_job(copy_request, trust_id, key)
+    except IdempotencyConflict as conflict:
+        return error_response(409, "idempotency_conflict",
+                              f"this Idempotency-Key was used for another request (job "
+                              f"{conflict}); use a new key for a new request", "Idempotency-Key")
+    location = str(request.app.router["job"].url_for(job_id=str(job.id)))
+    return web.json_response(job_json(job), status=201 if created else 200,
+                             headers={"Location": location})
+
+
+async def list_regions(request: web.Request) -> web.Response:
+    caller = require_caller(request, "region:list")
+    home = request.app[SETTINGS].home_region
+    return web.json_response({
+        "home_region": home,
+        "regions": [{"name": region, "home": region == home, "copy_from": region != home}
+                    for region in copy_regions(caller)]})
+
+
+def _match_json(match: RegionMatch) -> dict[str, Any]:
+    image = match.image
+    assert image is not None
+    return {"region": match.region, "count": match.count, "image": {
+                "id": image.id, "name": image.name, "status": image.status,
+                "owner": image.owner, "visibility": image.visibility,
+                "checksum": image.checksum, "os_hash_algo": image.os_hash_algo,
+                "os_hash_value": image.os_hash_value, "size": image.size,
+                "created_at": image.created_at}}
+
+
+async def find_images(request: web.Request) -> web.Response:
+    """Per region of the caller's catalog: the oldest active image with that content the
+    caller can see, and how many there are."""
+    caller = require_caller(request, "image:find")
+    query = images_query(request.query)
+    matches = await request.app[IMAGE_SEARCH].find(
+        caller.info, caller.token,
+        checksum=None if query.checksum is None else query.checksum.lower(),
+        os_hash_value=None if query.os_hash_value is None else query.os_hash_value.lower())
+    return web.json_response({
+        "images": [_match_json(match) for match in matches if match.image is not None],
+        "unavailable": [{"region": m.region, "error": m.error} for m in matches if m.error]})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/images/{image_id}/copies", create_image_copy)
+    app.router.add_get("/v1/images", find_images)
+    app.router.add_get("/v1/regions", list_regions)
