@@ -1,5 +1,6 @@
-"""`xfer demo`: start the local cloud, put a sample image in RegionOne as an SLO, copy it to
-RegionTwo through xfer's REST API, show progress, print the verified result, stop everything."""
+"""`xfer demo`: start the local cloud (Keystone, two Swift regions, a Glance per region,
+Postgres), upload an image through RegionOne's Glance as alice, ask the xfer of RegionTwo
+(found in alice's catalog) for a copy, show progress, print the target image, stop everything."""
 
 from __future__ import annotations
 
@@ -10,23 +11,25 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from xfer.clients.swift import SwiftClient
 from xfer.dev import devcloud
 from xfer.dev.children import stop_child
-from xfer.proto import swift
-from xfer.settings import MiB, RegionConfig, from_environ
+from xfer.dev.devcloud.keystone_server import XFER_SERVICE_TYPE, issue_token
+from xfer.settings import MiB
 
-CONTAINER = "images"
-IMAGE = "demo-image.raw"
-SOURCE_SEGMENT = 20 * MiB
+SOURCE, TARGET = "RegionOne", "RegionTwo"
+UPLOAD_PIECE = 4 * MiB
+# What the demo image carries, and what the copy must keep.
+PROPERTIES = {"os_distro": "cirros", "os_version": "0.6.2", "hw_disk_bus": "virtio",
+              "architecture": "x86_64", "description": "xfer demo image ✓",
+              "demo_custom_property": "kept"}
+FIELDS = {"min_ram": 256, "min_disk": 1, "tags": ["demo", "xfer"]}
 
 
 def say(text: str) -> None:
@@ -35,14 +38,14 @@ def say(text: str) -> None:
 
 def run_demo(size_mib: int = 200) -> int:
     state_dir = devcloud.default_state_dir().with_name(".devcloud-demo")
-    say(f"starting the local cloud (two Swift regions and Postgres) in {state_dir}")
+    say(f"starting the local cloud (Keystone, two Swift regions, two Glance, Postgres) in "
+        f"{state_dir}")
     started = time.monotonic()
-    # Swift and Postgres only: the demo copies between Swift regions with tempauth credentials.
-    cloud = devcloud.up(state_dir, openstack=False)
+    cloud = devcloud.up(state_dir)
     try:
         say(f"local cloud ready in {time.monotonic() - started:.1f}s")
-        with xfer_service(cloud) as url:
-            return asyncio.run(_copy_through_api(cloud, url, size_mib * MiB))
+        with xfer_service(cloud, TARGET):
+            return asyncio.run(_copy_an_image(cloud, size_mib * MiB))
     finally:
         devcloud.down(state_dir)
         say("stopped the local cloud and xfer")
@@ -57,13 +60,14 @@ def listening_url(line: bytes) -> str | None:
 
 
 @contextmanager
-def xfer_service(cloud: devcloud.CloudInfo) -> Iterator[str]:
+def xfer_service(cloud: devcloud.CloudInfo, region: str) -> Iterator[str]:
+    """`xfer serve` for `region`, on the port the catalog lists for it."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("XFER_")}
-    environ.update(cloud.environ())
+    environ.update(cloud.serving_environ(region))
     log_path = cloud.state_dir / "xfer-serve.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "xfer.cli", "serve", "--port", "0"], env=environ,
+            [sys.executable, "-m", "xfer.cli", "serve"], env=environ,
             stdout=subprocess.PIPE, stderr=log)
     try:
         assert process.stdout is not None
@@ -77,55 +81,102 @@ def xfer_service(cloud: devcloud.CloudInfo) -> Iterator[str]:
         stop_child(process, 20)
 
 
-async def _upload_source(client: SwiftClient, size: int) -> tuple[str, str]:
-    """Random bytes as an SLO in RegionOne; returns (md5, sha512) of the content."""
-    await client.put_container(CONTAINER)
-    segment_container = CONTAINER + "_segments"
-    await client.put_container(segment_container)
-    whole_md5, whole_sha512 = hashlib.md5(usedforsecurity=False), hashlib.sha512()
-    manifest = []
-    for index, offset in enumerate(range(0, size, SOURCE_SEGMENT)):
-        chunk = os.urandom(min(SOURCE_SEGMENT, size - offset))
-        whole_md5.update(chunk)
-        whole_sha512.update(chunk)
-        etag = hashlib.md5(chunk, usedforsecurity=False).hexdigest()
-        name = f"{IMAGE}/{index:08d}"
-        await client.put_object(segment_container, name, chunk, etag)
-        manifest.append(swift.ManifestSegment(f"/{segment_container}/{name}", etag, len(chunk)))
-    await client.put_manifest(CONTAINER, IMAGE, manifest)
-    return whole_md5.hexdigest(), whole_sha512.hexdigest()
+def _endpoint(token_body: dict[str, Any], service_type: str, region: str) -> str:
+    for service in token_body["token"]["catalog"]:
+        if service["type"] == service_type:
+            for endpoint in service["endpoints"]:
+                if endpoint["region_id"] == region and endpoint["interface"] == "public":
+                    return str(endpoint["url"]).rstrip("/")
+    raise SystemExit(f"no {service_type} endpoint for {region} in the catalog")
 
 
-async def _copy_through_api(cloud: devcloud.CloudInfo, url: str, size: int) -> int:
-    settings = from_environ(cloud.environ())
+async def _random_pieces(size: int, md5: Any, sha512: Any) -> AsyncIterator[bytes]:
+    for offset in range(0, size, UPLOAD_PIECE):
+        piece = os.urandom(min(UPLOAD_PIECE, size - offset))
+        md5.update(piece)
+        sha512.update(piece)
+        yield piece
+
+
+async def _json(response: aiohttp.ClientResponse, *expected: int) -> Any:
+    if response.status not in expected:
+        raise SystemExit(f"{response.method} {response.url} -> {response.status}: "
+                         f"{(await response.text())[:500]}")
+    return None if response.status == 204 else await response.json()
+
+
+async def _upload_image(http: aiohttp.ClientSession, glance: str, headers: dict[str, str],
+                        size: int) -> tuple[dict[str, Any], str, str]:
+    """An image uploaded through Glance without Content-Length (so a DLO in Swift)."""
+    body = {"name": "demo-cirros", "disk_format": "raw", "container_format": "bare",
+            "visibility": "private", **FIELDS, **PROPERTIES}
+    async with http.post(f"{glance}/v2/images", json=body, headers=headers) as response:
+        image = await _json(response, 201)
+    md5, sha512 = hashlib.md5(usedforsecurity=False), hashlib.sha512()
+    async with http.put(f"{glance}/v2/images/{image['id']}/file",
+                        data=_random_pieces(size, md5, sha512),
+                        headers={**headers, "Content-Type": "application/octet-stream"}
+                        ) as response:
+        await _json(response, 204)
+    return await _wait_active(http, glance, headers, image["id"]), md5.hexdigest(), \
+        sha512.hexdigest()
+
+
+async def _wait_active(http: aiohttp.ClientSession, glance: str, headers: dict[str, str],
+                       image_id: str) -> dict[str, Any]:
+    async with asyncio.timeout(120):
+        while True:
+            async with http.get(f"{glance}/v2/images/{image_id}", headers=headers) as response:
+                image: dict[str, Any] = await _json(response, 200)
+            if image["status"] == "active":
+                return image
+            await asyncio.sleep(0.3)
+
+
+async def _copy_an_image(cloud: devcloud.CloudInfo, size: int) -> int:
+    assert cloud.keystone is not None
+    issued = issue_token(cloud.keystone, cloud.keystone.user("alice"))
+    if isinstance(issued, str):
+        raise SystemExit(issued)
+    headers = {"X-Auth-Token": issued.token}
+    source_glance = _endpoint(issued.body, "image", SOURCE)
+    target_glance = _endpoint(issued.body, "image", TARGET)
+    xfer = _endpoint(issued.body, XFER_SERVICE_TYPE, TARGET)
     async with aiohttp.ClientSession() as http:
-        source = SwiftClient(http, settings.region("RegionOne"))
-        say(f"uploading a {size / MiB:.0f} MiB sample image to RegionOne as an SLO "
-            f"({SOURCE_SEGMENT // MiB} MiB segments)")
-        md5, sha512 = await _upload_source(source, size)
-        say(f"source {CONTAINER}/{IMAGE}: md5 {md5}")
-        body = {"source": {"region": "RegionOne", "container": CONTAINER, "object": IMAGE},
-                "target": {"region": "RegionTwo"}, "checksum": md5}
-        async with http.post(f"{url}/v1/jobs", json=body) as response:
-            job = await response.json()
-            if response.status != 201:
-                say(f"job refused: {job}")
-                return 1
+        say(f"alice uploads a {size / MiB:.0f} MiB image through {SOURCE}'s Glance "
+            f"({source_glance}), without Content-Length: a DLO in {SOURCE}'s Swift")
+        source, md5, sha512 = await _upload_image(http, source_glance, headers, size)
+        say(f"source image {source['id']}: active, checksum {source['checksum']}")
+        say(f"asking the xfer of {TARGET} (catalog type {XFER_SERVICE_TYPE}: {xfer}) for a "
+            f"copy from {SOURCE}")
+        async with http.post(f"{xfer}/v1/images/{source['id']}/copies", headers=headers,
+                             json={"source_region": SOURCE}) as response:
+            job = await _json(response, 201)
             location = response.headers["Location"]
-        say(f"submitted job {job['id']} (POST /v1/jobs -> 201, Location {location})")
-        job = await _follow(http, url + location)
-        return _report(job, settings.region("RegionTwo"), md5, sha512,
-                       await _target_head(http, settings.region("RegionTwo")))
+        say(f"job {job['id']} (POST /v1/images/{{id}}/copies -> 201, Location {location})")
+        started = time.monotonic()
+        job = await _follow(http, xfer + location, headers)
+        seconds = time.monotonic() - started
+        if job["state"] != "succeeded":
+            say(f"copy FAILED: {job['error']['code']}: {job['error']['message']}")
+            return 1
+        async with http.get(f"{target_glance}/v2/images/{job['image']['target_image_id']}",
+                            headers=headers) as response:
+            target = await _json(response, 200)
+    return _report(source, target, md5, sha512, seconds)
 
 
-async def _follow(http: aiohttp.ClientSession, job_url: str) -> dict[str, Any]:
+async def _follow(http: aiohttp.ClientSession, job_url: str,
+                  headers: dict[str, str]) -> dict[str, Any]:
     last_line = ""
     while True:
-        async with http.get(job_url) as response:
-            job: dict[str, Any] = await response.json()
+        async with http.get(job_url, headers=headers) as response:
+            job: dict[str, Any] = await _json(response, 200)
         total, done = job["bytes_total"] or 0, job["bytes_done"] or 0
         percent = 100 * done / total if total else 0.0
-        line = f"  {job['state']:<9} {done / MiB:7.1f} / {total / MiB:.1f} MiB  {percent:5.1f}%"
+        step = job["image"]["step"] or "-"
+        line = (f"  {job['state']:<9} step {step:<10} {done / MiB:7.1f} / {total / MiB:.1f} "
+                f"MiB  {percent:5.1f}%")
         if line != last_line:
             print(line, flush=True)
             last_line = line
@@ -134,30 +185,27 @@ async def _follow(http: aiohttp.ClientSession, job_url: str) -> dict[str, Any]:
         await asyncio.sleep(0.5)
 
 
-async def _target_head(http: aiohttp.ClientSession, region: RegionConfig) -> swift.ObjectHead:
-    return await SwiftClient(http, region).head_object(CONTAINER, IMAGE)
-
-
-def _report(job: dict[str, Any], target: RegionConfig, md5: str, sha512: str,
-            head: swift.ObjectHead) -> int:
-    if job["state"] != "succeeded":
-        say(f"copy FAILED: {job['error']['code']}: {job['error']['message']}")
-        return 1
-    seconds = (datetime.fromisoformat(job["finished_at"])
-               - datetime.fromisoformat(job["started_at"])).total_seconds()
-    size = job["bytes_total"]
-    verified = job["md5"] == md5 and job["sha512"] == sha512 and head.size == size
+def _report(source: dict[str, Any], target: dict[str, Any], md5: str, sha512: str,
+            seconds: float) -> int:
+    kept = {key: target.get(key) for key in (*PROPERTIES, *FIELDS)}
+    wanted = {key: source.get(key) for key in (*PROPERTIES, *FIELDS)}
+    same_data = (target["checksum"], target["os_hash_value"]) == (md5, sha512)
+    properties_kept = kept == wanted
     print(
-        "\nresult\n"
-        f"  target       RegionTwo {target.auth_url.split('/auth')[0]} {CONTAINER}/{IMAGE}\n"
-        f"  layout       {job['layout']} of {job['segments_total']} segments, "
-        f"ETag {job['etag']}\n"
-        f"  size         {size} bytes ({size / MiB:.1f} MiB); target HEAD says {head.size}\n"
-        f"  md5          {job['md5']} ({'matches' if job['md5'] == md5 else 'DIFFERS from'} "
-        "the source's)\n"
-        f"  sha512       {job['sha512'][:32]}... "
-        f"({'matches' if job['sha512'] == sha512 else 'DIFFERS'})\n"
-        f"  time         {seconds:.2f}s\n"
-        f"  throughput   {size / MiB / seconds:.1f} MiB/s\n"
-        f"  verified     {'yes' if verified else 'NO'}\n", flush=True)
-    return 0 if verified else 1
+        "\ntarget image in RegionTwo\n"
+        f"  id             {target['id']} (the source is {source['id']})\n"
+        f"  status         {target['status']}\n"
+        f"  checksum       {target['checksum']} "
+        f"({'matches' if target['checksum'] == md5 else 'DIFFERS from'} the uploaded bytes)\n"
+        f"  os_hash_value  {target['os_hash_value'][:32]}... "
+        f"({'matches' if target['os_hash_value'] == sha512 else 'DIFFERS'})\n"
+        f"  size           {target['size']} bytes\n"
+        f"  provenance     source_region={target.get('source_region')} "
+        f"source_image_id={target.get('source_image_id')}\n"
+        f"  kept           {json.dumps(kept, ensure_ascii=False)}"
+        f" ({'all' if properties_kept else 'NOT all'} as in the source)\n"
+        f"  direct_url     {target.get('direct_url')}\n"
+        f"  time           {seconds:.1f}s from the request to active "
+        f"({target['size'] / MiB / seconds:.1f} MiB/s, Glance's own read-back included)\n",
+        flush=True)
+    return 0 if target["status"] == "active" and same_data and properties_kept else 1
