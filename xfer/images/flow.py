@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from xfer.clients.glance import GlanceClient
@@ -106,6 +107,8 @@ class ImageCopier:
         clients.source_swift = self.openstack.swift(clients.tokens, job.source_region,
                                                     _account_of(location))
         await observer.source_found(source_ref, source.checksum or "")
+        log.info("source image %s: %d bytes at %s", source.id, source.size or 0,
+                 source_ref.describe())
         target_image = None
         if job.target_image_id is None:
             if not job.force:
@@ -127,6 +130,8 @@ class ImageCopier:
                 target_image = await clients.target_glance.create_image(body)
                 await observer.target_image_created(target_image.id,
                                                     image_container(target_image.id))
+                log.info("created the target image %s in %s", target_image.id,
+                         job.target_region)
             return await self._copy_into(job, clients, source, source_ref, target_image,
                                          observer)
         except asyncio.CancelledError:
@@ -157,13 +162,18 @@ class ImageCopier:
                                  f"image records {source.os_hash_value}: the source data does "
                                  f"not match its image record. Nothing was registered.")
             await observer.image_step(ImageStep.COPIED)
+            log.info("data copied and verified in %.2fs (%s, %d segments)", copy.seconds,
+                     copy.layout, copy.segments)
             storage_url = (await clients.target_swift.credentials()).storage_url
             await clients.target_glance.add_location(
                 target_image.id, SwiftLocation(storage_url, container, target_image.id),
                 HASH_ALGORITHM, source.os_hash_value or "")
             await observer.image_step(ImageStep.REGISTERED)
+            log.info("location added; Glance reads the data back")
+        registering = time.monotonic()
         active = await clients.target_glance.wait_active(
             target_image.id, within=self.settings.image_active_timeout)
+        log.info("target image active %.2fs after registration", time.monotonic() - registering)
         return self._verified_active(source, active, target_ref, copy)
 
     def _verified_active(self, source: Image, target: Image, target_ref: ObjectRef,
