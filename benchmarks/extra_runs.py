@@ -35,7 +35,7 @@ from benchmarks.runs import (
 )
 from benchmarks.sources import Source, write_random_file
 
-EXTRA_RUNS = ("fanout", "ratecap", "upload")
+EXTRA_RUNS = ("fanout", "ratecap", "upload", "glance")
 FANOUT_TARGETS = (TARGET_REGION, SECOND_TARGET_REGION)
 FANOUT_COPIER = "xfer-fanout"  # MD5+SHA-512, as Glance needs both
 SEQUENTIAL_COPIER = "xfer-md5-sha512"

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import extra_runs, goals, report, swift_http
+from benchmarks import extra_runs, glance_runs, goals, report, swift_http
 from benchmarks.copiers import COPIERS, EXTRA_COPIERS, ApiFeatures, RunSpec, probe_xfer
 from benchmarks.procstat import CpuMeter
 from benchmarks.runs import (
@@ -49,6 +49,7 @@ RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 SCENARIOS = ("colocated", "emulated")
 CONTAINER = "images"
 GiB, MiB = 1 << 30, 1 << 20
+GLANCE_IMAGE_SIZE = GiB  # issue 9's comparison: Glance's usual plain 1 GiB image
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,6 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--extra-runs", type=listed, default=list(extra_runs.EXTRA_RUNS),
                         help=f"subset of {','.join(extra_runs.EXTRA_RUNS)}, or none")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--glance-only", action="store_true",
+                        help="only the image copy comparison with glance-download (issue 9)")
     parser.add_argument("--rtt-ms", type=float, default=40.0, help="emulated link round trip")
     parser.add_argument("--rate-mb", type=float, default=50.0,
                         help="emulated link: MB/s per TCP connection and direction")
@@ -229,7 +232,8 @@ def finish(document: dict[str, Any], args: argparse.Namespace) -> None:
     summary = document["summary"] = report.summarise(document["rows"])
     fanout = document["fanout_summary"] = report.summarise_fanout(document["fanout"])
     found = goals.compute_goals(summary, document["floor"], fanout, document["rate_cap"],
-                                document["unavailable"], args.memory_bound)
+                                document["unavailable"], args.memory_bound,
+                                document.get("glance"))
     document["goals"] = goals.as_json(found)
     shape = document["shape"]
     print("\n== runs (cpu/GiB: the copier's own CPU-s per GiB; swift/GiB: all Swift servers'; "
@@ -266,25 +270,29 @@ def main(argv: list[str] | None = None) -> int:
     regions = [SOURCE_REGION, TARGET_REGION]
     if {"fanout", "upload"} & set(args.extra_runs):  # both go to two target regions
         regions.append(SECOND_TARGET_REGION)
-    say(f"starting a local cloud of {len(regions)} regions in {args.state_dir}")
-    # Swift and Postgres only: idle Keystone and Glance processes would only add noise.
-    cloud = devcloud.up(args.state_dir, [devcloud.ClusterSpec(region) for region in regions],
-                        openstack=False)
     started = datetime.now(UTC)
     document: dict[str, Any] = {
         "started": started.isoformat(), "cores": report.CORES, "full_run": is_full_run(args),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "shape": {"rtt_ms": args.rtt_ms, "rate_mb_per_connection": args.rate_mb},
-        "rows": [], "fanout": [], "rate_cap": [], "unavailable": {}}
-    try:
-        sessions = {region: swift_http.login(c.auth_url, c.user, c.key)
-                    for region, c in cloud.clusters.items()}
-        session(Bench(args, cloud, sessions), document)
-    finally:
-        devcloud.down(args.state_dir)
-        for cluster in cloud.clusters.values():  # the objects (GiBs); logs stay
-            shutil.rmtree(cluster.devices_dir, ignore_errors=True)
-        say("stopped the local cloud and removed its objects")
+        "rows": [], "fanout": [], "rate_cap": [], "unavailable": {}, "floor": {}}
+    if not args.glance_only:
+        say(f"starting a local cloud of {len(regions)} regions in {args.state_dir}")
+        # Swift and Postgres only: idle Keystone and Glance processes would only add noise.
+        cloud = devcloud.up(args.state_dir, [devcloud.ClusterSpec(region) for region in regions],
+                            openstack=False)
+        try:
+            sessions = {region: swift_http.login(c.auth_url, c.user, c.key)
+                        for region, c in cloud.clusters.items()}
+            session(Bench(args, cloud, sessions), document)
+        finally:
+            devcloud.down(args.state_dir)
+            for cluster in cloud.clusters.values():  # the objects (GiBs); logs stay
+                shutil.rmtree(cluster.devices_dir, ignore_errors=True)
+            say("stopped the local cloud and removed its objects")
+    if "glance" in args.extra_runs:  # a cloud of its own: Keystone, Glance, keystoneauth Swift
+        document["glance"] = glance_runs.glance_comparison(
+            args.state_dir / "glance", GLANCE_IMAGE_SIZE, args.repeat)
     document["session_seconds"] = round((datetime.now(UTC) - started).total_seconds())
     finish(document, args)
     say(f"the session took {document['session_seconds'] / 60:.1f} minutes")
@@ -293,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     say(f"results in {stem.with_suffix('.json')}")
     draw(document, stem.with_suffix(".png"))
     runs = document["rows"] + [r for c in document["fanout"] for r in c["runs"]] + document["rate_cap"]
-    return 0 if all(row["ok"] for row in runs) else 1
+    glance_ok = all(run["same_checksum"] for run in document.get("glance", {}).get("runs", ())
+                    if run["copier"] == "xfer")
+    return 0 if all(row["ok"] for row in runs) and glance_ok else 1
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -22,7 +24,13 @@ from tests.test_cloud_keystone_glance import (
     upload,
     user_session,
 )
+from xfer.clients.openstack import OpenStackClients
+from xfer.clients.swift import SwiftRegions
+from xfer.clients.transport import http_session
 from xfer.dev import devcloud
+from xfer.engine.object_copy import Copier
+from xfer.images.flow import ImageCopier
+from xfer.images.types import ImageCopyJob, ImageStep
 from xfer.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -303,3 +311,135 @@ async def test_the_copy_outlives_the_users_token_and_no_token_is_stored(
         await connection.close()
 
 
+
+
+def swift_url(session: ksa_session.Session, region: str, image_id: str, name: str = "") -> str:
+    return f"{object_store(session, region)}/glance_{image_id}/{name or image_id}"
+
+
+async def test_source_bytes_altered_behind_glance_fail_before_registration_leaving_nothing(
+        xfer: Service, sessions: dict[str, ksa_session.Session]) -> None:
+    alice = sessions["alice"]
+    source = upload(alice, SOURCE, os.urandom(1 * MiB), chunked=False)
+    # the same size, other bytes: only a hash can tell (glance-download would take them)
+    put = alice.put(swift_url(alice, SOURCE, source["id"]), data=os.urandom(1 * MiB))
+    assert put.status_code == 201
+
+    job = await copy_image(xfer, alice, source["id"])
+
+    assert job["state"] == "failed"
+    assert job["error"]["code"] == "checksum_mismatch", job["error"]
+    copy_id = job["image"]["target_image_id"]
+    assert copy_id is not None  # it was created, then deleted with its data
+    assert no_image(alice, TARGET, copy_id)
+    assert container_gone(alice, TARGET, copy_id)
+
+
+async def test_an_slo_source_is_copied_and_a_member_the_copy_is_shared_with_can_download_it(
+        xfer: Service, sessions: dict[str, ksa_session.Session]) -> None:
+    alice, bob = sessions["alice"], sessions["bob"]
+    data = os.urandom(3 * MiB + 17)
+    source = upload(alice, SOURCE, data, chunked=False)
+    # Replace the plain object by an SLO of the same bytes, segments in the image's container
+    manifest = []
+    for index, offset in enumerate(range(0, len(data), MiB)):
+        piece = data[offset:offset + MiB]
+        name = f"{source['id']}-seg{index}"
+        assert alice.put(swift_url(alice, SOURCE, source["id"], name), data=piece).ok
+        manifest.append({"path": f"/glance_{source['id']}/{name}",
+                         "etag": hashlib.md5(piece).hexdigest(), "size_bytes": len(piece)})
+    put = alice.put(swift_url(alice, SOURCE, source["id"]), json=manifest,
+                    params={"multipart-manifest": "put"})
+    assert put.status_code == 201, put.text
+
+    job = await copy_image(xfer, alice, source["id"], name="shared copy")
+
+    assert job["state"] == "succeeded", job["error"]
+    copy_id = job["image"]["target_image_id"]
+    images = image_api(alice, TARGET)
+    shared = alice.patch(f"{images}/v2/images/{copy_id}",
+                         json=[{"op": "replace", "path": "/visibility", "value": "shared"}],
+                         headers={"Content-Type": "application/openstack-images-v2.1-json-patch"})
+    assert shared.status_code == 200, shared.text
+    member = alice.post(f"{images}/v2/images/{copy_id}/members",
+                        json={"member": bob.get_project_id()})
+    assert member.status_code == 200, member.text
+    accepted = bob.put(f"{images}/v2/images/{copy_id}/members/{bob.get_project_id()}",
+                       json={"status": "accepted"})
+    assert accepted.status_code == 200, accepted.text
+    downloaded = bob.get(f"{images}/v2/images/{copy_id}/file")
+    assert downloaded.status_code == 200 and downloaded.content == data
+
+
+class StepRecorder:
+    """The image observer of these tests: records what the flow reports, stores nothing."""
+
+    handing_over = False
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+        self.steps: list[str] = []
+
+    async def find_verified_copy(self, *_: object) -> None:
+        return None
+
+    async def planned(self, _plan: object) -> None:
+        return None
+
+    async def segment_written(self, _segment: object, _etag: str) -> None:
+        return None
+
+    async def verifying(self) -> None:
+        return None
+
+    async def source_found(self, _source: object, _checksum: str) -> None:
+        return None
+
+    async def target_image_created(self, image_id: str, _container: str) -> None:
+        self.created.append(image_id)
+
+    async def image_step(self, step: object) -> None:
+        self.steps.append(str(step))
+
+
+def copies_of(session: ksa_session.Session, image_id: str) -> list[str]:
+    listing = session.get(f"{image_api(session, TARGET)}/v2/images",
+                          params={"source_image_id": image_id}).json()
+    return [image["id"] for image in listing["images"]]
+
+
+async def test_a_job_taken_over_continues_from_its_recorded_step_and_makes_one_image(
+        image_settings: Settings, sessions: dict[str, ksa_session.Session]) -> None:
+    """What a worker taking over a job does, at each step it may find recorded: the target
+    image made and empty (copy into it), or registered (wait for it): never a second image."""
+    alice = sessions["alice"]
+    source = upload(alice, SOURCE, os.urandom(2 * MiB), chunked=False)
+    async with http_session(image_settings) as http:
+        openstack = OpenStackClients.from_settings(image_settings, http)
+        assert openstack is not None
+        copier = ImageCopier(image_settings, openstack,
+                             Copier(image_settings, SwiftRegions(http, dict(image_settings.regions))))
+        token = alice.get_token()
+        info = await openstack.keystone.validate(token)
+        trust = await openstack.keystone.create_trust(
+            token, info, datetime.now(UTC) + timedelta(hours=1))
+        job = ImageCopyJob(uuid.uuid4(), SOURCE, TARGET, source["id"], trust)
+
+        # crashed after creating the image: it is queued and empty
+        made = alice.post(f"{image_api(alice, TARGET)}/v2/images", json={
+            "name": "made before the crash", "disk_format": "raw", "container_format": "bare",
+            "source_image_id": source["id"]}).json()
+        observer = StepRecorder()
+        outcome = await copier.copy(replace(job, target_image_id=made["id"],
+                                            step=ImageStep.CREATED), observer)
+        assert outcome.image_id == made["id"] and observer.created == []
+        assert observer.steps == ["copied", "registered"]
+        assert glance_image(alice, TARGET, made["id"])["checksum"] == source["checksum"]
+
+        # crashed after registering: the image is there (active by now), nothing is redone
+        observer = StepRecorder()
+        again = await copier.copy(replace(job, target_image_id=made["id"],
+                                          step=ImageStep.REGISTERED), observer)
+        assert again.image_id == made["id"]
+        assert observer.created == [] and observer.steps == []
+    assert copies_of(alice, source["id"]) == [made["id"]]

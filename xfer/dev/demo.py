@@ -81,7 +81,7 @@ def xfer_service(cloud: devcloud.CloudInfo, region: str) -> Iterator[str]:
         stop_child(process, 20)
 
 
-def _endpoint(token_body: dict[str, Any], service_type: str, region: str) -> str:
+def catalog_endpoint(token_body: dict[str, Any], service_type: str, region: str) -> str:
     for service in token_body["token"]["catalog"]:
         if service["type"] == service_type:
             for endpoint in service["endpoints"]:
@@ -98,38 +98,41 @@ async def _random_pieces(size: int, md5: Any, sha512: Any) -> AsyncIterator[byte
         yield piece
 
 
-async def _json(response: aiohttp.ClientResponse, *expected: int) -> Any:
+async def json_reply(response: aiohttp.ClientResponse, *expected: int) -> Any:
     if response.status not in expected:
         raise SystemExit(f"{response.method} {response.url} -> {response.status}: "
                          f"{(await response.text())[:500]}")
-    return None if response.status == 204 else await response.json()
+    return await response.json() if response.content_type == "application/json" else None
 
 
-async def _upload_image(http: aiohttp.ClientSession, glance: str, headers: dict[str, str],
+async def upload_image(http: aiohttp.ClientSession, glance: str, headers: dict[str, str],
                         size: int) -> tuple[dict[str, Any], str, str]:
     """An image uploaded through Glance without Content-Length (so a DLO in Swift)."""
     body = {"name": "demo-cirros", "disk_format": "raw", "container_format": "bare",
             "visibility": "private", **FIELDS, **PROPERTIES}
     async with http.post(f"{glance}/v2/images", json=body, headers=headers) as response:
-        image = await _json(response, 201)
+        image = await json_reply(response, 201)
     md5, sha512 = hashlib.md5(usedforsecurity=False), hashlib.sha512()
     async with http.put(f"{glance}/v2/images/{image['id']}/file",
                         data=_random_pieces(size, md5, sha512),
                         headers={**headers, "Content-Type": "application/octet-stream"}
                         ) as response:
-        await _json(response, 204)
-    return await _wait_active(http, glance, headers, image["id"]), md5.hexdigest(), \
+        await json_reply(response, 204)
+    return await wait_active(http, glance, headers, image["id"]), md5.hexdigest(), \
         sha512.hexdigest()
 
 
-async def _wait_active(http: aiohttp.ClientSession, glance: str, headers: dict[str, str],
-                       image_id: str) -> dict[str, Any]:
-    async with asyncio.timeout(120):
+async def wait_active(http: aiohttp.ClientSession, glance: str, headers: dict[str, str],
+                      image_id: str, within: float = 120.0) -> dict[str, Any]:
+    async with asyncio.timeout(within):
         while True:
             async with http.get(f"{glance}/v2/images/{image_id}", headers=headers) as response:
-                image: dict[str, Any] = await _json(response, 200)
+                image: dict[str, Any] = await json_reply(response, 200)
             if image["status"] == "active":
                 return image
+            if image.get("os_glance_failed_import"):  # an import (glance-download) failed
+                raise SystemExit(f"image {image_id}: import failed in "
+                                 f"{image['os_glance_failed_import']}")
             await asyncio.sleep(0.3)
 
 
@@ -139,45 +142,47 @@ async def _copy_an_image(cloud: devcloud.CloudInfo, size: int) -> int:
     if isinstance(issued, str):
         raise SystemExit(issued)
     headers = {"X-Auth-Token": issued.token}
-    source_glance = _endpoint(issued.body, "image", SOURCE)
-    target_glance = _endpoint(issued.body, "image", TARGET)
-    xfer = _endpoint(issued.body, XFER_SERVICE_TYPE, TARGET)
+    source_glance = catalog_endpoint(issued.body, "image", SOURCE)
+    target_glance = catalog_endpoint(issued.body, "image", TARGET)
+    xfer = catalog_endpoint(issued.body, XFER_SERVICE_TYPE, TARGET)
     async with aiohttp.ClientSession() as http:
         say(f"alice uploads a {size / MiB:.0f} MiB image through {SOURCE}'s Glance "
             f"({source_glance}), without Content-Length: a DLO in {SOURCE}'s Swift")
-        source, md5, sha512 = await _upload_image(http, source_glance, headers, size)
+        source, md5, sha512 = await upload_image(http, source_glance, headers, size)
         say(f"source image {source['id']}: active, checksum {source['checksum']}")
         say(f"asking the xfer of {TARGET} (catalog type {XFER_SERVICE_TYPE}: {xfer}) for a "
             f"copy from {SOURCE}")
         async with http.post(f"{xfer}/v1/images/{source['id']}/copies", headers=headers,
                              json={"source_region": SOURCE}) as response:
-            job = await _json(response, 201)
+            job = await json_reply(response, 201)
             location = response.headers["Location"]
         say(f"job {job['id']} (POST /v1/images/{{id}}/copies -> 201, Location {location})")
         started = time.monotonic()
-        job = await _follow(http, xfer + location, headers)
+        job = await follow_job(http, xfer + location, headers)
         seconds = time.monotonic() - started
         if job["state"] != "succeeded":
             say(f"copy FAILED: {job['error']['code']}: {job['error']['message']}")
             return 1
         async with http.get(f"{target_glance}/v2/images/{job['image']['target_image_id']}",
                             headers=headers) as response:
-            target = await _json(response, 200)
+            target = await json_reply(response, 200)
     return _report(source, target, md5, sha512, seconds)
 
 
-async def _follow(http: aiohttp.ClientSession, job_url: str,
-                  headers: dict[str, str]) -> dict[str, Any]:
+async def follow_job(http: aiohttp.ClientSession, job_url: str, headers: dict[str, str],
+                     quiet: bool = False) -> dict[str, Any]:
+    """Poll the job until it ends, printing a progress line whenever it changes (unless
+    `quiet`)."""
     last_line = ""
     while True:
         async with http.get(job_url, headers=headers) as response:
-            job: dict[str, Any] = await _json(response, 200)
+            job: dict[str, Any] = await json_reply(response, 200)
         total, done = job["bytes_total"] or 0, job["bytes_done"] or 0
         percent = 100 * done / total if total else 0.0
         step = job["image"]["step"] or "-"
         line = (f"  {job['state']:<9} step {step:<10} {done / MiB:7.1f} / {total / MiB:.1f} "
                 f"MiB  {percent:5.1f}%")
-        if line != last_line:
+        if line != last_line and not quiet:
             print(line, flush=True)
             last_line = line
         if job["state"] in ("succeeded", "failed", "cancelled"):

@@ -1,0 +1,136 @@
+"""Issue 9's comparison: the same Glance image copied RegionOne -> RegionTwo by Glance's own
+`glance-download` import and by xfer's image flow, in one cloud (Keystone, Swift with
+keystoneauth, a Glance per region), as the same user, in turns.
+
+Each run is timed from the request to the target image being `active` (xfer: its job
+succeeded, which it ends only once Glance has read the data back and activated the image with
+the source's checksum and os_hash_value). What each kept of the source's fields and
+properties, and whether the copy's checksum equals the source's, is recorded beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks.runs import GiB, say
+from xfer.dev import demo, devcloud
+from xfer.dev.devcloud.keystone_server import XFER_SERVICE_TYPE, issue_token
+
+SOURCE, TARGET = "RegionOne", "RegionTwo"
+ACTIVE_TIMEOUT_S = 900.0
+# The fields and properties a copy should keep (demo.PROPERTIES and demo.FIELDS are on it).
+KEPT = (*demo.PROPERTIES, *demo.FIELDS, "name")
+
+
+def glance_comparison(state_dir: Path, size: int, repeat: int) -> dict[str, Any]:
+    say(f"glance: starting a cloud with Keystone and Glance in {state_dir}")
+    cloud = devcloud.up(state_dir)
+    try:
+        with demo.xfer_service(cloud, TARGET):
+            return asyncio.run(_compare(cloud, size, repeat))
+    finally:
+        devcloud.down(state_dir)
+        for cluster in cloud.clusters.values():  # the objects (GiBs); logs stay
+            shutil.rmtree(cluster.devices_dir, ignore_errors=True)
+
+
+async def _compare(cloud: devcloud.CloudInfo, size: int, repeat: int) -> dict[str, Any]:
+    assert cloud.keystone is not None
+    issued = issue_token(cloud.keystone, cloud.keystone.user("alice"))
+    if isinstance(issued, str):
+        raise RuntimeError(issued)
+    headers = {"X-Auth-Token": issued.token}
+    source_glance = demo.catalog_endpoint(issued.body, "image", SOURCE)
+    target_glance = demo.catalog_endpoint(issued.body, "image", TARGET)
+    xfer = demo.catalog_endpoint(issued.body, XFER_SERVICE_TYPE, TARGET)
+    runs: list[dict[str, Any]] = []
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        say(f"glance: uploading a {size / GiB:.2f} GiB image through {SOURCE}'s Glance")
+        source, _, _ = await demo.upload_image(http, source_glance, headers, size)
+        for attempt in range(repeat):
+            for copier in ("glance-download", "xfer"):
+                run = await (_glance_download(http, source_glance, target_glance, headers,
+                                              source) if copier == "glance-download" else
+                             _xfer(http, xfer, target_glance, headers, source))
+                run.update(copier=copier, attempt=attempt, size=size)
+                say(f"glance: {copier:<15} {run['seconds']:6.1f} s  {run['MB/s']:6.1f} MB/s  "
+                    f"checksum {'same' if run['same_checksum'] else 'DIFFERENT'}  kept "
+                    f"{run['kept']}/{len(KEPT)}")
+                runs.append(run)
+    return {"source": {"size": size, "id": source["id"]}, "runs": runs,
+            "summary": _summary(runs)}
+
+
+def _measured(source: dict[str, Any], target: dict[str, Any], seconds: float
+              ) -> dict[str, Any]:
+    kept = [key for key in KEPT if key != "name" and target.get(key) == source.get(key)]
+    if target.get("name") == source.get("name"):
+        kept.append("name")
+    return {"seconds": round(seconds, 2), "MB/s": round(source["size"] / seconds / 1e6, 1),
+            "same_checksum": (target.get("checksum"), target.get("os_hash_value")) == (
+                source["checksum"], source["os_hash_value"]),
+            "kept": len(kept), "dropped": sorted(set(KEPT) - set(kept)),
+            "target_id": target["id"]}
+
+
+async def _glance_download(http: aiohttp.ClientSession, source_glance: str, target_glance: str,
+                           headers: dict[str, str], source: dict[str, Any]) -> dict[str, Any]:
+    body = {"name": source["name"], "disk_format": source["disk_format"],
+            "container_format": source["container_format"]}
+    started = time.monotonic()
+    async with http.post(f"{target_glance}/v2/images", json=body, headers=headers) as response:
+        image = await demo.json_reply(response, 201)
+    method = {"method": {"name": "glance-download", "glance_image_id": source["id"],
+                         "glance_region": SOURCE}}
+    async with http.post(f"{target_glance}/v2/images/{image['id']}/import", json=method,
+                         headers=headers) as response:
+        await demo.json_reply(response, 202)
+    target = await demo.wait_active(http, target_glance, headers, image["id"],
+                                    within=ACTIVE_TIMEOUT_S)
+    run = _measured(source, target, time.monotonic() - started)
+    await _delete(http, target_glance, headers, image["id"])
+    return run
+
+
+async def _xfer(http: aiohttp.ClientSession, xfer: str, target_glance: str,
+                headers: dict[str, str], source: dict[str, Any]) -> dict[str, Any]:
+    started = time.monotonic()
+    # force: the earlier attempts' copies are deleted, but never count on it
+    async with http.post(f"{xfer}/v1/images/{source['id']}/copies", headers=headers,
+                         json={"source_region": SOURCE, "force": True}) as response:
+        await demo.json_reply(response, 201)
+        location = response.headers["Location"]
+    job = await demo.follow_job(http, xfer + location, headers, quiet=True)
+    seconds = time.monotonic() - started
+    if job["state"] != "succeeded":
+        raise RuntimeError(f"xfer's image copy failed: {job['error']}")
+    image_id = job["image"]["target_image_id"]
+    async with http.get(f"{target_glance}/v2/images/{image_id}", headers=headers) as response:
+        target = await demo.json_reply(response, 200)
+    run = _measured(source, target, seconds)
+    run["job"] = {k: job.get(k) for k in ("verification", "retries", "layout", "segments_total")}
+    await _delete(http, target_glance, headers, image_id)
+    return run
+
+
+async def _delete(http: aiohttp.ClientSession, glance: str, headers: dict[str, str],
+                  image_id: str) -> None:
+    async with http.delete(f"{glance}/v2/images/{image_id}", headers=headers) as response:
+        await demo.json_reply(response, 204)
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def median(copier: str) -> float:
+        rates = sorted(float(run["MB/s"]) for run in runs if run["copier"] == copier)
+        return rates[len(rates) // 2]
+
+    glance, xfer = median("glance-download"), median("xfer")
+    return {"glance-download MB/s": glance, "xfer MB/s": xfer,
+            "ratio": round(xfer / glance, 2) if glance else None}
