@@ -2,7 +2,8 @@
 
 xfer devcloud up [--state-dir D] [--max-file-size REGION=BYTES ...] [--no-database]
                  [--no-openstack] [--file-store-api REGION ...]
-eval "$(xfer devcloud env [--user alice|bob|carol|xfer|admin] [--region RegionTwo])"
+eval "$(xfer devcloud env [--user alice|bob|carol|xfer|admin] [--region RegionTwo]
+                         [--serve RegionTwo])"
 xfer devcloud down
 """
 
@@ -49,6 +50,8 @@ def register(subparsers: Any) -> None:
     _add_state_dir(environ)
     environ.add_argument("--user", default="alice", help="the Keystone user of the OS_* lines")
     environ.add_argument("--region", default="", help="OS_REGION_NAME (default: the first)")
+    environ.add_argument("--serve", default="", metavar="REGION",
+                         help="XFER_* for the xfer of REGION: Keystone, its catalog port")
     environ.set_defaults(func=run_env)
 
 
@@ -111,11 +114,16 @@ def run_env(args: argparse.Namespace) -> int:
         print(f"xfer devcloud env: no user {args.user!r}; have {sorted(cloud.keystone.users)}",
               file=sys.stderr)
         return 1
+    if args.serve and (cloud.keystone is None or args.serve not in cloud.xfer_urls):
+        print(f"xfer devcloud env: no xfer endpoint for {args.serve!r} (the cloud runs "
+              f"{'without Keystone' if cloud.keystone is None else sorted(cloud.xfer_urls)})",
+              file=sys.stderr)
+        return 1
     if args.region and args.region not in cloud.clusters:
         print(f"xfer devcloud env: no region {args.region!r}; have {sorted(cloud.clusters)}",
               file=sys.stderr)
         return 1
-    sys.stdout.write(cloud.shell_exports(user=args.user, region=args.region))
+    sys.stdout.write(cloud.shell_exports(user=args.user, region=args.region, serve=args.serve))
     return 0
 
 

@@ -76,9 +76,11 @@ class CloudInfo:
             "OS_INTERFACE": "public",
         }
 
-    def shell_exports(self, user: str = "alice", region: str = "") -> str:
-        """``export NAME='value'`` lines for ``eval "$(xfer devcloud env)"``."""
-        variables = self.environ() | self.openstack_environ(user, region)
+    def shell_exports(self, user: str = "alice", region: str = "", serve: str = "") -> str:
+        """``export NAME='value'`` lines for ``eval "$(xfer devcloud env)"``; `serve`: the
+        XFER_* lines of an xfer serving that region with Keystone."""
+        xfer = self.serving_environ(serve) if serve else self.environ()
+        variables = xfer | self.openstack_environ(user, region)
         return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in variables.items())
 
 
