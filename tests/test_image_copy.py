@@ -133,7 +133,7 @@ def source_image(session: ksa_session.Session, data: bytes, *, chunked: bool = T
 async def test_a_member_copies_a_private_dlo_image_with_its_properties(
         xfer: Service, sessions: dict[str, ksa_session.Session]) -> None:
     alice = sessions["alice"]
-    data = os.urandom(48 * MiB + 123)
+    data = os.urandom(200 * MiB + 123)  # "a few hundred MB", as a user would copy
     source = source_image(alice, data)  # uploaded without Content-Length: a DLO in Swift
 
     job = await copy_image(xfer, alice, source["id"], name="copied")
