@@ -29,6 +29,7 @@ from xfer.clients.swift import SwiftRegions
 from xfer.clients.transport import http_session
 from xfer.dev import devcloud
 from xfer.engine.object_copy import Copier
+from xfer.errors import CopyFailed
 from xfer.images.flow import ImageCopier
 from xfer.images.types import ImageCopyJob, ImageStep
 from xfer.settings import Settings
@@ -443,3 +444,17 @@ async def test_a_job_taken_over_continues_from_its_recorded_step_and_makes_one_i
         assert again.image_id == made["id"]
         assert observer.created == [] and observer.steps == []
     assert copies_of(alice, source["id"]) == [made["id"]]
+
+
+async def test_a_trust_deleted_or_expired_fails_the_copy_as_trust_invalid(
+        image_settings: Settings) -> None:
+    async with http_session(image_settings) as http:
+        openstack = OpenStackClients.from_settings(image_settings, http)
+        assert openstack is not None
+        copier = ImageCopier(image_settings, openstack,
+                             Copier(image_settings, SwiftRegions(http, dict(image_settings.regions))))
+        job = ImageCopyJob(uuid.uuid4(), SOURCE, TARGET, str(uuid.uuid4()), uuid.uuid4().hex)
+        with pytest.raises(CopyFailed) as failure:
+            await copier.copy(job, StepRecorder())
+    assert failure.value.code == "trust_invalid"
+    assert "ask for the copy again" in failure.value.message

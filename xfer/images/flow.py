@@ -34,7 +34,7 @@ from xfer.clients.openstack import OpenStackClients
 from xfer.clients.swift import SwiftClient
 from xfer.engine.object_copy import Copier
 from xfer.engine.types import CopyOutcome, CopySpec, ObjectRef
-from xfer.errors import CopyFailed, ImageNotFound, XferError
+from xfer.errors import CopyFailed, ImageNotFound, RemoteError, TransportError, XferError
 from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageObserver, ImageStep
 from xfer.proto.glance import Image, SwiftLocation, propagated_body, swift_location
 from xfer.settings import Settings
@@ -96,6 +96,18 @@ class ImageCopier:
             source_swift, self.openstack.swift(tokens, job.target_region))
 
     async def copy(self, job: ImageCopyJob, observer: ImageObserver) -> ImageCopyOutcome:
+        """The copy, to an active target image; CopyFailed with a code and a sentence when it
+        cannot be made (Keystone, Glance or Swift errors of the flow's own calls included)."""
+        try:
+            return await self._copy(job, observer)
+        except (RemoteError, TransportError) as exc:  # the engine's own are CopyFailed already
+            service = getattr(exc, "service", "a service")
+            raise CopyFailed(f"{service}_failed",
+                             f"{service} failed while copying image {job.source_image_id} "
+                             f"from {job.source_region}: {exc}; what this job made was "
+                             f"deleted, so asking again starts afresh") from exc
+
+    async def _copy(self, job: ImageCopyJob, observer: ImageObserver) -> ImageCopyOutcome:
         clients = await self._clients(job)
         source = await self._source_image(clients.source_glance, job)
         info = await clients.tokens.info()
