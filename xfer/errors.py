@@ -7,10 +7,9 @@
     ├── RemoteError          a service answered with an error status; keeps service, method,
     │   │                    path, status and Swift's transaction id
     │   └── AuthError        authentication refused (401/403 on the auth endpoint)
+    ├── TokenInvalid         the caller's token is missing, invalid or expired (API answers 401)
     ├── TokenRefused         (clients/swift) a 401 to a token that may have expired: the
     │                        client authenticates once more, the error never leaves it
-    ├── TokenInvalid         a caller's Keystone token is invalid, expired or revoked (401)
-    ├── ImageNotFound        Glance has no such image, or the caller may not see it
     ├── TransportError       no usable answer: connection refused/reset, timeout
     ├── IntegrityError       bytes are not what was asked or promised: Content-Range, length,
     │   │                    ETag or checksum mismatch
@@ -27,7 +26,17 @@
     ├── CancelRequested      (jobs/worker) a user cancelled the running job
     ├── DevcloudError        (dev/devcloud) the local cloud could not start or stop
     └── CopyFailed           a copy ended in failure; carries the job's error code and a
-                             sentence a user can act on
+        │                    sentence a user can act on. The image flow's, with fixed codes:
+        ├── ImageNotFound        source_image_not_found: no such image, or not visible to the user
+        ├── ImageNotActive       source_image_not_active: the source image has no data to copy yet
+        ├── TargetForbidden      target_forbidden: the target Glance refused the user (403)
+        ├── QuotaExceeded        target_quota_exceeded: a Glance quota or limit (413)
+        ├── ImageRejected        target_image_rejected: Glance refused the image record (400),
+        │                        or would refuse it (4-byte UTF-8 in a name, tag or property)
+        ├── UnsupportedStore     unsupported_store: the source image is not in a multi-tenant
+        │                        Swift store, where xfer can read it
+        ├── RegistrationFailed   registration_failed: Glance did not make the copy active
+        └── TrustRefused         trust_refused: Keystone would not let xfer act for the user
 
 `retryable` says whether trying the same request again may succeed. tests/test_layers.py
 checks that every exception class in xfer appears in this tree.
@@ -125,14 +134,6 @@ class SourceChanged(XferError):
     """The source object was replaced while it was being read: its bytes would be a mix."""
 
 
-class TokenInvalid(XferError):
-    """Keystone does not accept the caller's token."""
-
-
-class ImageNotFound(XferError):
-    """Glance answered 404 (or 403) for an image: it is not there for this caller."""
-
-
 class DatabaseUnavailable(XferError):
     """PostgreSQL did not answer: connection refused, reset or timed out."""
 
@@ -146,3 +147,48 @@ class CopyFailed(XferError):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class TokenInvalid(XferError):
+    """The caller's token is missing, malformed, expired or revoked: Keystone does not vouch
+    for it. Never holds the token."""
+
+
+class ImageNotFound(CopyFailed):
+    def __init__(self, message: str) -> None:
+        super().__init__("source_image_not_found", message)
+
+
+class ImageNotActive(CopyFailed):
+    def __init__(self, message: str) -> None:
+        super().__init__("source_image_not_active", message)
+
+
+class TargetForbidden(CopyFailed):
+    def __init__(self, message: str) -> None:
+        super().__init__("target_forbidden", message)
+
+
+class QuotaExceeded(CopyFailed):
+    def __init__(self, message: str) -> None:
+        super().__init__("target_quota_exceeded", message)
+
+
+class ImageRejected(CopyFailed):
+    def __init__(self, message: str) -> None:
+        super().__init__("target_image_rejected", message)
+
+
+class UnsupportedStore(CopyFailed):
+    def __init__(self, message: str) -> None:
+        super().__init__("unsupported_store", message)
+
+
+class RegistrationFailed(CopyFailed):
+    def __init__(self, message: str) -> None:
+        super().__init__("registration_failed", message)
+
+
+class TrustRefused(CopyFailed):
+    def __init__(self, message: str) -> None:
+        super().__init__("trust_refused", message)

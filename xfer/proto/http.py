@@ -6,6 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+# Headers that carry a credential: never printed (a token in a log is a token given away).
+SECRET_HEADERS = frozenset({"x-auth-token", "x-subject-token", "x-service-token", "x-auth-key",
+                            "x-storage-token", "authorization"})
+
 
 @dataclass(frozen=True)
 class Request:
@@ -23,6 +27,14 @@ class Request:
     def path(self) -> str:
         """The URL path, for error messages (never the query, never a token)."""
         return urlsplit(self.url).path
+
+    def __repr__(self) -> str:
+        """Without secrets: credential headers hidden, the body (a password, a token request)
+        only counted, the query left out."""
+        headers = {name: "<hidden>" if name.lower() in SECRET_HEADERS else value
+                   for name, value in self.headers.items()}
+        body = "None" if self.body is None else f"<{len(self.body)} bytes>"
+        return f"Request({self.method} {self.path}, headers={headers!r}, body={body})"
 
 
 @dataclass(frozen=True)

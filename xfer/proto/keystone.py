@@ -1,26 +1,29 @@
-"""Keystone identity v3, sans IO: issuing, validating and delegating tokens.
+"""Keystone v3 identity protocol, sans IO: tokens (password and trust-scoped), token
+validation with the service catalog, and trusts.
 
-xfer authenticates as its service user (password), validates its callers' tokens (GET
-/v3/auth/tokens with its own token in X-Auth-Token and the caller's in X-Subject-Token), and
-acts for a caller through a trust the caller creates for it (impersonating, with the caller's
-roles on its project) and trust-scoped tokens issued to xfer's service user.
+`auth_url` is the v3 identity endpoint (`http://HOST:PORT/v3`). A token travels only in the
+`X-Auth-Token`/`X-Subject-Token` headers of a Request (hidden by its repr) and in the value
+`parse_issued_token` returns: no error message, TokenInfo or repr here ever holds one.
 
-Tokens travel only in headers: never in a URL, an error message or a repr.
+Measured against this cloud's Keystone 30: a subject token Keystone cannot read, that expired
+or was revoked gets 404 on validation; a refused `X-Auth-Token` gets 401; a trust naming a
+role the trustor does not hold gets 404 ("Could not find role"); a token for a trust that does
+not exist (or expired) gets 401.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from xfer.errors import AuthError, RemoteError, TokenInvalid
+from xfer.errors import AuthError, RemoteError, TokenInvalid, TrustRefused
 from xfer.proto.http import Reply, Request
 
 SERVICE = "keystone"
-JSON = {"Content-Type": "application/json", "Accept": "application/json"}
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -33,150 +36,203 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class TokenInfo:
-    """What Keystone says about a valid token."""
+    """What Keystone says about a valid, project-scoped token (never the token itself)."""
 
     user_id: str
     user_name: str
     project_id: str
     project_name: str
     roles: frozenset[str]
-    expires_at: datetime
-    catalog: tuple[Endpoint, ...] = field(repr=False)
-    trust_id: str | None = None
+    expires_at: datetime  # aware, UTC
+    catalog: tuple[Endpoint, ...]
+    trust_id: str | None = None  # set for a trust-scoped token
+    issued_at: datetime | None = None  # aware, UTC
 
     def endpoint(self, service_type: str, region: str, interface: str = "public") -> str | None:
         for endpoint in self.catalog:
             if (endpoint.service_type, endpoint.region, endpoint.interface) == (
                     service_type, region, interface):
-                return endpoint.url.rstrip("/")
+                return endpoint.url
         return None
 
-    def regions(self, service_type: str, interface: str = "public") -> tuple[str, ...]:
-        return tuple(sorted({e.region for e in self.catalog if e.service_type == service_type
-                             and e.interface == interface and e.region}))
+    def regions(self, service_type: str) -> tuple[str, ...]:
+        """The regions with a public endpoint of this service type, sorted."""
+        return tuple(sorted({endpoint.region for endpoint in self.catalog
+                             if endpoint.service_type == service_type
+                             and endpoint.interface == "public"}))
 
 
-def _url(auth_url: str, path: str) -> str:
-    return auth_url.rstrip("/") + path
+def _tokens_url(auth_url: str) -> str:
+    return auth_url.rstrip("/") + "/auth/tokens"
 
 
-def _raise_for_status(request: Request, reply: Reply, *expected: int) -> None:
-    if reply.status in expected:
-        return
-    detail = ""
+def keystone_message(reply: Reply) -> str:
+    """Keystone's own sentence from an error reply ({"error": {"message": ...}})."""
     try:
-        detail = str(json.loads(reply.body)["error"]["message"])[:200]
-    except (ValueError, KeyError, TypeError):
-        detail = reply.body[:200].decode("utf-8", "replace").strip()
-    error = AuthError if reply.status in (401, 403) else RemoteError
-    raise error(SERVICE, request.method, request.path, reply.status,
-                reply.header("X-Openstack-Request-Id"), detail)
+        error = json.loads(reply.body).get("error", {})
+        return str(error.get("message") or "").strip()
+    except (ValueError, AttributeError):
+        return reply.body[:200].decode("utf-8", "replace").strip()
 
 
-def _body(reply: Reply) -> Any:
-    try:
-        return json.loads(reply.body)
-    except ValueError:
-        return None
+def request_id(reply: Reply) -> str | None:
+    return reply.header("X-Openstack-Request-Id")
 
 
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+def _remote_error(request: Request, reply: Reply, cls: type[RemoteError] = RemoteError,
+                  detail: str | None = None) -> RemoteError:
+    return cls(SERVICE, request.method, request.path, reply.status, request_id(reply),
+               detail if detail is not None else keystone_message(reply))
 
 
-def token_info(document: Mapping[str, Any]) -> TokenInfo:
-    """A token body ({"token": {...}}) as a TokenInfo; ValueError when it is not one."""
-    try:
-        token = document["token"]
-        project = token.get("project") or {}
-        catalog = tuple(
-            Endpoint(service["type"], endpoint.get("region_id") or endpoint.get("region") or "",
-                     endpoint["interface"], endpoint["url"])
-            for service in token.get("catalog", ()) for endpoint in service["endpoints"])
-        trust = token.get("OS-TRUST:trust") or {}
-        return TokenInfo(
-            user_id=token["user"]["id"], user_name=token["user"].get("name", ""),
-            project_id=project.get("id", ""), project_name=project.get("name", ""),
-            roles=frozenset(role["name"].lower() for role in token.get("roles", ())),
-            expires_at=_parse_time(token["expires_at"]), catalog=catalog,
-            trust_id=trust.get("id"))
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"not a Keystone token body: {exc!r}") from None
+# --- tokens ---------------------------------------------------------------------------------
+
+def _password_identity(user: str, password: str, domain: str) -> dict[str, Any]:
+    return {"methods": ["password"],
+            "password": {"user": {"name": user, "domain": {"name": domain},
+                                  "password": password}}}
+
+
+def _token_request(auth_url: str, document: dict[str, Any]) -> Request:
+    return Request("POST", _tokens_url(auth_url), JSON_HEADERS,
+                   body=json.dumps({"auth": document}).encode())
 
 
 def password_token_request(auth_url: str, user: str, password: str, project: str,
                            domain: str = "Default") -> Request:
-    document = {"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": user, "domain": {"name": domain}, "password": password}}},
-        "scope": {"project": {"name": project, "domain": {"name": domain}}}}}
-    return Request("POST", _url(auth_url, "/auth/tokens"), JSON, body=json.dumps(document).encode())
+    """A project-scoped token for a user of `domain` (the project in the same domain)."""
+    return _token_request(auth_url, {
+        "identity": _password_identity(user, password, domain),
+        "scope": {"project": {"name": project, "domain": {"name": domain}}}})
 
 
 def trust_token_request(auth_url: str, trustee_user: str, trustee_password: str, trust_id: str,
                         domain: str = "Default") -> Request:
-    document = {"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": trustee_user, "domain": {"name": domain}, "password": trustee_password}}},
-        "scope": {"OS-TRUST:trust": {"id": trust_id}}}}
-    return Request("POST", _url(auth_url, "/auth/tokens"), JSON, body=json.dumps(document).encode())
+    """A trust-scoped token: the trustee authenticates, the token acts as the trust says
+    (with impersonation: as the trustor, on the trust's project, with the trust's roles)."""
+    return _token_request(auth_url, {
+        "identity": _password_identity(trustee_user, trustee_password, domain),
+        "scope": {"OS-TRUST:trust": {"id": trust_id}}})
 
 
 def parse_issued_token(request: Request, reply: Reply) -> tuple[str, TokenInfo]:
-    """(the token, what it is); AuthError when the credentials or the trust are refused."""
-    _raise_for_status(request, reply, 201)
+    """(the token, what it is) from a token request's reply; 401 is AuthError."""
+    if reply.status in (401, 403):
+        raise _remote_error(request, reply, AuthError)
+    if reply.status != 201:
+        raise _remote_error(request, reply)
     token = reply.header("X-Subject-Token")
-    body = _body(reply)
-    if not token or not isinstance(body, dict):
-        raise RemoteError(SERVICE, request.method, request.path, reply.status, None,
-                          "no X-Subject-Token or no token body")
+    if not token:
+        raise _remote_error(request, reply, detail="the reply has no X-Subject-Token")
     try:
-        return token, token_info(body)
-    except ValueError as exc:
-        raise RemoteError(SERVICE, request.method, request.path, reply.status, None,
-                          str(exc)) from None
+        return token, token_info(json.loads(reply.body)["token"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _remote_error(request, reply,
+                            detail=f"unreadable token document: {exc!r}") from exc
 
 
 def validate_token_request(auth_url: str, service_token: str, subject_token: str) -> Request:
-    return Request("GET", _url(auth_url, "/auth/tokens"),
-                   {"X-Auth-Token": service_token, "X-Subject-Token": subject_token,
-                    "Accept": "application/json"})
+    return Request("GET", _tokens_url(auth_url), {"X-Auth-Token": service_token,
+                                                  "X-Subject-Token": subject_token,
+                                                  "Accept": "application/json"})
 
 
 def parse_validated_token(request: Request, reply: Reply) -> TokenInfo:
-    """TokenInfo of the subject; TokenInvalid when Keystone does not know it (404) or it is
-    malformed (400/401 on the subject); AuthError when xfer's own token was refused (401 with
-    the caller's token well-formed cannot be told apart: the client renews its own and asks
-    once more)."""
-    if reply.status in (400, 404):
-        raise TokenInvalid("the token is invalid, expired or revoked")
-    _raise_for_status(request, reply, 200)
-    body = _body(reply)
+    """404 (Keystone cannot read the subject token, or it expired or was revoked) is
+    TokenInvalid, and so is a valid token that is not scoped to a project; 401 and 403 are
+    AuthError: Keystone refused xfer's own token, which is no fault of the caller's."""
+    if reply.status == 404:
+        raise TokenInvalid("Keystone does not accept the token (malformed, expired or revoked)")
+    if reply.status in (401, 403):
+        raise _remote_error(request, reply, AuthError,
+                            f"xfer's service token may not validate tokens: "
+                            f"{keystone_message(reply)}")
+    if reply.status != 200:
+        raise _remote_error(request, reply)
     try:
-        return token_info(body if isinstance(body, dict) else {})
-    except ValueError as exc:
-        raise RemoteError(SERVICE, request.method, request.path, reply.status, None,
-                          str(exc)) from None
+        document = json.loads(reply.body)["token"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _remote_error(request, reply,
+                            detail=f"unreadable token document: {exc!r}") from exc
+    if not isinstance(document.get("project"), dict):
+        raise TokenInvalid("the token is not scoped to a project: ask Keystone for a "
+                           "project-scoped token")
+    return token_info(document)
 
+
+def parse_time(value: str) -> datetime:
+    """Keystone's ISO 8601 times ("2026-12-02T00:15:33.000000Z") as aware UTC datetimes."""
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_catalog(catalog: Any) -> tuple[Endpoint, ...]:
+    """Every endpoint of a token's catalog ([] when the token was issued without one)."""
+    endpoints = []
+    for service in catalog or ():
+        for endpoint in service.get("endpoints", ()):
+            region = endpoint.get("region_id") or endpoint.get("region") or ""
+            endpoints.append(Endpoint(str(service["type"]), str(region),
+                                      str(endpoint["interface"]), str(endpoint["url"])))
+    return tuple(endpoints)
+
+
+def token_info(document: Mapping[str, Any]) -> TokenInfo:
+    """A TokenInfo from Keystone's token document (the reply's "token")."""
+    user, project = document["user"], document["project"]
+    trust = document.get("OS-TRUST:trust")
+    issued = document.get("issued_at")
+    return TokenInfo(
+        user_id=str(user["id"]), user_name=str(user.get("name", "")),
+        project_id=str(project["id"]), project_name=str(project.get("name", "")),
+        roles=frozenset(str(role["name"]) for role in document.get("roles", ())),
+        expires_at=parse_time(document["expires_at"]),
+        catalog=parse_catalog(document.get("catalog")),
+        trust_id=str(trust["id"]) if isinstance(trust, dict) else None,
+        issued_at=parse_time(issued) if issued else None,
+    )
+
+
+# --- trusts ---------------------------------------------------------------------------------
 
 def create_trust_request(auth_url: str, user_token: str, user: TokenInfo, trustee_user_id: str,
                          expires_at: datetime) -> Request:
-    """A trust from the user to xfer's service user on the user's project, with the user's
-    roles on it, impersonating: what xfer does through it, Glance and Swift see as the user."""
-    document = {"trust": {
-        "trustor_user_id": user.user_id, "trustee_user_id": trustee_user_id,
-        "project_id": user.project_id, "impersonation": True,
-        "roles": [{"name": role} for role in sorted(user.roles)],
-        "expires_at": expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}
-    return Request("POST", _url(auth_url, "/OS-TRUST/trusts"),
-                   {**JSON, "X-Auth-Token": user_token}, body=json.dumps(document).encode())
+    """The user (trustor, whose token this is) delegates its roles on its project to the
+    trustee, with impersonation: tokens of the trust act as the user, so what xfer creates
+    is the user's, and Swift and Glance apply the user's own rights."""
+    body = {"trust": {
+        "trustor_user_id": user.user_id,
+        "trustee_user_id": trustee_user_id,
+        "project_id": user.project_id,
+        "impersonation": True,
+        "roles": [{"name": name} for name in sorted(user.roles)],
+        "expires_at": format_time(expires_at),
+    }}
+    return Request("POST", auth_url.rstrip("/") + "/OS-TRUST/trusts",
+                   {"X-Auth-Token": user_token, **JSON_HEADERS}, body=json.dumps(body).encode())
 
 
 def parse_created_trust(request: Request, reply: Reply) -> str:
-    _raise_for_status(request, reply, 201)
-    body = _body(reply)
+    """The trust's id. 401: the user's token no longer holds; 403 and 404 (a role the user
+    does not hold): TrustRefused, with Keystone's reason."""
+    if reply.status == 401:
+        raise TokenInvalid("Keystone refused the user's token when creating a trust "
+                           "(it expired or was revoked)")
+    if reply.status in (403, 404):
+        raise TrustRefused(
+            f"Keystone refused to let xfer act for the user ({reply.status}: "
+            f"{keystone_message(reply)}). A trust is created with the user's own token, "
+            f"scoped to its project; a trust-scoped or restricted application-credential "
+            f"token cannot create one.")
+    if reply.status != 201:
+        raise _remote_error(request, reply)
     try:
-        return str(body["trust"]["id"])
-    except (KeyError, TypeError):
-        raise RemoteError(SERVICE, request.method, request.path, reply.status, None,
-                          "no trust id in the reply") from None
+        return str(json.loads(reply.body)["trust"]["id"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _remote_error(request, reply, detail=f"unreadable trust: {exc!r}") from exc
