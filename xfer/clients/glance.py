@@ -1,110 +1,122 @@
-"""One region's Glance, called with a token from a callable (a trust-scoped token that renews
-itself, or a caller's token for the length of one request)."""
+"""Glance IO: one region's image API, as a user (its token, or a trust's), with xfer's own
+token as the service token where Glance's policy asks for one (registering a location)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
 
 from xfer.clients.transport import exchange
-from xfer.errors import CopyFailed, ImageNotFound, XferError
+from xfer.errors import ConfigError, ImageNotFound, RegistrationFailed
 from xfer.proto import glance
-from xfer.proto.glance import Image, SwiftLocation
+from xfer.proto.glance import Image, ImageTask, SwiftLocation
 from xfer.proto.http import Reply, Request
 
 log = logging.getLogger(__name__)
 TokenSource = Callable[[], Awaitable[str]]
-MAX_PAGES = 100  # images_with: at most 10,000 matches, in case a Glance pages for ever
+# Statuses from which an image never becomes active by itself.
+DEAD_STATUSES = frozenset({"killed", "deleted", "pending_delete", "deactivated"})
 
 
 class GlanceClient:
     def __init__(self, http: aiohttp.ClientSession, image_url: str, user_token: TokenSource,
                  service_token: TokenSource | None = None) -> None:
         self.http = http
-        self.image_url = image_url
+        self.image_url = image_url.rstrip("/")
         self._user_token = user_token
         self._service_token = service_token
 
-    async def _send(self, request: Request) -> Reply:
-        return await exchange(self.http, glance.SERVICE, request)
+    async def _send(self, request: Request) -> tuple[Request, Reply]:
+        return request, await exchange(self.http, glance.SERVICE, request)
 
     async def image(self, image_id: str) -> Image:
-        request = glance.image_request(self.image_url, await self._user_token(), image_id)
-        return glance.parse_image(request, await self._send(request))
+        return glance.parse_image(*await self._send(
+            glance.image_request(self.image_url, await self._user_token(), image_id)))
 
-    async def create_image(self, body: dict[str, Any]) -> Image:
-        request = glance.create_image_request(self.image_url, await self._user_token(), body)
-        return glance.parse_created_image(request, await self._send(request))
+    async def create_image(self, body: Mapping[str, Any]) -> Image:
+        return glance.parse_created_image(*await self._send(
+            glance.create_image_request(self.image_url, await self._user_token(), body)))
 
     async def delete_image(self, image_id: str) -> bool:
-        request = glance.delete_image_request(self.image_url, await self._user_token(), image_id)
-        return glance.parse_deleted(request, await self._send(request))
+        return glance.parse_deleted(*await self._send(
+            glance.delete_image_request(self.image_url, await self._user_token(), image_id)))
 
     async def add_location(self, image_id: str, location: SwiftLocation, os_hash_algo: str,
                            os_hash_value: str) -> None:
+        """Register `location` as the data of the queued image; Glance reads and checks it
+        afterwards (see wait_active). Beware: when its check fails, Glance deletes the object
+        and its container."""
         if self._service_token is None:
-            raise XferError("adding a location needs xfer's service token")
+            raise ConfigError("registering a location needs xfer's service token")
         request = glance.add_location_request(
             self.image_url, await self._user_token(), await self._service_token(), image_id,
             glance.location_url(location), os_hash_algo, os_hash_value)
-        glance.parse_location_added(request, await self._send(request))
+        glance.parse_location_added(*await self._send(request))
+        log.info("location of image %s registered; Glance verifies it", image_id)
 
-    async def images_with(self, *, checksum: str | None = None,
-                          os_hash_value: str | None = None) -> list[Image]:
-        """Every active image with that content the token may see, oldest first."""
+    async def tasks(self, image_id: str) -> list[ImageTask]:
+        return glance.parse_image_tasks(*await self._send(
+            glance.image_tasks_request(self.image_url, await self._user_token(), image_id)))
+
+    async def images_with(self, *, checksum: str | None = None, os_hash_value: str | None = None,
+                          page_size: int | None = None) -> list[Image]:
+        """Every active image the user sees with this checksum (and/or os_hash_value), oldest
+        first, across all pages."""
         found: list[Image] = []
-        marker = None
-        for _ in range(MAX_PAGES):
-            request = glance.list_images_request(
+        marker: str | None = None
+        while True:
+            page, following = glance.parse_images(*await self._send(glance.list_images_request(
                 self.image_url, await self._user_token(), checksum=checksum,
-                os_hash_value=os_hash_value, marker=marker)
-            page, marker = glance.parse_image_list(request, await self._send(request))
+                os_hash_value=os_hash_value, marker=marker, limit=page_size)))
             found.extend(page)
-            if marker is None:
-                break
-        return found
+            if following is None or following == marker:
+                return found
+            marker = following
 
-    async def failed_task(self, image_id: str) -> str | None:
-        """The message of the image's last failed task, if any."""
-        request = glance.image_tasks_request(self.image_url, await self._user_token(), image_id)
+    # `timeout` is how long Glance may take to verify (it re-reads the object at ~170 MB/s),
+    # part of what registration means, so it is a parameter, not the caller's asyncio.timeout.
+    async def wait_active(self, image_id: str, *, timeout: float,  # noqa: ASYNC109
+                          poll: float = 0.5) -> Image:
+        """The image once active. RegistrationFailed when it cannot get there: it is gone,
+        killed or deactivated, it is `queued` again after a failed location import (with the
+        task's message), or `timeout` seconds passed."""
+        status = "unknown"
         try:
-            tasks = glance.parse_image_tasks(request, await self._send(request))
-        except XferError:
-            return None
-        failed = [message for status, message in tasks if status == "failure"]
-        return failed[-1] if failed else None
-
-    async def wait_active(self, image_id: str, *, within: float, poll: float = 0.5) -> Image:
-        """The image once active. Glance reads a new location back and checks its hashes in
-        a task: when that fails the image returns to `queued` (and Glance deletes the data);
-        that, `killed` or the image's deletion is `registration_failed` with Glance's reason."""
-        try:
-            async with asyncio.timeout(within):
+            async with asyncio.timeout(timeout):
                 while True:
-                    try:
-                        image = await self.image(image_id)
-                    except ImageNotFound:
-                        raise CopyFailed("registration_failed",
-                                         f"the target image {image_id} was deleted while "
-                                         f"Glance registered it") from None
-                    if image.status == "active":
+                    image = await self._registered(image_id)
+                    status = image.status
+                    if status == "active":
                         return image
-                    if image.status in ("killed", "deleted", "pending_delete"):
-                        raise CopyFailed("registration_failed",
-                                         f"the target image {image_id} became "
-                                         f"{image.status} while Glance registered its data")
-                    if image.status == "queued":
-                        reason = await self.failed_task(image_id)
-                        if reason is not None:
-                            raise CopyFailed("registration_failed",
-                                             f"the target Glance did not accept the copy's "
-                                             f"data: {reason}")
+                    if status == "queued":
+                        await self._check_tasks(image_id)
                     await asyncio.sleep(poll)
         except TimeoutError:
-            raise CopyFailed("registration_timeout",
-                             f"the target image {image_id} was not active after {within:.0f} "
-                             f"s: Glance is still reading the data back, or stuck") from None
+            raise RegistrationFailed(
+                f"image {image_id} in Glance at {self.image_url} is still {status} after "
+                f"{timeout:g} s: Glance did not finish verifying the copy's data") from None
+
+    async def _registered(self, image_id: str) -> Image:
+        try:
+            image = await self.image(image_id)
+        except ImageNotFound as exc:
+            raise RegistrationFailed(f"image {image_id} disappeared from Glance at "
+                                     f"{self.image_url} while it was being registered") from exc
+        if image.status in DEAD_STATUSES:
+            raise RegistrationFailed(f"image {image_id} in Glance at {self.image_url} became "
+                                     f"{image.status} instead of active")
+        return image
+
+    async def _check_tasks(self, image_id: str) -> None:
+        """A queued image whose last task failed will stay queued: say why."""
+        tasks = await self.tasks(image_id)
+        if tasks and tasks[-1].status == "failure":
+            raise RegistrationFailed(
+                f"Glance at {self.image_url} did not accept the copy's data for image "
+                f"{image_id}: its location import failed ({tasks[-1].message or 'no reason'}); "
+                f"Glance says no more, which is what a hash mismatch or an object it cannot "
+                f"read looks like. Glance deleted the object and its container on failure.")

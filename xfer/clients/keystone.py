@@ -1,16 +1,12 @@
-"""Keystone for xfer: its own service token, its callers' tokens validated, and trusts.
+"""Keystone IO: xfer's own service token, validation of callers' tokens (cached), trusts and
+the trust-scoped tokens with which xfer acts as a user, and Swift credentials from them.
 
-Two tools, each where it is better:
-- keystoneauth1 obtains and renews xfer's own tokens: its service user's, and the
-  trust-scoped ones it acts for a user with. Its identity plugins cache a token and fetch a
-  new one shortly before expiry (and after `invalidate`), under a lock, which is exactly what
-  long copies need; it is blocking (requests), so each call runs in a thread, and is rare: a
-  token lasts an hour and Swift and Glance clients cache it.
-- Per-request work goes through aiohttp and proto/keystone.py: validating a caller's token
-  (cached, bounded, until it expires or for at most `cache_seconds`, so that a revoked token
-  stops working soon after) and creating a trust with the caller's token.
-
-No token is ever logged or stored; the validation cache is keyed by a SHA-256 of the token.
+Plain aiohttp through xfer.proto.keystone rather than keystoneauth1: xfer needs three calls
+(password token, trust-scoped token, token validation) and one trust creation, which the
+protocol module builds and parses in under 200 lines. keystoneauth1 is synchronous (requests):
+every call would need `asyncio.to_thread` and a second connection pool beside the aiohttp one,
+and its strengths (many auth plugins, discovery, federation) are not what a service user with a
+password needs. Renewal ahead of expiry, the one thing it would give, is `_RenewedToken`.
 """
 
 from __future__ import annotations
@@ -18,184 +14,206 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
-from keystoneauth1 import exceptions as ksa_exceptions
-from keystoneauth1 import session as ksa_session
-from keystoneauth1.identity import v3
 
 from xfer.clients.transport import exchange
-from xfer.errors import AuthError, CopyFailed, RemoteError, TransportError
+from xfer.errors import AuthError, ConfigError, CopyFailed, TokenInvalid
 from xfer.proto import keystone, swift
+from xfer.proto.http import Request
 from xfer.proto.keystone import TokenInfo
 
 log = logging.getLogger(__name__)
+# A token is renewed this long before it expires (or half-way through a shorter life), so a
+# request never sets out with a token that expires on the way.
+RENEW_MARGIN = timedelta(minutes=5)
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
 class KeystoneSettings:
-    auth_url: str  # http://HOST:PORT/v3
+    """xfer's own Keystone user (role `service`), which validates tokens and is the trustee."""
+
+    auth_url: str  # the v3 identity endpoint, http://HOST:PORT/v3
     user: str
     password: str = field(repr=False)
     project: str
     domain: str = "Default"
 
-
-def _info_from_access(access: Any) -> TokenInfo:
-    """keystoneauth1's AccessInfoV3 as the TokenInfo that proto/keystone.py parses."""
-    return keystone.token_info({"token": {
-        "user": {"id": access.user_id, "name": access.username},
-        "project": {"id": access.project_id or "", "name": access.project_name or ""},
-        "roles": [{"name": role} for role in access.role_names or ()],
-        "expires_at": access.expires.isoformat(),
-        "catalog": access.service_catalog.catalog or [],
-        "OS-TRUST:trust": {"id": access.trust_id} if access.trust_id else {},
-    }})
+    def __post_init__(self) -> None:
+        if not self.auth_url.startswith(("http://", "https://")):
+            raise ConfigError(f"Keystone auth_url must be an http(s) URL, not {self.auth_url!r}")
+        for name in ("user", "password", "project", "domain"):
+            if not getattr(self, name):
+                raise ConfigError(f"Keystone {name} must not be empty")
 
 
-class _PluginTokens:
-    """Tokens of one keystoneauth1 identity plugin, fetched in a thread."""
+class _RenewedToken:
+    """A token and what it is, issued again once it nears its expiry or when refused."""
 
-    def __init__(self, plugin: v3.Password, what: str) -> None:
-        self._plugin = plugin
-        self._session = ksa_session.Session(auth=plugin)
-        self._what = what
+    def __init__(self, issue: Callable[[], Awaitable[tuple[str, TokenInfo]]],
+                 clock: Clock) -> None:
+        self._issue = issue
+        self._clock = clock
+        self._current: tuple[str, TokenInfo] | None = None
+        self._lock = asyncio.Lock()
 
-    async def _call(self, method: str) -> Any:
-        def call() -> Any:
-            return getattr(self._plugin, method)(self._session)
+    def _fresh(self) -> bool:
+        if self._current is None:
+            return False
+        info = self._current[1]
+        issued = info.issued_at or info.expires_at - 2 * RENEW_MARGIN
+        margin = min(RENEW_MARGIN, (info.expires_at - issued) / 2)
+        return self._clock() < info.expires_at - margin
 
+    async def get(self, stale: str | None = None) -> tuple[str, TokenInfo]:
+        """The current token; a new one when it nears expiry, or when it is `stale` (a
+        service refused it)."""
+        async with self._lock:
+            if self._current is None or not self._fresh() or self._current[0] == stale:
+                self._current = await self._issue()
+            return self._current
+
+
+class Keystone:
+    def __init__(self, http: aiohttp.ClientSession, config: KeystoneSettings, *,
+                 cache_size: int = 1024, clock: Clock = utc_now) -> None:
+        self.http = http
+        self.config = config
+        self.cache_size = cache_size
+        self._clock = clock
+        self._service = _RenewedToken(self._issue_service_token, clock)
+        # sha256 of a token -> what Keystone said about it; never the token itself.
+        self._validated: OrderedDict[str, TokenInfo] = OrderedDict()
+
+    async def _issue(self, request: Request) -> tuple[str, TokenInfo]:
+        return keystone.parse_issued_token(
+            request, await exchange(self.http, keystone.SERVICE, request))
+
+    async def _issue_service_token(self) -> tuple[str, TokenInfo]:
+        log.info("getting a service token for %s", self.config.user)
+        c = self.config
+        return await self._issue(keystone.password_token_request(
+            c.auth_url, c.user, c.password, c.project, c.domain))
+
+    async def service_token(self) -> str:
+        return (await self._service.get())[0]
+
+    async def service_user_id(self) -> str:
+        return (await self._service.get())[1].user_id
+
+    async def validate(self, user_token: str) -> TokenInfo:
+        """What Keystone says of a caller's token; TokenInvalid when it does not vouch for it.
+        Cached until the token expires (a revoked token stays valid here until then, as in
+        keystonemiddleware's cache), at most `cache_size` tokens, least recently used out."""
+        if not user_token.strip():
+            raise TokenInvalid("no token given")
+        key = hashlib.sha256(user_token.encode()).hexdigest()
+        cached = self._validated.get(key)
+        if cached is not None and self._clock() < cached.expires_at:
+            self._validated.move_to_end(key)
+            return cached
+        info = await self._validate(user_token)
+        self._validated[key] = info
+        self._validated.move_to_end(key)
+        while len(self._validated) > self.cache_size:
+            self._validated.popitem(last=False)
+        return info
+
+    async def _validate(self, user_token: str) -> TokenInfo:
+        service_token = await self.service_token()
+        request = keystone.validate_token_request(self.config.auth_url, service_token, user_token)
+        reply = await exchange(self.http, keystone.SERVICE, request)
+        if reply.status == 401:  # our own token was refused: renewed once
+            service_token = (await self._service.get(stale=service_token))[0]
+            request = keystone.validate_token_request(self.config.auth_url, service_token,
+                                                      user_token)
+            reply = await exchange(self.http, keystone.SERVICE, request)
+        return keystone.parse_validated_token(request, reply)
+
+    async def create_trust(self, user_token: str, user: TokenInfo, expires_at: datetime) -> str:
+        """A trust from the user to xfer's service user: the user's roles on its project,
+        with impersonation, until `expires_at`. Created with the user's own token."""
+        request = keystone.create_trust_request(
+            self.config.auth_url, user_token, user, await self.service_user_id(), expires_at)
+        trust_id = keystone.parse_created_trust(
+            request, await exchange(self.http, keystone.SERVICE, request))
+        log.info("trust %s created for user %s on project %s", trust_id, user.user_id,
+                 user.project_id)
+        return trust_id
+
+    def trust_tokens(self, trust_id: str) -> TrustTokens:
+        return TrustTokens(trust_id, lambda: self._issue_trust_token(trust_id), self._clock)
+
+    async def _issue_trust_token(self, trust_id: str) -> tuple[str, TokenInfo]:
+        c = self.config
         try:
-            return await asyncio.to_thread(call)
-        except ksa_exceptions.Unauthorized as exc:
-            raise AuthError("keystone", "POST", "/v3/auth/tokens", 401, None,
-                            f"{self._what} refused: {exc.message}") from None
-        except ksa_exceptions.NotFound as exc:
-            raise AuthError("keystone", "POST", "/v3/auth/tokens", 404, None,
-                            f"{self._what} refused: {exc.message}") from None
-        except ksa_exceptions.ConnectionError as exc:
-            raise TransportError("keystone", "POST", "/v3/auth/tokens", str(exc)) from None
-        except ksa_exceptions.HttpError as exc:
-            raise RemoteError("keystone", "POST", "/v3/auth/tokens", exc.http_status or 500,
-                              None, str(exc.message)) from None
-
-    async def token(self) -> str:
-        token: str = await self._call("get_token")
-        return token
-
-    async def info(self) -> TokenInfo:
-        return _info_from_access(await self._call("get_access"))
-
-    def invalidate(self) -> None:
-        self._plugin.invalidate()
+            return await self._issue(keystone.trust_token_request(
+                c.auth_url, c.user, c.password, trust_id, c.domain))
+        except AuthError as exc:
+            raise AuthError(exc.service, exc.method, exc.path, exc.status, exc.txn_id,
+                            f"Keystone gives no token for trust {trust_id}: it expired or was "
+                            f"deleted, or its trustor lost the delegated roles ({exc.detail})"
+                            ) from exc
 
 
 class TrustTokens:
-    """Trust-scoped tokens for xfer acting as the user who created the trust (impersonation:
-    Glance and Swift see that user, with the roles it delegated)."""
+    """Trust-scoped tokens of one trust: xfer acting as the trustor (impersonation), renewed
+    before they expire, so that a copy outlives the user's own token."""
 
-    def __init__(self, tokens: _PluginTokens) -> None:
-        self._tokens = tokens
+    def __init__(self, trust_id: str, issue: Callable[[], Awaitable[tuple[str, TokenInfo]]],
+                 clock: Clock = utc_now) -> None:
+        self.trust_id = trust_id
+        self._token = _RenewedToken(issue, clock)
 
-    async def token(self) -> str:
-        try:
-            return await self._tokens.token()
-        except AuthError as exc:
-            raise CopyFailed("trust_invalid",
-                             "the Keystone trust this copy acts through was deleted or has "
-                             f"expired, or its user lost the roles it delegated ({exc}); ask "
-                             "for the copy again") from None
+    async def token(self, stale: str | None = None) -> str:
+        """The current trust-scoped token; a new one if it is `stale` (it was refused)."""
+        return (await self._token.get(stale))[0]
 
     async def info(self) -> TokenInfo:
-        await self.token()  # the same error when the trust is gone
-        return await self._tokens.info()
+        """Of the current token: the user's project, the trust's roles, the catalog."""
+        return (await self._token.get())[1]
 
 
 class KeystoneSwiftAuth:
-    """clients/auth.py's Authenticator for a Swift region reached as the trust's user: the
-    catalog's object-store endpoint, in the account of `account` (a project id) when given,
-    e.g. the owner of an image shared with the user, else in the user's own."""
+    """clients/auth.py's Authenticator for SwiftClient, with a trust's tokens: the
+    object-store endpoint of `region` from the token's catalog, in the account of `account`
+    (a project id: the image owner's, for a source image shared with the user) when given."""
 
     def __init__(self, tokens: TrustTokens, region: str, account: str | None = None) -> None:
         self.tokens = tokens
         self.region = region
         self.account = account
+        self._given: str | None = None
 
     async def authenticate(self, http: aiohttp.ClientSession) -> swift.Credentials:
+        # Asked again means Swift refused the token given last: get a new one.
+        token = await self.tokens.token(stale=self._given)
+        self._given = token
         info = await self.tokens.info()
-        url = info.endpoint("object-store", self.region)
-        if url is None:
-            raise CopyFailed("region_not_available",
-                             f"your catalog has no object store in {self.region}")
+        storage_url = info.endpoint("object-store", self.region)
+        if storage_url is None:
+            raise CopyFailed("unknown_region",
+                             f"the user's catalog has no public object-store endpoint in "
+                             f"region {self.region} (it has: "
+                             f"{', '.join(info.regions('object-store')) or 'none'})")
         if self.account is not None:
-            url = url.replace(f"AUTH_{info.project_id}", f"AUTH_{self.account}")
-        return swift.Credentials(url, await self.tokens.token())
+            storage_url = account_url(storage_url, info.project_id, self.account)
+        return swift.Credentials(storage_url=storage_url, token=token)
 
 
-class Keystone:
-    def __init__(self, http: aiohttp.ClientSession, config: KeystoneSettings, *,
-                 cache_size: int = 1024, cache_seconds: float = 300.0) -> None:
-        self.http = http
-        self.config = config
-        self._service = _PluginTokens(self._password_plugin(), "xfer's service credentials")
-        self._cache: OrderedDict[str, tuple[float, TokenInfo]] = OrderedDict()
-        self._cache_size = cache_size
-        self._cache_seconds = cache_seconds
-
-    def _password_plugin(self, *, trust_id: str | None = None) -> v3.Password:
-        """xfer's service user, scoped to its project, or to a trust when given."""
-        if trust_id is not None:
-            return v3.Password(auth_url=self.config.auth_url, username=self.config.user,
-                               password=self.config.password,
-                               user_domain_name=self.config.domain, trust_id=trust_id)
-        return v3.Password(auth_url=self.config.auth_url, username=self.config.user,
-                           password=self.config.password, user_domain_name=self.config.domain,
-                           project_name=self.config.project,
-                           project_domain_name=self.config.domain)
-
-    async def service_token(self) -> str:
-        return await self._service.token()
-
-    async def service_user_id(self) -> str:
-        return (await self._service.info()).user_id
-
-    async def validate(self, user_token: str) -> TokenInfo:
-        """What Keystone says about a caller's token; TokenInvalid when it is not valid."""
-        key = hashlib.sha256(user_token.encode()).hexdigest()
-        now = time.monotonic()
-        cached = self._cache.get(key)
-        if cached is not None and cached[0] > now:
-            self._cache.move_to_end(key)
-            return cached[1]
-        info = await self._validate(user_token, renew=True)
-        lifetime = (info.expires_at - datetime.now(UTC)).total_seconds()
-        self._cache[key] = (now + max(0.0, min(lifetime, self._cache_seconds)), info)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return info
-
-    async def _validate(self, user_token: str, *, renew: bool) -> TokenInfo:
-        request = keystone.validate_token_request(self.config.auth_url,
-                                                  await self.service_token(), user_token)
-        reply = await exchange(self.http, keystone.SERVICE, request)
-        if reply.status == 401 and renew:  # xfer's own token expired or was revoked
-            self._service.invalidate()
-            return await self._validate(user_token, renew=False)
-        return keystone.parse_validated_token(request, reply)
-
-    async def create_trust(self, user_token: str, user: TokenInfo, expires_at: datetime) -> str:
-        """A trust from the caller to xfer's service user, for one copy; its id."""
-        request = keystone.create_trust_request(self.config.auth_url, user_token, user,
-                                                await self.service_user_id(), expires_at)
-        return keystone.parse_created_trust(request, await exchange(
-            self.http, keystone.SERVICE, request))
-
-    def trust_tokens(self, trust_id: str) -> TrustTokens:
-        return TrustTokens(_PluginTokens(self._password_plugin(trust_id=trust_id),
-                                         "the copy's trust"))
+def account_url(storage_url: str, project_id: str, account: str) -> str:
+    """The storage URL of another project's account on the same Swift: the catalog's
+    `.../v1/AUTH_<project_id>` with the project id replaced (the reseller prefix kept)."""
+    base, _, last = storage_url.rstrip("/").rpartition("/")
+    if not last.endswith(project_id):
+        raise ValueError(f"storage URL {storage_url} does not end with project {project_id}")
+    return f"{base}/{last[:len(last) - len(project_id)]}{account}"
