@@ -22,7 +22,14 @@ from xfer.clients.keystone import Keystone, KeystoneSettings, KeystoneSwiftAuth,
 from xfer.clients.swift import SwiftClient
 from xfer.dev import devcloud
 from xfer.dev.devcloud.keystone_server import issue_token
-from xfer.errors import ImageNotFound, RegistrationFailed, TargetForbidden, TokenInvalid
+from xfer.errors import (
+    AuthError,
+    ImageNotFound,
+    RegistrationFailed,
+    TargetForbidden,
+    TokenInvalid,
+    TrustRefused,
+)
 from xfer.proto import glance
 from xfer.proto.glance import Image, SwiftLocation
 from xfer.settings import RegionConfig
@@ -281,3 +288,59 @@ async def test_swift_auth_reads_another_account_when_told_its_project(
     other = swift_client(swift_http, alices_trust, "RegionOne", account="0123456789abcdef")
     url = (await other.credentials()).storage_url
     assert urlsplit(url).path.endswith("/AUTH_0123456789abcdef")
+
+
+async def test_a_trust_outlives_the_users_token_and_dies_with_its_deletion(
+    cloud: devcloud.CloudInfo, keystone: Keystone, counting: CountingSession
+) -> None:
+    """What the copy flow relies on: once the trust exists, the user's token may go."""
+    http, auth_url = counting.http, keystone_info(cloud).auth_url
+    alice = token_of(cloud, "alice")
+    info = await keystone.validate(alice)
+    trust_id = await keystone.create_trust(alice, info, datetime.now(UTC) + timedelta(hours=1))
+    async with http.delete(f"{auth_url}/auth/tokens", headers={
+            "X-Auth-Token": alice, "X-Subject-Token": alice}) as revoked:
+        assert revoked.status == 204
+    tokens = keystone.trust_tokens(trust_id)
+    url = (await tokens.info()).endpoint("image", "RegionTwo")
+    assert url is not None
+    created = await GlanceClient(http, url, tokens.token).create_image(
+        {"name": unique("after-revocation"), "disk_format": "raw", "container_format": "bare"})
+    assert created.owner == info.project_id
+
+    async with http.delete(f"{auth_url}/OS-TRUST/trusts/{trust_id}",
+                           headers={"X-Auth-Token": token_of(cloud, "alice")}) as deleted:
+        assert deleted.status == 204
+    with pytest.raises(TokenInvalid):
+        await keystone.validate(await tokens.token())
+    with pytest.raises(AuthError, match=f"no token for trust {trust_id}"):
+        await tokens.token(stale=await tokens.token())
+    fresh = token_of(cloud, "alice")
+
+    async def alice_again() -> str:
+        return fresh
+
+    assert await GlanceClient(http, url, alice_again).delete_image(created.id) is True
+
+
+async def test_an_application_credential_token_cannot_create_a_trust(
+    cloud: devcloud.CloudInfo, keystone: Keystone, counting: CountingSession
+) -> None:
+    http, auth_url = counting.http, keystone_info(cloud).auth_url
+    alice = token_of(cloud, "alice")
+    info = await keystone.validate(alice)
+    async with http.post(f"{auth_url}/users/{info.user_id}/application_credentials",
+                         headers={"X-Auth-Token": alice}, json={"application_credential": {
+                             "name": unique("no-trusts"), "unrestricted": True}}) as created:
+        credential = (await created.json())["application_credential"]
+    async with http.post(f"{auth_url}/auth/tokens", json={"auth": {"identity": {
+            "methods": ["application_credential"], "application_credential": {
+                "id": credential["id"], "secret": credential["secret"]}}}}) as issued:
+        assert issued.status == 201
+        delegated = issued.headers["X-Subject-Token"]
+    delegated_info = await keystone.validate(delegated)
+    with pytest.raises(TrustRefused, match="Delegated tokens cannot manage trusts") as refused:
+        await keystone.create_trust(delegated, delegated_info,
+                                    datetime.now(UTC) + timedelta(hours=1))
+    assert refused.value.code == "trust_refused"
+    assert delegated not in str(refused.value) and credential["secret"] not in str(refused.value)

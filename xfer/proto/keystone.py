@@ -7,8 +7,11 @@ validation with the service catalog, and trusts.
 
 Measured against this cloud's Keystone 30: a subject token Keystone cannot read, that expired
 or was revoked gets 404 on validation; a refused `X-Auth-Token` gets 401; a trust naming a
-role the trustor does not hold gets 404 ("Could not find role"); a token for a trust that does
-not exist (or expired) gets 401.
+role the trustor does not hold gets 404 ("Could not find role"); a token of an application
+credential (restricted or not) or of a trust may not create a trust (403, "Delegated tokens
+cannot manage trusts"); a token for a trust that does not exist (deleted, expired) gets 401.
+A trust outlives the token that created it (revoked: the trust still gives tokens); deleting
+the trust invalidates its tokens.
 """
 
 from __future__ import annotations
@@ -227,9 +230,9 @@ def parse_created_trust(request: Request, reply: Reply) -> str:
     if reply.status in (403, 404):
         raise TrustRefused(
             f"Keystone refused to let xfer act for the user ({reply.status}: "
-            f"{keystone_message(reply)}). A trust is created with the user's own token, "
-            f"scoped to its project; a trust-scoped or restricted application-credential "
-            f"token cannot create one.")
+            f"{keystone_message(reply)}). A trust is created with the user's own "
+            f"project-scoped token from a password (or other direct) login: Keystone refuses "
+            f"it to tokens of an application credential, restricted or not, and of a trust.")
     if reply.status != 201:
         raise _remote_error(request, reply)
     try:
