@@ -10,13 +10,18 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
-from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 
 from tests.conftest import unique
-from tests.test_cloud_keystone_glance import upload, user_session
+from tests.test_cloud_keystone_glance import (
+    create_image,
+    image_api,
+    upload,
+    user_session,
+    wait_active,
+)
 from xfer.clients.glance import GlanceClient
 from xfer.clients.keystone import Keystone, KeystoneSettings, KeystoneSwiftAuth, TrustTokens
 from xfer.clients.swift import SwiftClient
@@ -26,6 +31,7 @@ from xfer.errors import (
     AuthError,
     ImageNotFound,
     RegistrationFailed,
+    RemoteError,
     TargetForbidden,
     TokenInvalid,
     TrustRefused,
@@ -277,17 +283,41 @@ async def test_bob_cannot_see_alices_private_image_and_carol_may_not_create_one(
     assert bob_token not in str(hidden.value) and carol_token not in str(refused.value)
 
 
-async def test_swift_auth_reads_another_account_when_told_its_project(
-    keystone: Keystone, alices_trust: TrustTokens, swift_http: aiohttp.ClientSession
+async def test_a_shared_image_is_read_through_the_members_trust_in_the_owners_account(
+    cloud: devcloud.CloudInfo, keystone: Keystone, swift_http: aiohttp.ClientSession
 ) -> None:
-    """The account override gives the owner's account on the same Swift: alice's own project
-    id gives her own account back, another's gives the URL of theirs (which she may not read)."""
-    info = await alices_trust.info()
-    own = swift_client(swift_http, alices_trust, "RegionOne", account=info.project_id)
-    assert (await own.credentials()).storage_url == info.endpoint("object-store", "RegionOne")
-    other = swift_client(swift_http, alices_trust, "RegionOne", account="0123456789abcdef")
-    url = (await other.credentials()).storage_url
-    assert urlsplit(url).path.endswith("/AUTH_0123456789abcdef")
+    """alice shares an image with bob's project; xfer, acting for bob through his trust,
+    reads its bytes from alice's account: KeystoneSwiftAuth with account=image.owner."""
+    alice, bob = user_session(cloud, "alice"), user_session(cloud, "bob")
+    data = os.urandom(30_000)
+    image_id = create_image(alice, "RegionOne", visibility="shared")
+    api = image_api(alice, "RegionOne")
+    alice.put(f"{api}/v2/images/{image_id}/file", data=data,
+              headers={"Content-Type": "application/octet-stream"})
+    wait_active(alice, "RegionOne", image_id)
+    bob_project = bob.get_project_id()
+    alice.post(f"{api}/v2/images/{image_id}/members", json={"member": bob_project})
+    bob.put(f"{api}/v2/images/{image_id}/members/{bob_project}", json={"status": "accepted"})
+    alice.session.close()
+    bob.session.close()
+
+    bob_token = token_of(cloud, "bob")
+    bob_info = await keystone.validate(bob_token)
+    tokens = keystone.trust_tokens(await keystone.create_trust(
+        bob_token, bob_info, datetime.now(UTC) + timedelta(hours=1)))
+    image = await (await glance_client(swift_http, tokens, keystone, "RegionOne")).image(image_id)
+    assert image.owner != bob_info.project_id
+    location = glance.swift_location(image, bob_info.endpoint("object-store", "RegionOne") or "")
+    assert location.storage_url.endswith(f"/AUTH_{image.owner}")
+    swift = swift_client(swift_http, tokens, "RegionOne", account=image.owner)
+    assert (await swift.credentials()).storage_url == location.storage_url
+    head = await swift.head_object(location.container, location.object)
+    assert (head.size, head.etag) == (len(data), hashlib.md5(data).hexdigest())
+    # bob's own account, without the override, has no such object
+    with pytest.raises(RemoteError) as missing:
+        await swift_client(swift_http, tokens, "RegionOne").head_object(location.container,
+                                                                        location.object)
+    assert missing.value.status == 404
 
 
 async def test_a_trust_outlives_the_users_token_and_dies_with_its_deletion(
