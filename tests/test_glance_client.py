@@ -28,12 +28,12 @@ from xfer.clients.swift import SwiftClient
 from xfer.dev import devcloud
 from xfer.dev.devcloud.keystone_server import issue_token
 from xfer.errors import (
-    AuthError,
     ImageNotFound,
     RegistrationFailed,
     RemoteError,
     TargetForbidden,
     TokenInvalid,
+    TrustInvalid,
     TrustRefused,
 )
 from xfer.proto import glance
@@ -131,6 +131,12 @@ async def test_a_validated_token_is_cached_and_the_cache_is_bounded(
     assert alice not in repr(keystone.__dict__)  # keyed by a hash, never the token
     counted = keystone_requests(cloud, counting)
     await keystone.validate(alice)
+    assert keystone_requests(cloud, counting) == counted + 1
+    # cache_seconds caps the life of an entry, so that a revoked token stops working soon
+    uncached = Keystone(counting.http, keystone.config, cache_seconds=0)
+    await uncached.validate(alice)
+    counted = keystone_requests(cloud, counting)
+    await uncached.validate(alice)
     assert keystone_requests(cloud, counting) == counted + 1
 
 
@@ -343,8 +349,9 @@ async def test_a_trust_outlives_the_users_token_and_dies_with_its_deletion(
         assert deleted.status == 204
     with pytest.raises(TokenInvalid):
         await keystone.validate(await tokens.token())
-    with pytest.raises(AuthError, match=f"no token for trust {trust_id}"):
+    with pytest.raises(TrustInvalid, match=f"no token for trust {trust_id}") as gone:
         await tokens.token(stale=await tokens.token())
+    assert gone.value.code == "trust_invalid"
     fresh = token_of(cloud, "alice")
 
     async def alice_again() -> str:
@@ -372,5 +379,5 @@ async def test_an_application_credential_token_cannot_create_a_trust(
     with pytest.raises(TrustRefused, match="Delegated tokens cannot manage trusts") as refused:
         await keystone.create_trust(delegated, delegated_info,
                                     datetime.now(UTC) + timedelta(hours=1))
-    assert refused.value.code == "trust_refused"
+    assert refused.value.status == 403 and "application credential" in refused.value.detail
     assert delegated not in str(refused.value) and credential["secret"] not in str(refused.value)

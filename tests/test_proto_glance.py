@@ -313,6 +313,10 @@ def test_names_are_taken_as_written_since_glance_store_never_decodes_them() -> N
 def test_without_direct_url_the_multi_tenant_convention() -> None:
     assert glance.swift_location(at(None), "http://s/v1/AUTH_owner/") == SwiftLocation(
         "http://s/v1/AUTH_owner", f"glance_{IMAGE_ID}", IMAGE_ID)
+    with pytest.raises(UnsupportedStore, match="store"):
+        glance.swift_location(replace(at(None), stores="file,rbd"), "http://s/v1/AUTH_owner")
+    with pytest.raises(UnsupportedStore, match="no object store"):
+        glance.swift_location(at(None), "")
 
 
 @pytest.mark.parametrize("url, store", [

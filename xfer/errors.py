@@ -7,6 +7,8 @@
     ├── RemoteError          a service answered with an error status; keeps service, method,
     │   │                    path, status and Swift's transaction id
     │   └── AuthError        authentication refused (401/403 on the auth endpoint)
+    │       └── TrustRefused     Keystone would not create the trust xfer acts for a user
+    │                            through (web answers 403 trust_refused)
     ├── TokenInvalid         the caller's token is missing, invalid or expired (API answers 401)
     ├── TokenRefused         (clients/swift) a 401 to a token that may have expired: the
     │                        client authenticates once more, the error never leaves it
@@ -36,7 +38,8 @@
         ├── UnsupportedStore     unsupported_store: the source image is not in a multi-tenant
         │                        Swift store, where xfer can read it
         ├── RegistrationFailed   registration_failed: Glance did not make the copy active
-        └── TrustRefused         trust_refused: Keystone would not let xfer act for the user
+        └── TrustInvalid         trust_invalid: the job's trust gives no token any more
+                                 (deleted, expired, or its user lost the delegated roles)
 
 `retryable` says whether trying the same request again may succeed. tests/test_layers.py
 checks that every exception class in xfer appears in this tree.
@@ -189,6 +192,10 @@ class RegistrationFailed(CopyFailed):
         super().__init__("registration_failed", message)
 
 
-class TrustRefused(CopyFailed):
+class TrustRefused(AuthError):
+    """`detail` is Keystone's reason and what would work, a sentence for the user."""
+
+
+class TrustInvalid(CopyFailed):
     def __init__(self, message: str) -> None:
-        super().__init__("trust_refused", message)
+        super().__init__("trust_invalid", message)

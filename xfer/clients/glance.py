@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 from xfer.clients.transport import exchange
-from xfer.errors import ConfigError, ImageNotFound, RegistrationFailed
+from xfer.errors import ConfigError, CopyFailed, ImageNotFound, RegistrationFailed
 from xfer.proto import glance
 from xfer.proto.glance import Image, ImageTask, SwiftLocation
 from xfer.proto.http import Reply, Request
@@ -82,8 +82,8 @@ class GlanceClient:
     async def wait_active(self, image_id: str, *, timeout: float,  # noqa: ASYNC109
                           poll: float = 0.5) -> Image:
         """The image once active. RegistrationFailed when it cannot get there: it is gone,
-        killed or deactivated, it is `queued` again after a failed location import (with the
-        task's message), or `timeout` seconds passed."""
+        killed or deactivated, or `queued` again after a failed location import (with the
+        task's message); `registration_timeout` when `timeout` seconds passed."""
         status = "unknown"
         try:
             async with asyncio.timeout(timeout):
@@ -96,7 +96,8 @@ class GlanceClient:
                         await self._check_tasks(image_id)
                     await asyncio.sleep(poll)
         except TimeoutError:
-            raise RegistrationFailed(
+            raise CopyFailed(
+                "registration_timeout",
                 f"image {image_id} in Glance at {self.image_url} is still {status} after "
                 f"{timeout:g} s: Glance did not finish verifying the copy's data") from None
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 
 from xfer.clients.transport import exchange
-from xfer.errors import AuthError, ConfigError, CopyFailed, TokenInvalid
+from xfer.errors import AuthError, ConfigError, CopyFailed, TokenInvalid, TrustInvalid
 from xfer.proto import keystone, swift
 from xfer.proto.http import Request
 from xfer.proto.keystone import TokenInfo
@@ -85,14 +85,16 @@ class _RenewedToken:
 
 class Keystone:
     def __init__(self, http: aiohttp.ClientSession, config: KeystoneSettings, *,
-                 cache_size: int = 1024, clock: Clock = utc_now) -> None:
+                 cache_size: int = 1024, cache_seconds: float = 300.0,
+                 clock: Clock = utc_now) -> None:
         self.http = http
         self.config = config
         self.cache_size = cache_size
+        self.cache_seconds = cache_seconds
         self._clock = clock
         self._service = _RenewedToken(self._issue_service_token, clock)
-        # sha256 of a token -> what Keystone said about it; never the token itself.
-        self._validated: OrderedDict[str, TokenInfo] = OrderedDict()
+        # sha256 of a token -> (until when, what Keystone said about it); never the token.
+        self._validated: OrderedDict[str, tuple[datetime, TokenInfo]] = OrderedDict()
 
     async def _issue(self, request: Request) -> tuple[str, TokenInfo]:
         return keystone.parse_issued_token(
@@ -112,17 +114,20 @@ class Keystone:
 
     async def validate(self, user_token: str) -> TokenInfo:
         """What Keystone says of a caller's token; TokenInvalid when it does not vouch for it.
-        Cached until the token expires (a revoked token stays valid here until then, as in
-        keystonemiddleware's cache), at most `cache_size` tokens, least recently used out."""
+        Cached until the token expires, but for at most `cache_seconds` (so that a revoked
+        token stops working soon after, as with keystonemiddleware's token_cache_time), at
+        most `cache_size` tokens, least recently used out."""
         if not user_token.strip():
             raise TokenInvalid("no token given")
         key = hashlib.sha256(user_token.encode()).hexdigest()
+        now = self._clock()
         cached = self._validated.get(key)
-        if cached is not None and self._clock() < cached.expires_at:
+        if cached is not None and now < cached[0]:
             self._validated.move_to_end(key)
-            return cached
+            return cached[1]
         info = await self._validate(user_token)
-        self._validated[key] = info
+        self._validated[key] = (min(info.expires_at, now + timedelta(seconds=self.cache_seconds)),
+                                info)
         self._validated.move_to_end(key)
         while len(self._validated) > self.cache_size:
             self._validated.popitem(last=False)
@@ -159,10 +164,10 @@ class Keystone:
             return await self._issue(keystone.trust_token_request(
                 c.auth_url, c.user, c.password, trust_id, c.domain))
         except AuthError as exc:
-            raise AuthError(exc.service, exc.method, exc.path, exc.status, exc.txn_id,
-                            f"Keystone gives no token for trust {trust_id}: it expired or was "
-                            f"deleted, or its trustor lost the delegated roles ({exc.detail})"
-                            ) from exc
+            raise TrustInvalid(f"Keystone gives no token for trust {trust_id}, which this "
+                               f"copy acts through: it expired or was deleted, or its user "
+                               f"lost the delegated roles ({exc}); ask for the copy again"
+                               ) from exc
 
 
 class TrustTokens:
@@ -201,7 +206,7 @@ class KeystoneSwiftAuth:
         info = await self.tokens.info()
         storage_url = info.endpoint("object-store", self.region)
         if storage_url is None:
-            raise CopyFailed("unknown_region",
+            raise CopyFailed("region_not_available",
                              f"the user's catalog has no public object-store endpoint in "
                              f"region {self.region} (it has: "
                              f"{', '.join(info.regions('object-store')) or 'none'})")

@@ -184,7 +184,7 @@ class ImageCopier:
             log.info("location added; Glance reads the data back")
         registering = time.monotonic()
         active = await clients.target_glance.wait_active(
-            target_image.id, within=self.settings.image_active_timeout)
+            target_image.id, timeout=self.settings.image_active_timeout)
         log.info("target image active %.2fs after registration", time.monotonic() - registering)
         return self._verified_active(source, active, target_ref, copy)
 

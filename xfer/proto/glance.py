@@ -389,6 +389,12 @@ def swift_location(image: Image, owner_storage_url: str) -> SwiftLocation:
     `<owner_storage_url>/glance_<id>/<id>`.
     """
     if image.direct_url is None:
+        if image.stores and "swift" not in image.stores.split(","):
+            raise UnsupportedStore(_unsupported(image, f"the store(s) {image.stores}"))
+        if not owner_storage_url:
+            raise UnsupportedStore(_unsupported(
+                image, "a store Glance does not show (no direct_url), and the catalog has no "
+                       "object store to look in"))
         return SwiftLocation(owner_storage_url.rstrip("/"), f"glance_{image.id}", image.id)
     url = image.direct_url
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""

@@ -222,17 +222,18 @@ def create_trust_request(auth_url: str, user_token: str, user: TokenInfo, truste
 
 
 def parse_created_trust(request: Request, reply: Reply) -> str:
-    """The trust's id. 401: the user's token no longer holds; 403 and 404 (a role the user
-    does not hold): TrustRefused, with Keystone's reason."""
+    """The trust's id. 401 (the user's token no longer holds), 403 and 404 (a role the user
+    does not hold) are TrustRefused, with Keystone's reason."""
     if reply.status == 401:
-        raise TokenInvalid("Keystone refused the user's token when creating a trust "
-                           "(it expired or was revoked)")
+        raise _remote_error(request, reply, TrustRefused,
+                            "Keystone refused your token when creating the trust (it expired "
+                            "or was revoked); get a new token and ask again")
     if reply.status in (403, 404):
-        raise TrustRefused(
-            f"Keystone refused to let xfer act for the user ({reply.status}: "
-            f"{keystone_message(reply)}). A trust is created with the user's own "
-            f"project-scoped token from a password (or other direct) login: Keystone refuses "
-            f"it to tokens of an application credential, restricted or not, and of a trust.")
+        raise _remote_error(request, reply, TrustRefused, (
+            f"Keystone refused to let xfer act for you ({reply.status}: "
+            f"{keystone_message(reply)}). A trust is created with your own project-scoped "
+            f"token from a password (or other direct) login: Keystone refuses it to tokens "
+            f"of an application credential, restricted or not, and of a trust."))
     if reply.status != 201:
         raise _remote_error(request, reply)
     try:
