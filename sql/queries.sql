@@ -6,8 +6,8 @@
 INSERT INTO jobs (id, source_region, source_container, source_object,
                   target_region, target_container, target_object,
                   segment_container, expected_md5, segment_size,
-                  idempotency_key, request_digest)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                  idempotency_key, request_digest, max_rate_mb)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
@@ -32,6 +32,13 @@ UPDATE jobs SET target_image_id = $2, target_container = $3, target_object = $2,
                 segment_container = $3, image_step = 'created', updated_at = now()
 WHERE id = $1;
 
+-- name: name_first_target
+-- The job's target_* columns named its target (an image copy's, once created): so does its row.
+UPDATE job_targets SET container = jobs.target_container, object = jobs.target_object,
+                       updated_at = now()
+FROM jobs
+WHERE jobs.id = $1 AND job_targets.job_id = $1 AND job_targets.position = 0;
+
 -- name: set_image_step
 UPDATE jobs SET image_step = $2, updated_at = now() WHERE id = $1;
 
@@ -52,6 +59,29 @@ ON CONFLICT (md5, region, project) DO UPDATE
 SET sha512 = EXCLUDED.sha512, size = EXCLUDED.size, container = EXCLUDED.container,
     object = EXCLUDED.object, image_id = EXCLUDED.image_id, job_id = EXCLUDED.job_id,
     verified_at = now();
+
+-- name: insert_job_target
+-- Position 0 repeats the job's own target_* columns.
+INSERT INTO job_targets (job_id, position, region, container, object)
+VALUES ($1, $2, $3, $4, $5);
+
+-- name: list_job_targets
+SELECT * FROM job_targets WHERE job_id = ANY($1::uuid[]) ORDER BY job_id, position;
+
+-- name: set_open_targets_state
+-- The job moved to a state that every target not yet ended on its own shares, with the
+-- job's error (a cancel's, or the failure of the copy as a whole); run after the job's update.
+UPDATE job_targets SET state = $2, error_code = jobs.error_code,
+                       error_message = jobs.error_message, updated_at = now()
+FROM jobs
+WHERE jobs.id = $1 AND job_targets.job_id = $1 AND job_targets.state IN ('queued', 'running');
+
+-- name: finish_target
+-- How one target of a copy ended, as the copy reported it.
+UPDATE job_targets SET state = $3, error_code = $4, error_message = $5, md5 = $6, etag = $7,
+                       bytes_uploaded = $8, segments_reused = $9, verification = $10,
+                       updated_at = now()
+WHERE job_id = $1 AND position = $2;
 
 -- name: job_by_idempotency_key
 SELECT * FROM jobs WHERE idempotency_key = $1;
@@ -133,15 +163,22 @@ ON CONFLICT (job_id, index) DO UPDATE SET etag = EXCLUDED.etag, written_at = now
 UPDATE jobs SET bytes_done = $2, updated_at = now() WHERE id = $1;
 
 -- name: finish_succeeded
-UPDATE jobs SET state = 'succeeded', bytes_done = bytes_total, md5 = $3, sha512 = $4, etag = $5,
-                md5_checked_against = $6, retries = $7, bytes_uploaded = $8,
-                segments_reused = $9, verification = $10, finished_at = now(), updated_at = now(),
+-- etag and the deduplication pointer ($12: deduplicated, $13, $14: the copy it points at) are
+-- the first target's; bytes_uploaded and segments_reused are summed over the targets.
+UPDATE jobs SET state = 'succeeded', bytes_total = $3, bytes_done = $3, md5 = $4, sha512 = $5,
+                etag = $6, md5_checked_against = $7, retries = $8, bytes_uploaded = $9,
+                segments_reused = $10, verification = $11, deduplicated = $12,
+                existing_container = $13, existing_object = $14,
+                finished_at = now(), updated_at = now(),
                 lease_owner = NULL, lease_expires_at = NULL
 WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying')
 RETURNING id;
 
 -- name: finish_failed
+-- $5..$7 (md5, sha512, md5_checked_against): what a fan-out copy read and verified when only
+-- some of its targets failed; NULL when the copy failed as a whole.
 UPDATE jobs SET state = 'failed', error_code = $3, error_message = $4,
+                md5 = $5, sha512 = $6, md5_checked_against = $7,
                 finished_at = now(), updated_at = now(),
                 lease_owner = NULL, lease_expires_at = NULL
 WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying')
@@ -184,7 +221,9 @@ SELECT from_state, to_state, at FROM job_transitions WHERE job_id = $1 ORDER BY 
 -- $6: the caller's project (NULL: every project).
 SELECT *, clock_timestamp() AS observed_at FROM jobs
 WHERE ($1::text IS NULL OR state = $1)
-  AND ($2::text IS NULL OR source_region = $2 OR target_region = $2)
+  AND ($2::text IS NULL OR source_region = $2 OR target_region = $2
+       OR EXISTS (SELECT 1 FROM job_targets
+                  WHERE job_targets.job_id = jobs.id AND job_targets.region = $2))
   AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
   AND ($6::text IS NULL OR project_id = $6)
 ORDER BY created_at DESC, id DESC
@@ -198,16 +237,6 @@ SELECT 1;
 
 -- name: find_verified_copy
 SELECT * FROM objects WHERE md5 = $1 AND size = $2 AND region = $3 AND project = $4;
-
--- name: finish_deduplicated
-UPDATE jobs SET state = 'succeeded', bytes_total = $3, bytes_done = $3, md5 = $4, sha512 = $5,
-                etag = $6, md5_checked_against = $7, deduplicated = true,
-                verification = 'end_to_end',
-                existing_container = $8, existing_object = $9, bytes_uploaded = 0,
-                segments_reused = 0, retries = 0, finished_at = now(), updated_at = now(),
-                lease_owner = NULL, lease_expires_at = NULL
-WHERE id = $1 AND lease_owner = $2 AND state IN ('running', 'verifying')
-RETURNING id;
 
 -- name: claim_abandoned_cancel
 -- A job whose cancel was asked while its worker died: someone must still delete what it wrote.

@@ -50,11 +50,13 @@ CREATE TABLE jobs (
     image_name          text,
     image_properties    jsonb,
     force               boolean NOT NULL DEFAULT false,
+    max_rate_mb         double precision,
     CONSTRAINT jobs_state_check CHECK (state IN (
         'queued', 'running', 'verifying', 'succeeded', 'failed', 'cancelling', 'cancelled')),
     CONSTRAINT jobs_verification_check CHECK (verification IN ('end_to_end', 'source_pinned')),
     CONSTRAINT jobs_kind_check CHECK (kind IN ('object', 'image')),
-    CONSTRAINT jobs_image_step_check CHECK (image_step IN ('created', 'copied', 'registered'))
+    CONSTRAINT jobs_image_step_check CHECK (image_step IN ('created', 'copied', 'registered')),
+    CONSTRAINT jobs_max_rate_mb_check CHECK (max_rate_mb > 0)
 );
 
 CREATE INDEX jobs_claimable ON jobs (created_at)
@@ -75,6 +77,29 @@ CREATE TABLE job_segments (
     written_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (job_id, index)
 );
+
+-- One row per target of a job, in order; position 0 is the job's own target_*.
+CREATE TABLE job_targets (
+    job_id          uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    position        integer NOT NULL CHECK (position >= 0),
+    region          text NOT NULL,
+    container       text NOT NULL,
+    object          text NOT NULL,
+    state           text NOT NULL DEFAULT 'queued'
+                    CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+    error_code      text,
+    error_message   text,
+    md5             text,
+    etag            text,
+    bytes_uploaded  bigint,
+    segments_reused integer,
+    verification    text CHECK (verification IN ('end_to_end', 'source_pinned')),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (job_id, position),
+    UNIQUE (job_id, region, container, object)
+);
+
+CREATE INDEX job_targets_region ON job_targets (region, job_id);
 
 CREATE TABLE job_transitions (
     job_id     uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from xfer.engine.plan import Segment
 from xfer.engine.types import ObjectRef, Verification
-from xfer.jobs.states import JobState
+from xfer.jobs.states import JobState, TargetState
 
 
 @dataclass(frozen=True)
@@ -23,23 +23,34 @@ class JobRequest:
     """A copy request as the API validated it: names checked, defaults filled in."""
 
     source: ObjectRef
-    target: ObjectRef
+    target: ObjectRef  # the first target: the job row's own target
     checksum: str | None = None  # expected content MD5, lower-case hex
     segment_size: int | None = None
     segment_container: str | None = None
+    more_targets: tuple[ObjectRef, ...] = ()  # a fan-out job's other targets, in order
+    max_rate_mb: float | None = None  # MB/s (10**6 bytes) this job may read
+
+    @property
+    def targets(self) -> tuple[ObjectRef, ...]:
+        return (self.target, *self.more_targets)
 
     def canonical(self) -> dict[str, Any]:
-        """The request as plain JSON values: what an Idempotency-Key's digest covers."""
-        canonical: dict[str, Any] = {
-            "source": {"region": self.source.region, "container": self.source.container,
-                       "object": self.source.object},
-            "target": {"region": self.target.region, "container": self.target.container,
-                       "object": self.target.object},
-        }
-        for name in ("checksum", "segment_size", "segment_container"):
+        """The request as plain JSON values: what an Idempotency-Key's digest covers. One
+        target is `target` whichever way it was asked for, so that digests of single-target
+        requests stay what they were before fan-out existed."""
+        canonical: dict[str, Any] = {"source": _ref_values(self.source)}
+        if self.more_targets:
+            canonical["targets"] = [_ref_values(target) for target in self.targets]
+        else:
+            canonical["target"] = _ref_values(self.target)
+        for name in ("checksum", "segment_size", "segment_container", "max_rate_mb"):
             if getattr(self, name) is not None:
                 canonical[name] = getattr(self, name)
         return canonical
+
+
+def _ref_values(ref: ObjectRef) -> dict[str, str]:
+    return {"region": ref.region, "container": ref.container, "object": ref.object}
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,35 @@ class JobError:
 
 
 @dataclass(frozen=True)
+class TargetRecord:
+    """One target of a job, and what it holds once it has ended."""
+
+    position: int  # 0 is the job's own `target`
+    ref: ObjectRef
+    state: TargetState
+    error: JobError | None
+    md5: str | None
+    etag: str | None
+    verification: Verification | None
+    bytes_uploaded: int | None
+    segments_reused: int | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> TargetRecord:
+        return cls(
+            position=row["position"], ref=ObjectRef(row["region"], row["container"],
+                                                    row["object"]),
+            state=TargetState(row["state"]), error=_error(row), md5=row["md5"],
+            etag=row["etag"],
+            verification=Verification(row["verification"]) if row["verification"] else None,
+            bytes_uploaded=row["bytes_uploaded"], segments_reused=row["segments_reused"])
+
+
+def _error(row: Mapping[str, Any]) -> JobError | None:
+    return JobError(row["error_code"], row["error_message"]) if row["error_code"] else None
+
+
+@dataclass(frozen=True)
 class JobRecord:
     """One job as stored. `observed_at` is the database's clock when it was read (None for a
     row just written, whose `updated_at` is then the clock)."""
@@ -109,6 +149,8 @@ class JobRecord:
     bytes_uploaded: int | None
     segments_reused: int | None
     existing: ObjectRef | None  # set when deduplicated: the copy already verified there
+    max_rate_mb: float | None
+    targets: tuple[TargetRecord, ...]  # in order; the first is `target`
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -120,8 +162,10 @@ class JobRecord:
     image: ImageJobFields | None = None  # set for kind "image"
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> JobRecord:
-        error = JobError(row["error_code"], row["error_message"]) if row["error_code"] else None
+    def from_row(cls, row: Mapping[str, Any],
+                 target_rows: Sequence[Mapping[str, Any]]) -> JobRecord:
+        """A job row with the rows of its targets (job_targets, in position order)."""
+        error = _error(row)
         existing = None
         if row["deduplicated"]:
             existing = ObjectRef(row["target_region"], row["existing_container"],
@@ -141,6 +185,8 @@ class JobRecord:
             retries=row["retries"],
             attempts=row["attempts"], error=error, bytes_uploaded=row["bytes_uploaded"],
             segments_reused=row["segments_reused"], existing=existing,
+            max_rate_mb=row["max_rate_mb"],
+            targets=tuple(TargetRecord.from_row(target) for target in target_rows),
             created_at=row["created_at"], started_at=row["started_at"],
             finished_at=row["finished_at"], updated_at=row["updated_at"],
             observed_at=row.get("observed_at"), kind=row["kind"],

@@ -23,6 +23,29 @@ class JobState(StrEnum):
 
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
+
+class TargetState(StrEnum):
+    """One target of a job. A fan-out job's targets end one by one as the copy reports them:
+    some may succeed (published, indexed) while others fail; the job then fails."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# What a job's move to a state means for its targets that have not ended on their own.
+TARGET_STATE_OF: dict[JobState, TargetState] = {
+    JobState.QUEUED: TargetState.QUEUED,
+    JobState.RUNNING: TargetState.RUNNING,
+    JobState.VERIFYING: TargetState.RUNNING,
+    JobState.CANCELLING: TargetState.RUNNING,
+    JobState.SUCCEEDED: TargetState.SUCCEEDED,
+    JobState.FAILED: TargetState.FAILED,  # the copy failed as a whole: so did each target
+    JobState.CANCELLED: TargetState.CANCELLED,
+}
+
 # running -> queued: a worker shutting down hands its job back; running -> running: another
 # worker takes over a job whose lease expired.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {

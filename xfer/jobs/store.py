@@ -8,15 +8,24 @@ import functools
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeAlias, TypeVar
 
 import asyncpg
 
 from xfer.engine.plan import Plan, Segment
-from xfer.engine.types import CopyOutcome, CopySpec, ObjectRef, Verification, VerifiedCopy
-from xfer.errors import DatabaseUnavailable, XferError
+from xfer.engine.types import (
+    CopySpec,
+    FanOutOutcome,
+    ObjectRef,
+    TargetOutcome,
+    TargetSpec,
+    Verification,
+    VerifiedCopy,
+)
+from xfer.errors import CopyFailed, DatabaseUnavailable, XferError
 from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageStep
 from xfer.jobs.db import load_queries
 from xfer.jobs.records import (
@@ -27,7 +36,13 @@ from xfer.jobs.records import (
     JobRequest,
     Transition,
 )
-from xfer.jobs.states import JobState, cancel_target, check_transition
+from xfer.jobs.states import (
+    TARGET_STATE_OF,
+    JobState,
+    TargetState,
+    cancel_target,
+    check_transition,
+)
 
 JOBS_CHANNEL = "xfer_jobs"
 CANCEL_CHANNEL = "xfer_cancel"
@@ -73,8 +88,21 @@ def translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     return call
 
 
-def _job(row: Mapping[str, Any] | None) -> JobRecord | None:
-    return None if row is None else JobRecord.from_row(row)
+Reader: TypeAlias = "asyncpg.Connection | asyncpg.Pool"
+
+
+async def _with_targets(reader: Reader, rows: Sequence[Mapping[str, Any]]) -> list[JobRecord]:
+    """Job rows as records, with their targets read in one query."""
+    if not rows:
+        return []
+    targets: dict[uuid.UUID, list[Mapping[str, Any]]] = defaultdict(list)
+    for target in await reader.fetch(Q["list_job_targets"], [row["id"] for row in rows]):
+        targets[target["job_id"]].append(target)
+    return [JobRecord.from_row(row, targets[row["id"]]) for row in rows]
+
+
+async def _job(reader: Reader, row: Mapping[str, Any] | None) -> JobRecord | None:
+    return None if row is None else (await _with_targets(reader, [row]))[0]
 
 
 def _segment(row: Mapping[str, Any]) -> Segment:
@@ -98,16 +126,19 @@ class JobStore:
                 Q["insert_job"], job_id, source.region, source.container, source.object,
                 target.region, target.container, target.object,
                 request.segment_container, request.checksum,
-                request.segment_size, idempotency_key, digest)
+                request.segment_size, idempotency_key, digest, request.max_rate_mb)
             if row is None:  # the key is taken (the unique index waited for its transaction)
                 earlier = await connection.fetchrow(Q["job_by_idempotency_key"], idempotency_key)
                 if earlier["request_digest"] != digest:
                     raise IdempotencyConflict(str(earlier["id"]))
-                return JobRecord.from_row(earlier), False
+                return (await _with_targets(connection, [earlier]))[0], False
+            await connection.executemany(Q["insert_job_target"], [
+                (job_id, position, ref.region, ref.container, ref.object)
+                for position, ref in enumerate(request.targets)])
             await connection.execute(Q["record_transition"], job_id, None, JobState.QUEUED)
             # Delivered at commit: idle workers in every process wake up at once.
             await connection.execute(Q["notify"], JOBS_CHANNEL, str(job_id))
-        return JobRecord.from_row(row), True
+            return (await _with_targets(connection, [row]))[0], True
 
     @translated
     async def create_image_job(self, request: ImageCopyRequest, trust_id: str,
@@ -125,10 +156,13 @@ class JobStore:
                 earlier = await connection.fetchrow(Q["job_by_idempotency_key"], idempotency_key)
                 if earlier["request_digest"] != digest:
                     raise IdempotencyConflict(str(earlier["id"]))
-                return JobRecord.from_row(earlier), False
+                return (await _with_targets(connection, [earlier]))[0], False
+            # its one target: named once the target image exists (set_target_image)
+            await connection.execute(Q["insert_job_target"], job_id, 0, request.target_region,
+                                     "", "")
             await connection.execute(Q["record_transition"], job_id, None, JobState.QUEUED)
             await connection.execute(Q["notify"], JOBS_CHANNEL, str(job_id))
-        return JobRecord.from_row(row), True
+            return (await _with_targets(connection, [row]))[0], True
 
     @translated
     async def set_image_source(self, job_id: uuid.UUID, source: ObjectRef,
@@ -138,7 +172,9 @@ class JobStore:
 
     @translated
     async def set_target_image(self, job_id: uuid.UUID, image_id: str, container: str) -> None:
-        await self.pool.execute(Q["set_target_image"], job_id, image_id, container)
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute(Q["set_target_image"], job_id, image_id, container)
+            await connection.execute(Q["name_first_target"], job_id)
 
     @translated
     async def set_image_step(self, job_id: uuid.UUID, step: str) -> None:
@@ -160,6 +196,12 @@ class JobStore:
                 copy.segments_reused if copy else 0,
                 copy.verification if copy else Verification.END_TO_END,
                 outcome.image_id, outcome.deduplicated, outcome.size)
+            if done is not None:
+                await connection.execute(
+                    Q["finish_target"], job_id, 0, TargetState.SUCCEEDED, None, None,
+                    outcome.checksum, copy.etag if copy else None,
+                    copy.bytes_uploaded if copy else 0, copy.segments_reused if copy else 0,
+                    copy.verification if copy else Verification.END_TO_END)
             if done is not None and not outcome.deduplicated:
                 await connection.execute(
                     Q["record_image_object"], outcome.checksum, outcome.os_hash_value,
@@ -171,7 +213,7 @@ class JobStore:
 
     @translated
     async def get_job(self, job_id: uuid.UUID) -> JobRecord | None:
-        return _job(await self.pool.fetchrow(Q["get_job"], job_id))
+        return await _job(self.pool, await self.pool.fetchrow(Q["get_job"], job_id))
 
     @translated
     async def claim_job(self, worker_id: str, lease_seconds: float,
@@ -183,13 +225,15 @@ class JobStore:
             if row is not None:
                 await connection.execute(Q["record_transition"], row["id"],
                                          row["previous_state"], JobState.RUNNING)
-        return _job(row)
+                await connection.execute(Q["set_open_targets_state"], row["id"],
+                                         TargetState.RUNNING)
+            return await _job(connection, row)
 
     @translated
     async def claim_abandoned_cancel(self, worker_id: str, lease_seconds: float,
                                      excluded: Collection[uuid.UUID] = ()) -> JobRecord | None:
-        return _job(await self.pool.fetchrow(Q["claim_abandoned_cancel"], worker_id,
-                                             lease_seconds, list(excluded)))
+        return await _job(self.pool, await self.pool.fetchrow(
+            Q["claim_abandoned_cancel"], worker_id, lease_seconds, list(excluded)))
 
     @translated
     async def renew_lease(self, job_id: uuid.UUID, worker_id: str,
@@ -215,14 +259,17 @@ class JobStore:
             current = JobState(state)
             wanted = cancel_target(current)
             if wanted is None:
-                return _job(await connection.fetchrow(Q["get_job"], job_id)), False
+                return await _job(connection, await connection.fetchrow(Q["get_job"], job_id)
+                                  ), False
             check_transition(current, wanted)
             query = "cancel_queued" if wanted is JobState.CANCELLED else "request_cancel"
             row = await connection.fetchrow(Q[query], job_id)
             await connection.execute(Q["record_transition"], job_id, current, wanted)
+            await connection.execute(Q["set_open_targets_state"], job_id,
+                                     TARGET_STATE_OF[wanted])
             if wanted is JobState.CANCELLING:
                 await connection.execute(Q["notify"], CANCEL_CHANNEL, str(job_id))
-            return _job(row), True
+            return await _job(connection, row), True
 
     @translated
     async def finish_cancelled(self, job_id: uuid.UUID, worker_id: str) -> bool:
@@ -256,26 +303,25 @@ class JobStore:
 
     @translated
     async def finish_succeeded(self, job_id: uuid.UUID, worker_id: str, spec: CopySpec,
-                               outcome: CopyOutcome) -> bool:
-        """Record success and index the verified copy by its checksums, in one transaction."""
-        existing = outcome.existing
-        if existing is not None:
-            return await self._finish(job_id, JobState.SUCCEEDED, lambda c: c.fetchval(
-                Q["finish_deduplicated"], job_id, worker_id, outcome.size, outcome.md5,
-                outcome.sha512, outcome.etag, outcome.md5_checked_against,
-                existing.container, existing.object))
+                               outcome: FanOutOutcome) -> bool:
+        """Record success (every target succeeded) and index the verified copies by their
+        checksums, in one transaction. The job row's etag and deduplication pointer are its
+        first target's."""
+        first = outcome.targets[0]
+        assert isinstance(first, TargetOutcome), "a job with a failed target did not succeed"
+        existing = first.existing
+        uploaded = sum(t.bytes_uploaded for t in outcome.targets if isinstance(t, TargetOutcome))
+        reused = sum(t.segments_reused for t in outcome.targets if isinstance(t, TargetOutcome))
 
         async def update(connection: asyncpg.Connection) -> Any:
             done = await connection.fetchval(
-                Q["finish_succeeded"], job_id, worker_id, outcome.md5, outcome.sha512,
-                outcome.etag, outcome.md5_checked_against, outcome.retries,
-                outcome.bytes_uploaded, outcome.segments_reused, outcome.verification)
-            if done is not None and outcome.md5_checked_against is not None:
-                # only copies verified against a known checksum may answer "same image"
-                await connection.execute(
-                    Q["record_object"], outcome.md5, outcome.sha512, outcome.size,
-                    spec.target.region, outcome.target_project, spec.target.container,
-                    spec.target.object, job_id)
+                Q["finish_succeeded"], job_id, worker_id, outcome.size, outcome.md5,
+                outcome.sha512, first.etag, outcome.md5_checked_against, outcome.retries,
+                uploaded, reused, outcome.verification, existing is not None,
+                None if existing is None else existing.container,
+                None if existing is None else existing.object)
+            if done is not None:
+                await _record_targets(connection, job_id, spec, outcome)
             return done
 
         return await self._finish(job_id, JobState.SUCCEEDED, update)
@@ -287,10 +333,25 @@ class JobStore:
         return [IndexedObject(**dict(row)) for row in rows]
 
     @translated
-    async def finish_failed(self, job_id: uuid.UUID, worker_id: str, code: str,
-                            message: str) -> bool:
-        return await self._finish(job_id, JobState.FAILED, lambda c: c.fetchval(
-            Q["finish_failed"], job_id, worker_id, code, message))
+    async def finish_failed(self, job_id: uuid.UUID, worker_id: str, code: str, message: str,
+                            spec: CopySpec | None = None,
+                            outcome: FanOutOutcome | None = None) -> bool:
+        """Record a failure: of the copy as a whole (every target failed with it), or, given
+        the outcome of a fan-out copy, of some of its targets; those that succeeded stay
+        published and are indexed like the targets of a job that succeeded."""
+
+        read = (None, None, None) if outcome is None else (
+            outcome.md5, outcome.sha512, outcome.md5_checked_against)
+
+        async def update(connection: asyncpg.Connection) -> Any:
+            done = await connection.fetchval(Q["finish_failed"], job_id, worker_id, code,
+                                             message, *read)
+            if done is not None and outcome is not None:
+                assert spec is not None, "a fan-out outcome comes with its spec"
+                await _record_targets(connection, job_id, spec, outcome)
+            return done
+
+        return await self._finish(job_id, JobState.FAILED, update)
 
     @translated
     async def requeue(self, job_id: uuid.UUID, worker_id: str) -> bool:
@@ -307,6 +368,8 @@ class JobStore:
                 return False
             check_transition(JobState(previous), state)
             await connection.execute(Q["record_transition"], job_id, previous, state)
+            await connection.execute(Q["set_open_targets_state"], job_id,
+                                     TARGET_STATE_OF[state])
         return True
 
     # --- read side of the REST API: detail, listing, metrics, readiness -----------------
@@ -314,7 +377,7 @@ class JobStore:
     @translated
     async def job_observed(self, job_id: uuid.UUID) -> JobRecord | None:
         """The job with `observed_at`, the database's clock when it was read."""
-        return _job(await self.pool.fetchrow(Q["job_with_clock"], job_id))
+        return await _job(self.pool, await self.pool.fetchrow(Q["job_with_clock"], job_id))
 
     @translated
     async def job_detail(self, job_id: uuid.UUID) -> JobDetail | None:
@@ -325,10 +388,11 @@ class JobStore:
             job = await connection.fetchrow(Q["job_with_clock"], job_id)
             if job is None:
                 return None
+            record = (await _with_targets(connection, [job]))[0]
             segments = await connection.fetch(Q["list_segments"], job_id)
             transitions = await connection.fetch(Q["list_transitions"], job_id)
         return JobDetail(
-            JobRecord.from_row(job), tuple(_segment(row) for row in segments),
+            record, tuple(_segment(row) for row in segments),
             tuple(Transition(JobState(t["from_state"]) if t["from_state"] else None,
                              JobState(t["to_state"]), t["at"]) for t in transitions))
 
@@ -337,12 +401,14 @@ class JobStore:
                              after: tuple[datetime, uuid.UUID] | None, limit: int,
                              project: str | None = None) -> list[JobRecord]:
         """Newest first; `after` is the (created_at, id) of the previous page's last job;
-        `region` matches the source or the target region; `project`, the project that asked
-        (None: every project)."""
+        `region` matches the source or any target's region; `project`, the project that
+        asked (None: every project)."""
         created_at, job_id = after if after is not None else (None, None)
-        rows = await self.pool.fetch(Q["list_jobs_page"], state, region, created_at, job_id,
-                                     limit, project)
-        return [JobRecord.from_row(row) for row in rows]
+        async with self.pool.acquire() as connection, connection.transaction(
+                isolation="repeatable_read", readonly=True):
+            rows = await connection.fetch(Q["list_jobs_page"], state, region, created_at,
+                                          job_id, limit, project)
+            return await _with_targets(connection, rows)
 
     @translated
     async def count_jobs_by_state(self) -> dict[str, int]:
@@ -386,11 +452,37 @@ class JobStore:
                     await self.pool.release(connection)
 
 
+async def _record_targets(connection: asyncpg.Connection, job_id: uuid.UUID, spec: CopySpec,
+                         outcome: FanOutOutcome) -> None:
+    """Each target's end as the copy reported it. Only copies verified against a known
+    checksum may answer "same image" from the index, and a deduplicated target is the
+    indexed copy already."""
+    for position, result in enumerate(outcome.targets):
+        if isinstance(result, CopyFailed):
+            await connection.execute(Q["finish_target"], job_id, position, TargetState.FAILED,
+                                     result.code, result.message, None, None, None, None, None)
+            continue
+        await connection.execute(
+            Q["finish_target"], job_id, position, TargetState.SUCCEEDED, None, None,
+            outcome.md5, result.etag, result.bytes_uploaded, result.segments_reused,
+            outcome.verification)
+        if result.existing is None and outcome.md5_checked_against is not None:
+            ref = spec.targets[position].ref
+            await connection.execute(
+                Q["record_object"], outcome.md5, outcome.sha512, outcome.size, ref.region,
+                result.project, ref.container, ref.object, job_id)
+
+
 def copy_spec(job: JobRecord, resume: tuple[Segment, ...] = ()) -> CopySpec:
+    """The copy of a job: every target, in order (each one's segments in the job's
+    segment_container, else in its own container), and the job's rate cap in bytes/s."""
+    more = tuple(TargetSpec(target.ref, job.segment_container or target.ref.container)
+                 for target in job.targets[1:])
     return CopySpec(job_id=str(job.id), source=job.source, target=job.target,
                     segment_container=job.segment_container or job.target.container,
-                    expected_md5=job.expected_md5,
-                    segment_size=job.segment_size, resume=resume)
+                    expected_md5=job.expected_md5, segment_size=job.segment_size,
+                    max_rate=None if job.max_rate_mb is None else job.max_rate_mb * 1e6,
+                    resume=resume, more_targets=more)
 
 
 def image_job(job: JobRecord, resume: tuple[Segment, ...] = ()) -> ImageCopyJob:

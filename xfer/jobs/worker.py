@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from xfer.engine.failures import first_failure
 from xfer.engine.object_copy import Copier
 from xfer.engine.plan import Segment
-from xfer.engine.types import CopyOutcome
+from xfer.engine.types import CopySpec, FanOutOutcome, TargetOutcome
 from xfer.errors import CopyFailed, DatabaseUnavailable, XferError
 from xfer.images.flow import ImageCopier
 from xfer.images.types import ImageCopyOutcome
@@ -151,14 +151,17 @@ class Worker:
             await self._record_failure(job_id, "internal_error",
                                        f"xfer hit an internal error: {exc!r}")
         else:
-            await self._record_success(job, progress, outcome)
+            if isinstance(outcome, ImageCopyOutcome):
+                await self._record_image_success(job, progress, outcome)
+                return
+            failed = targets_failed(copy_spec(job), outcome)
+            if failed is None:
+                await self._record_success(job, progress, outcome)
+            else:
+                await self._record_partial_failure(job, progress, outcome, failed)
 
     async def _record_success(self, job: JobRecord, progress: JobProgress,
-                              outcome: CopyOutcome | ImageCopyOutcome) -> None:
-        if isinstance(outcome, ImageCopyOutcome):
-            await self._record_image_success(job, progress, outcome)
-            return
-
+                              outcome: FanOutOutcome) -> None:
         async def record() -> bool:
             await progress.flush()  # the plan and segments first: the job shows them all
             return await self.store.finish_succeeded(job.id, self.settings.worker_id,
@@ -168,11 +171,28 @@ class Worker:
             log.warning("verified copy not recorded: the job is being cancelled or another "
                         "worker holds it now, or the database did not return in time")
             return
-        # bytes this process sent: resumed segments and deduplicated jobs add nothing
-        self.metrics.copy_succeeded(outcome.bytes_uploaded, outcome.seconds, outcome.retries)
-        log.info("job succeeded: %d bytes in %.2fs, md5 %s; uploaded %d bytes, reused %d "
-                 "segments of an earlier attempt", outcome.size, outcome.seconds, outcome.md5,
-                 outcome.bytes_uploaded, outcome.segments_reused)
+        # bytes this process sent: resumed segments and deduplicated targets add nothing
+        uploaded = sum(t.bytes_uploaded for t in outcome.targets if isinstance(t, TargetOutcome))
+        reused = sum(t.segments_reused for t in outcome.targets if isinstance(t, TargetOutcome))
+        self.metrics.copy_succeeded(uploaded, outcome.seconds, outcome.retries)
+        log.info("job succeeded: %d bytes in %.2fs to %d target(s), md5 %s; read %d bytes, "
+                 "uploaded %d, reused %d segments of an earlier attempt", outcome.size,
+                 outcome.seconds, len(outcome.targets), outcome.md5, outcome.bytes_read,
+                 uploaded, reused)
+
+    async def _record_partial_failure(self, job: JobRecord, progress: JobProgress,
+                                      outcome: FanOutOutcome, failed: CopyFailed) -> None:
+        """Some targets of a fan-out copy failed (and were cleaned up): the job fails naming
+        them, while the targets that succeeded stay published and indexed."""
+        log.warning("job failed: %s: %s", failed.code, failed.message)
+
+        async def record() -> bool:
+            await progress.flush()
+            return await self.store.finish_failed(job.id, self.settings.worker_id, failed.code,
+                                                  failed.message, copy_spec(job), outcome)
+
+        if await self._record_end("record the failed targets", record):
+            self.metrics.job_failed(failed.code)
 
     async def _record_image_success(self, job: JobRecord, progress: JobProgress,
                                     outcome: ImageCopyOutcome) -> None:
@@ -255,17 +275,25 @@ class Worker:
         return self.images
 
     async def _copy(self, job: JobRecord, resume: tuple[Segment, ...],
-                    progress: JobProgress) -> CopyOutcome | ImageCopyOutcome:
+                    progress: JobProgress) -> FanOutOutcome | ImageCopyOutcome:
         if job.image is not None:
             return await self._image_copier().copy(image_job(job, resume), progress)
-        return await self.copier.copy(copy_spec(job, resume), progress)
+        return await self.copier.copy_to_all(copy_spec(job, resume), progress)
 
     async def _copy_under_lease(self, job: JobRecord, claimed_at: float,
-                                progress: JobProgress) -> CopyOutcome | ImageCopyOutcome:
+                                progress: JobProgress) -> FanOutOutcome | ImageCopyOutcome:
+        """The copy to every target of the job, or the image copy; raises CopyFailed when it
+        failed as a whole (for a job of one target: when that target failed)."""
         job_id = job.id
         cancel_requested = self._cancel_requests[job_id] = asyncio.Event()
         try:
-            # A job taken over from a worker that died: keep the segments it recorded.
+            # A job taken over from a worker that died: keep the segments it recorded. A
+            # segment is recorded once every target still in the copy stored it, and each
+            # target checks the recorded segments in its own segment container (a HEAD of its
+            # own segment name, its size and ETag; engine/publisher.py `reusable`), writing
+            # again whatever it lacks. So a fan-out job resumes from the same records, every
+            # target again (none is known to have ended before the job did), and a target
+            # that failed in the attempt that died simply writes its segments anew.
             resume = await self.retry.until_back(
                 "read the segments recorded by earlier attempts",
                 lambda: self.store.recorded_segments(job_id),
@@ -312,3 +340,18 @@ class Worker:
                 raise LeaseLost(str(job_id))
             if state is JobState.CANCELLING:
                 raise CancelRequested(str(job_id))
+
+
+def targets_failed(spec: CopySpec, outcome: FanOutOutcome) -> CopyFailed | None:
+    """The job's failure when some targets of its copy failed, naming each with its error
+    code and reason (the first one's code is the job's); None when every target succeeded."""
+    failures = [(position, result) for position, result in enumerate(outcome.targets)
+                if isinstance(result, CopyFailed)]
+    if not failures:
+        return None
+    named = "; ".join(f"targets[{position}] ({spec.targets[position].ref.describe()}): "
+                      f"{failure.code}: {failure.message}" for position, failure in failures)
+    succeeded = len(outcome.targets) - len(failures)
+    return CopyFailed(failures[0][1].code,
+                      f"{len(failures)} of {len(outcome.targets)} targets failed, "
+                      f"{succeeded} published and verified: {named}")

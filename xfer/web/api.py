@@ -11,7 +11,7 @@ from aiohttp import web
 from xfer.engine.types import ObjectRef
 from xfer.errors import RequestError
 from xfer.jobs.metrics import Metrics
-from xfer.jobs.records import IndexedObject, JobDetail, JobRecord
+from xfer.jobs.records import IndexedObject, JobDetail, JobError, JobRecord, TargetRecord
 from xfer.jobs.store import IdempotencyConflict, JobStore
 from xfer.settings import Settings
 from xfer.web.auth import Caller, authorize
@@ -41,6 +41,17 @@ def _ref_json(ref: ObjectRef) -> dict[str, str]:
     return {"region": ref.region, "container": ref.container, "object": ref.object}
 
 
+def _error_json(error: JobError | None) -> dict[str, str] | None:
+    return None if error is None else {"code": error.code, "message": error.message}
+
+
+def _target_json(target: TargetRecord) -> dict[str, Any]:
+    return {**_ref_json(target.ref), "state": target.state.value,
+            "error": _error_json(target.error), "md5": target.md5, "etag": target.etag,
+            "verification": target.verification, "bytes_uploaded": target.bytes_uploaded,
+            "segments_reused": target.segments_reused}
+
+
 def job_json(job: JobRecord) -> dict[str, Any]:
     """A job as the API shows it; `rate` and `eta` are computed against the database's clock
     at the time the job was read."""
@@ -51,7 +62,9 @@ def job_json(job: JobRecord) -> dict[str, Any]:
         "state": job.state.value,
         "source": _ref_json(job.source),
         "target": _ref_json(job.target),
+        "targets": [_target_json(target) for target in job.targets],
         "checksum": job.expected_md5,
+        "max_rate_mb": job.max_rate_mb,
         "bytes_total": job.bytes_total,
         "bytes_done": job.bytes_done,
         "rate": None if rate is None else round(rate, 1),
@@ -69,8 +82,7 @@ def job_json(job: JobRecord) -> dict[str, Any]:
         "deduplicated": job.existing is not None,
         "existing": None if job.existing is None else _ref_json(job.existing),
         "attempts": job.attempts,
-        "error": None if job.error is None else {"code": job.error.code,
-                                                  "message": job.error.message},
+        "error": _error_json(job.error),
         "kind": job.kind,
         "image": _image_json(job),
         "created_at": _timestamp(job.created_at),

@@ -18,7 +18,7 @@ from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from pydantic_core import CoreSchema
 
 from xfer.engine.types import Verification
-from xfer.jobs.states import JobState
+from xfer.jobs.states import JobState, TargetState
 from xfer.web import validation
 from xfer.web.api import SETTINGS
 from xfer.web.validation import MD5_PATTERN
@@ -108,11 +108,30 @@ def _job_schemas() -> dict[str, Schema]:
                        "object": {"type": "string"}})
     stamp = nullable("string", format="date-time")
     count = {"type": "integer", "minimum": 0}
+    verification = {"enum": [*(v.value for v in Verification), None], "description": (
+        "end_to_end: the whole-object MD5 equals an independent value (the checksum "
+        "asked for, or a plain source's ETag); source_pinned: an SLO or DLO without a "
+        "checksum, hashed and read as one pinned version, with nothing independent to "
+        "compare with; null until the job (or the target) succeeds")}
+    error = {"oneOf": [{"type": "null"}, closed({"code": {"type": "string"},
+                                                 "message": {"type": "string"}})]}
+    target = closed({
+        **location["properties"],
+        "state": {"enum": [state.value for state in TargetState], "description": (
+            "succeeded: published, verified and indexed; a fan-out job fails when any "
+            "target fails, and its targets that succeeded stay published")},
+        "error": error, "md5": nullable("string"), "etag": nullable("string"),
+        "verification": verification, "bytes_uploaded": nullable("integer", minimum=0),
+        "segments_reused": nullable("integer", minimum=0)})
     job_fields = {
         "id": {"type": "string", "format": "uuid"},
         "state": {"type": "string", "enum": STATES},
         "source": location, "target": location,
+        "targets": {"type": "array", "items": target, "minItems": 1,
+                    "description": "every target, in order; the first is `target`"},
         "checksum": nullable("string", pattern=MD5_PATTERN),
+        "max_rate_mb": nullable("number", exclusiveMinimum=0,
+                                description="the job's own cap on reading, MB/s"),
         "bytes_total": nullable("integer", minimum=0), "bytes_done": count,
         "rate": nullable("number", minimum=0,
                          description="bytes per second since the job first started"),
@@ -121,11 +140,7 @@ def _job_schemas() -> dict[str, Schema]:
         "layout": {"enum": ["slo", "plain", None]},
         "md5": nullable("string"), "sha512": nullable("string"), "etag": nullable("string"),
         "md5_checked_against": nullable("string"),
-        "verification": {"enum": [*(v.value for v in Verification), None], "description": (
-            "end_to_end: the whole-object MD5 equals an independent value (the checksum "
-            "asked for, or a plain source's ETag); source_pinned: an SLO or DLO without a "
-            "checksum, hashed and read as one pinned version, with nothing independent to "
-            "compare with; null until the job succeeds")},
+        "verification": verification,
         "retries": count, "bytes_uploaded": nullable("integer", minimum=0),
         "segments_reused": nullable("integer", minimum=0),
         "deduplicated": {"type": "boolean",
@@ -133,8 +148,7 @@ def _job_schemas() -> dict[str, Schema]:
         "existing": {"oneOf": [{"type": "null"}, location],
                      "description": "that copy, when deduplicated"},
         "attempts": count,
-        "error": {"oneOf": [{"type": "null"}, closed({"code": {"type": "string"},
-                                                      "message": {"type": "string"}})]},
+        "error": error,
         "kind": {"enum": ["object", "image"],
                  "description": "object: a Swift object copy; image: a Glance image copy"},
         "image": {"oneOf": [{"type": "null"}, closed({

@@ -42,6 +42,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
+    field_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -58,6 +59,8 @@ MAX_OBJECT_NAME_BYTES = 1024
 SEGMENT_NAME_OVERHEAD = len(TargetSpec(ObjectRef("", "", ""), "").segment_name(
     str(uuid.UUID(int=0)), 0))
 INT64_MAX = 2**63 - 1  # PostgreSQL bigint, where segment_size is stored
+MAX_TARGETS = 8  # of one fan-out job
+MAX_RATE_MB = 1e9  # a per-job cap above 1 PB/s caps nothing; bytes/s stays a finite float
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
 # Patterns mean the same in pydantic's regex engine (Rust) and in JSON Schema (ECMA 262): `$`
@@ -161,9 +164,24 @@ class TargetBody(_Body):
     object: ObjectName | None = None
 
 
+def _present_only(schema: dict[str, Any]) -> None:
+    """The JSON Schema of an optional field that may be absent but never null."""
+    (kind,) = [kind for kind in schema.pop("anyOf") if kind != {"type": "null"}]
+    schema.pop("default", None)
+    schema.update(kind)
+
+
 class JobRequestBody(_Body):
+    # Exactly one of target and targets; validate_job_request names the field when not.
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["target"]},
+                                                           {"required": ["targets"]}]})
+
     source: SourceBody
-    target: TargetBody
+    target: TargetBody | None = Field(None, json_schema_extra=_present_only)
+    targets: Annotated[list[TargetBody], Field(min_length=1, max_length=MAX_TARGETS)] | None = (
+        Field(None, json_schema_extra=_present_only,
+              description="several targets of one job, each as `target` (container and "
+                          "object default to the source's), all written from one reading"))
     checksum: Md5Hex | None = Field(None, description="expected content MD5 (Glance's "
                                     "checksum); needed to verify an SLO or DLO source end to end")
     segment_size: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = Field(
@@ -171,6 +189,16 @@ class JobRequestBody(_Body):
                           "an integer written as one, not 1.0 or 1e6")
     segment_container: ContainerName | None = Field(
         None, description="where segments go; default: the target's container")
+    max_rate_mb: Annotated[float, Field(gt=0, le=MAX_RATE_MB, allow_inf_nan=False)] | None = (
+        Field(None, description="MB/s (10^6 bytes) this job may read from the source, below "
+                                "the process's own cap"))
+
+    @field_validator("target", "targets", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise PydanticCustomError("null", "give it or leave it out; null is not a target")
+        return value
 
 
 def _basic_plane(value: Any) -> Any:
@@ -310,8 +338,12 @@ JOB_ID = TypeAdapter(uuid.UUID)
 
 
 def _field(location: tuple[int | str, ...], root: str) -> str:
-    # an unknown field's name is the client's own text: a 60 KiB key is not echoed whole
-    return ".".join(str(part)[:100] for part in location) or root
+    """A dotted path, list items by index: `targets[1].region`."""
+    path = ""
+    for part in location:
+        # an unknown field's name is the client's own text: a 60 KiB key is not echoed whole
+        path += f"[{part}]" if isinstance(part, int) else f".{str(part)[:100]}"
+    return path.lstrip(".") or root
 
 
 def _message(error: Mapping[str, Any], root: str) -> str:
@@ -338,21 +370,56 @@ def _validated(model: type[M], data: Any, regions: Collection[str], root: str) -
 
 
 def validate_job_request(body: Any, regions: Collection[str]) -> JobRequest:
-    """The checked request: the target's container and object default to the source's."""
+    """The checked request: each target's container and object default to the source's."""
     checked = _validated(JobRequestBody, body, regions, "body")
     source = ObjectRef(checked.source.region, checked.source.container, checked.source.object)
-    target = ObjectRef(
-        checked.target.region,
-        source.container if checked.target.container is None else checked.target.container,
-        source.object if checked.target.object is None else checked.target.object)
+    if checked.target is not None and checked.targets is not None:
+        raise RequestError("targets", "give target or targets, not both")
+    if checked.targets is not None:
+        bodies, names = checked.targets, [f"targets[{i}]" for i in range(len(checked.targets))]
+    elif checked.target is not None:
+        bodies, names = [checked.target], ["target"]
+    else:
+        raise RequestError("target", "required (or targets, a list of them)")
+    targets = [_target(source, target, name) for target, name in zip(bodies, names, strict=True)]
+    _check_distinct(targets, names, checked.segment_container)
+    return JobRequest(source, targets[0],
+                      None if checked.checksum is None else checked.checksum.lower(),
+                      checked.segment_size, checked.segment_container,
+                      tuple(targets[1:]), checked.max_rate_mb)
+
+
+def _target(source: ObjectRef, body: TargetBody, name: str) -> ObjectRef:
+    target = ObjectRef(body.region,
+                       source.container if body.container is None else body.container,
+                       source.object if body.object is None else body.object)
     room = MAX_OBJECT_NAME_BYTES - SEGMENT_NAME_OVERHEAD
     if len(target.object.encode()) > room:
-        raise RequestError("target.object", f"longer than {room} bytes of UTF-8: xfer names "
-                                            "the target's segments after it")
+        raise RequestError(f"{name}.object", f"longer than {room} bytes of UTF-8: xfer names "
+                                             "the target's segments after it")
     if source == target:
-        raise RequestError("target", "is the same object as the source")
-    return JobRequest(source, target, None if checked.checksum is None else checked.checksum.lower(),
-                      checked.segment_size, checked.segment_container)
+        raise RequestError(name, "is the same object as the source")
+    return target
+
+
+def _check_distinct(targets: list[ObjectRef], names: list[str],
+                    segment_container: str | None) -> None:
+    """No object twice, and no two targets sharing segment names: their segments are named
+    after the object in its segment container (TargetSpec.segment_name), so with one given
+    segment_container two targets in one region must not have the same object name."""
+    seen: dict[ObjectRef, str] = {}
+    segments: dict[tuple[str, str], str] = {}
+    for target, name in zip(targets, names, strict=True):
+        if target in seen:
+            raise RequestError(name, f"is the same object as {seen[target]}")
+        seen[target] = name
+        if segment_container is None:
+            continue
+        key = (target.region, target.object)
+        if key in segments:
+            raise RequestError(name, f"would share its segment names with {segments[key]} "
+                                     "(same region and object name, one segment_container)")
+        segments[key] = name
 
 
 def validate_query(model: type[M], query: MultiMapping[str], regions: Collection[str]) -> M:
