@@ -129,3 +129,88 @@ async def test_every_field_refuses_its_hostile_values_over_http(service: Service
             # NaN and Infinity are not JSON at all; everything else is refused in its field
             expected = "body" if raw in ("NaN", "Infinity") else field
             assert error["field"] == expected, (field, raw[:20], error)
+
+
+# --- several targets, and the per-job rate cap ----------------------------------------------
+
+FAN_OUT = {"source": {"region": "RegionOne", "container": "c", "object": "o"},
+           "targets": [{"region": "RegionTwo"}, {"region": "RegionOne", "container": "copies"}],
+           "max_rate_mb": 40}
+
+
+async def test_targets_and_the_rate_cap_are_named_when_bad(service: Service):
+    source = FAN_OUT["source"]
+    cases = [
+        ({"source": source}, "target"),
+        ({**FAN_OUT, "target": {"region": "RegionTwo"}}, "targets"),
+        ({**FAN_OUT, "targets": []}, "targets"),
+        ({**FAN_OUT, "targets": [{"region": "RegionTwo"}, {"region": "Mars"}]},
+         "targets[1].region"),
+        ({**FAN_OUT, "targets": [{"region": "RegionTwo"}, {"region": "RegionTwo", "object": "o"}]},
+         "targets[1]"),
+        ({**FAN_OUT, "targets": [{"region": "RegionTwo", "object": f"{i}"} for i in range(9)]},
+         "targets"),
+        ({**FAN_OUT, "max_rate_mb": 0}, "max_rate_mb"),
+        ({**FAN_OUT, "max_rate_mb": "40"}, "max_rate_mb"),
+        ({**FAN_OUT, "max_rate_mb": True}, "max_rate_mb"),
+    ]
+    for body, field in cases:
+        async with service.http.post(f"{service.url}/v1/jobs", json=body) as response:
+            error = await error_of(response)
+            assert response.status == 400, (body, error)
+            assert error["field"] == field, (body, error)
+    huge = json.dumps(FAN_OUT).replace('"max_rate_mb": 40', '"max_rate_mb": 1e999').encode()
+    async with service.http.post(f"{service.url}/v1/jobs", data=huge) as response:
+        assert response.status == 400 and (await error_of(response))["field"] == "max_rate_mb"
+
+
+async def test_a_fan_out_job_shows_each_target_and_its_cap(service: Service):
+    job = await service.submit(FAN_OUT)
+    assert job["max_rate_mb"] == 40
+    assert job["target"] == {"region": "RegionTwo", "container": "c", "object": "o"}
+    assert [(t["region"], t["container"], t["object"]) for t in job["targets"]] == [
+        ("RegionTwo", "c", "o"), ("RegionOne", "copies", "o")]
+    ended = await service.wait(job["id"])  # there is no source object c/o
+    assert ended["state"] == "failed" and ended["error"]["code"] == "source_not_found"
+    # the copy failed as a whole: so did every target, with the job's error
+    assert [(t["state"], t["error"]) for t in ended["targets"]] == [
+        ("failed", ended["error"])] * 2
+    single = await service.submit(BODY)
+    assert single["max_rate_mb"] is None
+    assert [t["region"] for t in single["targets"]] == ["RegionTwo"]
+
+
+async def test_idempotency_replays_a_fan_out_job(service: Service):
+    url = f"{service.url}/v1/jobs"
+    headers = {"Idempotency-Key": "fan-out-cirros"}
+    async with service.http.post(url, json=FAN_OUT, headers=headers) as first:
+        assert first.status == 201
+        job = await first.json()
+    async with service.http.post(url, json=FAN_OUT, headers=headers) as again:
+        assert again.status == 200
+        replayed = await again.json()
+        assert replayed["id"] == job["id"] and len(replayed["targets"]) == 2
+    for other in ({**FAN_OUT, "targets": FAN_OUT["targets"][::-1]},
+                  {**FAN_OUT, "targets": FAN_OUT["targets"][:1]},
+                  {**FAN_OUT, "max_rate_mb": 41}):
+        async with service.http.post(url, json=other, headers=headers) as conflict:
+            assert conflict.status == 409, other
+    # one target asked as `target` or as `targets` is the same request
+    headers = {"Idempotency-Key": "one-target-either-way"}
+    async with service.http.post(url, json=BODY, headers=headers) as first:
+        assert first.status == 201
+        job = await first.json()
+    as_list = {"source": BODY["source"], "targets": [BODY["target"]]}
+    async with service.http.post(url, json=as_list, headers=headers) as again:
+        assert again.status == 200 and (await again.json())["id"] == job["id"]
+
+
+async def test_listing_by_region_matches_any_target(service: Service):
+    source = {"region": "RegionTwo", "container": "c", "object": "o"}
+    fan_out = await service.submit({"source": source, "targets": [
+        {"region": "RegionTwo", "container": "d"}, {"region": "RegionOne"}]})
+    elsewhere = await service.submit({"source": source,
+                                      "target": {"region": "RegionTwo", "container": "e"}})
+    async with service.http.get(f"{service.url}/v1/jobs?region=RegionOne") as response:
+        ids = [j["id"] for j in (await response.json())["jobs"]]
+    assert fan_out["id"] in ids and elsewhere["id"] not in ids

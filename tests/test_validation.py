@@ -16,9 +16,11 @@ from xfer.errors import ConfigError, RequestError
 from xfer.jobs.records import JobRequest
 from xfer.jobs.states import JobState
 from xfer.settings import from_environ
+from xfer.jobs.store import request_digest
 from xfer.web.validation import (
     INT64_MAX,
     MAX_OBJECT_NAME_BYTES,
+    MAX_TARGETS,
     SEGMENT_NAME_OVERHEAD,
     JobsQuery,
     encode_cursor,
@@ -168,7 +170,8 @@ JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(st.characters()),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
     max_leaves=8)
-PATHS = st.sampled_from([*STRING_FIELDS, "segment_size", "source", "target", "extra"])
+PATHS = st.sampled_from([*STRING_FIELDS, "segment_size", "source", "target", "targets",
+                         "max_rate_mb", "extra"])
 
 
 @given(PATHS, JSON_VALUES)
@@ -176,8 +179,18 @@ def test_any_value_in_any_field_is_accepted_or_named(path, value):
     try:
         validate_job_request(with_field(path, value), REGIONS)
     except RequestError as error:
-        assert error.field.split(".")[0] in {"source", "target", "checksum", "segment_size",
-                                             "segment_container", "extra"}
+        assert error.field.split(".")[0].split("[")[0] in {
+            "source", "target", "targets", "checksum", "segment_size", "segment_container",
+            "max_rate_mb", "extra"}
+
+
+@given(st.lists(JSON_VALUES, max_size=10))
+def test_any_targets_list_is_accepted_or_named(targets):
+    body = {"source": GOOD["source"], "targets": targets}
+    try:
+        validate_job_request(body, REGIONS)
+    except RequestError as error:
+        assert error.field == "targets" or error.field.startswith("targets[")
 
 
 @given(st.binary(max_size=200))
@@ -356,3 +369,127 @@ def test_regions_variable_reads_back_as_the_same_regions():
                RegionConfig("RegionTwo", "http://127.0.0.1:2/auth/v1.0", "c:d", "k2")]
     settings = from_environ({"XFER_REGIONS": regions_variable(regions)})
     assert list(settings.regions.values()) == regions
+
+
+# --- several targets, and the per-job rate cap ----------------------------------------------
+
+SOURCE = GOOD["source"]
+
+
+def fan_out(*targets: object, **extra: object) -> dict:
+    return {"source": SOURCE, "targets": list(targets), **extra}
+
+
+def test_targets_fill_each_target_as_target_does_and_keep_their_order():
+    job = validate_job_request(fan_out({"region": "RegionTwo"},
+                                       {"region": "RegionOne", "container": "copies"},
+                                       {"region": "RegionTwo", "object": "other.img"}), REGIONS)
+    assert job.targets == (ObjectRef("RegionTwo", "images", "cirros.img"),
+                           ObjectRef("RegionOne", "copies", "cirros.img"),
+                           ObjectRef("RegionTwo", "images", "other.img"))
+    assert job.target == job.targets[0]
+    one = validate_job_request(fan_out({"region": "RegionTwo"}), REGIONS)
+    assert one == validate_job_request(GOOD, REGIONS) and one.more_targets == ()
+
+
+TARGET_FIELD_CASES = [
+    ({"region": "Mars"}, "targets[1].region"),
+    ({}, "targets[1].region"),
+    ({"region": "RegionTwo", "container": "a/b"}, "targets[1].container"),
+    ({"region": "RegionTwo", "container": ".."}, "targets[1].container"),
+    ({"region": "RegionTwo", "container": ""}, "targets[1].container"),
+    ({"region": "RegionTwo", "object": "nul\x00"}, "targets[1].object"),
+    ({"region": "RegionTwo", "object": "n" * (MAX_OBJECT_NAME_BYTES - SEGMENT_NAME_OVERHEAD + 1)},
+     "targets[1].object"),
+    ({"region": "RegionTwo", "object": 7}, "targets[1].object"),
+    ({"region": "\ud800"}, "targets[1].region"),
+    ({"region": "RegionTwo", "extra": 1}, "targets[1].extra"),
+    ({"region": "RegionOne"}, "targets[1]"),  # the source itself
+    ("RegionTwo", "targets[1]"),
+    (None, "targets[1]"),
+    ([], "targets[1]"),
+]
+
+
+@pytest.mark.parametrize("second, field", TARGET_FIELD_CASES)
+def test_every_field_of_each_target_is_checked_and_named(second, field):
+    assert field_of(fan_out({"region": "RegionTwo", "object": "first.img"}, second)) == field
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"source": SOURCE}, "target"),
+    ({"source": SOURCE, "target": {"region": "RegionTwo"}, "targets": [{"region": "RegionTwo"}]},
+     "targets"),
+    ({"source": SOURCE, "target": None}, "target"),
+    ({"source": SOURCE, "targets": None}, "targets"),
+    ({"source": SOURCE, "target": None, "targets": [{"region": "RegionTwo"}]}, "target"),
+    (fan_out(), "targets"),
+    ({"source": SOURCE, "targets": {"region": "RegionTwo"}}, "targets"),
+    ({"source": SOURCE, "targets": "RegionTwo"}, "targets"),
+])
+def test_exactly_one_of_target_and_targets(body, field):
+    assert field_of(body) == field
+
+
+def test_at_most_max_targets():
+    targets = [{"region": "RegionTwo", "object": f"copy-{i}"} for i in range(MAX_TARGETS + 1)]
+    assert len(validate_job_request(fan_out(*targets[:MAX_TARGETS]), REGIONS).targets) == 8
+    assert field_of(fan_out(*targets)) == "targets"
+
+
+@pytest.mark.parametrize("targets, field", [
+    ([{"region": "RegionTwo"}, {"region": "RegionTwo"}], "targets[1]"),
+    # the same object once its defaults are filled in
+    ([{"region": "RegionOne", "object": "x"}, {"region": "RegionTwo"},
+      {"region": "RegionTwo", "container": "images", "object": "cirros.img"}], "targets[2]"),
+    ([{"region": "RegionTwo", "object": "x"}, {"region": "RegionTwo", "container": None},
+      {"region": "RegionTwo", "object": "x", "container": "images"}], "targets[2]"),
+])
+def test_duplicate_targets_are_named(targets, field):
+    assert field_of(fan_out(*targets)) == field
+
+
+def test_targets_sharing_one_segment_container_must_not_share_segment_names():
+    same_names = [{"region": "RegionTwo", "container": "a"}, {"region": "RegionTwo",
+                                                             "container": "b"}]
+    validate_job_request(fan_out(*same_names), REGIONS)  # each in its own container
+    assert field_of(fan_out(*same_names, segment_container="segs")) == "targets[1]"
+    other_region = [{"region": "RegionTwo", "container": "a"}, {"region": "RegionOne",
+                                                               "container": "b"}]
+    validate_job_request(fan_out(*other_region, segment_container="segs"), REGIONS)
+
+
+@pytest.mark.parametrize("value", [0, 0.0, -1, -0.5, -(10**30), float("nan"), float("inf"),
+                                   float("-inf"), 1e9 + 1, 10**30, "5", "", True, False, [5],
+                                   {"mb": 5}])
+def test_max_rate_mb_is_a_positive_finite_number(value):
+    assert field_of({**GOOD, "max_rate_mb": value}) == "max_rate_mb"
+
+
+@pytest.mark.parametrize("raw", [b"1e400", b"-1e400", b"1" + b"0" * 5000, b"0", b"true",
+                                 b'"40"'])
+def test_max_rate_mb_refuses_what_json_text_can_say(raw):
+    body = json.dumps(GOOD)[:-1].encode() + b', "max_rate_mb": ' + raw + b"}"
+    assert field_of(parse_json_body(body)) == "max_rate_mb"
+
+
+@pytest.mark.parametrize("value", [40, 0.5, 1e-3, 1e9, None])
+def test_max_rate_mb_is_kept_as_a_float(value):
+    job = validate_job_request({**GOOD, "max_rate_mb": value}, REGIONS)
+    assert job.max_rate_mb == value and (value is None or isinstance(job.max_rate_mb, float))
+
+
+def test_the_idempotency_digest_covers_targets_and_the_rate_cap():
+    one = validate_job_request(GOOD, REGIONS)
+    assert request_digest(validate_job_request(fan_out({"region": "RegionTwo"}), REGIONS)
+                          ) == request_digest(one)  # the same request, asked either way
+    two = validate_job_request(fan_out({"region": "RegionTwo"}, {"region": "RegionOne",
+                                                                 "container": "c"}), REGIONS)
+    swapped = validate_job_request(fan_out({"region": "RegionOne", "container": "c"},
+                                           {"region": "RegionTwo"}), REGIONS)
+    capped = validate_job_request({**GOOD, "max_rate_mb": 40}, REGIONS)
+    digests = {request_digest(job) for job in (one, two, swapped, capped)}
+    assert len(digests) == 4
+    assert two.canonical()["targets"][1] == {"region": "RegionOne", "container": "c",
+                                             "object": "cirros.img"}
+    assert capped.canonical()["max_rate_mb"] == 40.0
