@@ -338,3 +338,75 @@ async def test_fan_out_reads_once_and_a_failing_target_does_not_fail_the_other(
     assert refused.fired >= faulty.settings.request_attempts
     leftovers = [o.name for o in await regions["RegionTwo"].list_objects(broken_container)]
     assert leftovers == []  # the failed target was cleaned up, the other kept
+
+
+def source_reads(proxy: FaultProxy, container: str, name: str) -> int:
+    """The ranged GETs of one source object the proxy in front of its region answered."""
+    return sum(1 for e in proxy.exchanges if e.method == "GET" and e.status in (200, 206)
+               and re.search(object_path(container, name), e.target))
+
+
+async def indexed_regions(faulty: Faulty, checksum: str) -> dict[str, tuple[str, str]]:
+    async with asyncio.timeout(TEST_SECONDS), running_service(faulty.settings) as service:
+        async with service.http.get(f"{service.url}/v1/objects?checksum={checksum}") as found:
+            assert found.status == 200
+            return {o["region"]: (o["container"], o["object"])
+                    for o in (await found.json())["objects"]}
+
+
+async def test_a_fan_out_job_reads_the_source_once_and_verifies_and_indexes_each_target(
+        faulty: Faulty, regions: dict[str, SwiftClient]) -> None:
+    from xfer.engine.chunks import chunk_ranges
+
+    container, name, data = await plain_source(regions, "fan-out-job")
+    copies = container + "-copies"
+    job = await faulty.copy({
+        "source": {"region": "RegionOne", "container": container, "object": name},
+        "targets": [{"region": "RegionTwo"}, {"region": "RegionOne", "container": copies}],
+        "checksum": md5(data)})
+    assert job["state"] == "succeeded", job["error"]
+    assert [(t["region"], t["container"], t["state"], t["verification"], t["md5"])
+            for t in job["targets"]] == [
+        ("RegionTwo", container, "succeeded", "end_to_end", md5(data)),
+        ("RegionOne", copies, "succeeded", "end_to_end", md5(data))]
+    assert all(t["error"] is None and t["etag"] for t in job["targets"])
+    assert job["etag"] == job["targets"][0]["etag"]
+    assert await read_back(regions["RegionTwo"], container, name) == data
+    assert await read_back(regions["RegionOne"], copies, name) == data
+    # one reading for both targets: each chunk of each segment fetched once
+    chunk_size = faulty.settings.chunk_size
+    once = sum(len(chunk_ranges(s["offset"], s["length"], chunk_size)) for s in job["segments"])
+    assert source_reads(faulty.source, container, name) == once
+    assert await indexed_regions(faulty, md5(data)) == {
+        "RegionTwo": (container, name), "RegionOne": (copies, name)}
+
+
+async def test_a_fan_out_job_with_a_failing_target_fails_naming_it_and_keeps_the_other(
+        faulty: Faulty, regions: dict[str, SwiftClient]) -> None:
+    container, name, data = await plain_source(regions, "fan-out-fails")
+    good, broken = container + "-good", container + "-broken"
+    refused = faulty.target.add(status("PUT", re.escape(broken) + r"/.*xfer-segments", 503,
+                                       times=NEVER_ENDING))
+    job = await faulty.copy({
+        "source": {"region": "RegionOne", "container": container, "object": name},
+        "targets": [{"region": "RegionOne", "container": good},
+                    {"region": "RegionTwo", "container": broken}],
+        "checksum": md5(data)})
+    assert refused.fired >= faulty.settings.request_attempts
+    assert job["state"] == "failed"
+    assert job["error"]["code"] == "target_unavailable", job["error"]
+    message = job["error"]["message"]
+    assert "1 of 2 targets failed" in message and f"targets[1] ({broken}/{name} in RegionTwo)" \
+        in message and "targets[0]" not in message, message
+    kept, failed = job["targets"]
+    assert (kept["state"], kept["verification"], kept["md5"]) == (
+        "succeeded", "end_to_end", md5(data))
+    assert failed["state"] == "failed" and failed["error"]["code"] == "target_unavailable"
+    assert failed["etag"] is None and failed["verification"] is None
+    # the good target stays published and indexed; the failing one is cleaned up
+    assert await read_back(regions["RegionOne"], good, name) == data
+    assert await indexed_regions(faulty, md5(data)) == {"RegionOne": (good, name)}
+    with pytest.raises(RemoteError) as missing:
+        await regions["RegionTwo"].head_object(broken, name)
+    assert missing.value.status == 404
+    assert [o.name for o in await regions["RegionTwo"].list_objects(broken)] == []

@@ -15,8 +15,8 @@ from xfer.engine.types import ObjectRef
 from xfer.errors import ConfigError, RequestError
 from xfer.jobs.records import JobRequest
 from xfer.jobs.states import JobState
-from xfer.settings import from_environ
 from xfer.jobs.store import request_digest
+from xfer.settings import from_environ
 from xfer.web.validation import (
     INT64_MAX,
     MAX_OBJECT_NAME_BYTES,

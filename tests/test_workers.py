@@ -199,3 +199,75 @@ async def test_a_stopping_service_hands_its_job_back_and_the_next_one_resumes(
     assert finished["state"] == "succeeded", finished["error"]
     assert finished["md5"] == md5(data) and finished["attempts"] == 2
     assert finished["segments_reused"] == len(recorded)
+
+
+async def test_a_jobs_targets_and_rate_cap_reach_the_copy_engine(
+        settings: Settings, store: JobStore, swift_http):
+    from xfer.clients.swift import SwiftRegions
+    from xfer.engine.object_copy import Copier
+    from xfer.jobs.store import copy_spec
+
+    container, name = unique("capped"), "image.raw"
+    request = JobRequest(ObjectRef("RegionOne", container, name),
+                         ObjectRef("RegionTwo", container, name),
+                         more_targets=(ObjectRef("RegionOne", container + "-copy", name),),
+                         max_rate_mb=2.5)
+    job_id = (await store.create_job(request))[0].id
+    spec = copy_spec(await store.get_job(job_id))
+    assert spec.max_rate == 2.5e6
+    assert [t.ref for t in spec.targets] == list(request.targets)
+    assert [t.segment_container for t in spec.targets] == [container, container + "-copy"]
+
+    class Reached(Exception):
+        pass
+
+    asked: list[float | None] = []
+
+    class Rates:  # stands in for the process's RateShares: what rate does the copy ask for?
+        @contextlib.contextmanager
+        def bucket(self, job_rate):
+            asked.append(job_rate)
+            raise Reached
+            yield
+
+    copier = Copier(settings, SwiftRegions(swift_http, dict(settings.regions)))
+    copier.rates = Rates()
+    with pytest.raises(Reached):
+        await copier.copy_to_all(spec, None)
+    assert asked == [2.5e6]
+    uncapped = copy_spec(await store.get_job((await store.create_job(
+        job_request(container, name)))[0].id))
+    assert uncapped.max_rate is None and uncapped.more_targets == ()
+
+
+async def test_a_fan_out_job_handed_back_resumes_every_target_from_its_records(
+        settings: Settings, store: JobStore, regions: dict[str, SwiftClient]):
+    from tests.conftest import running_service
+    from tests.sources import read_back
+
+    container, name, data = unique("fan-out-handover"), "image.raw", payload(24 * MiB)
+    copies = container + "-copies"
+    await put_plain(regions["RegionOne"], container, name, data)
+    body = {**job_body(container, name), "targets": [
+        {"region": "RegionTwo"}, {"region": "RegionOne", "container": copies}]}
+    del body["target"]
+    slow = settings.with_overrides(segment_size=256 * 1024, segments_in_flight=2)
+    async with running_service(slow) as service:
+        job_id = (await service.submit(body))["id"]
+        async with asyncio.timeout(60):
+            while ((await service.job(job_id))["bytes_done"] or 0) < len(data) // 4:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    handed_back = await store.get_job(uuid.UUID(job_id))
+    assert handed_back.state == "queued", "the copy ended before the stop: nothing to hand back"
+    assert {t.state for t in handed_back.targets} == {"queued"}
+    recorded = await store.recorded_segments(uuid.UUID(job_id))
+    assert recorded
+    async with running_service(slow) as service:
+        finished = await service.wait(job_id, deadline=90)
+    assert finished["state"] == "succeeded", finished["error"]
+    assert finished["attempts"] == 2
+    # each target checked the recorded segments in its own segment container and kept them
+    assert [t["segments_reused"] for t in finished["targets"]] == [len(recorded)] * 2
+    assert finished["segments_reused"] == 2 * len(recorded)
+    assert await read_back(regions["RegionTwo"], container, name) == data
+    assert await read_back(regions["RegionOne"], copies, name) == data
