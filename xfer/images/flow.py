@@ -24,12 +24,13 @@ left; the job says why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
 
 from xfer.clients.glance import GlanceClient
-from xfer.clients.keystone import TrustTokens
+from xfer.clients.keystone import TrustTokens, account_url
 from xfer.clients.openstack import OpenStackClients
 from xfer.clients.swift import SwiftClient
 from xfer.engine.object_copy import Copier
@@ -111,9 +112,13 @@ class ImageCopier:
         clients = await self._clients(job)
         source = await self._source_image(clients.source_glance, job)
         info = await clients.tokens.info()
-        # Where the multi-tenant store keeps the owner's images, when Glance hides direct_url.
-        owner_url = (info.endpoint("object-store", job.source_region) or "").replace(
-            f"AUTH_{info.project_id}", f"AUTH_{source.owner}")
+        # Where the multi-tenant store keeps the owner's images, when Glance hides direct_url
+        # ("": no account xfer can name, and swift_location says unsupported_store).
+        owner_url = ""
+        store_url = info.endpoint("object-store", job.source_region)
+        if store_url and source.owner:
+            with contextlib.suppress(ValueError):
+                owner_url = account_url(store_url, info.project_id, source.owner)
         location = swift_location(source, owner_url)  # UnsupportedStore for other stores
         source_ref = ObjectRef(job.source_region, location.container, location.object)
         clients.source_swift = self.openstack.swift(clients.tokens, job.source_region,
