@@ -250,14 +250,36 @@ async def test_the_checksum_index_finds_both_and_a_second_copy_is_deduplicated_u
     assert oldest[TARGET] == first["image"]["target_image_id"]
 
 
-async def test_a_source_in_glances_file_store_is_unsupported_store(
+async def test_a_source_in_glances_file_store_is_read_through_its_glance_verified(
         xfer: Service, cloud: devcloud.CloudInfo,
         sessions: dict[str, ksa_session.Session]) -> None:
+    """Issue 10's third item: a store xfer cannot read itself; the bytes come through the
+    source Glance's ranged /file, in parallel, and are verified against the image."""
     alice = sessions["alice"]
-    file_api = cloud.glances[SOURCE].file_store_url
-    source = upload(alice, SOURCE, os.urandom(100_000), through=file_api)
+    data = os.urandom(9 * MiB + 5)  # several chunks: ranged reads, not one GET
+    source = upload(alice, SOURCE, data, through=cloud.glances[SOURCE].file_store_url)
+    assert source["direct_url"].startswith("file://")
 
     job = await copy_image(xfer, alice, source["id"])
+
+    assert job["state"] == "succeeded", job["error"]
+    assert job["source"] == {"region": SOURCE, "container": "glance:file",
+                             "object": source["id"]}
+    assert job["verification"] == "end_to_end" and job["md5"] == hashlib.md5(data).hexdigest()
+    copy = glance_image(alice, TARGET, job["image"]["target_image_id"])
+    assert copy["status"] == "active"
+    assert (copy["checksum"], copy["os_hash_value"]) == (source["checksum"],
+                                                        source["os_hash_value"])
+
+
+async def test_a_source_in_glances_file_store_is_unsupported_store_when_told_not_to_read_through_glance(
+        image_settings: Settings, cloud: devcloud.CloudInfo,
+        sessions: dict[str, ksa_session.Session]) -> None:
+    alice = sessions["alice"]
+    source = upload(alice, SOURCE, os.urandom(100_000),
+                    through=cloud.glances[SOURCE].file_store_url)
+    async with running_service(image_settings.with_overrides(read_through_glance=False)) as xfer:
+        job = await copy_image(xfer, alice, source["id"])
 
     assert job["state"] == "failed"
     assert job["error"]["code"] == "unsupported_store", job["error"]

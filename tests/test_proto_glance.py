@@ -21,6 +21,7 @@ from xfer.errors import (
     RegistrationFailed,
     TargetForbidden,
     UnsupportedStore,
+    XferError,
 )
 from xfer.proto import glance
 from xfer.proto.glance import Image, SwiftLocation
@@ -365,3 +366,29 @@ def test_location_url_and_swift_location_round_trip(container: str, obj: str,
     location = SwiftLocation(storage, container, obj)
     url = glance.location_url(location)
     assert glance.swift_location(at(url), "http://unused/v1/AUTH_x") == location
+
+
+@pytest.mark.parametrize("status, headers, error", [
+    (206, {"Content-Range": "bytes 10-19/100"}, None),
+    (200, {}, "IntegrityError-or-RemoteError"),  # a whole body for a part: refused
+    (206, {"Content-Range": "bytes 10-18/100"}, "IntegrityError"),
+    (206, {"Content-Range": "bytes 10-19/101"}, "IntegrityError"),
+    (206, {}, "IntegrityError"),
+    (404, {}, "ImageNotFound"), (403, {}, "ImageNotFound"), (500, {}, "RemoteError"),
+])
+def test_a_ranged_file_read_takes_exactly_the_range_asked(status: int, headers: dict[str, str],
+                                                          error: str | None) -> None:
+    request = glance.file_range_request("http://g", "token", "abc", 10, 10)
+    assert request.headers["Range"] == "bytes=10-19"
+    reply = Reply(status, headers)
+    if error is None:
+        glance.check_file_range_reply(request, reply, 10, 10, 100)
+        return
+    with pytest.raises(XferError) as raised:
+        glance.check_file_range_reply(request, reply, 10, 10, 100)
+    assert type(raised.value).__name__ in error.split("-or-")
+
+
+def test_the_whole_image_may_come_as_200() -> None:
+    request = glance.file_range_request("http://g", "token", "abc", 0, 100)
+    glance.check_file_range_reply(request, Reply(200, {}), 0, 100, 100)

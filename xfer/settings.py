@@ -100,6 +100,10 @@ class Settings:
     # (Glance's own and per-image fields are never copied; see proto/glance.py).
     property_allow: tuple[str, ...] = ("*",)
     property_deny: tuple[str, ...] = ("os_glance_*",)
+    # An image in a store xfer cannot read (file, RBD, single-tenant Swift): read its bytes
+    # through the source Glance's ranged /file instead (still verified end to end); False:
+    # fail such copies with unsupported_store.
+    read_through_glance: bool = True
     # A copy acts as its user through a Keystone trust that expires after this long.
     trust_hours: float = 24.0
     # How long the target Glance may take to read the copy back and make the image active.

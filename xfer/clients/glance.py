@@ -10,7 +10,13 @@ from typing import Any
 
 import aiohttp
 
-from xfer.clients.transport import exchange
+from xfer.clients.transport import (
+    RangeProgress,
+    exchange,
+    read_exactly,
+    translated_errors,
+    wire_url,
+)
 from xfer.errors import ConfigError, CopyFailed, ImageNotFound, RegistrationFailed
 from xfer.proto import glance
 from xfer.proto.glance import Image, ImageTask, SwiftLocation
@@ -32,6 +38,20 @@ class GlanceClient:
 
     async def _send(self, request: Request) -> tuple[Request, Reply]:
         return request, await exchange(self.http, glance.SERVICE, request)
+
+    async def read_range_into(self, image_id: str, start: int, image_size: int,
+                              buffer: memoryview, progress: RangeProgress | None = None) -> None:
+        """Fill `buffer` with bytes [start, start + len(buffer)) of the image's data, read
+        through Glance (`/file` with Range): for images in a store xfer cannot read itself.
+        An active image's data never changes, so no read needs pinning."""
+        request = glance.file_range_request(self.image_url, await self._user_token(), image_id,
+                                            start, len(buffer))
+        async with translated_errors(glance.SERVICE, request), self.http.get(
+                wire_url(request), headers=request.headers) as response:
+            head = Reply(response.status, response.headers,
+                         b"" if response.status < 300 else await response.read())
+            glance.check_file_range_reply(request, head, start, len(buffer), image_size)
+            await read_exactly(request, response, buffer, progress)
 
     async def image(self, image_id: str) -> Image:
         return glance.parse_image(*await self._send(

@@ -34,13 +34,23 @@ from xfer.clients.keystone import TrustTokens, account_url
 from xfer.clients.openstack import OpenStackClients
 from xfer.clients.swift import SwiftClient
 from xfer.engine.object_copy import Copier
+from xfer.engine.sources import GlanceImageSource, SourceReader
 from xfer.engine.types import CopyOutcome, CopySpec, ObjectRef
-from xfer.errors import CopyFailed, ImageNotFound, RemoteError, TransportError, XferError
+from xfer.errors import (
+    CopyFailed,
+    ImageNotFound,
+    RemoteError,
+    TransportError,
+    UnsupportedStore,
+    XferError,
+)
 from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageObserver, ImageStep
 from xfer.proto.glance import Image, SwiftLocation, propagated_body, swift_location
 from xfer.settings import Settings
 
 log = logging.getLogger(__name__)
+# The job's source container when the bytes came through the source Glance's /file.
+THROUGH_GLANCE = "glance:file"  # and the image id as its object
 HASH_ALGORITHM = "sha512"  # Glance's default `hashing_algorithm`; os_hash_value is checked
 
 
@@ -119,10 +129,20 @@ class ImageCopier:
         if store_url and source.owner:
             with contextlib.suppress(ValueError):
                 owner_url = account_url(store_url, info.project_id, source.owner)
-        location = swift_location(source, owner_url)  # UnsupportedStore for other stores
-        source_ref = ObjectRef(job.source_region, location.container, location.object)
-        clients.source_swift = self.openstack.swift(clients.tokens, job.source_region,
-                                                    _account_of(location))
+        reader: SourceReader | None = None  # None: the engine reads the source's Swift
+        try:
+            location = swift_location(source, owner_url)
+        except UnsupportedStore:
+            if not self.settings.read_through_glance:
+                raise
+            # A store xfer cannot read itself: the bytes come through the source Glance's
+            # ranged /file, still verified end to end; the job's source says so.
+            source_ref = ObjectRef(job.source_region, THROUGH_GLANCE, source.id)
+            reader = GlanceImageSource(clients.source_glance, source.id, source.size or 0)
+        else:
+            source_ref = ObjectRef(job.source_region, location.container, location.object)
+            clients.source_swift = self.openstack.swift(clients.tokens, job.source_region,
+                                                        _account_of(location))
         await observer.source_found(source_ref, source.checksum or "")
         log.info("source image %s: %d bytes at %s", source.id, source.size or 0,
                  source_ref.describe())
@@ -150,7 +170,7 @@ class ImageCopier:
                 log.info("created the target image %s in %s", target_image.id,
                          job.target_region)
             return await self._copy_into(job, clients, source, source_ref, target_image,
-                                         observer)
+                                         observer, reader)
         except asyncio.CancelledError:
             if not observer.handing_over:
                 await self._remove(job, clients, target_image, observer)
@@ -160,8 +180,8 @@ class ImageCopier:
             raise
 
     async def _copy_into(self, job: ImageCopyJob, clients: _JobClients, source: Image,
-                         source_ref: ObjectRef, target_image: Image, observer: ImageObserver
-                         ) -> ImageCopyOutcome:
+                         source_ref: ObjectRef, target_image: Image, observer: ImageObserver,
+                         reader: SourceReader | None = None) -> ImageCopyOutcome:
         container = image_container(target_image.id)
         target_ref = ObjectRef(job.target_region, container, target_image.id)
         if target_image.status == "active":  # registered by an earlier attempt
@@ -172,7 +192,8 @@ class ImageCopier:
             spec = CopySpec(job_id=str(job.job_id), source=source_ref, target=target_ref,
                             segment_container=container, expected_md5=source.checksum,
                             resume=job.resume, deduplicate=False)
-            copy = await self.copier.copy(spec, observer, clients=clients)
+            copy = (await self.copier.copy_to_all(spec, observer, source=reader,
+                                                  clients=clients)).single()
             if self.settings.verify_sha512 and copy.sha512 != source.os_hash_value:
                 raise CopyFailed("checksum_mismatch",
                                  f"the data copied has SHA-512 {copy.sha512}, but the source "

@@ -26,6 +26,7 @@ from xfer.errors import (
     ImageNotActive,
     ImageNotFound,
     ImageRejected,
+    IntegrityError,
     QuotaExceeded,
     RegistrationFailed,
     RemoteError,
@@ -157,6 +158,31 @@ def _image_of(request: Request, reply: Reply) -> Image:
 
 def image_request(image_url: str, token: str, image_id: str) -> Request:
     return Request("GET", _images_url(image_url, image_id), _headers(token))
+
+
+def file_range_request(image_url: str, token: str, image_id: str, start: int,
+                       length: int) -> Request:
+    """GET /v2/images/{id}/file for bytes [start, start + length): Glance honours Range."""
+    return Request("GET", _images_url(image_url, image_id) + "/file",
+                   {"X-Auth-Token": token, "Range": f"bytes={start}-{start + length - 1}"})
+
+
+def check_file_range_reply(request: Request, reply: Reply, start: int, length: int,
+                           image_size: int) -> None:
+    """206 with exactly the range asked (or 200 for the whole image); a 404 or 403 is the
+    image gone or hidden now, an IntegrityError any other range."""
+    if reply.status == 200 and start == 0 and length == image_size:
+        return
+    if reply.status in (403, 404):
+        raise ImageNotFound(request.path)
+    raise_for_status(request, reply, 206)
+    content_range = (reply.header("Content-Range") or "").strip()
+    match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", content_range)
+    if not match or (int(match[1]), int(match[2])) != (start, start + length - 1) or (
+            match[3] != "*" and int(match[3]) != image_size):
+        raise IntegrityError(f"{request.method} {request.path}: asked bytes {start}-"
+                             f"{start + length - 1} of {image_size}, got Content-Range "
+                             f"{content_range!r}")
 
 
 def parse_image(request: Request, reply: Reply) -> Image:
