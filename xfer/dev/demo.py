@@ -192,8 +192,11 @@ async def follow_job(http: aiohttp.ClientSession, job_url: str, headers: dict[st
 
 def _report(source: dict[str, Any], target: dict[str, Any], md5: str, sha512: str,
             seconds: float) -> int:
-    kept = {key: target.get(key) for key in (*PROPERTIES, *FIELDS)}
-    wanted = {key: source.get(key) for key in (*PROPERTIES, *FIELDS)}
+    def fields_of(image: dict[str, Any]) -> dict[str, Any]:  # tags are a set: order aside
+        return {key: sorted(value) if isinstance(value := image.get(key), list) else value
+                for key in (*PROPERTIES, *FIELDS)}
+
+    kept, wanted = fields_of(target), fields_of(source)
     same_data = (target["checksum"], target["os_hash_value"]) == (md5, sha512)
     properties_kept = kept == wanted
     print(
