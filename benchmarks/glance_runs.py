@@ -70,9 +70,11 @@ async def _compare(cloud: devcloud.CloudInfo, size: int, repeat: int) -> dict[st
 
 def _measured(source: dict[str, Any], target: dict[str, Any], seconds: float
               ) -> dict[str, Any]:
-    kept = [key for key in KEPT if key != "name" and target.get(key) == source.get(key)]
-    if target.get("name") == source.get("name"):
-        kept.append("name")
+    def value(image: dict[str, Any], key: str) -> Any:  # tags are a set: order aside
+        found = image.get(key)
+        return sorted(found) if isinstance(found, list) else found
+
+    kept = [key for key in KEPT if value(target, key) == value(source, key)]
     return {"seconds": round(seconds, 2), "MB/s": round(source["size"] / seconds / 1e6, 1),
             "same_checksum": (target.get("checksum"), target.get("os_hash_value")) == (
                 source["checksum"], source["os_hash_value"]),
