@@ -110,6 +110,8 @@ def result_json(outcome: FanOutOutcome) -> dict[str, Any]:
     return {"size": outcome.size, "md5": outcome.md5, "sha512": outcome.sha512,
             "verification": outcome.verification.value, "segments": outcome.segments,
             "seconds": round(outcome.seconds, 3),
+            # chunks that waited for the hasher in the spill file (written, then read back)
+            "bytes_spilled": outcome.bytes_spilled,
             "mib_per_second": round(outcome.size / MiB / max(outcome.seconds, 1e-6), 1),
             "targets": targets}
 
