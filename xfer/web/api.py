@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
 
@@ -102,25 +103,35 @@ def _image_json(job: JobRecord) -> dict[str, Any] | None:
             "force": image.force, "project_id": job.project_id}
 
 
-async def create_job(request: web.Request) -> web.Response:
-    authorize(request, "object_copy:create")
+async def read_body(request: web.Request) -> bytes:
     try:
-        raw = await request.read()
+        return await request.read()
     except web.RequestPayloadError as exc:  # a broken chunked or compressed body
         raise RequestError("body", f"could not be read: {exc}") from None
-    settings = request.app[SETTINGS]
-    job_request = validate_job_request(parse_json_body(raw), settings.regions.keys())
-    key = idempotency_key(request.headers)
+
+
+async def created_job_reply(request: web.Request,
+                            creating: Awaitable[tuple[JobRecord, bool]]) -> web.Response:
+    """201 with the job and its Location; 200 for a replay with the same Idempotency-Key and
+    body (the job it created the first time); 409 when the key was used for another request."""
     try:
-        job, created = await request.app[STORE].create_job(job_request, key)
+        job, created = await creating
     except IdempotencyConflict as conflict:
         return error_response(409, "idempotency_conflict",
                               f"this Idempotency-Key was used for another request (job "
                               f"{conflict}); use a new key for a new request", "Idempotency-Key")
     location = str(request.app.router["job"].url_for(job_id=str(job.id)))
-    # A replay with the same key and body answers 200 with the job it created the first time.
     return web.json_response(job_json(job), status=201 if created else 200,
                              headers={"Location": location})
+
+
+async def create_job(request: web.Request) -> web.Response:
+    authorize(request, "object_copy:create")
+    raw = await read_body(request)
+    settings = request.app[SETTINGS]
+    job_request = validate_job_request(parse_json_body(raw), settings.regions.keys())
+    key = idempotency_key(request.headers)
+    return await created_job_reply(request, request.app[STORE].create_job(job_request, key))
 
 
 def job_id_of(request: web.Request) -> uuid.UUID:

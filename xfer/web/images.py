@@ -10,8 +10,7 @@ from aiohttp import web
 
 from xfer.errors import AuthError, XferError
 from xfer.images.search import ImageSearch, RegionMatch
-from xfer.jobs.store import IdempotencyConflict
-from xfer.web.api import SETTINGS, STORE, job_json
+from xfer.web.api import SETTINGS, STORE, created_job_reply, read_body
 from xfer.web.auth import KEYSTONE, Caller, keystone_unavailable, require_caller
 from xfer.web.errors import error_response
 from xfer.web.validation import (
@@ -40,12 +39,8 @@ async def create_image_copy(request: web.Request) -> web.Response:
     through it, so the copy outlives the token and no token is stored."""
     caller = require_caller(request, "image_copy:create")
     settings = request.app[SETTINGS]
-    try:
-        raw = await request.read()
-    except web.RequestPayloadError as exc:
-        return error_response(400, "invalid_request", f"could not be read: {exc}", "body")
     copy_request = validate_image_copy(
-        parse_json_body(raw), request.match_info["image_id"], copy_regions(caller),
+        parse_json_body(await read_body(request)), request.match_info["image_id"], copy_regions(caller),
         settings.home_region, caller.info.project_id, caller.info.user_id)
     key = idempotency_key(request.headers)
     expires_at = datetime.now(UTC) + timedelta(hours=settings.trust_hours)
@@ -58,15 +53,8 @@ async def create_image_copy(request: web.Request) -> web.Response:
                               f"{exc.detail or exc.status}")
     except XferError as exc:
         return keystone_unavailable(exc)
-    try:
-        job, created = await request.app[STORE].create_image_job(copy_request, trust_id, key)
-    except IdempotencyConflict as conflict:
-        return error_response(409, "idempotency_conflict",
-                              f"this Idempotency-Key was used for another request (job "
-                              f"{conflict}); use a new key for a new request", "Idempotency-Key")
-    location = str(request.app.router["job"].url_for(job_id=str(job.id)))
-    return web.json_response(job_json(job), status=201 if created else 200,
-                             headers={"Location": location})
+    return await created_job_reply(
+        request, request.app[STORE].create_image_job(copy_request, trust_id, key))
 
 
 async def list_regions(request: web.Request) -> web.Response:
