@@ -57,7 +57,7 @@ class Publisher:
         """The target account (AUTH_...): the checksum index's scope."""
         with failing_as("target", "authenticate to", self.target.ref.region):
             credentials = await self.ctx.retrying("target auth", self.client.credentials)
-        return credentials.storage_url.rstrip("/").rsplit("/", 1)[-1]
+        return swift.account_of(credentials.storage_url)
 
     async def limits(self) -> swift.Limits:
         with failing_as("target", "read the limits of", self.target.ref.region):

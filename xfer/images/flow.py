@@ -45,6 +45,7 @@ from xfer.errors import (
     XferError,
 )
 from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageObserver, ImageStep
+from xfer.proto import swift
 from xfer.proto.glance import Image, SwiftLocation, propagated_body, swift_location
 from xfer.settings import Settings
 
@@ -84,8 +85,9 @@ class ImageCopier:
         self.keystone = openstack.keystone
         self.copier = copier
 
-    async def _clients(self, job: ImageCopyJob, source_account: str | None = None
-                       ) -> _JobClients:
+    async def _clients(self, job: ImageCopyJob) -> _JobClients:
+        """Glance of both regions and the target's Swift, as the job's user; the source's
+        Swift is added once the source image says which account holds its data."""
         tokens = self.keystone.trust_tokens(job.trust_id)
         info = await tokens.info()
         endpoints = {}
@@ -96,15 +98,12 @@ class ImageCopier:
                                  f"region {region} has no image endpoint in your catalog "
                                  f"any more; ask your cloud operator")
             endpoints[region] = url
-        source_swift = None
-        if source_account is not None:
-            source_swift = self.openstack.swift(tokens, job.source_region, source_account)
         return _JobClients(
             tokens,
             self.openstack.glance(endpoints[job.source_region], tokens.token),
             self.openstack.glance(endpoints[job.target_region], tokens.token,
                                   with_service_token=True),
-            source_swift, self.openstack.swift(tokens, job.target_region))
+            None, self.openstack.swift(tokens, job.target_region))
 
     async def copy(self, job: ImageCopyJob, observer: ImageObserver) -> ImageCopyOutcome:
         """The copy, to an active target image; CopyFailed with a code and a sentence when it
@@ -141,8 +140,9 @@ class ImageCopier:
             reader = GlanceImageSource(clients.source_glance, source.id, source.size or 0)
         else:
             source_ref = ObjectRef(job.source_region, location.container, location.object)
-            clients.source_swift = self.openstack.swift(clients.tokens, job.source_region,
-                                                        _account_of(location))
+            clients.source_swift = self.openstack.swift(
+                clients.tokens, job.source_region,
+                swift.account_of(location.storage_url).removeprefix("AUTH_"))
         await observer.source_found(source_ref, source.checksum or "")
         log.info("source image %s: %d bytes at %s", source.id, source.size or 0,
                  source_ref.describe())
@@ -182,16 +182,13 @@ class ImageCopier:
     async def _copy_into(self, job: ImageCopyJob, clients: _JobClients, source: Image,
                          source_ref: ObjectRef, target_image: Image, observer: ImageObserver,
                          reader: SourceReader | None = None) -> ImageCopyOutcome:
-        container = image_container(target_image.id)
-        target_ref = ObjectRef(job.target_region, container, target_image.id)
+        spec = _target_spec(job, target_image.id, source_ref, source.checksum)
+        target_ref, container = spec.target, spec.segment_container
         if target_image.status == "active":  # registered by an earlier attempt
             return self._verified_active(source, target_image, target_ref, None)
         copy: CopyOutcome | None = None
         registered = job.step is ImageStep.REGISTERED or target_image.status == "importing"
         if not registered:
-            spec = CopySpec(job_id=str(job.job_id), source=source_ref, target=target_ref,
-                            segment_container=container, expected_md5=source.checksum,
-                            resume=job.resume, deduplicate=False)
             copy = (await self.copier.copy_to_all(spec, observer, source=reader,
                                                   clients=clients)).single()
             if self.settings.verify_sha512 and copy.sha512 != source.os_hash_value:
@@ -263,10 +260,7 @@ class ImageCopier:
         it. Best effort: a failure here is logged, the job's own error is kept."""
         if target_image is None:
             return
-        container = image_container(target_image.id)
-        spec = CopySpec(job_id=str(job.job_id), source=ObjectRef(job.source_region, "", ""),
-                        target=ObjectRef(job.target_region, container, target_image.id),
-                        segment_container=container, resume=job.resume)
+        spec = _target_spec(job, target_image.id, ObjectRef(job.source_region, "", ""), None)
         try:
             await self.copier.discard(spec, observer, clients=clients)
         except XferError as exc:
@@ -290,10 +284,15 @@ class ImageCopier:
         await self._remove(job, clients, image, observer)
 
 
-def _account_of(location: SwiftLocation) -> str:
-    """The project id of a storage URL's account (…/v1/AUTH_<project>)."""
-    account = location.storage_url.rstrip("/").rsplit("/", 1)[-1]
-    return account.removeprefix("AUTH_")
+def _target_spec(job: ImageCopyJob, image_id: str, source: ObjectRef,
+                 expected_md5: str | None) -> CopySpec:
+    """The copy into the image's own container, its segments too: what is written, and so
+    what a cleanup deletes (one definition, so that the two never disagree)."""
+    container = image_container(image_id)
+    return CopySpec(job_id=str(job.job_id), source=source,
+                    target=ObjectRef(job.target_region, container, image_id),
+                    segment_container=container, expected_md5=expected_md5,
+                    resume=job.resume, deduplicate=False)
 
 
 def _outcome(image: Image, target: ObjectRef, copy: CopyOutcome | None, deduplicated: bool

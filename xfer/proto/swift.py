@@ -81,6 +81,11 @@ def raise_for_status(request: Request, reply: Reply, *expected: int) -> None:
 _DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}
 
 
+def account_of(storage_url: str) -> str:
+    """The account of a storage URL (…/v1/AUTH_<project> -> AUTH_<project>)."""
+    return storage_url.rstrip("/").rsplit("/", 1)[-1]
+
+
 def quote_segment(segment: str) -> str:
     """One path segment, percent-encoded so that nothing on the way can read it as another
     (a `/`, a `.` or `..` segment, a `%` escape)."""
