@@ -1,6 +1,13 @@
-"""Issue 9's comparison: the same Glance image copied RegionOne -> RegionTwo by Glance's own
-`glance-download` import and by xfer's image flow, in one cloud (Keystone, Swift with
-keystoneauth, a Glance per region), as the same user, in turns.
+"""Issues 9 and 10: the same Glance image copied RegionOne -> RegionTwo, in one cloud
+(Keystone, Swift with keystoneauth, a Glance per region), as the same user, in turns, by
+- `glance-download`: Glance's own import, reading RegionOne's Glance;
+- `glance-download-via-xfer`: the same stock import, reading through xfer's Glance-compatible
+  read endpoint (catalog region RegionOne-via-xfer: an xfer serving RegionOne), which reads
+  the Swift object with parallel ranged GETs and verifies it before its last byte;
+- `xfer`: xfer's own image flow (the xfer of RegionTwo copies Swift to Swift and registers).
+
+For the run through xfer, xfer's /metrics says how long its stream took: the time Glance spent
+staging the data; the rest is Glance's own store upload and bookkeeping.
 
 Each run is timed from the request to the target image being `active` (xfer: its job
 succeeded, which it ends only once Glance has read the data back and activated the image with
@@ -20,7 +27,7 @@ import aiohttp
 
 from benchmarks.runs import GiB, say
 from xfer.dev import demo, devcloud
-from xfer.dev.devcloud.keystone_server import XFER_SERVICE_TYPE, issue_token
+from xfer.dev.devcloud.keystone_server import XFER_SERVICE_TYPE, issue_token, via_xfer
 
 SOURCE, TARGET = "RegionOne", "RegionTwo"
 ACTIVE_TIMEOUT_S = 900.0
@@ -32,15 +39,20 @@ def glance_comparison(state_dir: Path, size: int, repeat: int) -> dict[str, Any]
     say(f"glance: starting a cloud with Keystone and Glance in {state_dir}")
     cloud = devcloud.up(state_dir)
     try:
-        with demo.xfer_service(cloud, TARGET):
-            return asyncio.run(_compare(cloud, size, repeat))
+        # RegionTwo's xfer runs the flow; RegionOne's fronts RegionOne for glance-download
+        with demo.xfer_service(cloud, TARGET), demo.xfer_service(cloud, SOURCE) as front:
+            return asyncio.run(_compare(cloud, size, repeat, front))
     finally:
         devcloud.down(state_dir)
         for cluster in cloud.clusters.values():  # the objects (GiBs); logs stay
             shutil.rmtree(cluster.devices_dir, ignore_errors=True)
 
 
-async def _compare(cloud: devcloud.CloudInfo, size: int, repeat: int) -> dict[str, Any]:
+COPIERS = ("glance-download", "glance-download-via-xfer", "xfer")
+
+
+async def _compare(cloud: devcloud.CloudInfo, size: int, repeat: int, front: str
+                   ) -> dict[str, Any]:
     assert cloud.keystone is not None
     issued = issue_token(cloud.keystone, cloud.keystone.user("alice"))
     if isinstance(issued, str):
@@ -55,14 +67,22 @@ async def _compare(cloud: devcloud.CloudInfo, size: int, repeat: int) -> dict[st
         say(f"glance: uploading a {size / GiB:.2f} GiB image through {SOURCE}'s Glance")
         source, _, _ = await demo.upload_image(http, source_glance, headers, size)
         for attempt in range(repeat):
-            for copier in ("glance-download", "xfer"):
-                run = await (_glance_download(http, source_glance, target_glance, headers,
-                                              source) if copier == "glance-download" else
-                             _xfer(http, xfer, target_glance, headers, source))
+            for copier in COPIERS:
+                if copier == "xfer":
+                    run = await _xfer(http, xfer, target_glance, headers, source)
+                elif copier == "glance-download":
+                    run = await _glance_download(http, target_glance, headers, source, SOURCE)
+                else:
+                    before = await _stream_totals(http, front)
+                    run = await _glance_download(http, target_glance, headers, source,
+                                                 via_xfer(SOURCE))
+                    run["xfer_stream"] = _stream_delta(before, await _stream_totals(http, front))
                 run.update(copier=copier, attempt=attempt, size=size)
-                say(f"glance: {copier:<15} {run['seconds']:6.1f} s  {run['MB/s']:6.1f} MB/s  "
+                staged = run.get("xfer_stream", {}).get("seconds")
+                say(f"glance: {copier:<24} {run['seconds']:6.1f} s  {run['MB/s']:6.1f} MB/s  "
                     f"checksum {'same' if run['same_checksum'] else 'DIFFERENT'}  kept "
-                    f"{run['kept']}/{len(KEPT)}")
+                    f"{run['kept']}/{len(KEPT)}"
+                    + ("" if staged is None else f"  xfer streamed it in {staged:.1f} s"))
                 runs.append(run)
     return {"source": {"size": size, "id": source["id"]}, "runs": runs,
             "summary": _summary(runs)}
@@ -82,15 +102,17 @@ def _measured(source: dict[str, Any], target: dict[str, Any], seconds: float
             "target_id": target["id"]}
 
 
-async def _glance_download(http: aiohttp.ClientSession, source_glance: str, target_glance: str,
-                           headers: dict[str, str], source: dict[str, Any]) -> dict[str, Any]:
+async def _glance_download(http: aiohttp.ClientSession, target_glance: str,
+                           headers: dict[str, str], source: dict[str, Any], region: str
+                           ) -> dict[str, Any]:
+    """Stock glance-download of `source` from catalog region `region`, request to active."""
     body = {"name": source["name"], "disk_format": source["disk_format"],
             "container_format": source["container_format"]}
     started = time.monotonic()
     async with http.post(f"{target_glance}/v2/images", json=body, headers=headers) as response:
         image = await demo.json_reply(response, 201)
     method = {"method": {"name": "glance-download", "glance_image_id": source["id"],
-                         "glance_region": SOURCE}}
+                         "glance_region": region}}
     async with http.post(f"{target_glance}/v2/images/{image['id']}/import", json=method,
                          headers=headers) as response:
         await demo.json_reply(response, 202)
@@ -128,11 +150,41 @@ async def _delete(http: aiohttp.ClientSession, glance: str, headers: dict[str, s
         await demo.json_reply(response, 204)
 
 
+STREAM_METRICS = {"seconds": "xfer_image_stream_duration_seconds_sum",
+                  "bytes": "xfer_image_stream_bytes_total",
+                  "ranged_reads": "xfer_image_stream_ranged_reads_total",
+                  "streams": "xfer_image_stream_duration_seconds_count"}
+
+
+async def _stream_totals(http: aiohttp.ClientSession, xfer: str) -> dict[str, float]:
+    async with http.get(f"{xfer}/metrics") as response:
+        text = await response.text()
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                  if line and not line.startswith("#"))
+    return {key: float(values.get(name, 0)) for key, name in STREAM_METRICS.items()}
+
+
+def _stream_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """What xfer's stream did during one run: its seconds are Glance's staging time."""
+    delta = {key: round(after[key] - before[key], 2) for key in STREAM_METRICS}
+    seconds = delta["seconds"]
+    delta["MB/s"] = round(delta["bytes"] / seconds / 1e6, 1) if seconds else 0.0
+    return delta
+
+
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    def median(copier: str) -> float:
-        rates = sorted(float(run["MB/s"]) for run in runs if run["copier"] == copier)
-        return rates[len(rates) // 2]
+    def median(copier: str, pick: Any = lambda run: float(run["MB/s"])) -> float:
+        values = sorted(float(pick(run)) for run in runs if run["copier"] == copier)
+        return values[len(values) // 2]
 
     glance, xfer = median("glance-download"), median("xfer")
+    through = median("glance-download-via-xfer")
+    total = median("glance-download-via-xfer", lambda run: float(run["seconds"]))
+    staged = median("glance-download-via-xfer",
+                    lambda run: float(run["xfer_stream"]["seconds"]))
     return {"glance-download MB/s": glance, "xfer MB/s": xfer,
-            "ratio": round(xfer / glance, 2) if glance else None}
+            "ratio": round(xfer / glance, 2) if glance else None,
+            "glance-download-via-xfer MB/s": through,
+            "via-xfer ratio": round(through / glance, 2) if glance else None,
+            # through xfer: seconds of the whole import, of which xfer streamed (staging)
+            "via-xfer seconds": total, "via-xfer staging seconds": staged}

@@ -26,7 +26,7 @@ from xfer.clients.glance import GlanceClient
 from xfer.clients.keystone import Keystone, KeystoneSettings, KeystoneSwiftAuth, TrustTokens
 from xfer.clients.swift import SwiftClient
 from xfer.dev import devcloud
-from xfer.dev.devcloud.keystone_server import issue_token
+from xfer.dev.devcloud.keystone_server import issue_token, via_xfer
 from xfer.errors import (
     ImageNotFound,
     RegistrationFailed,
@@ -98,9 +98,12 @@ async def test_validate_alices_token_gives_her_roles_project_and_both_regions(
     assert {"member", "reader"} <= info.roles
     assert info.trust_id is None
     assert info.expires_at > datetime.now(UTC) + timedelta(minutes=30)
-    assert info.regions("image") == info.regions("object-store") == REGIONS
+    assert info.storage_regions() == info.regions("object-store") == REGIONS
+    # each region's xfer also fronts its images, in a region with an image endpoint only
+    assert info.regions("image") == tuple(sorted((*REGIONS, *map(via_xfer, REGIONS))))
     for region in REGIONS:
         assert info.endpoint("image", region) == cloud.glances[region].url
+        assert info.endpoint("image", via_xfer(region)) == cloud.xfer_urls[region]
         storage = info.endpoint("object-store", region)
         assert storage == cloud.clusters[region].keystone_storage_url.replace(
             "$(project_id)s", info.project_id)
@@ -155,7 +158,7 @@ async def test_trust_tokens_act_as_alice_and_are_renewed_when_refused(
     info = await alices_trust.info()
     assert (info.user_id, info.project_id, info.trust_id) == (
         alice.user_id, alice.project_id, alices_trust.trust_id)
-    assert info.roles == alice.roles and info.regions("image") == REGIONS
+    assert info.roles == alice.roles and info.storage_regions() == REGIONS
     token = await alices_trust.token()
     assert await alices_trust.token() == token  # cached
     renewed = await alices_trust.token(stale=token)

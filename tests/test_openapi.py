@@ -19,6 +19,7 @@ from openapi_schema_validator import OAS31Validator, oas31_format_checker
 
 from tests.conftest import MiB, RegionConfig, Service, md5, unique
 from tests.sources import payload, put_plain
+from tests.test_cloud_keystone_glance import create_image, object_store, upload, user_session
 from tests.test_observe import api_only, closed_port
 from xfer.app import build_app
 from xfer.clients.swift import SwiftClient
@@ -133,8 +134,9 @@ class Contract:
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         assert media_type in documented["content"], f"{where}: {media_type} is undocumented"
         schema = documented["content"][media_type]["schema"]
+        # binary data (image bytes) is a string of bytes: one character per byte
         self.validate(schema, json.loads(body) if media_type == "application/json"
-                      else body.decode())
+                      else body.decode("utf-8" if media_type.startswith("text/") else "latin-1"))
 
     def check_request(self, body: Any) -> None:
         request = self.document["paths"]["/v1/jobs"]["post"]["requestBody"]
@@ -186,6 +188,7 @@ async def test_real_responses_match_the_document(service: Service, settings: Set
         await exercise_cancel(contract, quiet)
         assert (await call(contract, quiet, "GET", "/readyz"))[0] == 503
     await exercise_images(contract, service, settings, cloud)
+    await exercise_glance_front(contract, settings, cloud)
     assert contract.documented() - contract.seen == set()
 
 
@@ -266,7 +269,9 @@ SECURED = [("GET", "/v1/jobs", None), ("POST", "/v1/jobs", GOOD),
            ("GET", f"/v1/jobs/{'0' * 32}/events", None),
            ("GET", "/v1/objects", None), ("GET", "/v1/regions", None),
            ("GET", "/v1/images", None),
-           ("POST", f"/v1/images/{'1' * 32}/copies", {"source_region": "RegionOne"})]
+           ("POST", f"/v1/images/{'1' * 32}/copies", {"source_region": "RegionOne"}),
+           ("GET", f"/v2/images/{uuid.UUID(int=1)}", None),
+           ("GET", f"/v2/images/{uuid.UUID(int=1)}/file", None)]
 
 
 async def exercise_images(contract: Contract, open_service: Service, settings: Settings,
@@ -274,7 +279,9 @@ async def exercise_images(contract: Contract, open_service: Service, settings: S
     """The image routes and what Keystone adds to every route: 404 without Keystone; 401
     without a token; 403 when the policy says no; 503 when Keystone does not answer."""
     for method, path in (("GET", "/v1/regions"), ("GET", "/v1/images"),
-                         ("POST", f"/v1/images/{'1' * 32}/copies")):
+                         ("POST", f"/v1/images/{'1' * 32}/copies"),
+                         ("GET", f"/v2/images/{uuid.UUID(int=1)}"),
+                         ("GET", f"/v2/images/{uuid.UUID(int=1)}/file")):
         assert (await call(contract, open_service, method, path, json={}))[0] == 404
     alice, carol = token_of(cloud, "alice"), token_of(cloud, "carol")
     nobody = {rule: "!" for rule in DEFAULT_RULES}
@@ -306,3 +313,46 @@ async def exercise_images(contract: Contract, open_service: Service, settings: S
                            headers=alice))[0] == 413
         assert (await call(contract, secured, "POST", copies, json=body,
                            headers=carol))[0] == 403
+
+
+async def exercise_glance_front(contract: Contract, settings: Settings,
+                                cloud: devcloud.CloudInfo) -> None:
+    """The Glance-compatible reads, fronting RegionOne: every status they document."""
+    alice, bob = token_of(cloud, "alice"), token_of(cloud, "bob")
+    session = user_session(cloud, "alice")
+    try:
+        data = payload(MiB + 3)
+        image = upload(session, "RegionOne", data)
+        altered = upload(session, "RegionOne", data)
+        assert session.put(f"{object_store(session, 'RegionOne')}/glance_{altered['id']}/"
+                           f"{altered['id']}", data=payload(MiB + 3)).ok
+        queued = create_image(session, "RegionOne")
+        in_file_store = upload(session, "RegionOne", data,
+                               through=cloud.glances["RegionOne"].file_store_url)
+    finally:
+        session.session.close()
+    front = keystone_settings(settings, cloud, front_region="RegionOne")
+    async with api_only(front) as (service, _):
+        record, data_path = f"/v2/images/{image['id']}", f"/v2/images/{image['id']}/file"
+        status, body, _ = await call(contract, service, "GET", record, headers=alice)
+        assert status == 200 and body["checksum"] == image["checksum"]
+        assert (await call(contract, service, "GET", record, headers=bob))[0] == 404
+        assert (await call(contract, service, "GET", "/v2/images/x", headers=alice))[0] == 400
+        status, _, received = await call(contract, service, "GET", data_path, headers=alice)
+        assert status == 200 and received == data
+        status, _, received = await call(contract, service, "GET", data_path,
+                                         headers={**alice, "Range": "bytes=1-2"})
+        assert status == 206 and received == data[1:3]
+        for header, expected in (("bytes=2-1", 400), (f"bytes={len(data)}-", 416)):
+            assert (await call(contract, service, "GET", data_path,
+                               headers={**alice, "Range": header}))[0] == expected
+        assert (await call(contract, service, "GET", data_path, headers=bob))[0] == 404
+        assert (await call(contract, service, "GET", f"/v2/images/{queued}/file",
+                           headers=alice))[0] == 409
+        status, body, _ = await call(contract, service, "GET",
+                                     f"/v2/images/{altered['id']}/file", headers=alice)
+        assert status == 502 and body["error"]["code"] == "checksum_mismatch"
+    async with api_only(front.with_overrides(read_through_glance=False)) as (service, _):
+        status, body, _ = await call(contract, service, "GET",
+                                     f"/v2/images/{in_file_store['id']}/file", headers=alice)
+        assert status == 501 and body["error"]["code"] == "unsupported_store"

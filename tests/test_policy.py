@@ -16,6 +16,7 @@ MEMBER, READER, ADMIN = frozenset({"member"}), frozenset({"reader"}), frozenset(
     ("job:cancel", True, False, True),
     ("region:list", True, True, True),
     ("image:find", True, True, True),
+    ("image:read", True, True, True),
     ("object_copy:create", False, False, True),
     ("object:find", False, False, True),
 ])
@@ -27,7 +28,7 @@ def test_defaults_follow_the_personas(rule: str, member: bool, reader: bool,
 
 
 def test_every_default_rule_is_tested_above() -> None:
-    assert len(DEFAULT_RULES) == 7
+    assert len(DEFAULT_RULES) == 8
 
 
 def test_an_override_replaces_one_rule_and_role_names_ignore_case() -> None:

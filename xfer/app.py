@@ -15,13 +15,14 @@ from xfer.clients.transport import http_session
 from xfer.engine.object_copy import Copier
 from xfer.errors import ConfigError
 from xfer.images.flow import ImageCopier
+from xfer.images.front import GlanceFront
 from xfer.images.search import ImageSearch
 from xfer.jobs.db import close_pool, create_pool
 from xfer.jobs.metrics import Metrics
 from xfer.jobs.store import JobStore
 from xfer.jobs.worker import Worker
 from xfer.settings import Settings
-from xfer.web import api, auth, errors, events, health, images, openapi
+from xfer.web import api, auth, errors, events, glance_front, health, images, openapi
 from xfer.web.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,12 @@ log = logging.getLogger(__name__)
 
 def build_app(settings: Settings, store: JobStore, regions: SwiftRegions,
               metrics: Metrics | None = None,
-              openstack: OpenStackClients | None = None) -> web.Application:
+              openstack: OpenStackClients | None = None,
+              copier: Copier | None = None) -> web.Application:
     """The REST API, /v1/openapi.json, /healthz, /readyz and /metrics; `metrics` is shared
     with the worker that feeds its counters, `regions` with its copies. With `keystone`,
-    every call but the probes needs a valid token, and the image API is there."""
+    every call but the probes needs a valid token, and the image API is there with the
+    Glance-compatible read endpoint, whose streams share `copier`'s bounds."""
     middlewares = [errors.json_errors]
     if openstack is not None:
         middlewares.append(auth.keystone_auth)
@@ -44,8 +47,11 @@ def build_app(settings: Settings, store: JobStore, regions: SwiftRegions,
         app[auth.KEYSTONE] = openstack.keystone
         app[auth.POLICY] = Policy.from_settings(settings.policy)
         app[images.IMAGE_SEARCH] = ImageSearch(openstack)
+        app[glance_front.GLANCE_FRONT] = GlanceFront(settings, openstack,
+                                                     copier or Copier(settings, regions))
     api.add_routes(app)
     images.add_routes(app)
+    glance_front.add_routes(app)
     events.setup(app)
     health.setup(app, metrics or Metrics(), regions)
     openapi.setup(app)
@@ -77,7 +83,7 @@ async def serve(settings: Settings, *, api_enabled: bool = True,
             port = 0
             if api_enabled:
                 runner = errors.JsonErrorsRunner(
-                    build_app(settings, store, regions, metrics, openstack), access_log=None)
+                    build_app(settings, store, regions, metrics, openstack, copier), access_log=None)
                 await runner.setup()
                 site = web.TCPSite(runner, settings.listen_host, settings.listen_port)
                 await site.start()

@@ -3,6 +3,7 @@
     XferError
     ├── ConfigError          a setting is missing or invalid (start-up stops)
     ├── RequestError         a job request is malformed; names the field (API answers 4xx)
+    │   └── RangeNotSatisfiable  a Range starts past the end of the body (API answers 416)
     ├── IdempotencyConflict  (jobs/store) the Idempotency-Key was used for another request
     ├── RemoteError          a service answered with an error status; keeps service, method,
     │   │                    path, status and Swift's transaction id
@@ -38,6 +39,8 @@
         ├── UnsupportedStore     unsupported_store: the source image is not in a multi-tenant
         │                        Swift store, where xfer can read it
         ├── RegistrationFailed   registration_failed: Glance did not make the copy active
+        ├── FrontRefused         the Glance-compatible read endpoint will not serve an image
+        │                        (not active, nothing to verify against); carries its status
         └── TrustInvalid         trust_invalid: the job's trust gives no token any more
                                  (deleted, expired, or its user lost the delegated roles)
 
@@ -68,6 +71,13 @@ class RequestError(XferError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class RangeNotSatisfiable(RequestError):
+    """The range lies beyond the body: 416, with `Content-Range: bytes */size`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("Range", message)
 
 
 class RemoteError(XferError):
@@ -194,6 +204,15 @@ class RegistrationFailed(CopyFailed):
 
 class TrustRefused(AuthError):
     """`detail` is Keystone's reason and what would work, a sentence for the user."""
+
+
+class FrontRefused(CopyFailed):
+    """The image cannot be served by the Glance-compatible read endpoint; `status` is the
+    HTTP status to answer with."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.status = status
 
 
 class TrustInvalid(CopyFailed):

@@ -109,6 +109,12 @@ class Settings:
     # How long the target Glance may take to read the copy back and make the image active.
     image_active_timeout: float = 900.0
     token_cache_size: int = 1024
+    # --- the Glance-compatible read endpoint (GET /v2/images/{id}[/file], web/glance_front.py)
+    # The region whose Glance and Swift it fronts; "": home_region.
+    front_region: str = ""
+    # Ranged reads in flight for one stream; it holds that many chunks, from the same
+    # process-wide budget of buffered bytes as copies.
+    stream_reads: int = 8
 
     def __post_init__(self) -> None:
         positive = (
@@ -117,7 +123,7 @@ class Settings:
             "connect_timeout", "read_timeout", "request_attempts", "lease_seconds",
             "poll_interval", "database_retry_seconds", "max_body_bytes",
             "events_poll_interval", "events_max_seconds", "ready_timeout",
-            "trust_hours", "image_active_timeout", "token_cache_size",
+            "trust_hours", "image_active_timeout", "token_cache_size", "stream_reads",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -137,6 +143,11 @@ class Settings:
     @property
     def keystone_enabled(self) -> bool:
         return bool(self.keystone_url)
+
+    @property
+    def fronted_region(self) -> str:
+        """The region the Glance-compatible read endpoint answers for."""
+        return self.front_region or self.home_region
 
     @property
     def segment_memory_bound(self) -> int:

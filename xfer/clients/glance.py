@@ -53,6 +53,13 @@ class GlanceClient:
             glance.check_file_range_reply(request, head, start, len(buffer), image_size)
             await read_exactly(request, response, buffer, progress)
 
+    async def image_reply(self, image_id: str) -> tuple[Reply, Image | None]:
+        """Glance's own reply to GET /v2/images/{id}, to pass on as it is, and the image when
+        it is a 200."""
+        request, reply = await self._send(
+            glance.image_request(self.image_url, await self._user_token(), image_id))
+        return reply, glance.parse_image(request, reply) if reply.status == 200 else None
+
     async def image(self, image_id: str) -> Image:
         return glance.parse_image(*await self._send(
             glance.image_request(self.image_url, await self._user_token(), image_id)))

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import aiohttp
 
@@ -188,12 +189,35 @@ class TrustTokens:
         return (await self._token.get())[1]
 
 
+class UserTokens(Protocol):
+    """Tokens that act as one user: a trust's (TrustTokens) or a caller's own (CallerToken)."""
+
+    async def token(self, stale: str | None = None) -> str: ...
+
+    async def info(self) -> TokenInfo: ...
+
+
+class CallerToken:
+    """The token a request came with, for the calls made while it is answered: it cannot be
+    renewed, so a refused one stays refused."""
+
+    def __init__(self, token: str, info: TokenInfo) -> None:
+        self._token = token
+        self._info = info
+
+    async def token(self, stale: str | None = None) -> str:
+        return self._token
+
+    async def info(self) -> TokenInfo:
+        return self._info
+
+
 class KeystoneSwiftAuth:
-    """clients/auth.py's Authenticator for SwiftClient, with a trust's tokens: the
+    """clients/auth.py's Authenticator for SwiftClient, with a user's tokens: the
     object-store endpoint of `region` from the token's catalog, in the account of `account`
     (a project id: the image owner's, for a source image shared with the user) when given."""
 
-    def __init__(self, tokens: TrustTokens, region: str, account: str | None = None) -> None:
+    def __init__(self, tokens: UserTokens, region: str, account: str | None = None) -> None:
         self.tokens = tokens
         self.region = region
         self.account = account

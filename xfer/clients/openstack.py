@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 
 from xfer.clients.glance import GlanceClient, TokenSource
-from xfer.clients.keystone import Keystone, KeystoneSettings, KeystoneSwiftAuth, TrustTokens
+from xfer.clients.keystone import Keystone, KeystoneSettings, KeystoneSwiftAuth, UserTokens
 from xfer.clients.swift import SwiftClient
 from xfer.settings import RegionConfig, Settings
 
@@ -35,8 +35,8 @@ class OpenStackClients:
         return GlanceClient(self.http, image_url, user_token,
                             self.keystone.service_token if with_service_token else None)
 
-    def swift(self, tokens: TrustTokens, region: str, account: str | None = None
+    def swift(self, tokens: UserTokens, region: str, account: str | None = None
               ) -> SwiftClient:
-        """A region's Swift as the trust's user, in `account` (a project id) when given."""
+        """A region's Swift as the tokens' user, in `account` (a project id) when given."""
         return SwiftClient(self.http, RegionConfig(region, "", "", ""),
                            KeystoneSwiftAuth(tokens, region, account))

@@ -64,7 +64,7 @@ def xfer_service(cloud: devcloud.CloudInfo, region: str) -> Iterator[str]:
     """`xfer serve` for `region`, on the port the catalog lists for it."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("XFER_")}
     environ.update(cloud.serving_environ(region))
-    log_path = cloud.state_dir / "xfer-serve.log"
+    log_path = cloud.state_dir / f"xfer-serve-{region}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "xfer.cli", "serve"], env=environ,

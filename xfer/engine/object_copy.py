@@ -32,7 +32,8 @@ from xfer.engine.plan import Plan
 from xfer.engine.publisher import Publisher
 from xfer.engine.rate import RateShares, TokenBucket
 from xfer.engine.retry import Retrier
-from xfer.engine.sources import SourceReader, SwiftSource
+from xfer.engine.sources import SourceReader, SourceState, SwiftSource
+from xfer.engine.stream import StreamOutcome, Writer, stream_verified
 from xfer.engine.types import (
     CopyObserver,
     CopyOutcome,
@@ -107,6 +108,26 @@ class Copier:
                 raise
             await _clean_up([p for p in publishers if p.failure is not None])
             return outcome
+
+    async def stream(self, source: SourceReader, expected: Digests | None, write: Writer,
+                     choose: Callable[[SourceState], Awaitable[tuple[int, int]]]
+                     ) -> StreamOutcome:
+        """Stream a range of `source` to `write` with `stream_reads` ranged reads in flight,
+        within the process's bounds on buffered bytes and rate like any copy. `choose` sees
+        the source's size and version before any byte is read and returns (start, length)
+        (it may answer a Range, send headers, or refuse the source). The whole object is
+        verified against `expected` before its last byte (engine/stream.py)."""
+        state = await source.state()
+        start, length = await choose(state)
+        ahead = self.settings.stream_reads
+        taken = await self.memory.take(ahead * self.settings.chunk_size)
+        try:
+            with self.rates.bucket(None) as rate:
+                return await stream_verified(source, state, start, length, expected, write,
+                                             chunk_size=self.settings.chunk_size, ahead=ahead,
+                                             rate=rate, retrying=Retrier(self.settings))
+        finally:
+            self.memory.give_back(taken)
 
     async def discard(self, spec: CopySpec, observer: CopyObserver,
                       clients: RegionClients | None = None) -> None:
@@ -213,9 +234,10 @@ def _outcome(ctx: CopyContext, source: preflight.Source, publishers: list[Publis
                         else Verification.SOURCE_PINNED)
         checked_against = source.checked_against
         segments = len(pipeline.plan.segments)
-        peak = pipeline.buffers.allocated * pipeline.buffers.size
-        spilled, read = pipeline.spill.bytes_spilled, pipeline.bytes_read
-        catch_up = pipeline.bytes_read_for_catch_up
+        buffers = pipeline.fetcher.buffers
+        peak = buffers.allocated * buffers.size
+        spilled, read = pipeline.spill.bytes_spilled, pipeline.fetcher.bytes_read
+        catch_up = pipeline.fetcher.bytes_read_again
     return FanOutOutcome(
         size=source.state.size, md5=md5, sha512=sha512, md5_checked_against=checked_against,
         verification=verification, segments=segments, retries=ctx.retrying.budget.spent,

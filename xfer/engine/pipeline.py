@@ -11,7 +11,8 @@ segment size.
     the hasher: whole-object MD5 (+ SHA-512), segment after segment; it waits at a segment's
         end for its PUT to be accepted, and forgets an attempt that failed
 
-A failed PUT cannot be replayed from a stream: the segment is fetched and sent again.
+A failed PUT cannot be replayed from a stream: the segment is fetched and sent again. The
+chunk GETs are engine/fetch.py's, the stage a streamed read (engine/stream.py) shares.
 """
 
 from __future__ import annotations
@@ -20,16 +21,10 @@ import asyncio
 import contextlib
 import hashlib
 
-from xfer.clients.transport import RangeProgress
-from xfer.engine.chunks import (
-    BufferPool,
-    Chunk,
-    ChunkQueue,
-    chunk_ranges,
-    views_of,
-)
+from xfer.engine.chunks import ChunkQueue, views_of
 from xfer.engine.context import CopyContext
-from xfer.engine.failures import describe_failure, failing_as, first_failure
+from xfer.engine.failures import describe_failure, first_failure
+from xfer.engine.fetch import ChunkFetcher
 from xfer.engine.hashing import Digests, SegmentFeed, hash_in_order
 from xfer.engine.plan import Plan, Segment
 from xfer.engine.publisher import Publisher
@@ -52,10 +47,9 @@ class Pipeline:
         # False on a second reading: what the first wrote is overwritten, not trusted
         self.reuse_recorded = reuse_recorded
         self.segment_etags: dict[int, str] = {}
-        self.buffers = BufferPool(ctx.settings.chunk_size)
         self.spill = SpillFile(ctx.settings.spill_dir, ctx.settings.chunk_size)
-        self.bytes_read = 0  # from the source, all of it
-        self.bytes_read_for_catch_up = 0  # of which again, for targets whose PUT failed
+        self.fetcher = ChunkFetcher(ctx.source, state, ctx.settings.chunk_size, ctx.rate,
+                                    ctx.retrying, self.spill)
 
     async def aclose(self) -> None:
         self.spill.close()
@@ -157,7 +151,10 @@ class Pipeline:
         accepted = False
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._fetch_in_order(segment, queues, feed))
+                # no feed: a catch-up for some targets, the hasher had these bytes already
+                group.create_task(self.fetcher.fetch(
+                    segment.offset, segment.length, queues, self.ctx.settings.chunks_ahead,
+                    feed, again=feed is None))
                 digest = group.create_task(_md5_of(md5_queue)) if md5_queue else None
                 for publisher, queue in puts.items():
                     group.create_task(self._put(publisher, segment, queue, declared, stored))
@@ -200,77 +197,6 @@ class Pipeline:
         if not (self.reuse_recorded and self.plan.as_slo):
             return None
         return await publisher.reusable(segment)
-
-    async def _fetch_in_order(self, segment: Segment, queues: list[ChunkQueue],
-                              feed: SegmentFeed | None) -> None:
-        slots = asyncio.Semaphore(self.ctx.settings.chunks_ahead)
-        consumed = asyncio.Event()  # a consumer is done with one of this segment's chunks
-        previous: asyncio.Event | None = None
-        async with asyncio.TaskGroup() as group:
-            for start, length in chunk_ranges(segment.offset, segment.length,
-                                              self.ctx.settings.chunk_size):
-                while slots.locked():
-                    # Every buffer of this segment is taken. When the hasher alone still
-                    # needs one (it is busy with an earlier segment), move that one to disk
-                    # rather than stall this segment's PUT until the hasher gets here.
-                    candidate = None if feed is None else feed.spill_candidate()
-                    if candidate is not None:
-                        await candidate.spill(self.spill)
-                        continue
-                    consumed.clear()
-                    await consumed.wait()
-                await slots.acquire()
-                delivered = asyncio.Event()
-                group.create_task(self._fetch_chunk(start, length, slots, previous, delivered,
-                                                    queues, feed, consumed))
-                previous = delivered
-        for queue in queues:
-            queue.put(None)
-
-    async def _fetch_chunk(self, start: int, length: int, slots: asyncio.Semaphore,
-                           previous: asyncio.Event | None, delivered: asyncio.Event,
-                           queues: list[ChunkQueue], feed: SegmentFeed | None,
-                           consumed: asyncio.Event) -> None:
-        buffer = self.buffers.take()
-        view = memoryview(buffer)[:length]
-
-        def free() -> None:
-            # CPython's selector transport copies what a write could not send at once, so
-            # the buffer may be reused as soon as every consumer is done; anything else
-            # would show as an ETag mismatch, never as a silent corruption.
-            self.buffers.give_back(buffer)
-            slots.release()
-
-        try:
-            await self._read(start, view)
-            if previous is not None:
-                await previous.wait()
-        except BaseException:
-            free()
-            raise
-        chunk = Chunk(start, view, holders=len(queues) + (feed is not None), on_free=free,
-                      on_done=consumed.set)
-        self.bytes_read += length
-        if feed is None:
-            self.bytes_read_for_catch_up += length
-        if chunk.holders == 0:  # nobody wants it (every target reused its segment, MD5 known)
-            free()
-        for queue in queues:
-            queue.put(chunk)
-        if feed is not None:
-            feed.put(chunk)
-        delivered.set()
-
-    async def _read(self, start: int, view: memoryview) -> None:
-        source = self.ctx.source
-        progress = RangeProgress()
-        await self.ctx.rate.take(len(view))
-        with failing_as("source", f"read bytes {start}-{start + len(view) - 1} of",
-                        source.describe()):
-            await self.ctx.retrying(
-                f"source read at byte {start}",
-                lambda: source.read_into(self.state, start + progress.filled,
-                                         view[progress.filled:], progress))
 
 
 async def _md5_of(queue: ChunkQueue) -> str:

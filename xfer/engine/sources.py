@@ -8,10 +8,11 @@ during the copy ends it as source_changed instead of yielding a mix of two versi
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat as stat_module
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import aiofiles
@@ -111,7 +112,8 @@ class FileSource:
 
     async def read_into(self, state: SourceState, start: int, view: memoryview,
                         progress: RangeProgress) -> None:
-        async with aiofiles.open(self.path, "rb") as file:
+        file = await _opened(self.path)
+        try:
             if _version(os.fstat(file.fileno())) != state.version:
                 raise SourceChanged(f"{self.describe()} changed since the copy started")
             await file.seek(start)
@@ -125,6 +127,8 @@ class FileSource:
                 progress.filled += read
             if _version(os.fstat(file.fileno())) != state.version:
                 raise SourceChanged(f"{self.describe()} changed while it was read")
+        finally:
+            file.raw.close()  # not `await file.close()`: a cancelled read must close it too
 
 
 class GlanceImageSource:
@@ -150,6 +154,22 @@ class GlanceImageSource:
     async def read_into(self, state: SourceState, start: int, view: memoryview,
                         progress: RangeProgress) -> None:
         await self.glance.read_range_into(self.image_id, start, state.size, view, progress)
+
+
+async def _opened(path: str) -> Any:
+    """aiofiles.open, but a file opened after its reader was cancelled (its sibling read
+    failed) is closed still: the open runs on in its thread and would leak the file."""
+    opening = asyncio.ensure_future(aiofiles.open(path, "rb"))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_opened)
+        raise
+
+
+def _close_opened(opening: asyncio.Future[Any]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().raw.close()  # sync: the thread pool may be shutting down
 
 
 def _version(stat: os.stat_result) -> str:

@@ -24,34 +24,30 @@ left; the job says why.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
 
 from xfer.clients.glance import GlanceClient
-from xfer.clients.keystone import TrustTokens, account_url
+from xfer.clients.keystone import TrustTokens
 from xfer.clients.openstack import OpenStackClients
 from xfer.clients.swift import SwiftClient
 from xfer.engine.object_copy import Copier
-from xfer.engine.sources import GlanceImageSource, SourceReader
+from xfer.engine.sources import SourceReader
 from xfer.engine.types import CopyOutcome, CopySpec, ObjectRef
 from xfer.errors import (
     CopyFailed,
     ImageNotFound,
     RemoteError,
     TransportError,
-    UnsupportedStore,
     XferError,
 )
+from xfer.images.data import locate
 from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageObserver, ImageStep
-from xfer.proto import swift
-from xfer.proto.glance import Image, SwiftLocation, propagated_body, swift_location
+from xfer.proto.glance import Image, SwiftLocation, propagated_body
 from xfer.settings import Settings
 
 log = logging.getLogger(__name__)
-# The job's source container when the bytes came through the source Glance's /file.
-THROUGH_GLANCE = "glance:file"  # and the image id as its object
 HASH_ALGORITHM = "sha512"  # Glance's default `hashing_algorithm`; os_hash_value is checked
 
 
@@ -120,29 +116,12 @@ class ImageCopier:
     async def _copy(self, job: ImageCopyJob, observer: ImageObserver) -> ImageCopyOutcome:
         clients = await self._clients(job)
         source = await self._source_image(clients.source_glance, job)
-        info = await clients.tokens.info()
-        # Where the multi-tenant store keeps the owner's images, when Glance hides direct_url
-        # ("": no account xfer can name, and swift_location says unsupported_store).
-        owner_url = ""
-        store_url = info.endpoint("object-store", job.source_region)
-        if store_url and source.owner:
-            with contextlib.suppress(ValueError):
-                owner_url = account_url(store_url, info.project_id, source.owner)
-        reader: SourceReader | None = None  # None: the engine reads the source's Swift
-        try:
-            location = swift_location(source, owner_url)
-        except UnsupportedStore:
-            if not self.settings.read_through_glance:
-                raise
-            # A store xfer cannot read itself: the bytes come through the source Glance's
-            # ranged /file, still verified end to end; the job's source says so.
-            source_ref = ObjectRef(job.source_region, THROUGH_GLANCE, source.id)
-            reader = GlanceImageSource(clients.source_glance, source.id, source.size or 0)
-        else:
-            source_ref = ObjectRef(job.source_region, location.container, location.object)
-            clients.source_swift = self.openstack.swift(
-                clients.tokens, job.source_region,
-                swift.account_of(location.storage_url).removeprefix("AUTH_"))
+        data = await locate(self.openstack, clients.tokens, job.source_region, source,
+                            clients.source_glance, self.settings.read_through_glance)
+        source_ref = data.ref  # for bytes through Glance's /file, the job's source says so
+        # None: the engine reads the source's Swift with the job's client
+        reader: SourceReader | None = None if data.swift is not None else data.reader
+        clients.source_swift = data.swift
         await observer.source_found(source_ref, source.checksum or "")
         log.info("source image %s: %d bytes at %s", source.id, source.size or 0,
                  source_ref.describe())

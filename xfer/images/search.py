@@ -32,7 +32,8 @@ class ImageSearch:
 
     async def find(self, info: TokenInfo, token: str, *, checksum: str | None,
                    os_hash_value: str | None) -> list[RegionMatch]:
-        """One entry per region of the caller's catalog with an image endpoint, by name."""
+        """One entry per region of the caller's catalog holding images (an image and an
+        object-store endpoint: not a front such as `RegionOne-via-xfer`), by name."""
 
         async def user_token() -> str:
             return token
@@ -41,7 +42,7 @@ class ImageSearch:
             return await _match(region, self.openstack.glance(url, user_token), checksum,
                                 os_hash_value)
 
-        endpoints = {region: info.endpoint("image", region) for region in info.regions("image")}
+        endpoints = {region: info.endpoint("image", region) for region in info.storage_regions()}
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(in_region(region, url))
                      for region, url in sorted(endpoints.items()) if url]

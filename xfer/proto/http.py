@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from xfer.errors import RangeNotSatisfiable, RequestError
 
 # Headers that carry a credential: never printed (a token in a log is a token given away).
 SECRET_HEADERS = frozenset({"x-auth-token", "x-subject-token", "x-service-token", "x-auth-key",
@@ -54,3 +57,51 @@ class Reply:
                 if key.lower() == lowered:
                     return candidate
         return value
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """Bytes [start, start + length) of a body of `size` bytes, as a Range header asked."""
+
+    start: int
+    length: int
+    size: int
+
+    @property
+    def whole(self) -> bool:
+        return self.start == 0 and self.length == self.size
+
+    def content_range(self) -> str:
+        return f"bytes {self.start}-{self.start + self.length - 1}/{self.size}"
+
+
+_BYTE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
+MAX_RANGE_DIGITS = 20  # 10**20 bytes is beyond any object; longer numbers are garbage
+
+
+def parse_range(header: str | None, size: int) -> ByteRange | None:
+    """Pure: a `Range` header against a body of `size` bytes (RFC 9110 14.1.2), one range.
+    None: no header, the whole body. RequestError naming `Range` for a header that is not one
+    byte range; RangeNotSatisfiable (one too) for one that starts at or past the end."""
+    if header is None:
+        return None
+    match = _BYTE_RANGE.fullmatch(header.strip())
+    if match is None:
+        raise RequestError("Range", "must be one byte range: bytes=FIRST-LAST, bytes=FIRST- or "
+                         "bytes=-SUFFIX (several ranges are not served)")
+    first, last = match[1], match[2]
+    if len(first) > MAX_RANGE_DIGITS or len(last) > MAX_RANGE_DIGITS or not (first or last):
+        raise RequestError("Range", "must give a first byte, a last byte or a suffix length")
+    if not first:  # bytes=-N: the last N bytes
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise RangeNotSatisfiable(f"a suffix of {suffix} bytes of a {size}-byte body")
+        length = min(suffix, size)
+        return ByteRange(size - length, length, size)
+    start = int(first)
+    end = size - 1 if not last else int(last)
+    if last and end < start:
+        raise RequestError("Range", f"ends at byte {end}, before its first byte {start}")
+    if start >= size:
+        raise RangeNotSatisfiable(f"the range starts at byte {start} of a {size}-byte body")
+    return ByteRange(start, min(end, size - 1) - start + 1, size)

@@ -64,6 +64,14 @@ class TokenInfo:
                              if endpoint.service_type == service_type
                              and endpoint.interface == "public"}))
 
+    def storage_regions(self) -> tuple[str, ...]:
+        """The regions holding images: an image and an object-store endpoint each. A region
+        with an image endpoint only is a front of another (xfer's Glance-compatible read
+        endpoint, `RegionOne-via-xfer`): the same images again, not a place to copy to or
+        from, nor one to search."""
+        objects = set(self.regions("object-store"))
+        return tuple(region for region in self.regions("image") if region in objects)
+
 
 def _tokens_url(auth_url: str) -> str:
     return auth_url.rstrip("/") + "/auth/tokens"

@@ -21,16 +21,12 @@ from xfer.web.validation import (
 )
 
 IMAGE_SEARCH = web.AppKey("image_search", ImageSearch)
-# Both are needed: Glance to read and register images, Swift to move their data.
-COPY_SERVICES = ("image", "object-store")
 
 
 def copy_regions(caller: Caller) -> list[str]:
-    """Regions of the caller's catalog with an image and an object-store endpoint."""
-    common = set(caller.info.regions(COPY_SERVICES[0]))
-    for service in COPY_SERVICES[1:]:
-        common &= set(caller.info.regions(service))
-    return sorted(common)
+    """Regions of the caller's catalog with an image and an object-store endpoint: Glance to
+    read and register images, Swift to move their data."""
+    return list(caller.info.storage_regions())
 
 
 async def create_image_copy(request: web.Request) -> web.Response:

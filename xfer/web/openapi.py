@@ -26,6 +26,7 @@ from xfer.web.validation import MD5_PATTERN
 Schema = dict[str, Any]
 STATES = [state.value for state in JobState]
 TEXT: Schema = {"type": "string"}
+BINARY: Schema = {"type": "string", "contentMediaType": "application/octet-stream"}
 REF_TEMPLATE = "#/components/schemas/{model}"
 
 
@@ -245,6 +246,12 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
         "503": error("With Keystone: Keystone did not answer (try again after Retry-After)"),
     }
     keystone_errors = {**auth_errors, "404": error("This xfer runs without Keystone")}
+    # the Glance-compatible reads pass on the fronted Glance's own 404 (its JSON, text or HTML)
+    glance_404 = {"description": "No such image, or you may not see it (the fronted Glance's "
+                                 "own reply: {code, message, title}); or this xfer runs "
+                                 "without Keystone (an Error)",
+                  "content": {"application/json": {"schema": {"type": "object"}},
+                              "text/html": {"schema": TEXT}, "text/plain": {"schema": TEXT}}}
     return {
         "/v1/jobs": {
             "post": {
@@ -319,6 +326,38 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
             "operationId": "listRegions", "summary": "Regions of your catalog to copy from",
             "responses": {"200": response("The regions", ref("RegionList")),
                           **keystone_errors}}},
+        "/v2/images/{image_id}": {"get": {
+            "operationId": "glanceShowImage", "parameters": [image_id],
+            "summary": "The fronted region's Glance image record, as that Glance gives it to "
+                       "you (Keystone only; for glance-download). A failing Glance is a 502.",
+            "responses": {"200": response("Glance's image record", {"type": "object"}),
+                          **auth_errors, "404": glance_404,
+                          "400": error("The image id is not a UUID")}}},
+        "/v2/images/{image_id}/file": {"get": {
+            "operationId": "glanceImageData",
+            "parameters": [image_id, {
+                "name": "Range", "in": "header", "required": False,
+                "schema": {"type": "string", "example": "bytes=0-1048575"},
+                "description": "one byte range; a range short of the whole image is pinned "
+                               "to the source version but not hashed"}],
+            "summary": "The image's data, read with parallel ranged GETs and verified (MD5 "
+                       "and SHA-512) before its last byte (Keystone only; for glance-download)",
+            "responses": {
+                "200": {"description": "The whole image; cut short and the connection closed "
+                                       "when it does not verify. X-Xfer-Source: swift or "
+                                       "glance; X-Xfer-Verified: whole",
+                        "content": {"application/octet-stream": {"schema": BINARY}}},
+                "206": {"description": "The range asked (Content-Range); X-Xfer-Verified: "
+                                       "range, or whole when the range is the whole image",
+                        "content": {"application/octet-stream": {"schema": BINARY}}},
+                **auth_errors, "404": glance_404,
+                "400": error("The image id is not a UUID, or Range is not one byte range"),
+                "409": error("The image is not active, or has no checksum to verify against"),
+                "416": error("The range starts past the image's end"),
+                "501": error("The image is in a store xfer cannot read, and reading through "
+                             "its Glance is off (unsupported_store)"),
+                "502": error("The data does not match the image record (checksum_mismatch); "
+                             "or the fronted Glance or Swift failed")}}},
         "/v1/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document",
             "responses": {"200": response("OpenAPI 3.1", {"type": "object"})}}},

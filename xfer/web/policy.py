@@ -20,6 +20,8 @@ DEFAULT_RULES: Mapping[str, str] = {
     "job:cancel": "role:member or role:admin",
     "region:list": "role:reader or role:member or role:admin",
     "image:find": "role:reader or role:member or role:admin",
+    # the Glance-compatible read endpoint; the fronted Glance then decides what may be seen
+    "image:read": "role:reader or role:member or role:admin",
     # raw Swift object copies with the operator's credentials, and the object index behind them
     "object_copy:create": "role:admin",
     "object:find": "role:admin",

@@ -247,13 +247,18 @@ class ImageCopyBody(_Body):
                                            "data is already in this region")
 
 
+def image_id_of(text: str) -> str:
+    """A Glance image id from a path, in its canonical form (as Glance stores it)."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise RequestError("image_id", "a Glance image id is a UUID") from None
+
+
 def validate_image_copy(body: Any, image_id: str, catalog_regions: Collection[str],
                         home_region: str, project_id: str, user_id: str) -> ImageCopyRequest:
     checked = _validated(ImageCopyBody, body, catalog_regions, "body")
-    try:
-        source_image_id = str(uuid.UUID(image_id))
-    except ValueError:
-        raise RequestError("image_id", "a Glance image id is a UUID") from None
+    source_image_id = image_id_of(image_id)
     if checked.source_region == home_region:
         raise RequestError("source_region", f"is this region ({home_region}): ask the xfer "
                                             "of the region to copy to; it pulls from the other")

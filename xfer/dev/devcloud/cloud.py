@@ -174,9 +174,11 @@ def _plan(
     clusters = {spec.region: swift_cluster.prepare_cluster(
         spec, state_dir / "clusters" / spec.region, cluster_ports[spec.region], access)
         for spec in specs}
-    # Imports (web-download, glance-download) may fetch from any service of this cloud.
+    # Imports (web-download, glance-download) may fetch from any service of this cloud, and
+    # glance-download from the xfer fronting another region (its `<region>-via-xfer`).
     cloud_ports = [keystone_port, *glance_ports.values(),
-                   *(port for p in cluster_ports.values() for port in (p.proxy, p.keystone_proxy))]
+                   *(port for p in cluster_ports.values() for port in (p.proxy, p.keystone_proxy)),
+                   *(int(url.rsplit(":", 1)[1]) for url in xfer_urls.values())]
     glances = {region: glance_server.prepare_glance(
         region, state_dir / "glance" / region, port, keystone, cloud_ports, python,
         file_store_ports.get(region, 0))

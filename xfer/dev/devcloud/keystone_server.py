@@ -45,6 +45,14 @@ OPENSTACK_MAIN = Path(__file__).with_name("openstack_main.py")
 DOMAIN = "Default"  # every user and project lives in the default domain (id "default")
 SERVICE_PROJECT = "service"
 XFER_SERVICE_TYPE = "image-transfer"  # xfer's own service type in the catalog
+# The region of xfer's Glance-compatible read endpoint fronting a region: an `image` endpoint
+# only, so that a stock Glance elsewhere imports through xfer with glance-download.
+VIA_XFER_SUFFIX = "-via-xfer"
+
+
+def via_xfer(region: str) -> str:
+    """The catalog region in which xfer fronts `region`'s images (RegionOne-via-xfer)."""
+    return f"{region}{VIA_XFER_SUFFIX}"
 KEY_REPOSITORIES = ("fernet-tokens", "fernet-receipts", "credential")
 
 
@@ -174,16 +182,20 @@ def _keystone_conf(directory: Path) -> Conf:
 
 def _seed(info: KeystoneInfo, regions: Mapping[str, RegionEndpoints]) -> dict[str, Any]:
     """What openstack_main.py keystone-setup creates. Every region lists its own identity
-    endpoints (same URL): keystonemiddleware with region_name=RegionTwo finds none otherwise."""
+    endpoints (same URL): keystonemiddleware with region_name=RegionTwo finds none otherwise.
+    Each region's xfer also fronts that region's images as the `image` service of a region of
+    its own, `<region>-via-xfer` (its own service, so that the Glance of each region stays the
+    only `glance`); Glance's glance-download needs every image endpoint to have a region."""
     services = [
         ("identity", "keystone", {region: info.auth_url for region in regions}),
         ("object-store", "swift", {r: e.object_store_url for r, e in regions.items()}),
         ("image", "glance", {r: e.image_url for r, e in regions.items()}),
         (XFER_SERVICE_TYPE, "xfer", {r: e.xfer_url for r, e in regions.items()}),
+        ("image", "xfer-glance-front", {via_xfer(r): e.xfer_url for r, e in regions.items()}),
     ]
     return {
         "admin": {"name": "admin", "password": info.user("admin").password, "project": "admin"},
-        "regions": list(regions),
+        "regions": [*regions, *(via_xfer(region) for region in regions)],
         "services": [{"type": kind, "name": name, "endpoints": urls}
                      for kind, name, urls in services],
         "users": [{"name": u.name, "password": u.password, "project": u.project, "role": u.role}

@@ -1,0 +1,342 @@
+"""Issue 10 against the real local cloud: a stock Glance (RegionTwo) imports a RegionOne image
+through xfer's Glance-compatible read endpoint with its own `glance-download` method, found in
+the user's catalog as region RegionOne-via-xfer; xfer reads the source Swift with parallel
+ranged GETs and verifies MD5 and SHA-512 before the last byte goes out.
+
+The session's blocking keystoneauth calls run in threads: the xfer under test runs in this
+test's event loop and must keep answering Glance meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from keystoneauth1 import session as ksa_session
+from keystoneauth1.exceptions import EndpointNotFound
+
+from tests.conftest import MiB, Service, running_service
+from tests.test_cloud_keystone_glance import (
+    create_image,
+    image_api,
+    object_store,
+    upload,
+    user_session,
+    wait_active,
+)
+from xfer.dev import devcloud
+from xfer.dev.devcloud.keystone_server import via_xfer
+from xfer.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+SOURCE, TARGET = "RegionOne", "RegionTwo"
+FRONT = via_xfer(SOURCE)  # RegionOne-via-xfer
+IMPORT_DEADLINE_S = 120.0
+
+
+@pytest.fixture
+def front_settings(settings: Settings, cloud: devcloud.CloudInfo) -> Settings:
+    """An xfer of RegionOne on the port the catalog lists for RegionOne-via-xfer, reading
+    1 MiB chunks: RegionTwo's Swift takes objects of at most TARGET_MAX_FILE_SIZE (8 MiB), and
+    Glance writes a plain object, so images here stay below that and are still several
+    ranged reads."""
+    assert cloud.keystone is not None
+    service = cloud.keystone.user("xfer")
+    port = int(cloud.xfer_urls[SOURCE].rsplit(":", 1)[1])
+    return settings.with_overrides(
+        keystone_url=cloud.keystone.auth_url, keystone_user=service.name,
+        keystone_password=service.password, keystone_project=service.project,
+        home_region=SOURCE, listen_port=port, chunk_size=MiB)
+
+
+@pytest.fixture
+async def front(front_settings: Settings) -> AsyncIterator[Service]:
+    async with running_service(front_settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def sessions(cloud: devcloud.CloudInfo) -> Iterator[dict[str, ksa_session.Session]]:
+    made = {name: user_session(cloud, name) for name in ("alice", "bob")}
+    yield made
+    for session in made.values():
+        session.session.close()
+
+
+def headers(session: ksa_session.Session, **more: str) -> dict[str, str]:
+    return {"X-Auth-Token": session.get_token(), **more}
+
+
+def swift_url(session: ksa_session.Session, image_id: str, name: str = "") -> str:
+    return f"{object_store(session, SOURCE)}/glance_{image_id}/{name or image_id}"
+
+
+def start_import(session: ksa_session.Session, source_id: str, region: str = FRONT) -> str:
+    """A queued RegionTwo image, importing `source_id` with stock glance-download from
+    `region` of the user's catalog."""
+    target = create_image(session, TARGET)
+    response = session.post(f"{image_api(session, TARGET)}/v2/images/{target}/import", json={
+        "method": {"name": "glance-download", "glance_image_id": source_id,
+                   "glance_region": region}})
+    assert response.status_code == 202, response.text
+    return target
+
+
+def import_failure(session: ksa_session.Session, image_id: str) -> tuple[dict[str, Any], str]:
+    """Wait for the import task to fail; the image then and the task's message. It must never
+    have been active meanwhile."""
+    api = image_api(session, TARGET)
+    deadline = time.monotonic() + IMPORT_DEADLINE_S
+    while True:
+        image: dict[str, Any] = session.get(f"{api}/v2/images/{image_id}").json()
+        assert image["status"] != "active", image
+        tasks = session.get(f"{api}/v2/images/{image_id}/tasks").json()["tasks"]
+        failed = [task for task in tasks if task["status"] == "failure"]
+        if failed:
+            return session.get(f"{api}/v2/images/{image_id}").json(), failed[0]["message"]
+        assert time.monotonic() < deadline, f"import of {image_id} neither failed nor ended"
+        time.sleep(0.3)
+
+
+async def metrics(front: Service) -> str:
+    async with front.http.get(f"{front.url}/metrics") as response:
+        assert response.status == 200
+        return await response.text()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    pattern = re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if labels else "") + r" (\S+)"
+    match = re.search(f"^{pattern}$", text, re.MULTILINE)
+    return float(match[1]) if match else 0.0
+
+
+async def read_file(front: Service, session: ksa_session.Session, image_id: str,
+                    **more: str) -> tuple[int, Any, bytes]:
+    async with front.http.get(f"{front.url}/v2/images/{image_id}/file",
+                              headers=headers(session, **more)) as response:
+        return response.status, response.headers, await response.read()
+
+
+def test_the_catalog_lists_the_front_as_an_image_region_of_its_own(
+        cloud: devcloud.CloudInfo, sessions: dict[str, ksa_session.Session]) -> None:
+    alice = sessions["alice"]
+    assert image_api(alice, FRONT) == cloud.xfer_urls[SOURCE]
+    with pytest.raises(EndpointNotFound):
+        alice.get_endpoint(service_type="object-store", region_name=FRONT)
+
+
+async def test_stock_glance_download_through_xfer_is_active_with_the_source_hashes(
+        front: Service, sessions: dict[str, ksa_session.Session],
+        caplog: pytest.LogCaptureFixture) -> None:
+    alice = sessions["alice"]
+    caplog.set_level(logging.INFO, logger="xfer.images.front")
+    data = os.urandom(7 * MiB + 3)  # seven 1 MiB chunks and a bit: parallel ranged reads
+    source = await asyncio.to_thread(upload, alice, SOURCE, data, chunked=True)  # a DLO
+    before = await metrics(front)
+
+    target = await asyncio.to_thread(start_import, alice, source["id"])
+    imported = await asyncio.to_thread(wait_active, alice, TARGET, target)
+
+    assert (imported["checksum"], imported["os_hash_value"], imported["size"]) == (
+        source["checksum"], source["os_hash_value"], len(data))
+    assert imported["id"] != source["id"]
+    after = await metrics(front)
+    assert metric(after, "xfer_image_streams_total", outcome="verified") == \
+        metric(before, "xfer_image_streams_total", outcome="verified") + 1
+    reads = metric(after, "xfer_image_stream_ranged_reads_total") - \
+        metric(before, "xfer_image_stream_ranged_reads_total")
+    assert reads == 8  # ceil((7 MiB + 3) / 1 MiB)
+    # one stream more, and it had more than one ranged read in flight at once
+    parallel = "xfer_image_stream_parallel_reads"
+    assert metric(after, f"{parallel}_count") == metric(before, f"{parallel}_count") + 1
+    assert metric(after, f"{parallel}_bucket", le="1.0") == \
+        metric(before, f"{parallel}_bucket", le="1.0")
+    logged = [r.getMessage() for r in caplog.records if "streamed image" in r.getMessage()]
+    assert any(source["id"] in line and "8 ranged reads, up to 8 at once" in line
+               and "verified MD5+SHA-512" in line for line in logged), logged
+
+
+async def test_the_image_record_is_the_source_glances_own(
+        front: Service, sessions: dict[str, ksa_session.Session]) -> None:
+    alice = sessions["alice"]
+    source = await asyncio.to_thread(upload, alice, SOURCE, os.urandom(1000))
+    async with front.http.get(f"{front.url}/v2/images/{source['id']}",
+                              headers=headers(alice)) as response:
+        assert response.status == 200
+        record = await response.json()
+    direct = await asyncio.to_thread(
+        lambda: alice.get(f"{image_api(alice, SOURCE)}/v2/images/{source['id']}").json())
+    assert record == direct
+
+
+async def test_a_plain_source_altered_behind_glance_is_refused_before_any_byte(
+        front: Service, sessions: dict[str, ksa_session.Session],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A plain object's ETag is its MD5: other bytes are seen before the first one is sent."""
+    alice = sessions["alice"]
+    caplog.set_level(logging.WARNING, logger="xfer.web.glance_front")
+    source = await asyncio.to_thread(upload, alice, SOURCE, os.urandom(MiB))  # plain object
+    put = await asyncio.to_thread(alice.put, swift_url(alice, source["id"]),
+                                  data=os.urandom(MiB))
+    assert put.status_code == 201
+
+    status, _, body = await read_file(front, alice, source["id"])
+    assert status == 502
+    assert b'"checksum_mismatch"' in body and source["checksum"].encode() in body
+
+    target = await asyncio.to_thread(start_import, alice, source["id"])
+    image, _ = await asyncio.to_thread(import_failure, alice, target)  # "Internal Error"
+    assert image["status"] == "queued" and image["checksum"] is None, image
+    # xfer says why, Glance's task does not
+    refusals = [r.getMessage() for r in caplog.records if source["id"] in r.getMessage()]
+    assert len(refusals) == 2 and all("refused to stream" in line and "checksum_mismatch"
+                                      in line for line in refusals), refusals
+
+
+async def test_a_dlo_segment_altered_behind_glance_cuts_the_stream_before_its_last_byte(
+        front: Service, sessions: dict[str, ksa_session.Session],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Same size, other bytes, in a DLO (no MD5 to compare up front): only the stream's own
+    hashes can tell; glance-download, which checks only the size, must see a short body."""
+    alice = sessions["alice"]
+    caplog.set_level(logging.WARNING, logger="xfer.web.glance_front")
+    data = os.urandom(7 * MiB)  # RegionTwo's Glance could store it: only xfer can refuse
+    source = await asyncio.to_thread(upload, alice, SOURCE, data, chunked=True)
+    container = f"{object_store(alice, SOURCE)}/glance_{source['id']}"
+    listing = (await asyncio.to_thread(alice.get, container, params={"format": "json"})).json()
+    segment = next(entry for entry in listing if entry["name"] != source["id"])
+    put = await asyncio.to_thread(alice.put, f"{container}/{segment['name']}",
+                                  data=os.urandom(segment["bytes"]))
+    assert put.status_code == 201
+    before = await metrics(front)
+
+    received = bytearray()
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with front.http.get(f"{front.url}/v2/images/{source['id']}/file",
+                                  headers=headers(alice)) as response:
+            assert response.status == 200
+            assert response.headers["X-Xfer-Verified"] == "whole"
+            async for piece in response.content.iter_any():
+                received += piece
+    assert len(received) < len(data)
+
+    target = await asyncio.to_thread(start_import, alice, source["id"])
+    image, _ = await asyncio.to_thread(import_failure, alice, target)  # "Internal Error"
+    assert image["status"] == "queued" and image["checksum"] is None, image
+    cuts = [r.getMessage() for r in caplog.records if source["id"] in r.getMessage()]
+    assert len(cuts) == 2 and all("cut before its last byte" in line and "checksum_mismatch"
+                                  in line for line in cuts), cuts
+    after = await metrics(front)
+    assert metric(after, "xfer_image_streams_total", outcome="checksum_mismatch") >= \
+        metric(before, "xfer_image_streams_total", outcome="checksum_mismatch") + 2
+
+
+async def test_a_user_who_cannot_see_the_image_gets_glances_404_and_no_bytes(
+        front: Service, sessions: dict[str, ksa_session.Session]) -> None:
+    alice, bob = sessions["alice"], sessions["bob"]
+    source = await asyncio.to_thread(upload, alice, SOURCE, os.urandom(MiB))  # private
+    for path in (f"/v2/images/{source['id']}", f"/v2/images/{source['id']}/file"):
+        async with front.http.get(f"{front.url}{path}", headers=headers(bob)) as response:
+            assert response.status == 404
+            body = await response.read()
+        assert len(body) < 1000 and b"404" in body  # Glance's own "404 Not Found" page
+    direct = await asyncio.to_thread(
+        bob.get, f"{image_api(bob, SOURCE)}/v2/images/{source['id']}", raise_exc=False)
+    assert direct.status_code == 404  # what RegionOne's Glance itself answers bob
+
+    target = await asyncio.to_thread(start_import, bob, source["id"])
+    image, _ = await asyncio.to_thread(import_failure, bob, target)
+    assert image["status"] == "queued"
+
+
+async def test_ranges_are_served_exactly_and_bad_ones_are_named(
+        front: Service, sessions: dict[str, ksa_session.Session]) -> None:
+    alice = sessions["alice"]
+    data = os.urandom(9 * MiB + 7)
+    source = await asyncio.to_thread(upload, alice, SOURCE, data, chunked=True)
+    image_id, size = source["id"], len(data)
+    cases = {
+        f"bytes=0-{size - 1}": (0, size),
+        "bytes=100-199": (100, 100),
+        f"bytes={2 * MiB - 1}-{5 * MiB}": (2 * MiB - 1, 3 * MiB + 2),  # across chunks
+        "bytes=-10": (size - 10, 10),
+        f"bytes=-{size + 5}": (0, size),
+        f"bytes={size - 1}-": (size - 1, 1),
+        f"BYTES=5-{size + 100}": (5, size - 5),
+    }
+    for header, (start, length) in cases.items():
+        status, reply, body = await read_file(front, alice, image_id, Range=header)
+        assert status == 206, (header, body[:300])
+        assert body == data[start:start + length], header
+        assert reply["Content-Range"] == f"bytes {start}-{start + length - 1}/{size}"
+        assert reply["X-Xfer-Verified"] == ("whole" if length == size else "range"), header
+    status, reply, body = await read_file(front, alice, image_id)
+    assert status == 200 and body == data and reply["Content-MD5"] == source["checksum"]
+    assert reply["X-Xfer-Source"] == "swift"
+    for header in (f"bytes={size}-", f"bytes={size + 10}-{size + 20}", "bytes=-0"):
+        status, reply, body = await read_file(front, alice, image_id, Range=header)
+        assert status == 416, header
+        assert reply["Content-Range"] == f"bytes */{size}"
+    for header in ("bytes=5-1", "bytes=0-1,5-6", "items=0-5", "bytes=-", "bytes=x-5",
+                   "bytes=" + "9" * 30 + "-"):
+        status, _, body = await read_file(front, alice, image_id, Range=header)
+        assert status == 400, header
+        assert b'"field": "Range"' in body or b'"field":"Range"' in body, (header, body)
+
+
+async def test_ids_tokens_and_other_routes(
+        front: Service, sessions: dict[str, ksa_session.Session]) -> None:
+    alice = sessions["alice"]
+    for path in ("/v2/images/not-a-uuid", "/v2/images/not-a-uuid/file"):
+        async with front.http.get(f"{front.url}{path}", headers=headers(alice)) as response:
+            assert response.status == 400
+            assert (await response.json())["error"]["field"] == "image_id"
+    image = f"/v2/images/{uuid.uuid4()}/file"
+    async with front.http.get(f"{front.url}{image}") as response:
+        assert response.status == 401
+    async with front.http.get(f"{front.url}{image}", headers=headers(alice)) as response:
+        assert response.status == 404
+    async with front.http.get(f"{front.url}/v2/images", headers=headers(alice)) as response:
+        assert response.status == 404  # only the two reads glance-download makes are served
+
+
+async def test_an_image_in_glances_file_store_is_streamed_through_its_glance_verified(
+        front: Service, cloud: devcloud.CloudInfo,
+        sessions: dict[str, ksa_session.Session]) -> None:
+    alice = sessions["alice"]
+    data = os.urandom(7 * MiB + 5)
+    source = await asyncio.to_thread(upload, alice, SOURCE, data,
+                                     through=cloud.glances[SOURCE].file_store_url)
+    assert source["direct_url"].startswith("file://")
+
+    status, reply, body = await read_file(front, alice, source["id"])
+    assert status == 200 and reply["X-Xfer-Source"] == "glance"
+    assert hashlib.sha512(body).hexdigest() == source["os_hash_value"]
+
+    target = await asyncio.to_thread(start_import, alice, source["id"])
+    imported = await asyncio.to_thread(wait_active, alice, TARGET, target)
+    assert imported["os_hash_value"] == source["os_hash_value"]
+
+
+async def test_regions_and_search_leave_the_front_out(
+        cloud: devcloud.CloudInfo, front: Service,
+        sessions: dict[str, ksa_session.Session]) -> None:
+    """A region with an image endpoint only is a front, not a region to copy from or search."""
+    alice = sessions["alice"]
+    async with front.http.get(f"{front.url}/v1/regions", headers=headers(alice)) as response:
+        regions = [region["name"] for region in (await response.json())["regions"]]
+    assert regions == [SOURCE, TARGET]
+    async with front.http.get(f"{front.url}/v1/images", params={"checksum": "0" * 32},
+                              headers=headers(alice)) as response:
+        found = await response.json()
+    assert found == {"images": [], "unavailable": []}

@@ -1,0 +1,112 @@
+"""A verified stream of one source's bytes, in order, to a writer (the Glance-compatible read
+endpoint, web/glance_front.py): engine v2's fetch stage (engine/fetch.py) with one consumer
+instead of segment PUTs.
+
+    chunk GETs, `ahead` in flight, pinned to the source version
+      -> in order: the writer, and (for the whole object) MD5 + SHA-512 in two threads
+    the last byte is held back until both digests match the expected ones
+
+A reader that cannot tell a short body from a whole one (Glance's glance-download checks only
+the size) thus never receives all the bytes of data that did not verify: on a mismatch, or a
+source that changed, the stream ends one byte short and the caller breaks the connection.
+
+Memory: `ahead` chunks, whatever the object's size; a slow writer or hasher stalls the reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from xfer.engine.chunks import ChunkQueue
+from xfer.engine.failures import first_failure
+from xfer.engine.fetch import ChunkFetcher
+from xfer.engine.hashing import Digests, StreamHasher
+from xfer.engine.rate import TokenBucket
+from xfer.engine.retry import Retrier
+from xfer.engine.sources import SourceReader, SourceState
+from xfer.errors import CopyFailed
+
+Writer = Callable[[memoryview | bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class StreamOutcome:
+    bytes_sent: int
+    seconds: float
+    reads: int  # ranged reads of the source
+    most_reading: int  # the most ranged reads in flight at once
+    verified: bool  # the whole object was hashed and matched the expected digests
+
+
+async def stream_verified(source: SourceReader, state: SourceState, start: int, length: int,
+                          expected: Digests | None, write: Writer, *, chunk_size: int,
+                          ahead: int, rate: TokenBucket, retrying: Retrier) -> StreamOutcome:
+    """Write bytes [start, start + length) of `state` to `write`, in order. When they are the
+    whole object and `expected` is given, they are verified (MD5, and SHA-512 when expected
+    has one) and the last byte is written only if they match: CopyFailed
+    ("checksum_mismatch") otherwise, as for any source error ("source_changed", ...)."""
+    began = time.monotonic()
+    verify = expected is not None and start == 0 and length == state.size
+    fetcher = ChunkFetcher(source, state, chunk_size, rate, retrying)
+    to_writer = ChunkQueue()
+    to_hasher = ChunkQueue() if verify else None
+    queues = [to_writer, *([to_hasher] if to_hasher is not None else [])]
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(fetcher.fetch(start, length, queues, ahead))
+            hashing = (group.create_task(_digests(to_hasher, expected))
+                       if to_hasher is not None and expected is not None else None)
+            sending = group.create_task(_send(to_writer, write, start + length,
+                                              hold_last=verify))
+    except BaseExceptionGroup as failures:
+        raise first_failure(failures) from None
+    finally:
+        for queue in queues:
+            queue.close()
+    held = sending.result()
+    if hashing is not None and expected is not None:
+        _check(hashing.result(), expected, source.describe())
+    if held:
+        await write(held)
+    return StreamOutcome(length, time.monotonic() - began, fetcher.reads,
+                         fetcher.most_reading, verify)
+
+
+async def _send(queue: ChunkQueue, write: Writer, end: int, hold_last: bool) -> bytes:
+    """Every chunk to the writer, as it comes; with `hold_last`, the very last byte is kept
+    back and returned."""
+    while (chunk := await queue.get()) is not None:
+        try:
+            if hold_last and chunk.end == end:
+                await write(chunk.view[:-1])
+                return bytes(chunk.view[-1:])
+            await write(chunk.view)
+        finally:
+            chunk.done()
+    return b""
+
+
+async def _digests(queue: ChunkQueue, expected: Digests) -> Digests:
+    hasher = StreamHasher(with_sha512=expected.sha512 is not None)
+    while (chunk := await queue.get()) is not None:
+        try:
+            await hasher.update(chunk.view)
+        finally:
+            chunk.done()
+    return hasher.digests()
+
+
+def _check(found: Digests, expected: Digests, where: str) -> None:
+    if found.md5 != expected.md5.lower():
+        raise CopyFailed("checksum_mismatch",
+                         f"the bytes of {where} have MD5 {found.md5}, but the image records "
+                         f"checksum {expected.md5}: the stored data does not match its image "
+                         f"record, so the stream was cut before its last byte")
+    if expected.sha512 is not None and found.sha512 != expected.sha512.lower():
+        raise CopyFailed("checksum_mismatch",
+                         f"the bytes of {where} have SHA-512 {found.sha512}, but the image "
+                         f"records os_hash_value {expected.sha512}: the stored data does not "
+                         f"match its image record, so the stream was cut before its last byte")
