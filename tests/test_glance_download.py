@@ -241,6 +241,30 @@ async def test_a_dlo_segment_altered_behind_glance_cuts_the_stream_before_its_la
         metric(before, "xfer_image_streams_total", outcome="checksum_mismatch") + 2
 
 
+async def test_a_reader_that_goes_away_mid_stream_is_counted_and_the_next_is_served(
+        front: Service, sessions: dict[str, ksa_session.Session]) -> None:
+    alice = sessions["alice"]
+    data = os.urandom(7 * MiB)
+    source = await asyncio.to_thread(upload, alice, SOURCE, data)
+    before = await metrics(front)
+    async with aiohttp.ClientSession() as impatient:
+        async with impatient.get(f"{front.url}/v2/images/{source['id']}/file",
+                                 headers=headers(alice)) as response:
+            assert response.status == 200
+            await response.content.readexactly(1000)
+        # leaving the block without reading the rest closes the connection
+    gone = "xfer_image_streams_total"
+    for _ in range(300):  # up to 30 s: xfer notices at its next write
+        if metric(await metrics(front), gone, outcome="client_gone") > \
+                metric(before, gone, outcome="client_gone"):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("xfer never counted the reader that went away")
+    status, _, body = await read_file(front, alice, source["id"])
+    assert status == 200 and body == data
+
+
 async def test_a_user_who_cannot_see_the_image_gets_glances_404_and_no_bytes(
         front: Service, sessions: dict[str, ksa_session.Session]) -> None:
     alice, bob = sessions["alice"], sessions["bob"]

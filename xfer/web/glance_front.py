@@ -119,6 +119,10 @@ async def image_file(request: web.Request) -> web.StreamResponse:
         if request.transport is not None:
             request.transport.close()
         return response
+    except ConnectionError as exc:  # the client went away: its choice, not an error of ours
+        metrics.image_streamed("client_gone", 0, 0, 0)
+        log.info("the client reading image %s went away: %r", image_id, exc)
+        return response
     metrics.image_streamed("verified" if outcome.verified else "range", outcome.bytes_sent,
                            outcome.reads, outcome.most_reading, outcome.seconds)
     await response.write_eof()
