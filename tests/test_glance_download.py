@@ -55,7 +55,7 @@ def front_settings(settings: Settings, cloud: devcloud.CloudInfo) -> Settings:
     return settings.with_overrides(
         keystone_url=cloud.keystone.auth_url, keystone_user=service.name,
         keystone_password=service.password, keystone_project=service.project,
-        home_region=SOURCE, listen_port=port, chunk_size=MiB)
+        home_region=SOURCE, listen_port=port, stream_chunk_size=MiB, stream_reads=8)
 
 
 @pytest.fixture

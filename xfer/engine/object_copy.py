@@ -112,20 +112,21 @@ class Copier:
     async def stream(self, source: SourceReader, expected: Digests | None, write: Writer,
                      choose: Callable[[SourceState], Awaitable[tuple[int, int]]]
                      ) -> StreamOutcome:
-        """Stream a range of `source` to `write` with `stream_reads` ranged reads in flight,
-        within the process's bounds on buffered bytes and rate like any copy. `choose` sees
+        """Stream a range of `source` to `write` with `stream_reads` ranged reads of
+        `stream_chunk_size` in flight, within the process's bounds on buffered bytes and rate
+        like any copy. `choose` sees
         the source's size and version before any byte is read and returns (start, length)
         (it may answer a Range, send headers, or refuse the source). The whole object is
         verified against `expected` before its last byte (engine/stream.py)."""
         state = await source.state()
         start, length = await choose(state)
-        ahead = self.settings.stream_reads
-        taken = await self.memory.take(ahead * self.settings.chunk_size)
+        ahead, chunk_size = self.settings.stream_reads, self.settings.stream_chunk_size
+        taken = await self.memory.take(ahead * chunk_size)
         try:
             with self.rates.bucket(None) as rate:
                 return await stream_verified(source, state, start, length, expected, write,
-                                             chunk_size=self.settings.chunk_size, ahead=ahead,
-                                             rate=rate, retrying=Retrier(self.settings))
+                                             chunk_size=chunk_size, ahead=ahead, rate=rate,
+                                             retrying=Retrier(self.settings))
         finally:
             self.memory.give_back(taken)
 
