@@ -270,9 +270,11 @@ async def test_a_source_replaced_mid_copy_fails_as_source_changed(
     container, name = unique(f"changed-{kind}"), "image.raw"
     await put_source(regions["RegionOne"], kind, container, name, payload(SIZE))
     # The second ranged GET stalls past the read timeout; while it hangs, the source is
-    # replaced, so the retry asks (If-Match) for a version that is gone.
-    stall = faulty.source.add(stall_after("GET", object_path(container, name), 1000,
-                                          STALL_SECONDS, ranged=True))
+    # replaced, so the retry asks (If-Match) for a version that is gone. A DLO is read from
+    # its segment objects (engine/sources.py), so the stall is on one of those.
+    read_path = (re.escape(f"/{container}/{name}-") + r"\d+$" if kind == "dlo"
+                 else object_path(container, name))
+    stall = faulty.source.add(stall_after("GET", read_path, 1000, STALL_SECONDS, ranged=True))
     async with asyncio.timeout(TEST_SECONDS), running_service(faulty.settings) as service:
         job_id = (await service.submit(job_body(container, name, **extra)))["id"]
         while not stall.fired:  # noqa: ASYNC110  (the proxy's counter, no event to await)

@@ -9,6 +9,7 @@ during the copy ends it as source_changed instead of yielding a mix of two versi
 from __future__ import annotations
 
 import asyncio
+import bisect
 import os
 import stat as stat_module
 from dataclasses import dataclass
@@ -52,10 +53,51 @@ class SourceReader(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class DloPart:
+    """One segment object of a DLO, where its bytes sit in the whole."""
+
+    offset: int
+    size: int
+    container: str
+    name: str
+    etag: str
+
+
+def dlo_parts(container: str, listed: list[swift.Listed]) -> list[DloPart]:
+    """Pure: a DLO's segments (its listing, in name order: the order Swift joins them) with
+    their offsets in the whole object."""
+    parts, offset = [], 0
+    for entry in listed:
+        parts.append(DloPart(offset, entry.bytes, container, entry.name, entry.hash))
+        offset += entry.bytes
+    return parts
+
+
+def part_holding(parts: list[DloPart], start: int, length: int) -> DloPart | None:
+    """Pure: the segment holding all of [start, start + length), if one does."""
+    index = bisect.bisect_right([part.offset for part in parts], start) - 1
+    while index >= 0 and parts[index].size == 0:  # empty segments share an offset
+        index -= 1
+    if index < 0:
+        return None
+    part = parts[index]
+    return part if start + length <= part.offset + part.size else None
+
+
 class SwiftSource:
+    """A Swift object. A DLO's bytes are read from its segment objects themselves, each read
+    pinned to its segment's ETag: a ranged GET of the manifest would cost Swift a container
+    listing every time (measured on a 1 GiB Glance image: 4 MiB reads of the manifest made the
+    image copy 19 s, against 14-15 s with 16 MiB ones). A segment changed since the listing
+    fails its If-Match; one added or removed changes the manifest's ETag, checked after the
+    copy."""
+
     def __init__(self, client: SwiftClient, ref: ObjectRef) -> None:
         self.client = client
         self.ref = ref
+        self._parts: list[DloPart] | None = None  # a DLO's, once listed
+        self._listing = asyncio.Lock()
 
     def describe(self) -> str:
         return self.ref.describe()
@@ -73,13 +115,31 @@ class SwiftSource:
                 return []  # ranged or nested segments: their ETags are not segment MD5s
             return [(m.size_bytes, m.etag) for m in manifest]
         if state.kind is swift.ObjectKind.DLO and state.dlo_prefix:
-            container, _, prefix = unquote(state.dlo_prefix).partition("/")
-            listed = await self.client.list_objects(container, prefix)
-            return [(entry.bytes, entry.hash) for entry in listed]
+            return [(part.size, part.etag) for part in await self._dlo_parts(state)]
         return []
+
+    async def _dlo_parts(self, state: SourceState) -> list[DloPart]:
+        async with self._listing:
+            if self._parts is None:
+                assert state.dlo_prefix is not None
+                container, _, prefix = unquote(state.dlo_prefix).partition("/")
+                parts = dlo_parts(container, await self.client.list_objects(container, prefix))
+                if sum(part.size for part in parts) != state.size:
+                    raise SourceChanged(f"{self.describe()}: its segments hold "
+                                        f"{sum(part.size for part in parts)} bytes, the "
+                                        f"manifest {state.size}")
+                self._parts = parts
+            return self._parts
 
     async def read_into(self, state: SourceState, start: int, view: memoryview,
                         progress: RangeProgress) -> None:
+        if state.kind is swift.ObjectKind.DLO and state.dlo_prefix:
+            part = part_holding(await self._dlo_parts(state), start, len(view))
+            if part is not None:
+                await self.client.read_range_into(part.container, part.name,
+                                                  start - part.offset, part.size, view,
+                                                  if_match=part.etag, progress=progress)
+                return
         await self.client.read_range_into(self.ref.container, self.ref.object, start,
                                           state.size, view, if_match=state.version,
                                           progress=progress)
