@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -154,6 +155,18 @@ async def running_service(settings: Settings) -> AsyncIterator[Service]:
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+def keystone_settings(settings: Settings, cloud: devcloud.CloudInfo, home_region: str,
+                      **changes: Any) -> Settings:
+    """`settings` for an xfer with Keystone: the local cloud's xfer service user, serving
+    `home_region`."""
+    assert cloud.keystone is not None
+    service = cloud.keystone.user("xfer")
+    return settings.with_overrides(**{
+        "keystone_url": cloud.keystone.auth_url, "keystone_user": service.name,
+        "keystone_password": service.password, "keystone_project": service.project,
+        "home_region": home_region, **changes})
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from keystoneauth1 import session as ksa_session
 
-from tests.conftest import MiB, Service, running_service
+from tests.conftest import MiB, Service, keystone_settings, running_service
 from tests.test_cloud_keystone_glance import (
     image_api,
     object_store,
@@ -41,12 +41,7 @@ SOURCE, TARGET = "RegionOne", "RegionTwo"
 
 @pytest.fixture
 def image_settings(settings: Settings, cloud: devcloud.CloudInfo) -> Settings:
-    assert cloud.keystone is not None
-    service = cloud.keystone.user("xfer")
-    return settings.with_overrides(
-        keystone_url=cloud.keystone.auth_url, keystone_user=service.name,
-        keystone_password=service.password, keystone_project=service.project,
-        home_region=TARGET)
+    return keystone_settings(settings, cloud, TARGET)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import openapi_spec_validator
 import pytest
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
 
-from tests.conftest import MiB, RegionConfig, Service, md5, unique
+from tests.conftest import MiB, RegionConfig, Service, keystone_settings, md5, unique
 from tests.sources import payload, put_plain
 from tests.test_cloud_keystone_glance import create_image, object_store, upload, user_session
 from tests.test_observe import api_only, closed_port
@@ -247,15 +247,6 @@ async def exercise_service(contract: Contract, service: Service) -> None:
     assert (await call(contract, service, "GET", "/v2/jobs"))[0] == 404
 
 
-def keystone_settings(settings: Settings, cloud: devcloud.CloudInfo, **changes: Any) -> Settings:
-    assert cloud.keystone is not None
-    service = cloud.keystone.user("xfer")
-    return settings.with_overrides(**{
-        "keystone_url": cloud.keystone.auth_url, "keystone_user": service.name,
-        "keystone_password": service.password, "keystone_project": service.project,
-        "home_region": "RegionTwo", **changes})
-
-
 def token_of(cloud: devcloud.CloudInfo, user: str) -> dict[str, str]:
     assert cloud.keystone is not None
     issued = issue_token(cloud.keystone, cloud.keystone.user(user))
@@ -285,17 +276,17 @@ async def exercise_images(contract: Contract, open_service: Service, settings: S
         assert (await call(contract, open_service, method, path, json={}))[0] == 404
     alice, carol = token_of(cloud, "alice"), token_of(cloud, "carol")
     nobody = {rule: "!" for rule in DEFAULT_RULES}
-    async with api_only(keystone_settings(settings, cloud, policy=nobody)) as (closed, _):
+    async with api_only(keystone_settings(settings, cloud, "RegionTwo", policy=nobody)) as (closed, _):
         for method, path, body in SECURED:
             assert (await call(contract, closed, method, path, json=body))[0] == 401
             assert (await call(contract, closed, method, path, json=body,
                                headers=alice))[0] == 403
     keystone_down = {"keystone_url": f"http://127.0.0.1:{closed_port()}/v3"}
-    async with api_only(keystone_settings(settings, cloud, **keystone_down)) as (down, _):
+    async with api_only(keystone_settings(settings, cloud, "RegionTwo", **keystone_down)) as (down, _):
         for method, path, body in SECURED:
             assert (await call(contract, down, method, path, json=body,
                                headers=alice))[0] == 503
-    async with api_only(keystone_settings(settings, cloud)) as (secured, _):
+    async with api_only(keystone_settings(settings, cloud, "RegionTwo")) as (secured, _):
         assert (await call(contract, secured, "GET", "/v1/regions", headers=alice))[0] == 200
         assert (await call(contract, secured, "GET", "/v1/images", headers=alice,
                            params={"checksum": "0" * 32}))[0] == 200
@@ -331,7 +322,7 @@ async def exercise_glance_front(contract: Contract, settings: Settings,
                                through=cloud.glances["RegionOne"].file_store_url)
     finally:
         session.session.close()
-    front = keystone_settings(settings, cloud, front_region="RegionOne")
+    front = keystone_settings(settings, cloud, "RegionTwo", front_region="RegionOne")
     async with api_only(front) as (service, _):
         record, data_path = f"/v2/images/{image['id']}", f"/v2/images/{image['id']}/file"
         status, body, _ = await call(contract, service, "GET", record, headers=alice)
