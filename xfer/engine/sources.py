@@ -76,7 +76,7 @@ def dlo_parts(container: str, listed: list[swift.Listed]) -> list[DloPart]:
 
 def part_holding(parts: list[DloPart], start: int, length: int) -> DloPart | None:
     """Pure: the segment holding all of [start, start + length), if one does."""
-    index = bisect.bisect_right([part.offset for part in parts], start) - 1
+    index = bisect.bisect_right(parts, start, key=lambda part: part.offset) - 1
     while index >= 0 and parts[index].size == 0:  # empty segments share an offset
         index -= 1
     if index < 0:
@@ -124,10 +124,10 @@ class SwiftSource:
                 assert state.dlo_prefix is not None
                 container, _, prefix = unquote(state.dlo_prefix).partition("/")
                 parts = dlo_parts(container, await self.client.list_objects(container, prefix))
-                if sum(part.size for part in parts) != state.size:
-                    raise SourceChanged(f"{self.describe()}: its segments hold "
-                                        f"{sum(part.size for part in parts)} bytes, the "
-                                        f"manifest {state.size}")
+                listed = sum(part.size for part in parts)
+                if listed != state.size:
+                    raise SourceChanged(f"{self.describe()}: its segments hold {listed} "
+                                        f"bytes, the manifest {state.size}")
                 self._parts = parts
             return self._parts
 

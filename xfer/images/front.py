@@ -50,25 +50,26 @@ class GlanceFront:
         self.openstack = openstack
         self.copier = copier
 
-    def _glance(self, token: CallerToken, info: TokenInfo) -> GlanceClient:
+    def _as_caller(self, token: str, info: TokenInfo) -> tuple[CallerToken, GlanceClient]:
+        """The caller's token, and the fronted Glance as the caller."""
         url = info.endpoint("image", self.region)
         if url is None:
             raise FrontRefused(404, "region_not_available",
                                f"your catalog has no image endpoint in region {self.region}, "
                                f"which this endpoint reads for")
-        return self.openstack.glance(url, token.token)
+        caller = CallerToken(token, info)
+        return caller, self.openstack.glance(url, caller.token)
 
     async def image_reply(self, token: str, info: TokenInfo, image_id: str) -> Reply:
         """The fronted Glance's reply to GET /v2/images/{id} for the caller, as it is."""
-        caller = CallerToken(token, info)
-        return (await self._glance(caller, info).image_reply(image_id))[0]
+        _, glance = self._as_caller(token, info)
+        return (await glance.image_reply(image_id))[0]
 
     async def open(self, token: str, info: TokenInfo, image_id: str
                    ) -> tuple[Reply, ImageRead | None]:
         """The image's record as the caller may see it and, when it is a 200, how to read its
         data; FrontRefused when an image that may be seen cannot be served verified."""
-        caller = CallerToken(token, info)
-        glance = self._glance(caller, info)
+        caller, glance = self._as_caller(token, info)
         reply, image = await glance.image_reply(image_id)
         if image is None:
             return reply, None
@@ -110,9 +111,9 @@ class GlanceFront:
 
 
 def _check_state(read: ImageRead, state: SourceState) -> None:
-    image = read.image
+    image = read.image  # open() served only an image with a size and a checksum
     where = read.data.ref.describe()
-    if image.size is not None and state.size != image.size:
+    if state.size != image.size:
         raise CopyFailed("checksum_mismatch",
                          f"{where} holds {state.size} bytes, but image {image.id} records "
                          f"{image.size}: its data does not match its image record")

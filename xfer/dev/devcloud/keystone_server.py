@@ -48,12 +48,12 @@ XFER_SERVICE_TYPE = "image-transfer"  # xfer's own service type in the catalog
 # The region of xfer's Glance-compatible read endpoint fronting a region: an `image` endpoint
 # only, so that a stock Glance elsewhere imports through xfer with glance-download.
 VIA_XFER_SUFFIX = "-via-xfer"
+KEY_REPOSITORIES = ("fernet-tokens", "fernet-receipts", "credential")
 
 
 def via_xfer(region: str) -> str:
     """The catalog region in which xfer fronts `region`'s images (RegionOne-via-xfer)."""
     return f"{region}{VIA_XFER_SUFFIX}"
-KEY_REPOSITORIES = ("fernet-tokens", "fernet-receipts", "credential")
 
 
 @dataclass(frozen=True)
