@@ -93,10 +93,11 @@ def wait_active(session: ksa_session.Session, region: str, image_id: str) -> dic
 
 
 def upload(session: ksa_session.Session, region: str, data: bytes, *, chunked: bool = False,
-           through: str = "") -> dict:
+           through: str = "", image_id: str = "") -> dict:
     """PUT /v2/images/{id}/file; chunked: no Content-Length (a generator body); ``through``
-    another API of the region than the catalog's (its file-store API)."""
-    image_id = create_image(session, region)
+    another API of the region than the catalog's (its file-store API); ``image_id`` the id
+    the image is created with (Glance's own otherwise)."""
+    image_id = create_image(session, region, **({"id": image_id} if image_id else {}))
     body: object = iter([data[: len(data) // 2], data[len(data) // 2 :]]) if chunked else data
     api = through or image_api(session, region)
     response = session.put(f"{api}/v2/images/{image_id}/file", data=body,

@@ -333,6 +333,31 @@ async def test_ids_tokens_and_other_routes(
         assert response.status == 404  # only the two reads glance-download makes are served
 
 
+async def test_an_image_id_reaches_glance_exactly_as_written(
+        front: Service, sessions: dict[str, ksa_session.Session]) -> None:
+    """Glance keeps the upper-case id a user created an image with and looks ids up as
+    written: for each spelling, xfer answers what RegionOne's Glance answers, and serves the
+    data of the image named."""
+    alice = sessions["alice"]
+    data = os.urandom(3 * MiB + 1)
+    image_id = str(uuid.uuid4()).upper()
+    source = await asyncio.to_thread(upload, alice, SOURCE, data, image_id=image_id)
+    assert source["id"] == image_id
+    for spelling in (image_id, image_id.lower()):
+        direct = await asyncio.to_thread(
+            alice.get, f"{image_api(alice, SOURCE)}/v2/images/{spelling}", raise_exc=False)
+        async with front.http.get(f"{front.url}/v2/images/{spelling}",
+                                  headers=headers(alice)) as response:
+            assert response.status == direct.status_code, spelling
+            if response.status == 200:
+                assert await response.json() == direct.json()
+        status, _, body = await read_file(front, alice, spelling)
+        assert status == direct.status_code, spelling
+        assert body == data if status == 200 else len(body) < 1000
+    status, _, body = await read_file(front, alice, image_id)
+    assert status == 200 and body == data
+
+
 async def test_an_image_in_glances_file_store_is_streamed_through_its_glance_verified(
         front: Service, cloud: devcloud.CloudInfo,
         sessions: dict[str, ksa_session.Session]) -> None:

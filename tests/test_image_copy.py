@@ -245,6 +245,25 @@ async def test_the_checksum_index_finds_both_and_a_second_copy_is_deduplicated_u
     assert oldest[TARGET] == first["image"]["target_image_id"]
 
 
+async def test_an_image_with_an_upper_case_id_is_copied_by_that_id(
+        xfer: Service, sessions: dict[str, ksa_session.Session]) -> None:
+    """Glance keeps the id an image was created with, upper case too, in its record and in its
+    container's name (`glance_<id>`): the copy asks for the image by the id as written."""
+    alice = sessions["alice"]
+    data = os.urandom(2 * MiB + 9)
+    image_id = str(uuid.uuid4()).upper()
+    source = upload(alice, SOURCE, data, image_id=image_id)
+    assert source["id"] == image_id
+
+    job = await copy_image(xfer, alice, image_id)
+
+    assert job["state"] == "succeeded", job["error"]
+    assert job["image"]["source_image_id"] == image_id
+    copy = glance_image(alice, TARGET, job["image"]["target_image_id"])
+    assert (copy["status"], copy["checksum"], copy["source_image_id"]) == (
+        "active", hashlib.md5(data).hexdigest(), image_id)
+
+
 async def test_a_source_in_glances_file_store_is_read_through_its_glance_verified(
         xfer: Service, cloud: devcloud.CloudInfo,
         sessions: dict[str, ksa_session.Session]) -> None:

@@ -7,11 +7,14 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from xfer.errors import RequestError
 from xfer.web.validation import (
     MAX_IMAGE_PROPERTIES,
     RESERVED_IMAGE_KEYS,
+    image_id_of,
     images_query,
     validate_image_copy,
 )
@@ -38,10 +41,27 @@ def test_a_minimal_request() -> None:
     assert (checked.project_id, checked.user_id) == ("project", "user")
 
 
-def test_the_image_id_is_a_uuid_in_glances_form() -> None:
-    assert validate({"source_region": "RegionOne"}, IMAGE.upper()).source_image_id == IMAGE
-    for bad in ("x", "", "../" + IMAGE, IMAGE + "0", "%2e%2e"):
-        assert refused({"source_region": "RegionOne"}, bad) == "image_id"
+@given(st.uuids(), st.lists(st.booleans(), min_size=36, max_size=36))
+def test_an_image_id_in_glances_form_is_taken_exactly_as_written(
+        image: uuid.UUID, upper: list[bool]) -> None:
+    """Glance creates images with the ids users give, upper case kept, and looks them up as
+    written: the id that goes to Glance is the one in the path, letter for letter."""
+    written = "".join(c.upper() if up else c for c, up in zip(str(image), upper, strict=True))
+    assert validate({"source_region": "RegionOne"}, written).source_image_id == written
+    assert image_id_of(written) == written
+
+
+@pytest.mark.parametrize("bad", [
+    "x", "", "../" + IMAGE, IMAGE + "0", IMAGE[:-1], "%2e%2e", IMAGE + "\n", " " + IMAGE,
+    IMAGE.replace("-", ""), "{" + IMAGE + "}", "urn:uuid:" + IMAGE, IMAGE.replace("-", "_"),
+    IMAGE[:8] + IMAGE[9:13] + "-" + IMAGE[8] + IMAGE[13:],  # dashes moved
+    "g" + IMAGE[1:], "\u0663" + IMAGE[1:], "\uff10" + IMAGE[1:],  # not hex: Arabic 3, wide 0
+    IMAGE[:-1] + "\x00", "0" * 8000])
+def test_anything_else_is_a_400_naming_image_id(bad: str) -> None:
+    assert refused({"source_region": "RegionOne"}, bad) == "image_id"
+    with pytest.raises(RequestError) as error:
+        image_id_of(bad)
+    assert error.value.field == "image_id"
 
 
 @pytest.mark.parametrize("value", ["Atlantis", "RegionTwo", "", None, 1, ["RegionOne"],

@@ -21,7 +21,7 @@ from xfer.engine.types import Verification
 from xfer.jobs.states import JobState, TargetState
 from xfer.web import validation
 from xfer.web.api import SETTINGS
-from xfer.web.validation import MD5_PATTERN
+from xfer.web.validation import IMAGE_ID_PATTERN, MD5_PATTERN
 
 Schema = dict[str, Any]
 STATES = [state.value for state in JobState]
@@ -238,7 +238,7 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
                        "description": "the same key and body again returns the job it "
                                       "created (200)"}
     image_id = {"name": "image_id", "in": "path", "required": True,
-                "schema": {"type": "string", "format": "uuid"}}
+                "schema": {"type": "string", "pattern": IMAGE_ID_PATTERN}}
     # With Keystone (XFER_KEYSTONE_URL) every route but the probes and this document
     auth_errors = {
         "401": error("With Keystone: no valid token in X-Auth-Token"),

@@ -247,12 +247,21 @@ class ImageCopyBody(_Body):
                                            "data is already in this region")
 
 
+# Glance's own pattern for an image id (glance/api/v2/images.py, the image schema): a user
+# may create an image with an upper-case id, and Glance keeps it as given.
+IMAGE_ID_PATTERN = (r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
+                    r"-[0-9a-fA-F]{12}$")
+_IMAGE_ID = re.compile(IMAGE_ID_PATTERN)
+
+
 def image_id_of(text: str) -> str:
-    """A Glance image id from a path, in its canonical form (as Glance stores it)."""
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise RequestError("image_id", "a Glance image id is a UUID") from None
+    """A Glance image id from a path, exactly as written: Glance looks ids up as they are
+    (a case-sensitive match on some databases), so rewriting one (`urn:uuid:`, braces, upper
+    to lower case) could address another image, or none, instead of the one named."""
+    if _IMAGE_ID.fullmatch(text) is None:
+        raise RequestError("image_id", "a Glance image id is a UUID written "
+                                       "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx in hex digits")
+    return text
 
 
 def validate_image_copy(body: Any, image_id: str, catalog_regions: Collection[str],
