@@ -66,6 +66,30 @@ def object_store(session: ksa_session.Session, region: str) -> str:
     return url
 
 
+def swift_url(session: ksa_session.Session, region: str, image_id: str, name: str = "") -> str:
+    """An object of an image's container in the user's account (Glance's multi-tenant store:
+    `glance_<id>`); the image's own object by default."""
+    return f"{object_store(session, region)}/glance_{image_id}/{name or image_id}"
+
+
+def replace_with_slo(session: ksa_session.Session, region: str, image_id: str, data: bytes,
+                     segment_size: int) -> list[str]:
+    """Replace an image's plain object by an SLO of the same bytes, its segments in the
+    image's own container (as xfer's copies are stored); the segments' names."""
+    manifest, names = [], []
+    for index, offset in enumerate(range(0, len(data), segment_size)):
+        piece = data[offset:offset + segment_size]
+        name = f"{image_id}-seg{index}"
+        assert session.put(swift_url(session, region, image_id, name), data=piece).ok
+        manifest.append({"path": f"/glance_{image_id}/{name}",
+                         "etag": hashlib.md5(piece).hexdigest(), "size_bytes": len(piece)})
+        names.append(name)
+    put = session.put(swift_url(session, region, image_id), json=manifest,
+                      params={"multipart-manifest": "put"})
+    assert put.status_code == 201, put.text
+    return names
+
+
 def image_api(session: ksa_session.Session, region: str) -> str:
     url = session.get_endpoint(service_type="image", interface="public", region_name=region)
     assert isinstance(url, str)

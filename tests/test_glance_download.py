@@ -28,6 +28,8 @@ from tests.test_cloud_keystone_glance import (
     create_image,
     image_api,
     object_store,
+    replace_with_slo,
+    swift_url,
     upload,
     user_session,
     wait_active,
@@ -72,10 +74,6 @@ def headers(session: ksa_session.Session, **more: str) -> dict[str, str]:
     return {"X-Auth-Token": session.get_token(), **more}
 
 
-def swift_url(session: ksa_session.Session, image_id: str, name: str = "") -> str:
-    return f"{object_store(session, SOURCE)}/glance_{image_id}/{name or image_id}"
-
-
 def start_import(session: ksa_session.Session, source_id: str, region: str = FRONT) -> str:
     """A queued RegionTwo image, importing `source_id` with stock glance-download from
     `region` of the user's catalog."""
@@ -104,15 +102,16 @@ def import_failure(session: ksa_session.Session, image_id: str) -> tuple[dict[st
 
 
 async def import_fails_and_xfer_says_why(session: ksa_session.Session, source_id: str,
-                                         caplog: pytest.LogCaptureFixture, said: str) -> None:
+                                         caplog: pytest.LogCaptureFixture, said: str,
+                                         code: str = "checksum_mismatch") -> None:
     """glance-download of an altered source fails and its image stays queued without data;
     Glance's task says only "Internal Error", so xfer's log must say why: one line for the
-    test's own read of the data and one for Glance's, each `said` and checksum_mismatch."""
+    test's own read of the data and one for Glance's, each `said` and `code`."""
     target = await asyncio.to_thread(start_import, session, source_id)
     image, _ = await asyncio.to_thread(import_failure, session, target)
     assert image["status"] == "queued" and image["checksum"] is None, image
     lines = [r.getMessage() for r in caplog.records if source_id in r.getMessage()]
-    assert len(lines) == 2 and all(said in line and "checksum_mismatch" in line
+    assert len(lines) == 2 and all(said in line and f"({code})" in line
                                    for line in lines), lines
 
 
@@ -195,7 +194,7 @@ async def test_a_plain_source_altered_behind_glance_is_refused_before_any_byte(
     alice = sessions["alice"]
     caplog.set_level(logging.WARNING, logger="xfer.web.glance_front")
     source = await asyncio.to_thread(upload, alice, SOURCE, os.urandom(MiB))  # plain object
-    put = await asyncio.to_thread(alice.put, swift_url(alice, source["id"]),
+    put = await asyncio.to_thread(alice.put, swift_url(alice, SOURCE, source["id"]),
                                   data=os.urandom(MiB))
     assert put.status_code == 201
 
@@ -238,6 +237,43 @@ async def test_a_dlo_segment_altered_behind_glance_cuts_the_stream_before_its_la
     after = await metrics(front)
     assert metric(after, "xfer_image_streams_total", outcome="checksum_mismatch") >= \
         metric(before, "xfer_image_streams_total", outcome="checksum_mismatch") + 2
+
+
+async def test_an_slo_source_is_imported_verified_and_an_altered_segment_never_activates(
+        front: Service, sessions: dict[str, ksa_session.Session],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The layout of xfer's own copies, an SLO with its segments in the image's container: the
+    import through xfer is active with the source's hashes. A segment then replaced by other
+    bytes of its size cuts the stream before its last byte, and the next import fails."""
+    alice = sessions["alice"]
+    caplog.set_level(logging.WARNING, logger="xfer.web.glance_front")
+    data = os.urandom(5 * MiB + 11)
+    source = await asyncio.to_thread(upload, alice, SOURCE, data)
+    segments = await asyncio.to_thread(replace_with_slo, alice, SOURCE, source["id"], data,
+                                       2 * MiB)
+
+    status, reply, body = await read_file(front, alice, source["id"])
+    assert (status, reply["X-Xfer-Verified"]) == (200, "whole") and body == data
+    target = await asyncio.to_thread(start_import, alice, source["id"])
+    imported = await asyncio.to_thread(wait_active, alice, TARGET, target)
+    assert (imported["checksum"], imported["os_hash_value"]) == (source["checksum"],
+                                                               source["os_hash_value"])
+
+    put = await asyncio.to_thread(alice.put, swift_url(alice, SOURCE, source["id"], segments[1]),
+                                  data=os.urandom(2 * MiB))
+    assert put.status_code == 201
+    received = bytearray()
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with front.http.get(f"{front.url}/v2/images/{source['id']}/file",
+                                  headers=headers(alice)) as response:
+            assert response.status == 200
+            async for piece in response.content.iter_any():
+                received += piece
+    assert len(received) < len(data)
+    # Swift itself refuses the segment (409), which says the object is damaged, not that hashes
+    # differ: the stream is cut all the same
+    await import_fails_and_xfer_says_why(alice, source["id"], caplog, "no longer matches its "
+                                         "manifest", code="source_changed")
 
 
 async def test_a_reader_that_goes_away_mid_stream_is_counted_and_the_next_is_served(

@@ -21,6 +21,8 @@ from tests.conftest import MiB, Service, keystone_settings, running_service
 from tests.test_cloud_keystone_glance import (
     image_api,
     object_store,
+    replace_with_slo,
+    swift_url,
     upload,
     user_session,
 )
@@ -350,10 +352,6 @@ async def test_the_copy_outlives_the_users_token_and_no_token_is_stored(
 
 
 
-def swift_url(session: ksa_session.Session, region: str, image_id: str, name: str = "") -> str:
-    return f"{object_store(session, region)}/glance_{image_id}/{name or image_id}"
-
-
 async def test_source_bytes_altered_behind_glance_fail_before_registration_leaving_nothing(
         xfer: Service, sessions: dict[str, ksa_session.Session]) -> None:
     alice = sessions["alice"]
@@ -377,17 +375,7 @@ async def test_an_slo_source_is_copied_and_a_member_the_copy_is_shared_with_can_
     alice, bob = sessions["alice"], sessions["bob"]
     data = os.urandom(3 * MiB + 17)
     source = upload(alice, SOURCE, data, chunked=False)
-    # Replace the plain object by an SLO of the same bytes, segments in the image's container
-    manifest = []
-    for index, offset in enumerate(range(0, len(data), MiB)):
-        piece = data[offset:offset + MiB]
-        name = f"{source['id']}-seg{index}"
-        assert alice.put(swift_url(alice, SOURCE, source["id"], name), data=piece).ok
-        manifest.append({"path": f"/glance_{source['id']}/{name}",
-                         "etag": hashlib.md5(piece).hexdigest(), "size_bytes": len(piece)})
-    put = alice.put(swift_url(alice, SOURCE, source["id"]), json=manifest,
-                    params={"multipart-manifest": "put"})
-    assert put.status_code == 201, put.text
+    replace_with_slo(alice, SOURCE, source["id"], data, MiB)
 
     job = await copy_image(xfer, alice, source["id"], name="shared copy")
 

@@ -7,7 +7,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xfer.errors import AuthError, BodyRejected, IntegrityError, RemoteError, SourceChanged
+from xfer.engine.failures import describe_failure
+from xfer.errors import (
+    AuthError,
+    BodyRejected,
+    IntegrityError,
+    RemoteError,
+    SegmentMismatch,
+    SourceChanged,
+)
 from xfer.proto import swift
 from xfer.proto.http import Reply, Request
 
@@ -70,9 +78,15 @@ def test_a_pinned_ranged_get_says_a_replaced_object_changed():
     assert pinned.headers["If-Match"] == f'"{"a" * 32}"'
     with pytest.raises(SourceChanged):
         swift.check_ranged_reply(pinned, Reply(412, {}), 0, 5, 100)
-    with pytest.raises(SourceChanged):  # an SLO whose segment was overwritten under it
+    with pytest.raises(SegmentMismatch):  # an SLO whose segment was overwritten under it
         swift.check_ranged_reply(pinned, Reply(409, {}), 0, 5, 100)
-    unpinned = swift.get_range_request(CREDS, "c", "o", 0, 5)
+    with pytest.raises(SourceChanged):  # ...a way for the source to have changed
+        swift.check_ranged_reply(unpinned := swift.get_range_request(CREDS, "c", "o", 0, 5),
+                                 Reply(409, {}), 0, 5, 100)
+    failure = describe_failure("source", "read", "c/o in RegionOne",
+                               SegmentMismatch("GET /v1/a/c/o: a segment ..."))
+    assert failure.code == "source_changed" and "uploads it again" in failure.message
+    assert "stops changing" not in failure.message  # waiting would not mend it
     assert "If-Match" not in unpinned.headers
     with pytest.raises(RemoteError):  # a 412 nobody asked for is the server's own error
         swift.check_ranged_reply(unpinned, Reply(412, {}), 0, 5, 100)

@@ -18,7 +18,9 @@
     │   │                    ETag or checksum mismatch
     │   └── BodyRejected     Swift refused a PUT body whose MD5 differs from its ETag (422)
     ├── SourceChanged        the source is no longer the version seen at the start (a ranged
-    │                        GET's If-Match failed, or its size or ETag changed)
+    │   │                    GET's If-Match failed, or its size or ETag changed)
+    │   └── SegmentMismatch  a segment of an SLO no longer matches its manifest (Swift's 409):
+    │                        replaced now, or long ago; retrying cannot tell which
     ├── RetryBudgetExhausted (engine/retry) the copy's retries are spent
     ├── DatabaseUnavailable  PostgreSQL cannot be reached or dropped the connection (the API
     │                        answers 503; the worker waits and keeps what copies wrote)
@@ -145,6 +147,11 @@ class BodyRejected(IntegrityError):
 
 class SourceChanged(XferError):
     """The source object was replaced while it was being read: its bytes would be a mix."""
+
+
+class SegmentMismatch(SourceChanged):
+    """A segment of a static large object no longer matches the ETag its manifest records:
+    the object cannot be read as its manifest describes until it is written again."""
 
 
 class DatabaseUnavailable(XferError):

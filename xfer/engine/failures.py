@@ -11,6 +11,7 @@ from xfer.errors import (
     CopyFailed,
     IntegrityError,
     RemoteError,
+    SegmentMismatch,
     SourceChanged,
     TransportError,
     XferError,
@@ -22,6 +23,12 @@ def describe_failure(side: str, operation: str, where: str, exc: XferError) -> C
     cause = exc
     if isinstance(exc, RetryBudgetExhausted) and isinstance(exc.__cause__, XferError):
         cause = exc.__cause__
+    if isinstance(cause, SegmentMismatch):
+        return CopyFailed("source_changed",
+                          f"source object {where} is a large object one of whose segments no "
+                          f"longer matches its manifest: a segment was replaced or damaged, "
+                          f"now or earlier, so its bytes are not those it was written with. "
+                          f"It reads again only once its owner uploads it again. ({cause})")
     if isinstance(cause, SourceChanged):
         return CopyFailed("source_changed",
                           f"source object {where} changed while it was being copied (it is no "

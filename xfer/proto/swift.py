@@ -15,7 +15,14 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from xfer.errors import AuthError, BodyRejected, IntegrityError, RemoteError, SourceChanged
+from xfer.errors import (
+    AuthError,
+    BodyRejected,
+    IntegrityError,
+    RemoteError,
+    SegmentMismatch,
+    SourceChanged,
+)
 from xfer.proto.http import Reply, Request
 
 SERVICE = "swift"
@@ -201,7 +208,7 @@ def check_ranged_reply(request: Request, reply: Reply, start: int, length: int,
         raise SourceChanged(f"{request.method} {request.path}: the object no longer has ETag "
                             f"{request.headers['If-Match']} [txn {txn_id(reply)}]")
     if reply.status == 409:  # Swift's SLO GET: a segment no longer matches its manifest
-        raise SourceChanged(f"{request.method} {request.path}: a segment of the large object "
+        raise SegmentMismatch(f"{request.method} {request.path}: a segment of the large object "
                             f"no longer matches its manifest [txn {txn_id(reply)}]")
     raise_for_status(request, reply, 206)
     content_range = reply.header("Content-Range") or ""
