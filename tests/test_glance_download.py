@@ -394,6 +394,23 @@ async def test_an_image_id_reaches_glance_exactly_as_written(
     assert status == 200 and body == data
 
 
+async def test_an_empty_image_is_served_and_imported_and_any_range_of_it_is_416(
+        front: Service, sessions: dict[str, ksa_session.Session]) -> None:
+    alice = sessions["alice"]
+    source = await asyncio.to_thread(upload, alice, SOURCE, b"")
+    assert (source["size"], source["checksum"]) == (0, hashlib.md5(b"").hexdigest())
+
+    status, reply, body = await read_file(front, alice, source["id"])
+    assert (status, body, reply["Content-Length"], reply["X-Xfer-Verified"]) == (
+        200, b"", "0", "whole")
+    for header in ("bytes=0-", "bytes=0-0", "bytes=-1"):
+        status, reply, _ = await read_file(front, alice, source["id"], Range=header)
+        assert (status, reply["Content-Range"]) == (416, "bytes */0"), header
+    target = await asyncio.to_thread(start_import, alice, source["id"])
+    imported = await asyncio.to_thread(wait_active, alice, TARGET, target)
+    assert (imported["size"], imported["checksum"]) == (0, source["checksum"])
+
+
 async def test_an_image_in_glances_file_store_is_streamed_through_its_glance_verified(
         front: Service, cloud: devcloud.CloudInfo,
         sessions: dict[str, ksa_session.Session]) -> None:
