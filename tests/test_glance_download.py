@@ -205,6 +205,24 @@ async def test_a_plain_source_altered_behind_glance_is_refused_before_any_byte(
     await import_fails_and_xfer_says_why(alice, source["id"], caplog, "refused to stream")
 
 
+async def test_data_deleted_behind_glance_is_a_json_404_before_any_byte(
+        front: Service, sessions: dict[str, ksa_session.Session],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The image record is there, its Swift object is not: xfer's first Swift call fails and
+    says so, as JSON, with no reply started."""
+    alice = sessions["alice"]
+    caplog.set_level(logging.WARNING, logger="xfer.web.glance_front")
+    source = await asyncio.to_thread(upload, alice, SOURCE, os.urandom(MiB))
+    deleted = await asyncio.to_thread(alice.delete, swift_url(alice, SOURCE, source["id"]))
+    assert deleted.status_code == 204
+
+    status, reply, body = await read_file(front, alice, source["id"])
+    assert status == 404 and reply["Content-Type"].startswith("application/json")
+    assert b'"source_not_found"' in body and b"Traceback" not in body
+    await import_fails_and_xfer_says_why(alice, source["id"], caplog, "refused to stream",
+                                         code="source_not_found")
+
+
 async def test_a_dlo_segment_altered_behind_glance_cuts_the_stream_before_its_last_byte(
         front: Service, sessions: dict[str, ksa_session.Session],
         caplog: pytest.LogCaptureFixture) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 from keystoneauth1 import session as ksa_session
+from multidict import CIMultiDict
 
 from tests.conftest import MiB, Service, keystone_settings, running_service
 from tests.test_cloud_keystone_glance import (
@@ -159,11 +160,21 @@ async def test_a_member_copies_a_private_dlo_image_with_its_properties(
     assert job["verification"] == "end_to_end" and job["md5"] == source["checksum"]
 
 
-async def test_without_a_valid_token_every_call_is_401(xfer: Service) -> None:
-    for headers in ({}, {"X-Auth-Token": "not-a-token"}, {"X-Auth-Token": "gAAAA" + "x" * 180}):
+async def test_without_a_valid_token_every_call_is_401(
+        xfer: Service, sessions: dict[str, ksa_session.Session]) -> None:
+    valid = sessions["alice"].get_token()
+    assert isinstance(valid, str)
+    for headers in (CIMultiDict(), CIMultiDict({"X-Auth-Token": "not-a-token"}),
+                    CIMultiDict({"X-Auth-Token": "gAAAA" + "x" * 180}),
+                    CIMultiDict({"X-Auth-Token": valid + "é"}),
+                    CIMultiDict({"X-Auth-Token": "   "}),
+                    CIMultiDict([("X-Auth-Token", valid), ("X-Auth-Token", "not-a-token")]),
+                    CIMultiDict([("X-Auth-Token", valid), ("X-Auth-Token", valid)])):
         for method, path in (("GET", "/v1/jobs"), ("GET", "/v1/regions"),
                              ("POST", f"/v1/images/{uuid.uuid4()}/copies"),
-                             ("GET", f"/v1/jobs/{uuid.uuid4()}")):
+                             ("GET", f"/v1/jobs/{uuid.uuid4()}"),
+                             ("GET", f"/v2/images/{uuid.uuid4()}"),
+                             ("GET", f"/v2/images/{uuid.uuid4()}/file")):
             async with xfer.http.request(method, f"{xfer.url}{path}", headers=headers,
                                          json={"source_region": SOURCE}) as response:
                 body = await response.json()

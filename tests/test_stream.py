@@ -7,22 +7,33 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from xfer.clients.swift import SwiftRegions
+from xfer.clients.transport import (
+    WRITE_SLICE,
+    BufferPayload,
+    StreamedBody,
+    detached_slices,
+)
 from xfer.engine.hashing import Digests
+from xfer.engine.object_copy import Copier
 from xfer.engine.rate import TokenBucket
 from xfer.engine.retry import Retrier
-from xfer.engine.sources import FileSource
+from xfer.engine.sources import FileSource, SourceState
 from xfer.engine.stream import stream_verified
 from xfer.errors import CopyFailed, RangeNotSatisfiable, RequestError
 from xfer.proto.http import ByteRange, parse_range
 from xfer.settings import Settings
 
 CHUNK = 64 * 1024
+WRITE_TIMEOUT = 10.0
 sizes = st.integers(min_value=0, max_value=10**6)
 offsets = st.integers(min_value=0, max_value=2 * 10**6)
 
@@ -98,7 +109,7 @@ async def stream(path: Path, start: int, length: int | None, expected: Digests |
     outcome = await stream_verified(
         source, state, start, state.size - start if length is None else length, expected,
         out.write, chunk_size=CHUNK, ahead=ahead, rate=TokenBucket(None, CHUNK),
-        retrying=Retrier(Settings()))
+        retrying=Retrier(Settings()), write_timeout=WRITE_TIMEOUT)
     assert outcome.bytes_sent == len(out.body)
     assert outcome.most_reading <= ahead
     return outcome.verified
@@ -171,9 +182,164 @@ async def test_a_file_changing_under_the_stream_ends_it_as_source_changed(tmp_pa
     with pytest.raises(CopyFailed) as raised:
         await stream_verified(source, state, 0, state.size, digests(data), write_then_change,
                               chunk_size=CHUNK, ahead=2, rate=TokenBucket(None, CHUNK),
-                              retrying=Retrier(Settings()))
+                              retrying=Retrier(Settings()), write_timeout=WRITE_TIMEOUT)
     assert raised.value.code == "source_changed"
     assert len(out.body) < len(data)
     # reads cancelled while their file was opening close it once it is open (engine/sources);
     # let them, before this test's event loop closes under them
     await asyncio.sleep(0.2)
+
+
+class KeepingWriter:
+    """A writer that keeps what it is given, uncopied, until the end, as a transport may
+    (uvloop, CPython 3.12's selector transport keep a reference to unsent data)."""
+
+    def __init__(self) -> None:
+        self.kept: list[memoryview | bytes] = []
+
+    async def write(self, data: memoryview | bytes) -> None:
+        self.kept.append(data)
+        await asyncio.sleep(0)  # let the reads run ahead and reuse their buffers
+
+    def body(self) -> bytes:
+        return b"".join(bytes(piece) for piece in self.kept)
+
+
+@pytest.mark.parametrize("ahead", [1, 2, 4])
+async def test_a_writer_that_keeps_what_it_is_given_still_holds_the_bytes_sent(
+        tmp_path: Path, ahead: int) -> None:
+    """Chunk buffers are reused once written: the writer must get copies, or the bytes it
+    still holds would change under it after they were hashed."""
+    data = os.urandom(12 * CHUNK + 3)
+    path = tmp_path / "image"
+    path.write_bytes(data)
+    source = FileSource(str(path))
+    state = await source.state()
+    writer = KeepingWriter()
+    outcome = await stream_verified(source, state, 0, state.size, digests(data), writer.write,
+                                    chunk_size=CHUNK, ahead=ahead, rate=TokenBucket(None, CHUNK),
+                                    retrying=Retrier(Settings()), write_timeout=WRITE_TIMEOUT)
+    assert outcome.verified and writer.body() == data
+
+
+@given(size=st.integers(min_value=0, max_value=3 * WRITE_SLICE + 7))
+def test_detached_slices_are_copies_that_join_to_the_view(size: int) -> None:
+    buffer = bytearray(os.urandom(size))
+    pieces = list(detached_slices(memoryview(buffer)))
+    original = bytes(buffer)
+    buffer[:] = bytes(size)  # the buffer reused: what was handed over must not change
+    assert b"".join(pieces) == original
+    assert all(isinstance(piece, bytes) and 0 < len(piece) <= WRITE_SLICE for piece in pieces)
+
+
+async def test_request_bodies_hand_their_writer_copies() -> None:
+    """The Swift PUT side of the same rule: a streamed body's producer reuses its buffer once
+    a view was written, and a buffer body's owner once the request is done."""
+    buffer = bytearray(os.urandom(3 * WRITE_SLICE + 5))
+    original = bytes(buffer)
+
+    async def views() -> AsyncIterator[memoryview]:
+        yield memoryview(buffer)[:WRITE_SLICE + 1]
+        buffer[:WRITE_SLICE + 1] = bytes(WRITE_SLICE + 1)  # reused once written
+        yield memoryview(buffer)[WRITE_SLICE + 1:]
+
+    streamed = KeepingWriter()
+    await StreamedBody(views(), len(buffer)).write(streamed)
+    assert streamed.body() == original
+    buffer[:] = original
+    whole = KeepingWriter()
+    await BufferPayload(buffer).write(whole)
+    buffer[:] = bytes(len(buffer))
+    assert whole.body() == original
+
+
+async def test_a_reader_that_takes_nothing_is_cut_off_as_reader_stalled(tmp_path: Path
+                                                                        ) -> None:
+    data = os.urandom(4 * CHUNK)
+    path = tmp_path / "image"
+    path.write_bytes(data)
+    source = FileSource(str(path))
+    state = await source.state()
+    out = Collected()
+
+    async def stall_after_one(data: memoryview | bytes) -> None:
+        if out.writes:
+            await asyncio.Event().wait()  # never takes another byte
+        await out.write(data)
+
+    began = asyncio.get_running_loop().time()
+    with pytest.raises(CopyFailed) as raised:
+        await stream_verified(source, state, 0, state.size, digests(data), stall_after_one,
+                              chunk_size=CHUNK, ahead=2, rate=TokenBucket(None, CHUNK),
+                              retrying=Retrier(Settings()), write_timeout=0.2)
+    assert raised.value.code == "reader_stalled" and "XFER_STREAM_WRITE_TIMEOUT" in str(
+        raised.value)
+    assert 0.2 <= asyncio.get_running_loop().time() - began < 5
+    assert bytes(out.body) == data[:CHUNK]
+    await asyncio.sleep(0.2)  # reads cancelled while their file was opening close it
+
+
+async def test_a_stream_waiting_for_the_budget_has_promised_its_reader_nothing(
+        tmp_path: Path) -> None:
+    """Streams share the copies' budget of buffered bytes: one that must wait for its share
+    does so before `choose` (which sends the reply's headers), and gets it once a stalled
+    stream is cut off."""
+    data = os.urandom(4 * CHUNK)
+    path = tmp_path / "image"
+    path.write_bytes(data)
+    settings = Settings(stream_reads=2, stream_chunk_size=CHUNK, max_inflight_bytes=2 * CHUNK,
+                        stream_write_timeout=0.5)
+    chosen: list[str] = []
+
+    def choosing(name: str) -> Callable[[SourceState], Awaitable[tuple[int, int]]]:
+        async def choose(state: SourceState) -> tuple[int, int]:
+            chosen.append(name)
+            return 0, state.size
+        return choose
+
+    async def stalled(_: memoryview | bytes) -> None:
+        await asyncio.Event().wait()
+
+    out = Collected()
+    async with aiohttp.ClientSession() as http:
+        copier = Copier(settings, SwiftRegions(http, {}))
+        first = asyncio.create_task(copier.stream(FileSource(str(path)), digests(data), stalled,
+                                                  choosing("stalled")))
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(copier.stream(FileSource(str(path)), digests(data),
+                                                   out.write, choosing("patient")))
+        await asyncio.sleep(0.2)
+        assert chosen == ["stalled"]  # the second waits for the budget, headers unsent
+        with pytest.raises(CopyFailed, match="took no bytes"):
+            await first
+        outcome = await second
+    assert chosen == ["stalled", "patient"]
+    assert outcome.verified and bytes(out.body) == data
+    await asyncio.sleep(0.2)  # reads cancelled while their file was opening close it
+
+
+@pytest.mark.parametrize("recorded", ["", "x"])
+async def test_an_empty_source_is_checked_before_its_reply_starts(tmp_path: Path,
+                                                                  recorded: str) -> None:
+    """Headers alone are a whole empty reply: an empty source whose record says other data is
+    refused before `choose` sends them; one that says nothing is served."""
+    path = tmp_path / "image"
+    path.write_bytes(b"")
+    chosen: list[int] = []
+
+    async def choose(state: SourceState) -> tuple[int, int]:
+        chosen.append(state.size)
+        return 0, state.size
+
+    out = Collected()
+    async with aiohttp.ClientSession() as http:
+        copier = Copier(Settings(stream_chunk_size=CHUNK), SwiftRegions(http, {}))
+        if recorded:
+            with pytest.raises(CopyFailed) as raised:
+                await copier.stream(FileSource(str(path)), digests(recorded.encode()),
+                                    out.write, choose)
+            assert raised.value.code == "checksum_mismatch" and chosen == []
+        else:
+            outcome = await copier.stream(FileSource(str(path)), digests(b""), out.write, choose)
+            assert outcome.verified and chosen == [0]
+    assert out.body == b""

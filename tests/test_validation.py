@@ -4,7 +4,9 @@ is named: each class of hostile value is tried in every field of its kind."""
 import base64
 import json
 import uuid
+from dataclasses import Field, fields
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -16,7 +18,7 @@ from xfer.errors import ConfigError, RequestError
 from xfer.jobs.records import JobRequest
 from xfer.jobs.states import JobState
 from xfer.jobs.store import request_digest
-from xfer.settings import from_environ
+from xfer.settings import Settings, from_environ
 from xfer.web.validation import (
     INT64_MAX,
     MAX_OBJECT_NAME_BYTES,
@@ -360,6 +362,27 @@ def test_settings_reject_unknown_and_invalid_variables():
     settings = from_environ({"XFER_REGIONS": '{"R": {"auth_url": "u", "user": "a", "key": "s3"}}',
                              "XFER_SEGMENT_SIZE": "1024", "PATH": "/bin"})
     assert settings.segment_size == 1024 and "s3" not in repr(settings)
+
+
+NUMERIC_SETTINGS = [f for f in fields(Settings) if f.type in ("int", "float")]
+
+
+@pytest.mark.parametrize("setting", NUMERIC_SETTINGS, ids=lambda f: f.name)
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1e400", "", "abc", "1_0", "\u0663",
+                                  "0x10", "1 2"])
+def test_every_numeric_setting_refuses_what_is_no_finite_number(setting: Field[Any],
+                                                                 text: str) -> None:
+    variable = "XFER_" + setting.name.upper()
+    with pytest.raises(ConfigError, match=variable):
+        from_environ({variable: text})
+
+
+@pytest.mark.parametrize("setting", [f for f in NUMERIC_SETTINGS if f.type == "int"],
+                         ids=lambda f: f.name)
+def test_every_integer_setting_refuses_a_fraction(setting: Field[Any]) -> None:
+    variable = "XFER_" + setting.name.upper()
+    with pytest.raises(ConfigError, match=variable):
+        from_environ({variable: "1.5"})
 
 
 def test_regions_variable_reads_back_as_the_same_regions():

@@ -21,7 +21,9 @@ boundaries within the same bound as one of 16 MiB segments.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -119,6 +121,9 @@ class Settings:
     # 245 MB/s, 32 MiB x 2 316 MB/s, 32 MiB x 4 281 MB/s; Glance's own /file 285-318 MB/s).
     stream_reads: int = 2
     stream_chunk_size: int = 32 * MiB
+    # A reader that takes no bytes for this long is cut off: its stream holds its chunks out
+    # of the budget copies share (glance-download writes to its staging disk at once).
+    stream_write_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         positive = (
@@ -128,7 +133,7 @@ class Settings:
             "poll_interval", "database_retry_seconds", "max_body_bytes",
             "events_poll_interval", "events_max_seconds", "ready_timeout",
             "trust_hours", "image_active_timeout", "token_cache_size", "stream_reads",
-            "stream_chunk_size",
+            "stream_chunk_size", "stream_write_timeout",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -215,8 +220,26 @@ def _parse_policy(text: str) -> dict[str, str]:
     return raw
 
 
+def _parse_int(text: str) -> int:
+    # int() would also take "1_000" and non-ASCII digits ("٣"): a typo should not pass
+    if re.fullmatch(r"\s*[+-]?[0-9]+\s*", text) is None:
+        raise ValueError(f"not a whole number: {text!r}")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    # float() would also take "nan" (which passes every "must be positive" check), "inf",
+    # "1_0" and non-ASCII digits
+    if re.fullmatch(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*", text) is None:
+        raise ValueError(f"not a number: {text!r}")
+    value = float(text)
+    if not math.isfinite(value):  # 1e400
+        raise ValueError(f"not a finite number: {text!r}")
+    return value
+
+
 _PARSERS: dict[type | str, Callable[[str], Any]] = {
-    "int": int, "float": float, "bool": _parse_bool, "str": str, "str | None": str,
+    "int": _parse_int, "float": _parse_float, "bool": _parse_bool, "str": str, "str | None": str,
     "tuple[str, ...]": _parse_patterns, "Mapping[str, str]": _parse_policy,
 }
 

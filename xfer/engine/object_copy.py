@@ -33,7 +33,7 @@ from xfer.engine.publisher import Publisher
 from xfer.engine.rate import RateShares, TokenBucket
 from xfer.engine.retry import Retrier
 from xfer.engine.sources import SourceReader, SourceState, SwiftSource
-from xfer.engine.stream import StreamOutcome, Writer, stream_verified
+from xfer.engine.stream import StreamOutcome, Writer, check_empty, stream_verified
 from xfer.engine.types import (
     CopyObserver,
     CopyOutcome,
@@ -114,19 +114,26 @@ class Copier:
                      ) -> StreamOutcome:
         """Stream a range of `source` to `write` with `stream_reads` ranged reads of
         `stream_chunk_size` in flight, within the process's bounds on buffered bytes and rate
-        like any copy. `choose` sees
-        the source's size and version before any byte is read and returns (start, length)
-        (it may answer a Range, send headers, or refuse the source). The whole object is
-        verified against `expected` before its last byte (engine/stream.py)."""
-        state = await source.state()
-        start, length = await choose(state)
-        ahead, chunk_size = self.settings.stream_reads, self.settings.stream_chunk_size
+        like any copy. `choose` sees the source's size and version before any byte is read
+        and returns (start, length) (it may answer a Range, send headers, or refuse the
+        source). The whole object is verified against `expected` before its last byte
+        (engine/stream.py). The share of the budget is taken before `choose`, so a stream
+        that must wait for it has not yet promised its reader anything."""
+        settings = self.settings
+        ahead, chunk_size = settings.stream_reads, settings.stream_chunk_size
+        retrying = Retrier(settings)
         taken = await self.memory.take(ahead * chunk_size)
         try:
+            with failing_as("source", "read", source.describe()):
+                state = await retrying("source HEAD", source.state)
+            if state.size == 0 and expected is not None:
+                check_empty(expected, source.describe())
+            start, length = await choose(state)
             with self.rates.bucket(None) as rate:
                 return await stream_verified(source, state, start, length, expected, write,
                                              chunk_size=chunk_size, ahead=ahead, rate=rate,
-                                             retrying=Retrier(self.settings))
+                                             retrying=retrying,
+                                             write_timeout=settings.stream_write_timeout)
         finally:
             self.memory.give_back(taken)
 

@@ -10,16 +10,20 @@ A reader that cannot tell a short body from a whole one (Glance's glance-downloa
 the size) thus never receives all the bytes of data that did not verify: on a mismatch, or a
 source that changed, the stream ends one byte short and the caller breaks the connection.
 
-Memory: `ahead` chunks, whatever the object's size; a slow writer or hasher stalls the reads.
+Memory: `ahead` chunks, whatever the object's size, plus the slice of a chunk the writer's
+transport holds; a slow writer or hasher stalls the reads, one that takes nothing for
+`write_timeout` seconds ends the stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from xfer.clients.transport import detached_slices
 from xfer.engine.chunks import ChunkQueue
 from xfer.engine.failures import first_failure
 from xfer.engine.fetch import ChunkFetcher
@@ -43,11 +47,13 @@ class StreamOutcome:
 
 async def stream_verified(source: SourceReader, state: SourceState, start: int, length: int,
                           expected: Digests | None, write: Writer, *, chunk_size: int,
-                          ahead: int, rate: TokenBucket, retrying: Retrier) -> StreamOutcome:
+                          ahead: int, rate: TokenBucket, retrying: Retrier,
+                          write_timeout: float) -> StreamOutcome:
     """Write bytes [start, start + length) of `state` to `write`, in order. When they are the
     whole object and `expected` is given, they are verified (MD5, and SHA-512 when expected
     has one) and the last byte is written only if they match: CopyFailed
-    ("checksum_mismatch") otherwise, as for any source error ("source_changed", ...)."""
+    ("checksum_mismatch") otherwise, as for any source error ("source_changed", ...), and
+    for a writer that takes nothing for `write_timeout` seconds ("reader_stalled")."""
     began = time.monotonic()
     verify = expected is not None and start == 0 and length == state.size
     fetcher = ChunkFetcher(source, state, chunk_size, rate, retrying)
@@ -60,7 +66,7 @@ async def stream_verified(source: SourceReader, state: SourceState, start: int, 
             hashing = (group.create_task(_digests(to_hasher, expected))
                        if to_hasher is not None and expected is not None else None)
             sending = group.create_task(_send(to_writer, write, start + length,
-                                              hold_last=verify))
+                                              hold_last=verify, write_timeout=write_timeout))
     except BaseExceptionGroup as failures:
         raise first_failure(failures) from None
     finally:
@@ -70,23 +76,37 @@ async def stream_verified(source: SourceReader, state: SourceState, start: int, 
     if hashing is not None and expected is not None:
         _check(hashing.result(), expected, source.describe())
     if held:
-        await write(held)
+        await _write_within(write, held, write_timeout)
     return StreamOutcome(length, time.monotonic() - began, fetcher.reads,
                          fetcher.most_reading, verify)
 
 
-async def _send(queue: ChunkQueue, write: Writer, end: int, hold_last: bool) -> bytes:
-    """Every chunk to the writer, as it comes; with `hold_last`, the very last byte is kept
-    back and returned."""
+async def _send(queue: ChunkQueue, write: Writer, end: int, hold_last: bool,
+                write_timeout: float) -> bytes:
+    """Every chunk to the writer, as it comes, in copies (the chunk's buffer is reused once
+    it is done); with `hold_last`, the very last byte is kept back and returned."""
     while (chunk := await queue.get()) is not None:
         try:
-            if hold_last and chunk.end == end:
-                await write(chunk.view[:-1])
+            last = hold_last and chunk.end == end
+            for piece in detached_slices(chunk.view[:-1] if last else chunk.view):
+                await _write_within(write, piece, write_timeout)
+            if last:
                 return bytes(chunk.view[-1:])
-            await write(chunk.view)
         finally:
             chunk.done()
     return b""
+
+
+async def _write_within(write: Writer, data: bytes, seconds: float) -> None:
+    """A reader that takes nothing for `seconds` is cut off: it would otherwise hold
+    its chunks, out of the budget copies share, for as long as it likes."""
+    try:
+        async with asyncio.timeout(seconds):
+            await write(data)
+    except TimeoutError:
+        raise CopyFailed("reader_stalled",
+                         f"the reader took no bytes for {seconds:g} s, so the stream was cut "
+                         f"(XFER_STREAM_WRITE_TIMEOUT)") from None
 
 
 async def _digests(queue: ChunkQueue, expected: Digests) -> Digests:
@@ -99,14 +119,21 @@ async def _digests(queue: ChunkQueue, expected: Digests) -> Digests:
     return hasher.digests()
 
 
+def check_empty(expected: Digests, where: str) -> None:
+    """An empty source has no last byte to hold back: its reply, headers alone, is whole as
+    soon as it starts, so it is checked against the digests of nothing before that."""
+    _check(Digests(hashlib.md5(b"").hexdigest(), hashlib.sha512(b"").hexdigest()), expected,
+           where)
+
+
 def _check(found: Digests, expected: Digests, where: str) -> None:
     if found.md5 != expected.md5.lower():
         raise CopyFailed("checksum_mismatch",
                          f"the bytes of {where} have MD5 {found.md5}, but the image records "
                          f"checksum {expected.md5}: the stored data does not match its image "
-                         f"record, so the stream was cut before its last byte")
+                         f"record")
     if expected.sha512 is not None and found.sha512 != expected.sha512.lower():
         raise CopyFailed("checksum_mismatch",
                          f"the bytes of {where} have SHA-512 {found.sha512}, but the image "
                          f"records os_hash_value {expected.sha512}: the stored data does not "
-                         f"match its image record, so the stream was cut before its last byte")
+                         f"match its image record")

@@ -67,7 +67,10 @@ async def keystone_auth(request: web.Request,
                         ) -> web.StreamResponse:
     if request.path in OPEN_PATHS:
         return await handler(request)
-    token = request.headers.get(TOKEN_HEADER, "").strip()
+    tokens = request.headers.getall(TOKEN_HEADER, [])
+    if len(tokens) > 1:  # which one would act is anybody's guess: act for none
+        return _unauthorized(request, f"send one X-Auth-Token, not {len(tokens)}")
+    token = tokens[0].strip() if tokens else ""
     if not token:
         return _unauthorized(request, "this API needs a Keystone token in X-Auth-Token")
     if len(token) > MAX_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
