@@ -115,6 +115,14 @@ async def stream(path: Path, start: int, length: int | None, expected: Digests |
     return outcome.verified
 
 
+async def file_of(tmp_path: Path, data: bytes) -> tuple[Path, FileSource, SourceState]:
+    """`data` in a file, as a source, and the version of it every read is pinned to."""
+    path = tmp_path / "image"
+    path.write_bytes(data)
+    source = FileSource(str(path))
+    return path, source, await source.state()
+
+
 def digests(data: bytes) -> Digests:
     return Digests(hashlib.md5(data).hexdigest(), hashlib.sha512(data).hexdigest())
 
@@ -168,10 +176,7 @@ async def test_a_range_is_sent_exactly_and_not_hashed(tmp_path: Path) -> None:
 async def test_a_file_changing_under_the_stream_ends_it_as_source_changed(tmp_path: Path
                                                                           ) -> None:
     data = os.urandom(8 * CHUNK)
-    path = tmp_path / "image"
-    path.write_bytes(data)
-    source = FileSource(str(path))
-    state = await source.state()
+    path, source, state = await file_of(tmp_path, data)
     out = Collected()
 
     async def write_then_change(view: memoryview | bytes) -> None:
@@ -211,10 +216,7 @@ async def test_a_writer_that_keeps_what_it_is_given_still_holds_the_bytes_sent(
     """Chunk buffers are reused once written: the writer must get copies, or the bytes it
     still holds would change under it after they were hashed."""
     data = os.urandom(12 * CHUNK + 3)
-    path = tmp_path / "image"
-    path.write_bytes(data)
-    source = FileSource(str(path))
-    state = await source.state()
+    _, source, state = await file_of(tmp_path, data)
     writer = KeepingWriter()
     outcome = await stream_verified(source, state, 0, state.size, digests(data), writer.write,
                                     chunk_size=CHUNK, ahead=ahead, rate=TokenBucket(None, CHUNK),
@@ -256,10 +258,7 @@ async def test_request_bodies_hand_their_writer_copies() -> None:
 async def test_a_reader_that_takes_nothing_is_cut_off_as_reader_stalled(tmp_path: Path
                                                                         ) -> None:
     data = os.urandom(4 * CHUNK)
-    path = tmp_path / "image"
-    path.write_bytes(data)
-    source = FileSource(str(path))
-    state = await source.state()
+    _, source, state = await file_of(tmp_path, data)
     out = Collected()
 
     async def stall_after_one(data: memoryview | bytes) -> None:
