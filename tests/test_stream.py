@@ -289,10 +289,12 @@ async def test_a_stream_waiting_for_the_budget_has_promised_its_reader_nothing(
     settings = Settings(stream_reads=2, stream_chunk_size=CHUNK, max_inflight_bytes=2 * CHUNK,
                         stream_write_timeout=0.5)
     chosen: list[str] = []
+    first_chose = asyncio.Event()
 
     def choosing(name: str) -> Callable[[SourceState], Awaitable[tuple[int, int]]]:
         async def choose(state: SourceState) -> tuple[int, int]:
             chosen.append(name)
+            first_chose.set()
             return 0, state.size
         return choose
 
@@ -304,11 +306,15 @@ async def test_a_stream_waiting_for_the_budget_has_promised_its_reader_nothing(
         copier = Copier(settings, SwiftRegions(http, {}))
         first = asyncio.create_task(copier.stream(FileSource(str(path)), digests(data), stalled,
                                                   choosing("stalled")))
-        await asyncio.sleep(0.1)
+        await first_chose.wait()
         second = asyncio.create_task(copier.stream(FileSource(str(path)), digests(data),
                                                    out.write, choosing("patient")))
-        await asyncio.sleep(0.2)
-        assert chosen == ["stalled"]  # the second waits for the budget, headers unsent
+        waits = 0
+        while not first.done():  # however slow the machine: not before the first gave back
+            assert chosen == ["stalled"]  # the second waits for the budget, headers unsent
+            waits += 1
+            await asyncio.sleep(0.02)
+        assert waits > 1
         with pytest.raises(CopyFailed, match="took no bytes"):
             await first
         outcome = await second
