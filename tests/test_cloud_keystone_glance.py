@@ -130,6 +130,21 @@ def upload(session: ksa_session.Session, region: str, data: bytes, *, chunked: b
     return wait_active(session, region, image_id)
 
 
+def share(owner: ksa_session.Session, member: ksa_session.Session, region: str,
+          image_id: str) -> None:
+    """The owner makes the image shared with the member's project, which accepts it."""
+    images = f"{image_api(owner, region)}/v2/images/{image_id}"
+    shared = owner.patch(images, json=[{"op": "replace", "path": "/visibility",
+                                        "value": "shared"}],
+                         headers={"Content-Type": "application/openstack-images-v2.1-json-patch"})
+    assert shared.status_code == 200, shared.text
+    project = member.get_project_id()
+    added = owner.post(f"{images}/members", json={"member": project})
+    assert added.status_code == 200, added.text
+    accepted = member.put(f"{images}/members/{project}", json={"status": "accepted"})
+    assert accepted.status_code == 200, accepted.text
+
+
 def test_alice_gets_a_catalog_with_image_and_object_store_in_both_regions(
     cloud: devcloud.CloudInfo, alice: ksa_session.Session
 ) -> None:

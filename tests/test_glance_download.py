@@ -29,6 +29,7 @@ from tests.test_cloud_keystone_glance import (
     image_api,
     object_store,
     replace_with_slo,
+    share,
     swift_url,
     upload,
     user_session,
@@ -316,6 +317,31 @@ async def test_a_reader_that_goes_away_mid_stream_is_counted_and_the_next_is_ser
         pytest.fail("xfer never counted the reader that went away")
     status, _, body = await read_file(front, alice, source["id"])
     assert status == 200 and body == data
+
+
+@pytest.mark.parametrize("visibility", ["shared", "community"])
+async def test_a_user_of_another_project_imports_an_image_shared_with_them(
+        front: Service, sessions: dict[str, ksa_session.Session], visibility: str) -> None:
+    """bob reads alice's image from her Swift account as himself, through the container ACL
+    Glance keeps for the image's members (or for everyone, a community image)."""
+    alice, bob = sessions["alice"], sessions["bob"]
+    data = os.urandom(3 * MiB + 5)
+    source = await asyncio.to_thread(upload, alice, SOURCE, data, chunked=True)  # a DLO
+    if visibility == "shared":
+        await asyncio.to_thread(share, alice, bob, SOURCE, source["id"])
+    else:
+        made = await asyncio.to_thread(
+            alice.patch, f"{image_api(alice, SOURCE)}/v2/images/{source['id']}",
+            json=[{"op": "replace", "path": "/visibility", "value": "community"}],
+            headers={"Content-Type": "application/openstack-images-v2.1-json-patch"})
+        assert made.status_code == 200, made.text
+
+    status, reply, body = await read_file(front, bob, source["id"])
+    assert (status, reply["X-Xfer-Verified"]) == (200, "whole") and body == data
+    target = await asyncio.to_thread(start_import, bob, source["id"])
+    imported = await asyncio.to_thread(wait_active, bob, TARGET, target)
+    assert imported["os_hash_value"] == source["os_hash_value"]
+    assert imported["owner"] == bob.get_project_id() != source["owner"]
 
 
 async def test_a_user_who_cannot_see_the_image_gets_glances_404_and_no_bytes(

@@ -23,6 +23,7 @@ from tests.test_cloud_keystone_glance import (
     image_api,
     object_store,
     replace_with_slo,
+    share,
     swift_url,
     upload,
     user_session,
@@ -392,18 +393,8 @@ async def test_an_slo_source_is_copied_and_a_member_the_copy_is_shared_with_can_
 
     assert job["state"] == "succeeded", job["error"]
     copy_id = job["image"]["target_image_id"]
-    images = image_api(alice, TARGET)
-    shared = alice.patch(f"{images}/v2/images/{copy_id}",
-                         json=[{"op": "replace", "path": "/visibility", "value": "shared"}],
-                         headers={"Content-Type": "application/openstack-images-v2.1-json-patch"})
-    assert shared.status_code == 200, shared.text
-    member = alice.post(f"{images}/v2/images/{copy_id}/members",
-                        json={"member": bob.get_project_id()})
-    assert member.status_code == 200, member.text
-    accepted = bob.put(f"{images}/v2/images/{copy_id}/members/{bob.get_project_id()}",
-                       json={"status": "accepted"})
-    assert accepted.status_code == 200, accepted.text
-    downloaded = bob.get(f"{images}/v2/images/{copy_id}/file")
+    share(alice, bob, TARGET, copy_id)
+    downloaded = bob.get(f"{image_api(alice, TARGET)}/v2/images/{copy_id}/file")
     assert downloaded.status_code == 200 and downloaded.content == data
 
 
