@@ -5,13 +5,16 @@ object verified before its last byte, a mismatch or a changing source cut short.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,7 +30,7 @@ from xfer.engine.object_copy import Copier
 from xfer.engine.rate import TokenBucket
 from xfer.engine.retry import Retrier
 from xfer.engine.sources import FileSource, SourceState
-from xfer.engine.stream import stream_verified
+from xfer.engine.stream import StreamOutcome, stream_verified
 from xfer.errors import CopyFailed, RangeNotSatisfiable, RequestError
 from xfer.proto.http import ByteRange, parse_range
 from xfer.settings import Settings
@@ -281,22 +284,24 @@ async def test_a_reader_that_takes_nothing_is_cut_off_as_reader_stalled(tmp_path
 async def test_a_stream_waiting_for_the_budget_has_promised_its_reader_nothing(
         tmp_path: Path) -> None:
     """Streams share the copies' budget of buffered bytes: one that must wait for its share
-    does so before `choose` (which sends the reply's headers), and gets it once a stalled
+    does so before `start_reply` sends the reply's headers, and gets it once a stalled
     stream is cut off."""
     data = os.urandom(4 * CHUNK)
     path = tmp_path / "image"
     path.write_bytes(data)
     settings = Settings(stream_reads=2, stream_chunk_size=CHUNK, max_inflight_bytes=2 * CHUNK,
                         stream_write_timeout=0.5)
-    chosen: list[str] = []
-    first_chose = asyncio.Event()
+    started: list[str] = []
+    first_started = asyncio.Event()
 
-    def choosing(name: str) -> Callable[[SourceState], Awaitable[tuple[int, int]]]:
-        async def choose(state: SourceState) -> tuple[int, int]:
-            chosen.append(name)
-            first_chose.set()
-            return 0, state.size
-        return choose
+    def starting(name: str) -> Callable[[], Awaitable[None]]:
+        async def start_reply() -> None:
+            started.append(name)
+            first_started.set()
+        return start_reply
+
+    async def whole(state: SourceState) -> tuple[int, int]:
+        return 0, state.size
 
     async def stalled(_: memoryview | bytes) -> None:
         await asyncio.Event().wait()
@@ -305,20 +310,20 @@ async def test_a_stream_waiting_for_the_budget_has_promised_its_reader_nothing(
     async with aiohttp.ClientSession() as http:
         copier = Copier(settings, SwiftRegions(http, {}))
         first = asyncio.create_task(copier.stream(FileSource(str(path)), digests(data), stalled,
-                                                  choosing("stalled")))
-        await first_chose.wait()
+                                                  whole, starting("stalled")))
+        await first_started.wait()
         second = asyncio.create_task(copier.stream(FileSource(str(path)), digests(data),
-                                                   out.write, choosing("patient")))
+                                                   out.write, whole, starting("patient")))
         waits = 0
         while not first.done():  # however slow the machine: not before the first gave back
-            assert chosen == ["stalled"]  # the second waits for the budget, headers unsent
+            assert started == ["stalled"]  # the second waits for the budget, headers unsent
             waits += 1
             await asyncio.sleep(0.02)
         assert waits > 1
         with pytest.raises(CopyFailed, match="took no bytes"):
             await first
         outcome = await second
-    assert chosen == ["stalled", "patient"]
+    assert started == ["stalled", "patient"]
     assert outcome.verified and bytes(out.body) == data
     await asyncio.sleep(0.2)  # reads cancelled while their file was opening close it
 
@@ -327,14 +332,16 @@ async def test_a_stream_waiting_for_the_budget_has_promised_its_reader_nothing(
 async def test_an_empty_source_is_checked_before_its_reply_starts(tmp_path: Path,
                                                                   recorded: str) -> None:
     """Headers alone are a whole empty reply: an empty source whose record says other data is
-    refused before `choose` sends them; one that says nothing is served."""
+    refused before `start_reply` sends them; one that says nothing is served."""
     path = tmp_path / "image"
     path.write_bytes(b"")
-    chosen: list[int] = []
+    started: list[int] = []
 
-    async def choose(state: SourceState) -> tuple[int, int]:
-        chosen.append(state.size)
+    async def whole(state: SourceState) -> tuple[int, int]:
         return 0, state.size
+
+    async def start_reply() -> None:
+        started.append(1)
 
     out = Collected()
     async with aiohttp.ClientSession() as http:
@@ -342,9 +349,121 @@ async def test_an_empty_source_is_checked_before_its_reply_starts(tmp_path: Path
         if recorded:
             with pytest.raises(CopyFailed) as raised:
                 await copier.stream(FileSource(str(path)), digests(recorded.encode()),
-                                    out.write, choose)
-            assert raised.value.code == "checksum_mismatch" and chosen == []
+                                    out.write, whole, start_reply)
+            assert raised.value.code == "checksum_mismatch" and started == []
         else:
-            outcome = await copier.stream(FileSource(str(path)), digests(b""), out.write, choose)
-            assert outcome.verified and chosen == [0]
+            outcome = await copier.stream(FileSource(str(path)), digests(b""), out.write, whole,
+                                          start_reply)
+            assert outcome.verified and started == [1]
     assert out.body == b""
+
+
+# --- a slow reader over real HTTP: cut off only when it takes nothing ---------------------
+
+SMALL_SOCKET_BUFFER = 16 * 1024
+
+
+class SlowReader:
+    """An HTTP client that takes `pace` bytes every 20 ms, or stops after `stop_after` bytes,
+    through small socket buffers, so the server's writes wait for it."""
+
+    def __init__(self, pace: int, stop_after: int | None = None) -> None:
+        self.pace, self.stop_after = pace, stop_after
+        self.received = bytearray()
+
+    async def read(self, port: int) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_SOCKET_BUFFER)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sock_connect(sock, ("127.0.0.1", port))
+            await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nHost: x\r\n"
+                                          b"Connection: close\r\n\r\n")
+            while self.stop_after is None or len(self.received) < self.stop_after:
+                await asyncio.sleep(0.02)
+                piece = await loop.sock_recv(sock, self.pace)
+                if not piece:
+                    return
+                self.received += piece
+            await asyncio.sleep(3600)  # takes nothing more; cancelled by the test
+        finally:
+            sock.close()
+
+
+async def serve_to(reader: SlowReader, path: Path, data: bytes, write_timeout: float,
+                   with_backlog: bool) -> StreamOutcome | CopyFailed:
+    """What engine/stream.py does for the Glance front, to one slow reader, over loopback."""
+    ended: list[StreamOutcome | CopyFailed] = []
+    has_ended = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        transport = request.transport
+        assert transport is not None
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                                      SMALL_SOCKET_BUFFER)
+        response = web.StreamResponse()
+        response.content_length = len(data)
+        await response.prepare(request)
+        source = FileSource(str(path))
+        try:
+            ended.append(await stream_verified(
+                source, await source.state(), 0, len(data), digests(data), response.write,
+                chunk_size=8 * CHUNK, ahead=2, rate=TokenBucket(None, CHUNK),
+                retrying=Retrier(Settings()), write_timeout=write_timeout,
+                backlog=transport.get_write_buffer_size if with_backlog else None))
+        except CopyFailed as exc:
+            ended.append(exc)
+            transport.close()
+            return response
+        finally:
+            has_ended.set()
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        async with asyncio.timeout(30):
+            reading = asyncio.create_task(reader.read(port))
+            await has_ended.wait()
+            if isinstance(ended[0], CopyFailed):
+                reading.cancel()  # a reader that stopped would wait for ever
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading  # a served one reads to the end: the server closes
+    finally:
+        await runner.cleanup()
+    return ended[0]
+
+
+async def test_a_slow_but_steady_reader_is_served_to_the_end(tmp_path: Path) -> None:
+    """About 250 KB/s: each 512 KiB write waits about two seconds for it, longer than the
+    second of patience, but the reader keeps taking bytes, so the deadline keeps moving on."""
+    data = os.urandom(16 * CHUNK)
+    path = tmp_path / "image"
+    path.write_bytes(data)
+    reader = SlowReader(pace=5000)
+    ended = await serve_to(reader, path, data, write_timeout=1.0, with_backlog=True)
+    assert isinstance(ended, StreamOutcome) and ended.verified, ended
+    assert reader.received.endswith(data)  # the reply's headers, then every byte
+
+    cut = await serve_to(SlowReader(pace=5000), path, data, write_timeout=1.0,
+                         with_backlog=False)  # no backlog to watch: each write has 1 s
+    assert isinstance(cut, CopyFailed) and cut.code == "reader_stalled"
+
+
+async def test_a_reader_that_stops_taking_bytes_is_cut_off(tmp_path: Path) -> None:
+    data = os.urandom(16 * CHUNK)
+    path = tmp_path / "image"
+    path.write_bytes(data)
+    reader = SlowReader(pace=5000, stop_after=100_000)
+    began = asyncio.get_running_loop().time()
+    ended = await serve_to(reader, path, data, write_timeout=1.0, with_backlog=True)
+    assert isinstance(ended, CopyFailed) and ended.code == "reader_stalled", ended
+    assert asyncio.get_running_loop().time() - began < 10
+    assert 100_000 <= len(reader.received) < len(data)

@@ -14,8 +14,9 @@ and a process runs at most `max_concurrent_copies` copies, so its data buffers s
     min(max_inflight_bytes, max_concurrent_copies * segments_in_flight * (chunks_ahead + 1)
                                                    * chunk_size)
 
-plus aiohttp's socket buffers (64 KiB per connection). A source of 1 GiB segments keeps its
-boundaries within the same bound as one of 16 MiB segments.
+plus what each connection's transport holds: the 1 MiB slice it was last given (writers get
+copies, clients/transport.detached_slices) and aiohttp's 64 KiB. A source of 1 GiB segments
+keeps its boundaries within the same bound as one of 16 MiB segments.
 """
 
 from __future__ import annotations

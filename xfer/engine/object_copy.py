@@ -33,7 +33,7 @@ from xfer.engine.publisher import Publisher
 from xfer.engine.rate import RateShares, TokenBucket
 from xfer.engine.retry import Retrier
 from xfer.engine.sources import SourceReader, SourceState, SwiftSource
-from xfer.engine.stream import StreamOutcome, Writer, check_empty, stream_verified
+from xfer.engine.stream import Backlog, StreamOutcome, Writer, check_empty, stream_verified
 from xfer.engine.types import (
     CopyObserver,
     CopyOutcome,
@@ -110,30 +110,35 @@ class Copier:
             return outcome
 
     async def stream(self, source: SourceReader, expected: Digests | None, write: Writer,
-                     choose: Callable[[SourceState], Awaitable[tuple[int, int]]]
-                     ) -> StreamOutcome:
+                     choose: Callable[[SourceState], Awaitable[tuple[int, int]]],
+                     start_reply: Callable[[], Awaitable[None]],
+                     backlog: Backlog | None = None) -> StreamOutcome:
         """Stream a range of `source` to `write` with `stream_reads` ranged reads of
         `stream_chunk_size` in flight, within the process's bounds on buffered bytes and rate
         like any copy. `choose` sees the source's size and version before any byte is read
-        and returns (start, length) (it may answer a Range, send headers, or refuse the
-        source). The whole object is verified against `expected` before its last byte
-        (engine/stream.py). The share of the budget is taken before `choose`, so a stream
-        that must wait for it has not yet promised its reader anything."""
+        and returns (start, length) (it may answer a Range, or refuse the source); then
+        `start_reply` sends the headers. The whole object is verified against `expected`
+        before its last byte (engine/stream.py), an empty one before `start_reply`. The
+        budget's share is taken after the source answered and before `start_reply`: a
+        stream that must wait for it has promised its reader nothing yet, and a source that
+        is gone is said at once."""
         settings = self.settings
         ahead, chunk_size = settings.stream_reads, settings.stream_chunk_size
         retrying = Retrier(settings)
+        with failing_as("source", "read", source.describe()):
+            state = await retrying("source HEAD", source.state)
+        start, length = await choose(state)
+        if state.size == 0 and expected is not None:
+            check_empty(expected, source.describe())
         taken = await self.memory.take(ahead * chunk_size)
         try:
-            with failing_as("source", "read", source.describe()):
-                state = await retrying("source HEAD", source.state)
-            if state.size == 0 and expected is not None:
-                check_empty(expected, source.describe())
-            start, length = await choose(state)
+            await start_reply()
             with self.rates.bucket(None) as rate:
                 return await stream_verified(source, state, start, length, expected, write,
                                              chunk_size=chunk_size, ahead=ahead, rate=rate,
                                              retrying=retrying,
-                                             write_timeout=settings.stream_write_timeout)
+                                             write_timeout=settings.stream_write_timeout,
+                                             backlog=backlog)
         finally:
             self.memory.give_back(taken)
 

@@ -22,7 +22,7 @@ from xfer.clients.openstack import OpenStackClients
 from xfer.engine.hashing import Digests
 from xfer.engine.object_copy import Copier
 from xfer.engine.sources import SourceState
-from xfer.engine.stream import StreamOutcome, Writer
+from xfer.engine.stream import Backlog, StreamOutcome, Writer
 from xfer.errors import CopyFailed, FrontRefused
 from xfer.images.data import ImageData, locate
 from xfer.proto.glance import Image
@@ -88,20 +88,22 @@ class GlanceFront:
         return reply, ImageRead(image, expected, data)
 
     async def stream(self, read: ImageRead, byte_range: ByteRange | None,
-                     start_reply: Callable[[], Awaitable[None]], write: Writer) -> StreamOutcome:
+                     start_reply: Callable[[], Awaitable[None]], write: Writer,
+                     backlog: Backlog) -> StreamOutcome:
         """Stream the image's bytes (all, or `byte_range`) to `write`, in order, once
         `start_reply` sent the headers; the whole image is verified before its last byte.
         First the data must be the size the image records and, for a plain Swift object,
-        carry the image's MD5 as its ETag: other data is refused before any byte."""
+        carry the image's MD5 as its ETag: other data is refused before any byte.
+        `backlog`: the bytes written that the reader has not taken yet."""
 
         async def choose(state: SourceState) -> tuple[int, int]:
             _check_state(read, state)
-            await start_reply()
             if byte_range is None:
                 return 0, state.size
             return byte_range.start, byte_range.length
 
-        outcome = await self.copier.stream(read.data.reader, read.expected, write, choose)
+        outcome = await self.copier.stream(read.data.reader, read.expected, write, choose,
+                                           start_reply, backlog)
         log.info("streamed image %s (%d of %d bytes, from %s) in %.2fs: %d ranged reads, up "
                  "to %d at once; %s", read.image.id, outcome.bytes_sent, read.image.size or 0,
                  read.data.ref.describe(), outcome.seconds, outcome.reads, outcome.most_reading,

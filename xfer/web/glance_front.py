@@ -106,8 +106,12 @@ async def image_file(request: web.Request) -> web.StreamResponse:
     async def start_reply() -> None:
         await response.prepare(request)
 
+    def backlog() -> int:
+        transport = request.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
     try:
-        outcome = await front.stream(read, byte_range, start_reply, response.write)
+        outcome = await front.stream(read, byte_range, start_reply, response.write, backlog)
     except CopyFailed as exc:
         metrics.image_streamed(exc.code, 0, 0, 0)
         if not response.prepared:

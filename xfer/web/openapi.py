@@ -241,17 +241,17 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
                 "schema": {"type": "string", "pattern": IMAGE_ID_PATTERN}}
     # With Keystone (XFER_KEYSTONE_URL) every route but the probes and this document
     auth_errors = {
-        "401": error("With Keystone: no valid token in X-Auth-Token"),
+        "401": error("With Keystone: no valid token in X-Auth-Token (or two of them)"),
         "403": error("With Keystone: the policy does not allow it to your roles"),
         "503": error("With Keystone: Keystone did not answer (try again after Retry-After)"),
     }
     keystone_errors = {**auth_errors, "404": error("This xfer runs without Keystone")}
     # the Glance-compatible reads pass on the fronted Glance's own 404 (its JSON, text or HTML)
-    glance_404 = {"description": "No such image, or you may not see it (the fronted Glance's "
-                                 "own reply: {code, message, title}); or this xfer runs "
-                                 "without Keystone (an Error)",
-                  "content": {"application/json": {"schema": {"type": "object"}},
-                              "text/html": {"schema": TEXT}, "text/plain": {"schema": TEXT}}}
+    glance_404_text = ("No such image, or you may not see it (the fronted Glance's own reply: "
+                       "{code, message, title}); or this xfer runs without Keystone (an Error)")
+    glance_404_content = {"application/json": {"schema": {"type": "object"}},
+                          "text/html": {"schema": TEXT}, "text/plain": {"schema": TEXT}}
+    glance_404 = {"description": glance_404_text, "content": glance_404_content}
     return {
         "/v1/jobs": {
             "post": {
@@ -350,7 +350,15 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
                 "206": {"description": "The range asked (Content-Range); X-Xfer-Verified: "
                                        "range, or whole when the range is the whole image",
                         "content": {"application/octet-stream": {"schema": BINARY}}},
-                **auth_errors, "404": glance_404,
+                **auth_errors,
+                "403": error("The policy does not allow it to your roles; or the image's "
+                             "Swift refused you its data (source_forbidden, "
+                             "source_auth_failed)"),
+                "404": {"description": glance_404_text + "; or the image's data is not in "
+                                        "its Swift (source_not_found)",
+                        "content": glance_404_content},
+                "503": error("Keystone did not answer; or the image's Swift kept failing "
+                             "(source_unavailable)"),
                 "400": error("The image id is not a UUID, or Range is not one byte range"),
                 "409": error("The image is not active, or has no checksum to verify against"),
                 "416": error("The range starts past the image's end"),
