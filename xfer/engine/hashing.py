@@ -30,6 +30,10 @@ def md5_hex(data: bytes | bytearray | memoryview) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
+# The digests of no bytes: what an empty object or segment must declare.
+EMPTY_DIGESTS = Digests(md5_hex(b""), hashlib.sha512(b"").hexdigest())
+
+
 @dataclass(frozen=True)
 class AttemptEnd:
     """Put after an attempt's last chunk: whether its bytes were accepted."""

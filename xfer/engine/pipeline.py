@@ -25,14 +25,12 @@ from xfer.engine.chunks import ChunkQueue, views_of
 from xfer.engine.context import CopyContext
 from xfer.engine.failures import describe_failure, first_failure
 from xfer.engine.fetch import ChunkFetcher
-from xfer.engine.hashing import Digests, SegmentFeed, hash_in_order
+from xfer.engine.hashing import EMPTY_DIGESTS, Digests, SegmentFeed, hash_in_order
 from xfer.engine.plan import Plan, Segment
 from xfer.engine.publisher import Publisher
 from xfer.engine.sources import SourceState
 from xfer.engine.spill import SpillFile
 from xfer.errors import BodyRejected, CopyFailed, XferError
-
-EMPTY_MD5 = hashlib.md5(b"", usedforsecurity=False).hexdigest()
 
 
 class Pipeline:
@@ -82,7 +80,7 @@ class Pipeline:
         if segment.etag is not None:
             return segment.etag
         if not self.plan.as_slo:
-            return self.expected_md5 or (EMPTY_MD5 if segment.length == 0 else None)
+            return self.expected_md5 or (EMPTY_DIGESTS.md5 if segment.length == 0 else None)
         return None
 
     async def _segment(self, segment: Segment, feed: SegmentFeed, lanes: asyncio.Semaphore,

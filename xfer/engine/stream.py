@@ -18,7 +18,6 @@ transport holds; a slow writer or hasher stalls the reads, a reader that takes n
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from xfer.clients.transport import detached_slices
 from xfer.engine.chunks import ChunkQueue
 from xfer.engine.failures import first_failure
 from xfer.engine.fetch import ChunkFetcher
-from xfer.engine.hashing import Digests, StreamHasher
+from xfer.engine.hashing import EMPTY_DIGESTS, Digests, StreamHasher
 from xfer.engine.rate import TokenBucket
 from xfer.engine.retry import Retrier
 from xfer.engine.sources import SourceReader, SourceState
@@ -158,8 +157,7 @@ async def _digests(queue: ChunkQueue, expected: Digests) -> Digests:
 def check_empty(expected: Digests, where: str) -> None:
     """An empty source has no last byte to hold back: its reply, headers alone, is whole as
     soon as it starts, so it is checked against the digests of nothing before that."""
-    _check(Digests(hashlib.md5(b"").hexdigest(), hashlib.sha512(b"").hexdigest()), expected,
-           where)
+    _check(EMPTY_DIGESTS, expected, where)
 
 
 def _check(found: Digests, expected: Digests, where: str) -> None:
