@@ -30,7 +30,7 @@ from xfer.engine.object_copy import Copier
 from xfer.engine.rate import TokenBucket
 from xfer.engine.retry import Retrier
 from xfer.engine.sources import FileSource, SourceState
-from xfer.engine.stream import StreamOutcome, stream_verified
+from xfer.engine.stream import Backlog, StreamOutcome, Writer, stream_verified
 from xfer.errors import CopyFailed, RangeNotSatisfiable, RequestError
 from xfer.proto.http import ByteRange, parse_range
 from xfer.settings import Settings
@@ -118,12 +118,28 @@ async def stream(path: Path, start: int, length: int | None, expected: Digests |
     return outcome.verified
 
 
-async def file_of(tmp_path: Path, data: bytes) -> tuple[Path, FileSource, SourceState]:
-    """`data` in a file, as a source, and the version of it every read is pinned to."""
+def image_path(tmp_path: Path, data: bytes) -> Path:
     path = tmp_path / "image"
     path.write_bytes(data)
+    return path
+
+
+async def file_of(tmp_path: Path, data: bytes) -> tuple[Path, FileSource, SourceState]:
+    """`data` in a file, as a source, and the version of it every read is pinned to."""
+    path = image_path(tmp_path, data)
     source = FileSource(str(path))
     return path, source, await source.state()
+
+
+async def stream_whole(source: FileSource, state: SourceState, data: bytes, write: Writer, *,
+                       ahead: int = 2, chunk_size: int = CHUNK,
+                       write_timeout: float = WRITE_TIMEOUT,
+                       backlog: Backlog | None = None) -> StreamOutcome:
+    """stream_verified of the whole file, expected to hash to `data`'s digests."""
+    return await stream_verified(source, state, 0, state.size, digests(data), write,
+                                 chunk_size=chunk_size, ahead=ahead,
+                                 rate=TokenBucket(None, CHUNK), retrying=Retrier(Settings()),
+                                 write_timeout=write_timeout, backlog=backlog)
 
 
 def digests(data: bytes) -> Digests:
@@ -133,8 +149,7 @@ def digests(data: bytes) -> Digests:
 @pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, 5 * CHUNK + 17])
 async def test_the_whole_file_streams_in_order_and_verifies(tmp_path: Path, size: int) -> None:
     data = os.urandom(size)
-    path = tmp_path / "image"
-    path.write_bytes(data)
+    path = image_path(tmp_path, data)
     out = Collected()
     assert await stream(path, 0, None, digests(data), out) is True
     assert bytes(out.body) == data
@@ -143,8 +158,7 @@ async def test_the_whole_file_streams_in_order_and_verifies(tmp_path: Path, size
 @pytest.mark.parametrize("wrong", ["md5", "sha512"])
 async def test_a_mismatch_is_cut_before_the_last_byte(tmp_path: Path, wrong: str) -> None:
     data = os.urandom(3 * CHUNK + 5)
-    path = tmp_path / "image"
-    path.write_bytes(data)
+    path = image_path(tmp_path, data)
     right = digests(data)
     other = digests(data + b"x")
     expected = Digests(other.md5, right.sha512) if wrong == "md5" else Digests(right.md5,
@@ -158,8 +172,7 @@ async def test_a_mismatch_is_cut_before_the_last_byte(tmp_path: Path, wrong: str
 
 async def test_an_empty_file_with_another_checksum_sends_nothing_and_fails(tmp_path: Path
                                                                            ) -> None:
-    path = tmp_path / "image"
-    path.write_bytes(b"")
+    path = image_path(tmp_path, b"")
     out = Collected()
     with pytest.raises(CopyFailed):
         await stream(path, 0, None, digests(b"x"), out)
@@ -168,8 +181,7 @@ async def test_an_empty_file_with_another_checksum_sends_nothing_and_fails(tmp_p
 
 async def test_a_range_is_sent_exactly_and_not_hashed(tmp_path: Path) -> None:
     data = os.urandom(4 * CHUNK)
-    path = tmp_path / "image"
-    path.write_bytes(data)
+    path = image_path(tmp_path, data)
     out = Collected()
     # the expected digests are of other data: a range is pinned, not hashed
     assert await stream(path, CHUNK - 3, 2 * CHUNK, digests(b"other"), out) is False
@@ -188,9 +200,7 @@ async def test_a_file_changing_under_the_stream_ends_it_as_source_changed(tmp_pa
             os.utime(path, ns=(1, 1))  # another version: its mtime differs
 
     with pytest.raises(CopyFailed) as raised:
-        await stream_verified(source, state, 0, state.size, digests(data), write_then_change,
-                              chunk_size=CHUNK, ahead=2, rate=TokenBucket(None, CHUNK),
-                              retrying=Retrier(Settings()), write_timeout=WRITE_TIMEOUT)
+        await stream_whole(source, state, data, write_then_change)
     assert raised.value.code == "source_changed"
     assert len(out.body) < len(data)
     # reads cancelled while their file was opening close it once it is open (engine/sources);
@@ -221,9 +231,7 @@ async def test_a_writer_that_keeps_what_it_is_given_still_holds_the_bytes_sent(
     data = os.urandom(12 * CHUNK + 3)
     _, source, state = await file_of(tmp_path, data)
     writer = KeepingWriter()
-    outcome = await stream_verified(source, state, 0, state.size, digests(data), writer.write,
-                                    chunk_size=CHUNK, ahead=ahead, rate=TokenBucket(None, CHUNK),
-                                    retrying=Retrier(Settings()), write_timeout=WRITE_TIMEOUT)
+    outcome = await stream_whole(source, state, data, writer.write, ahead=ahead)
     assert outcome.verified and writer.body() == data
 
 
@@ -271,9 +279,7 @@ async def test_a_reader_that_takes_nothing_is_cut_off_as_reader_stalled(tmp_path
 
     began = asyncio.get_running_loop().time()
     with pytest.raises(CopyFailed) as raised:
-        await stream_verified(source, state, 0, state.size, digests(data), stall_after_one,
-                              chunk_size=CHUNK, ahead=2, rate=TokenBucket(None, CHUNK),
-                              retrying=Retrier(Settings()), write_timeout=0.2)
+        await stream_whole(source, state, data, stall_after_one, write_timeout=0.2)
     assert raised.value.code == "reader_stalled" and "XFER_STREAM_WRITE_TIMEOUT" in str(
         raised.value)
     assert 0.2 <= asyncio.get_running_loop().time() - began < 5
@@ -287,8 +293,7 @@ async def test_a_stream_waiting_for_the_budget_has_promised_its_reader_nothing(
     does so before `start_reply` sends the reply's headers, and gets it once a stalled
     stream is cut off."""
     data = os.urandom(4 * CHUNK)
-    path = tmp_path / "image"
-    path.write_bytes(data)
+    path = image_path(tmp_path, data)
     settings = Settings(stream_reads=2, stream_chunk_size=CHUNK, max_inflight_bytes=2 * CHUNK,
                         stream_write_timeout=0.5)
     started: list[str] = []
@@ -333,8 +338,7 @@ async def test_an_empty_source_is_checked_before_its_reply_starts(tmp_path: Path
                                                                   recorded: str) -> None:
     """Headers alone are a whole empty reply: an empty source whose record says other data is
     refused before `start_reply` sends them; one that says nothing is served."""
-    path = tmp_path / "image"
-    path.write_bytes(b"")
+    path = image_path(tmp_path, b"")
     started: list[int] = []
 
     async def whole(state: SourceState) -> tuple[int, int]:
@@ -407,10 +411,9 @@ async def serve_to(reader: SlowReader, path: Path, data: bytes, write_timeout: f
         await response.prepare(request)
         source = FileSource(str(path))
         try:
-            ended.append(await stream_verified(
-                source, await source.state(), 0, len(data), digests(data), response.write,
-                chunk_size=8 * CHUNK, ahead=2, rate=TokenBucket(None, CHUNK),
-                retrying=Retrier(Settings()), write_timeout=write_timeout,
+            ended.append(await stream_whole(
+                source, await source.state(), data, response.write, chunk_size=8 * CHUNK,
+                write_timeout=write_timeout,
                 backlog=transport.get_write_buffer_size if with_backlog else None))
         except CopyFailed as exc:
             ended.append(exc)
@@ -445,8 +448,7 @@ async def test_a_slow_but_steady_reader_is_served_to_the_end(tmp_path: Path) -> 
     """About 250 KB/s: each 512 KiB write waits about two seconds for it, longer than the
     second of patience, but the reader keeps taking bytes, so the deadline keeps moving on."""
     data = os.urandom(16 * CHUNK)
-    path = tmp_path / "image"
-    path.write_bytes(data)
+    path = image_path(tmp_path, data)
     reader = SlowReader(pace=5000)
     ended = await serve_to(reader, path, data, write_timeout=1.0, with_backlog=True)
     assert isinstance(ended, StreamOutcome) and ended.verified, ended
@@ -459,8 +461,7 @@ async def test_a_slow_but_steady_reader_is_served_to_the_end(tmp_path: Path) -> 
 
 async def test_a_reader_that_stops_taking_bytes_is_cut_off(tmp_path: Path) -> None:
     data = os.urandom(16 * CHUNK)
-    path = tmp_path / "image"
-    path.write_bytes(data)
+    path = image_path(tmp_path, data)
     reader = SlowReader(pace=5000, stop_after=100_000)
     began = asyncio.get_running_loop().time()
     ended = await serve_to(reader, path, data, write_timeout=1.0, with_backlog=True)
