@@ -23,16 +23,18 @@ class DutyStore:
         self.pool = pool
 
     @translated
-    async def attach_trust(self, job_id: uuid.UUID, trust_id: str) -> JobRecord | None:
+    async def attach_trust(self, job_id: uuid.UUID, trust_id: str,
+                           how: str = "attached") -> JobRecord | None:
         """The job, now with its trust and claimable (workers are woken), its trust due to end
         once it has ended; None when the job ended meanwhile (cancelled, or failed by
-        adopt_trust): the trust is then the caller's to delete."""
+        adopt_trust): the trust is then the caller's to delete. `how` ends adopt_trust's
+        sentence: "trust <id> <how>"."""
         async with self.pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(Q["attach_trust"], job_id, trust_id)
             if row is None:
                 return None
             await connection.execute(Q["finish_duty"], job_id, Duty.ADOPT_TRUST,
-                                     DutyState.DONE, f"trust {trust_id} attached")
+                                     DutyState.DONE, f"trust {trust_id} {how}")
             await connection.execute(Q["insert_duty"], job_id, Duty.END_TRUST, True,
                                      END_TRUST_RANK, 0)
             await connection.execute(Q["notify"], JOBS_CHANNEL, str(job_id))

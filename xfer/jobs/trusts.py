@@ -142,7 +142,7 @@ class JobTrusts:
         if found is not None and await self.duties.trust_in_use(found):
             found = None
         if found is not None and job.state is JobState.QUEUED:
-            if await self.duties.attach_trust(job.id, found) is not None:
+            if await self.duties.attach_trust(job.id, found, "found and attached") is not None:
                 log.info("trust %s found and attached to job %s", found, job.id)
                 return DutyState.DONE, f"trust {found} found and attached"
         if found is not None:
