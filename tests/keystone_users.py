@@ -28,6 +28,14 @@ def _one(session: ksa_session.Session, url: str, key: str) -> dict[str, Any]:
 def new_user(cloud: devcloud.CloudInfo, project: str = "alpha", role: str = "member"
              ) -> ksa_session.Session:
     """A user made now, with `role` on `project`, and a session acting as it."""
+    name, password = make_user(cloud, project, role)
+    return ksa_session.Session(auth=v3.Password(
+        auth_url=keystone_of(cloud).auth_url, username=name, password=password,
+        project_name=project, user_domain_name="Default", project_domain_name="Default"))
+
+
+def make_user(cloud: devcloud.CloudInfo, project: str, role: str) -> tuple[str, str]:
+    """(name, password) of a user made now, with `role` on `project`."""
     keystone = keystone_of(cloud)
     admin = admin_session(cloud)
     name, password = unique("user"), secrets.token_urlsafe(16)
@@ -41,9 +49,7 @@ def new_user(cloud: devcloud.CloudInfo, project: str = "alpha", role: str = "mem
                         f"{role_id}")
     assert granted.status_code == 204, granted.text
     admin.session.close()
-    return ksa_session.Session(auth=v3.Password(
-        auth_url=keystone.auth_url, username=name, password=password, project_name=project,
-        user_domain_name="Default", project_domain_name="Default"))
+    return name, password
 
 
 def live_trusts(cloud: devcloud.CloudInfo, user: ksa_session.Session) -> list[dict[str, Any]]:
