@@ -75,6 +75,12 @@ class DutyStore:
         return bool(await self.pool.fetchval(Q["trust_in_use"], trust_id))
 
     @translated
+    async def add(self, job_id: uuid.UUID, duty: Duty, *, after_end: bool, rank: int = 0,
+                  due_in: float = 0.0) -> None:
+        """Record a duty of the job (nothing when the job has it already)."""
+        await self.pool.execute(Q["insert_duty"], job_id, duty, after_end, rank, due_in)
+
+    @translated
     async def claim_duties(self, limit: int, lease_seconds: float) -> list[DutyRecord]:
         rows = await self.pool.fetch(Q["claim_duties"], limit, lease_seconds)
         return [DutyRecord.from_row(row) for row in rows]
