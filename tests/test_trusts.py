@@ -25,6 +25,7 @@ from tests.conftest import MiB, Service, keystone_settings, running_service
 from tests.keystone_users import application_credential_session, live_trusts, new_user
 from tests.test_cloud_keystone_glance import upload
 from tests.test_image_copy import SOURCE, TARGET, call, copy_image, wait_job
+from tests.test_workers import stop_process
 from xfer.clients.openstack import OpenStackClients
 from xfer.clients.transport import http_session
 from xfer.dev import devcloud
@@ -318,11 +319,4 @@ async def serve_process(settings: Settings, worker_id: str, log_dir: Path
         url = json.loads(line)["listening"]
         yield process, url
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(20):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_process(process)
