@@ -84,8 +84,13 @@ UPDATE job_duties SET due_at = now() + make_interval(secs => $2), attempts = att
 FROM due WHERE job_duties.job_id = due.job_id AND job_duties.duty = due.duty
 RETURNING job_duties.*;
 
+-- name: drop_duties
+-- The copy succeeded: what would have removed what it made is not needed ($2: those duties).
+UPDATE job_duties SET state = 'dropped', outcome = $3, updated_at = now()
+WHERE job_id = $1 AND duty = ANY($2::text[]) AND state = 'pending';
+
 -- name: finish_duty
--- $3: 'done' or 'dropped'; $4: what was done, in a sentence.
+-- $3: 'done', 'dropped' or 'failed'; $4: what was done, or what is left, in a sentence.
 UPDATE job_duties SET state = $3, outcome = $4, last_error = NULL, updated_at = now()
 WHERE job_id = $1 AND duty = $2 AND state = 'pending';
 
@@ -225,7 +230,7 @@ RETURNING *;
 -- name: finish_cancelled
 UPDATE jobs SET state = 'cancelled', finished_at = now(), updated_at = now(),
                 error_code = 'cancelled',
-                error_message = 'cancelled on request; the segments written were deleted',
+                error_message = 'cancelled on request; what it wrote is removed by its cleanup',
                 lease_owner = NULL, lease_expires_at = NULL
 WHERE id = $1 AND lease_owner = $2 AND state = 'cancelling'
 RETURNING id;

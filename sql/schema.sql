@@ -130,11 +130,13 @@ CREATE TABLE objects (
 
 CREATE INDEX objects_sha512 ON objects (sha512) WHERE sha512 IS NOT NULL;
 
--- What is still to be done for a job (sql/migrations/0009_trust_duties.sql says how).
+-- What is still to be done for a job (sql/migrations/0009_job_duties.sql says how).
 CREATE TABLE job_duties (
     job_id     uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-    duty       text NOT NULL CHECK (duty IN ('adopt_trust', 'end_trust')),
-    state      text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'dropped')),
+    duty       text NOT NULL CHECK (duty IN ('adopt_trust', 'end_trust', 'remove_target_image',
+                                             'remove_image_data', 'remove_object_data')),
+    state      text NOT NULL DEFAULT 'pending'
+               CHECK (state IN ('pending', 'done', 'dropped', 'failed')),
     after_end  boolean NOT NULL,
     rank       smallint NOT NULL DEFAULT 0,
     due_at     timestamptz NOT NULL DEFAULT now(),

@@ -14,9 +14,11 @@ from xfer.clients.swift import SwiftRegions
 from xfer.clients.transport import http_session
 from xfer.engine.object_copy import Copier
 from xfer.errors import ConfigError
+from xfer.images.cleanup import ImageCleanup
 from xfer.images.flow import ImageCopier
 from xfer.images.front import GlanceFront
 from xfer.images.search import ImageSearch
+from xfer.jobs.cleanup import JobCleanup
 from xfer.jobs.db import close_pool, create_pool
 from xfer.jobs.duties import DutyHandler, DutyRunner
 from xfer.jobs.duty_store import DutyStore
@@ -88,7 +90,7 @@ async def serve(settings: Settings, *, api_enabled: bool = True,
             openstack = OpenStackClients.from_settings(settings, http)
             image_copier = None
             duties = DutyRunner(settings, store, DutyStore(pool), duty_handlers(
-                settings, store, openstack))
+                settings, store, regions, openstack))
             if openstack is not None:
                 image_copier = ImageCopier(settings, openstack, copier)
             port = 0
@@ -120,10 +122,14 @@ async def serve(settings: Settings, *, api_enabled: bool = True,
         await close_pool(pool)
 
 
-def duty_handlers(settings: Settings, store: JobStore, openstack: OpenStackClients | None
-                  ) -> dict[Duty, DutyHandler]:
-    """What each duty does; a trust's duties need Keystone."""
-    if openstack is None:
-        return {}
-    trusts = JobTrusts(settings, openstack.keystone, store, DutyStore(store.pool))
-    return {Duty.ADOPT_TRUST: trusts.adopt, Duty.END_TRUST: trusts.end}
+def duty_handlers(settings: Settings, store: JobStore, regions: SwiftRegions,
+                  openstack: OpenStackClients | None) -> dict[Duty, DutyHandler]:
+    """What each duty does; a trust's duties, and an image copy's, need Keystone."""
+    cleanup = JobCleanup(regions, None if openstack is None else ImageCleanup(openstack))
+    handlers: dict[Duty, DutyHandler] = {Duty.REMOVE_OBJECT_DATA: cleanup.remove_object_data}
+    if openstack is not None:
+        trusts = JobTrusts(settings, openstack.keystone, store, DutyStore(store.pool))
+        handlers |= {Duty.ADOPT_TRUST: trusts.adopt, Duty.END_TRUST: trusts.end,
+                     Duty.REMOVE_TARGET_IMAGE: cleanup.remove_target_image,
+                     Duty.REMOVE_IMAGE_DATA: cleanup.remove_image_data}
+    return handlers

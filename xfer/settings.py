@@ -124,6 +124,9 @@ class Settings:
     duty_lease_seconds: float = 120.0
     duty_backoff_base: float = 5.0
     duty_backoff_max: float = 600.0
+    # How often a running image copy checks that its target image still exists (a user who
+    # deletes it stops the copy within this long: target_image_gone).
+    image_watch_seconds: float = 5.0
     # How long the target Glance may take to read the copy back and make the image active.
     image_active_timeout: float = 900.0
     token_cache_size: int = 1024
@@ -150,7 +153,7 @@ class Settings:
             "events_poll_interval", "events_max_seconds", "ready_timeout",
             "trust_hours", "trust_adopt_seconds", "duty_poll_seconds", "duty_batch",
             "duty_lease_seconds", "duty_backoff_base", "duty_backoff_max",
-            "image_active_timeout", "token_cache_size", "stream_reads",
+            "image_active_timeout", "image_watch_seconds", "token_cache_size", "stream_reads",
             "stream_chunk_size", "stream_write_timeout",
         )
         for name in positive:

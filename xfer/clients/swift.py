@@ -138,6 +138,11 @@ class SwiftClient:
         return swift.check_delete_reply(
             *await self.send(lambda c: swift.delete_object_request(c, container, obj)))
 
+    async def delete_container(self, container: str) -> bool:
+        """True when deleted, False when gone already; RemoteError 409 when not empty."""
+        return swift.check_delete_container_reply(
+            *await self.send(lambda c: swift.delete_container_request(c, container)))
+
     async def get_manifest(self, container: str, obj: str) -> list[swift.ManifestSegment]:
         return swift.parse_manifest(
             *await self.send(lambda c: swift.manifest_get_request(c, container, obj)))

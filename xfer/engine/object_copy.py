@@ -142,17 +142,6 @@ class Copier:
         finally:
             self.memory.give_back(taken)
 
-    async def discard(self, spec: CopySpec, observer: CopyObserver,
-                      clients: RegionClients | None = None) -> None:
-        """Delete what earlier attempts of a job wrote: its recorded segments (`spec.resume`),
-        and each target object that carries this job's stamp."""
-        clients = clients or self.regions
-        ctx = self._context(spec, observer, TokenBucket(None, 0), None, clients)
-        publishers = self._publishers(ctx, clients)
-        for publisher in publishers:
-            await publisher.adopt_published()
-        await _clean_up(publishers)
-
 
 async def _clean_up(publishers: list[Publisher]) -> None:
     async with asyncio.TaskGroup() as group:

@@ -19,8 +19,9 @@ job taken over after a crash continues where it stood:
 5. add the location (Glance API 2.17) with the SHA-512 as validation data;
 6. wait until Glance made the image active with the same checksum and os_hash_value.
 
-Any failure or cancel deletes the target image and the data copied, so nothing half-made is
-left; the job says why.
+Any failure or cancel ends the job, and the duties recorded with the target image remove it
+and the data copied (jobs/cleanup.py), so nothing half-made is left; the job says why, and its
+`cleanup` what became of what it made. A process that stops hands the job over, keeping both.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from xfer.clients.glance import GlanceClient, images_of_project
 from xfer.clients.keystone import TrustTokens
 from xfer.clients.openstack import OpenStackClients
 from xfer.clients.swift import SwiftClient
+from xfer.engine.failures import first_failure
 from xfer.engine.object_copy import Copier
 from xfer.engine.sources import SourceReader
 from xfer.engine.types import CopyOutcome, CopySpec, ObjectRef
@@ -50,6 +52,9 @@ from xfer.proto.glance import Image, SwiftLocation, propagated_body
 from xfer.settings import Settings
 
 log = logging.getLogger(__name__)
+# The end of a failure's message: what became of what the job made is the cleanup's to say.
+CLEANUP_SENTENCE = ("What this job made is removed by its cleanup; the job's `cleanup` says "
+                    "what became of it.")
 HASH_ALGORITHM = "sha512"  # Glance's default `hashing_algorithm`; os_hash_value is checked
 
 
@@ -112,8 +117,7 @@ class ImageCopier:
             service = getattr(exc, "service", "a service")
             raise CopyFailed(f"{service}_failed",
                              f"{service} failed while copying image {job.source_image_id} "
-                             f"from {job.source_region}: {exc}; what this job made was "
-                             f"deleted, so asking again starts afresh") from exc
+                             f"from {job.source_region}: {exc}; {CLEANUP_SENTENCE}") from exc
 
     async def _copy(self, job: ImageCopyJob, observer: ImageObserver) -> ImageCopyOutcome:
         clients = await self._clients(job)
@@ -140,26 +144,34 @@ class ImageCopier:
                                                         existing.id), None, True)
         else:
             target_image = await self._target_image(clients.target_glance, job.target_image_id)
+        if target_image is None:
+            body = propagated_body(
+                source, allow=self.settings.property_allow, deny=self.settings.property_deny,
+                name=job.name, extra=job.properties, source_region=job.source_region)
+            target_image = await self._create_recorded(clients.target_glance, body, observer)
+            log.info("created the target image %s in %s", target_image.id, job.target_region)
+        # From here on, should the copy fail or be cancelled, the duties recorded with the
+        # target image remove it and its data once the job has ended (jobs/cleanup.py): the
+        # same way whichever process ends the job, and again later while a service is down.
+        # A process that stops hands the job over, keeping both.
+        return await self._copy_into(job, clients, source, source_ref, target_image,
+                                     observer, reader)
+
+    async def _create_recorded(self, glance: GlanceClient, body: dict[str, object],
+                               observer: ImageObserver) -> Image:
+        """The target image, created and recorded with the duties that would remove it; one
+        whose record failed (the database away) is deleted at once: nothing else knows it."""
+        image = await glance.create_image(body)
         try:
-            if target_image is None:
-                body = propagated_body(
-                    source, allow=self.settings.property_allow,
-                    deny=self.settings.property_deny, name=job.name, extra=job.properties,
-                    source_region=job.source_region)
-                target_image = await clients.target_glance.create_image(body)
-                await observer.target_image_created(target_image.id,
-                                                    image_container(target_image.id))
-                log.info("created the target image %s in %s", target_image.id,
-                         job.target_region)
-            return await self._copy_into(job, clients, source, source_ref, target_image,
-                                         observer, reader)
-        except asyncio.CancelledError:
-            if not observer.handing_over:
-                await self._remove(job, clients, target_image, observer)
-            raise
+            await observer.target_image_created(image.id, image_container(image.id))
         except BaseException:
-            await self._remove(job, clients, target_image, observer)
+            try:
+                await glance.delete_image(image.id)
+            except XferError as exc:
+                log.error("target image %s was never recorded and could not be deleted: %s",
+                          image.id, exc)
             raise
+        return image
 
     async def _copy_into(self, job: ImageCopyJob, clients: _JobClients, source: Image,
                          source_ref: ObjectRef, target_image: Image, observer: ImageObserver,
@@ -171,8 +183,7 @@ class ImageCopier:
         copy: CopyOutcome | None = None
         registered = job.step is ImageStep.REGISTERED or target_image.status == "importing"
         if not registered:
-            copy = (await self.copier.copy_to_all(spec, observer, source=reader,
-                                                  clients=clients)).single()
+            copy = await self._copy_watched(spec, observer, reader, clients, target_image.id)
             if self.settings.verify_sha512 and copy.sha512 != source.os_hash_value:
                 raise CopyFailed("checksum_mismatch",
                                  f"the data copied has SHA-512 {copy.sha512}, but the source "
@@ -192,6 +203,38 @@ class ImageCopier:
             target_image.id, timeout=self.settings.image_active_timeout)
         log.info("target image active %.2fs after registration", time.monotonic() - registering)
         return self._verified_active(source, active, target_ref, copy)
+
+    async def _copy_watched(self, spec: CopySpec, observer: ImageObserver,
+                            reader: SourceReader | None, clients: _JobClients,
+                            image_id: str) -> CopyOutcome:
+        """The data copy, stopped at once (target_image_gone) should the target image be
+        deleted meanwhile: its data could never be registered."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                watch = group.create_task(self._watch_target(clients.target_glance, image_id))
+                copy = (await self.copier.copy_to_all(spec, observer, source=reader,
+                                                      clients=clients)).single()
+                watch.cancel()
+        except BaseExceptionGroup as failures:
+            raise first_failure(failures) from None
+        return copy
+
+    async def _watch_target(self, glance: GlanceClient, image_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.settings.image_watch_seconds)
+            try:
+                image = await glance.image(image_id)
+            except ImageNotFound:
+                status = "deleted"
+            except XferError as exc:  # Glance unreachable: the copy goes on, we ask again
+                log.warning("could not check the target image %s: %s", image_id, exc)
+                continue
+            else:
+                status = image.status
+            if status not in ("queued", "saving", "uploading", "importing"):
+                raise CopyFailed("target_image_gone",
+                                 f"the target image {image_id} was {status} while its data "
+                                 f"was being copied; the copy stopped. {CLEANUP_SENTENCE}")
 
     def _verified_active(self, source: Image, target: Image, target_ref: ObjectRef,
                          copy: CopyOutcome | None) -> ImageCopyOutcome:
@@ -227,7 +270,7 @@ class ImageCopier:
         except ImageNotFound:
             raise CopyFailed("target_image_gone",
                              f"the target image {image_id} this job created was deleted "
-                             f"while the copy ran; copy again") from None
+                             f"while the copy ran; copy again. {CLEANUP_SENTENCE}") from None
 
     async def _existing_copy(self, glance: GlanceClient, source: Image,
                              project_id: str) -> Image | None:
@@ -238,36 +281,6 @@ class ImageCopier:
                     project_id, source.os_hash_value, "active"):
                 return image
         return None
-
-    async def _remove(self, job: ImageCopyJob, clients: _JobClients, target_image: Image | None,
-                      observer: ImageObserver) -> None:
-        """Delete what this job made: its copied data (the engine already removed a copy that
-        failed itself) and its target image, whose location, once added, Glance deletes with
-        it. Best effort: a failure here is logged, the job's own error is kept."""
-        if target_image is None:
-            return
-        spec = _target_spec(job, target_image.id, ObjectRef(job.source_region, "", ""), None)
-        try:
-            await self.copier.discard(spec, observer, clients=clients)
-        except XferError as exc:
-            log.warning("could not delete the data copied for image %s: %s", target_image.id,
-                        exc)
-        try:
-            await clients.target_glance.delete_image(target_image.id)
-            log.info("deleted the target image %s", target_image.id)
-        except XferError as exc:
-            log.warning("could not delete the target image %s: %s", target_image.id, exc)
-
-    async def discard(self, job: ImageCopyJob, observer: ImageObserver) -> None:
-        """A cancelled job whose worker died: delete its target image and data."""
-        if job.target_image_id is None:
-            return
-        clients = await self._clients(job)
-        try:
-            image = await clients.target_glance.image(job.target_image_id)
-        except ImageNotFound:
-            return
-        await self._remove(job, clients, image, observer)
 
 
 def _target_spec(job: ImageCopyJob, image_id: str, source: ObjectRef,

@@ -221,11 +221,13 @@ class Transition:
 
 @dataclass(frozen=True)
 class JobDetail:
-    """A job with its written segments and its state changes, read in one snapshot."""
+    """A job with its written segments, its state changes and its duties (what remains, or
+    remained, to be done once it ended), read in one snapshot."""
 
     job: JobRecord
     segments: tuple[Segment, ...]
     transitions: tuple[Transition, ...]
+    duties: tuple[DutyRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -250,14 +252,23 @@ class Duty(StrEnum):
     # The job was recorded before its trust existed; if the process recording it died before
     # attaching the trust, find it by its expiry and attach it (or fail the job).
     ADOPT_TRUST = "adopt_trust"
-    # The job has ended: delete its trust, so that it lives no longer than the job.
+    # The job has ended: delete its trust, so that it lives no longer than the job and its
+    # cleanup (the duties above it act as the user through it).
     END_TRUST = "end_trust"
+    # Recorded when the target image is created, dropped when the copy succeeds: a failed or
+    # cancelled image copy's target image, then its data (the image's container).
+    REMOVE_TARGET_IMAGE = "remove_target_image"
+    REMOVE_IMAGE_DATA = "remove_image_data"
+    # Recorded with an object copy job: what its targets that did not succeed were written
+    # (their segments, a target object stamped with the job).
+    REMOVE_OBJECT_DATA = "remove_object_data"
 
 
 class DutyState(StrEnum):
     PENDING = "pending"
     DONE = "done"
     DROPPED = "dropped"  # no longer needed
+    FAILED = "failed"  # cannot be done (its outcome says what is left)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageStep
 from xfer.jobs.db import load_queries
 from xfer.jobs.records import (
     Duty,
+    DutyRecord,
     ImageCopyRequest,
     IndexedObject,
     JobDetail,
@@ -48,6 +49,11 @@ from xfer.jobs.states import (
 JOBS_CHANNEL = "xfer_jobs"
 CANCEL_CHANNEL = "xfer_cancel"
 Q = load_queries()
+# What removes what a copy made, should it fail or be cancelled, in the order it runs (the
+# image before its data: Glance may still read it; every one before end_trust, at 100).
+CLEANUP_RANKS = {Duty.REMOVE_TARGET_IMAGE: 10, Duty.REMOVE_IMAGE_DATA: 20,
+                 Duty.REMOVE_OBJECT_DATA: 10}
+IMAGE_CLEANUP = (Duty.REMOVE_TARGET_IMAGE, Duty.REMOVE_IMAGE_DATA)
 # Seconds back from the wanted trust expiry tried when the user's other jobs hold them.
 MAX_TRUST_EXPIRY_TRIES = 600
 P = ParamSpec("P")
@@ -157,6 +163,8 @@ class JobStore:
                 (job_id, position, ref.region, ref.container, ref.object)
                 for position, ref in enumerate(request.targets)])
             await connection.execute(Q["record_transition"], job_id, None, JobState.QUEUED)
+            await connection.execute(Q["insert_duty"], job_id, Duty.REMOVE_OBJECT_DATA, True,
+                                     CLEANUP_RANKS[Duty.REMOVE_OBJECT_DATA], 0)
             # Delivered at commit: idle workers in every process wake up at once.
             await connection.execute(Q["notify"], JOBS_CHANNEL, str(job_id))
             return (await _with_targets(connection, [row]))[0], True
@@ -214,9 +222,14 @@ class JobStore:
 
     @translated
     async def set_target_image(self, job_id: uuid.UUID, image_id: str, container: str) -> None:
+        """The target image exists: recorded with the duties that remove it and its data
+        should the job fail or be cancelled (dropped when it succeeds)."""
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute(Q["set_target_image"], job_id, image_id, container)
             await connection.execute(Q["name_first_target"], job_id)
+            for duty in IMAGE_CLEANUP:
+                await connection.execute(Q["insert_duty"], job_id, duty, True,
+                                         CLEANUP_RANKS[duty], 0)
 
     @translated
     async def set_image_step(self, job_id: uuid.UUID, step: str) -> None:
@@ -244,6 +257,9 @@ class JobStore:
                     outcome.checksum, copy.etag if copy else None,
                     copy.bytes_uploaded if copy else 0, copy.segments_reused if copy else 0,
                     copy.verification if copy else Verification.END_TO_END)
+            if done is not None:
+                await connection.execute(Q["drop_duties"], job_id, list(IMAGE_CLEANUP),
+                                         "the copy succeeded: its image and data stay")
             if done is not None and not outcome.deduplicated:
                 await connection.execute(
                     Q["record_image_object"], outcome.checksum, outcome.os_hash_value,
@@ -364,6 +380,8 @@ class JobStore:
                 None if existing is None else existing.object)
             if done is not None:
                 await _record_targets(connection, job_id, spec, outcome)
+                await connection.execute(Q["drop_duties"], job_id, [Duty.REMOVE_OBJECT_DATA],
+                                         "the copy succeeded: every target stays")
             return done
 
         return await self._finish(job_id, JobState.SUCCEEDED, update)
@@ -433,10 +451,12 @@ class JobStore:
             record = (await _with_targets(connection, [job]))[0]
             segments = await connection.fetch(Q["list_segments"], job_id)
             transitions = await connection.fetch(Q["list_transitions"], job_id)
+            duties = await connection.fetch(Q["list_duties"], job_id)
         return JobDetail(
             record, tuple(_segment(row) for row in segments),
             tuple(Transition(JobState(t["from_state"]) if t["from_state"] else None,
-                             JobState(t["to_state"]), t["at"]) for t in transitions))
+                             JobState(t["to_state"]), t["at"]) for t in transitions),
+            tuple(DutyRecord.from_row(row) for row in duties))
 
     @translated
     async def list_jobs_page(self, state: JobState | None, region: str | None,

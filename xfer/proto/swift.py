@@ -287,6 +287,17 @@ def delete_object_request(creds: Credentials, container: str, obj: str) -> Reque
     return Request("DELETE", object_url(creds.storage_url, container, obj), _auth_headers(creds))
 
 
+def delete_container_request(creds: Credentials, container: str) -> Request:
+    return Request("DELETE", object_url(creds.storage_url, container), _auth_headers(creds))
+
+
+def check_delete_container_reply(request: Request, reply: Reply) -> bool:
+    """True when deleted, False when it was already gone; a container that still holds
+    objects is a RemoteError (409)."""
+    raise_for_status(request, reply, 204, 404)
+    return reply.status == 204
+
+
 def check_delete_reply(request: Request, reply: Reply) -> bool:
     """True when something was deleted, False when it was already gone."""
     raise_for_status(request, reply, 204, 200, 404)

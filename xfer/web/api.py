@@ -13,7 +13,15 @@ from xfer.engine.types import ObjectRef
 from xfer.errors import RequestError
 from xfer.jobs.duties import DutyRunner
 from xfer.jobs.metrics import Metrics
-from xfer.jobs.records import IndexedObject, JobDetail, JobError, JobRecord, TargetRecord
+from xfer.jobs.records import (
+    Duty,
+    DutyRecord,
+    IndexedObject,
+    JobDetail,
+    JobError,
+    JobRecord,
+    TargetRecord,
+)
 from xfer.jobs.states import JobState
 from xfer.jobs.store import IdempotencyConflict, JobStore
 from xfer.settings import Settings
@@ -155,9 +163,22 @@ def visible(caller: Caller | None, job: JobRecord | None) -> bool:
     return scope is None or job.project_id == scope
 
 
+# What a job's `cleanup` shows: removing what a failed or cancelled copy made, and ending the
+# trust it acted through (not how it got its trust).
+CLEANUP_DUTIES = (Duty.REMOVE_TARGET_IMAGE, Duty.REMOVE_IMAGE_DATA, Duty.REMOVE_OBJECT_DATA,
+                  Duty.END_TRUST)
+
+
+def cleanup_json(duties: tuple[DutyRecord, ...]) -> list[dict[str, Any]]:
+    return [{"duty": duty.duty.value, "state": duty.state.value, "outcome": duty.outcome,
+             "error": duty.last_error, "attempts": duty.attempts}
+            for duty in duties if duty.duty in CLEANUP_DUTIES]
+
+
 def job_detail_json(detail: JobDetail) -> dict[str, Any]:
     return {
         **job_json(detail.job),
+        "cleanup": cleanup_json(detail.duties),
         "segments_written": len(detail.segments),
         "segments": [{"index": s.index, "offset": s.offset, "length": s.length, "etag": s.etag}
                      for s in detail.segments],
