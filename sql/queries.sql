@@ -111,9 +111,10 @@ UPDATE jobs SET source_container = $2, source_object = $3, expected_md5 = $4, up
 WHERE id = $1;
 
 -- name: set_target_image
--- The target image exists: its id, and the container and object its data goes to.
+-- The target image's id, chosen before it is created, and the container and object its data
+-- goes to.
 UPDATE jobs SET target_image_id = $2, target_container = $3, target_object = $2,
-                segment_container = $3, image_step = 'created', updated_at = now()
+                segment_container = $3, image_step = 'planned', updated_at = now()
 WHERE id = $1;
 
 -- name: name_first_target

@@ -57,7 +57,8 @@ CREATE TABLE jobs (
         'queued', 'running', 'verifying', 'succeeded', 'failed', 'cancelling', 'cancelled')),
     CONSTRAINT jobs_verification_check CHECK (verification IN ('end_to_end', 'source_pinned')),
     CONSTRAINT jobs_kind_check CHECK (kind IN ('object', 'image')),
-    CONSTRAINT jobs_image_step_check CHECK (image_step IN ('created', 'copied', 'registered')),
+    CONSTRAINT jobs_image_step_check
+        CHECK (image_step IN ('planned', 'created', 'copied', 'registered')),
     CONSTRAINT jobs_max_rate_mb_check CHECK (max_rate_mb > 0)
 );
 

@@ -293,10 +293,11 @@ async def _use_trust(settings: Settings, job_id: uuid.UUID, trust_id: str) -> No
 
 
 @contextlib.asynccontextmanager
-async def serve_process(settings: Settings, worker_id: str, log_dir: Path
+async def serve_process(settings: Settings, worker_id: str, log_dir: Path, **extra: str
                         ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    """`xfer serve` in a process of its own, with Keystone, on a free port: (it, its URL).
-    Stopped by its PID when the block ends, if still running."""
+    """`xfer serve` in a process of its own, with Keystone, on a free port: (it, its URL);
+    `extra`: XFER_* variables over these. Stopped by its PID when the block ends, if still
+    running."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("XFER_")}
     environ.update({
         "XFER_DATABASE_URL": settings.database_url,
@@ -306,7 +307,7 @@ async def serve_process(settings: Settings, worker_id: str, log_dir: Path
         "XFER_KEYSTONE_PROJECT": settings.keystone_project,
         "XFER_HOME_REGION": settings.home_region, "XFER_WORKER_ID": worker_id,
         "XFER_LEASE_SECONDS": "2", "XFER_POLL_INTERVAL": "0.5", "XFER_MAX_RATE_MB": "4",
-        "XFER_SEGMENT_SIZE": str(MiB)})
+        "XFER_SEGMENT_SIZE": str(MiB), **extra})
     log = await asyncio.to_thread((log_dir / f"{worker_id}.log").open, "wb")
     with log:
         process = await asyncio.create_subprocess_exec(

@@ -15,6 +15,13 @@ ALTER TABLE jobs
     ADD COLUMN trust_expires_at timestamptz,
     ADD COLUMN idempotency_scope text NOT NULL DEFAULT '';
 
+-- An image copy chooses its target image's id and records it (with the duties that would
+-- remove the image) before creating it: 'planned'.
+ALTER TABLE jobs
+    DROP CONSTRAINT jobs_image_step_check,
+    ADD CONSTRAINT jobs_image_step_check
+        CHECK (image_step IN ('planned', 'created', 'copied', 'registered'));
+
 UPDATE jobs SET idempotency_scope = coalesce(project_id, '');
 
 DROP INDEX jobs_idempotency_key;

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 
 from xfer.clients.glance import GlanceClient, images_of_project
@@ -142,35 +143,38 @@ class ImageCopier:
                     return _outcome(existing, ObjectRef(job.target_region,
                                                         image_container(existing.id),
                                                         existing.id), None, True)
+            target_id = str(uuid.uuid4())
+            # Recorded before it is created, with the duties that would remove it: whatever
+            # happens next, the image is known to the job (a crash in between leaves an id
+            # with no image, which the next attempt creates).
+            await observer.target_image_planned(target_id, image_container(target_id))
+            target_image = await self._create_target(clients.target_glance, job, source,
+                                                     target_id, observer)
+        elif job.step is ImageStep.PLANNED:  # created, or not, before the attempt stopped
+            target_image = await self._create_target(clients.target_glance, job, source,
+                                                     job.target_image_id, observer)
         else:
             target_image = await self._target_image(clients.target_glance, job.target_image_id)
-        if target_image is None:
-            body = propagated_body(
-                source, allow=self.settings.property_allow, deny=self.settings.property_deny,
-                name=job.name, extra=job.properties, source_region=job.source_region)
-            target_image = await self._create_recorded(clients.target_glance, body, observer)
-            log.info("created the target image %s in %s", target_image.id, job.target_region)
-        # From here on, should the copy fail or be cancelled, the duties recorded with the
-        # target image remove it and its data once the job has ended (jobs/cleanup.py): the
-        # same way whichever process ends the job, and again later while a service is down.
-        # A process that stops hands the job over, keeping both.
+        # From here on, should the copy fail or be cancelled, those duties remove the image
+        # and its data once the job has ended (jobs/cleanup.py): the same way whichever
+        # process ends the job, and again later while a service is down. A process that
+        # stops hands the job over, keeping both.
         return await self._copy_into(job, clients, source, source_ref, target_image,
                                      observer, reader)
 
-    async def _create_recorded(self, glance: GlanceClient, body: dict[str, object],
-                               observer: ImageObserver) -> Image:
-        """The target image, created and recorded with the duties that would remove it; one
-        whose record failed (the database away) is deleted at once: nothing else knows it."""
-        image = await glance.create_image(body)
+    async def _create_target(self, glance: GlanceClient, job: ImageCopyJob, source: Image,
+                             image_id: str, observer: ImageObserver) -> Image:
+        """The target image with the id the job recorded, queued, with the source's
+        properties; the one an earlier attempt created, if it did."""
         try:
-            await observer.target_image_created(image.id, image_container(image.id))
-        except BaseException:
-            try:
-                await glance.delete_image(image.id)
-            except XferError as exc:
-                log.error("target image %s was never recorded and could not be deleted: %s",
-                          image.id, exc)
-            raise
+            image = await glance.image(image_id)
+        except ImageNotFound:
+            body = propagated_body(
+                source, allow=self.settings.property_allow, deny=self.settings.property_deny,
+                name=job.name, extra=job.properties, source_region=job.source_region)
+            image = await glance.create_image({**body, "id": image_id})
+            log.info("created the target image %s in %s", image.id, job.target_region)
+        await observer.image_step(ImageStep.CREATED)
         return image
 
     async def _copy_into(self, job: ImageCopyJob, clients: _JobClients, source: Image,

@@ -156,7 +156,7 @@ def _job_schemas() -> dict[str, Schema]:
             "source_region": {"type": "string"}, "source_image_id": {"type": "string"},
             "target_region": {"type": "string"},
             "target_image_id": nullable("string", description="the copy, once created"),
-            "step": {"enum": ["created", "copied", "registered", None]},
+            "step": {"enum": ["planned", "created", "copied", "registered", None]},
             "name": nullable("string"),
             "properties": {"type": "object", "additionalProperties": {"type": "string"}},
             "force": {"type": "boolean"}, "project_id": nullable("string")})]},
