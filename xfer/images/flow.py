@@ -115,10 +115,7 @@ class ImageCopier:
         try:
             return await self._copy(job, observer)
         except (RemoteError, TransportError) as exc:  # the engine's own are CopyFailed already
-            service = getattr(exc, "service", "a service")
-            raise CopyFailed(f"{service}_failed",
-                             f"{service} failed while copying image {job.source_image_id} "
-                             f"from {job.source_region}: {exc}; {CLEANUP_SENTENCE}") from exc
+            raise _service_failed(job, exc, "nothing was made in the target region") from exc
 
     async def _copy(self, job: ImageCopyJob, observer: ImageObserver) -> ImageCopyOutcome:
         clients = await self._clients(job)
@@ -159,8 +156,16 @@ class ImageCopier:
         # and its data once the job has ended (jobs/cleanup.py): the same way whichever
         # process ends the job, and again later while a service is down. A process that
         # stops hands the job over, keeping both.
-        return await self._copy_into(job, clients, source, source_ref, target_image,
-                                     observer, reader)
+        try:
+            return await self._copy_into(job, clients, source, source_ref, target_image,
+                                         observer, reader)
+        except (RemoteError, TransportError) as exc:
+            raise _service_failed(job, exc, CLEANUP_SENTENCE) from exc
+        except CopyFailed as failure:
+            if CLEANUP_SENTENCE in failure.message:
+                raise
+            raise CopyFailed(failure.code, f"{failure.message.rstrip('.')}. "
+                                           f"{CLEANUP_SENTENCE}") from failure
 
     async def _create_target(self, glance: GlanceClient, job: ImageCopyJob, source: Image,
                              image_id: str, observer: ImageObserver) -> Image:
@@ -285,6 +290,14 @@ class ImageCopier:
                     project_id, source.os_hash_value, "active"):
                 return image
         return None
+
+
+def _service_failed(job: ImageCopyJob, exc: RemoteError | TransportError,
+                    what_became: str) -> CopyFailed:
+    service = exc.service
+    return CopyFailed(f"{service}_failed",
+                      f"{service} failed while copying image {job.source_image_id} from "
+                      f"{job.source_region}: {exc}; {what_became}")
 
 
 def _target_spec(job: ImageCopyJob, image_id: str, source: ObjectRef,
