@@ -103,6 +103,10 @@ WHERE job_id = $1 AND duty = $2 AND state = 'pending';
 -- name: list_duties
 SELECT * FROM job_duties WHERE job_id = $1 ORDER BY rank, duty;
 
+-- name: list_failed_duties
+-- What cleanups could not do (their outcome says what is left), newest first.
+SELECT * FROM job_duties WHERE state = 'failed' ORDER BY updated_at DESC LIMIT $1;
+
 -- name: count_pending_duties
 SELECT duty, count(*) AS pending FROM job_duties WHERE state = 'pending' GROUP BY duty;
 

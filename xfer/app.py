@@ -25,6 +25,7 @@ from xfer.jobs.duty_store import DutyStore
 from xfer.jobs.metrics import Metrics
 from xfer.jobs.records import Duty
 from xfer.jobs.store import JobStore
+from xfer.jobs.sweep import Sweeper, sweep_periodically
 from xfer.jobs.trusts import JobTrusts
 from xfer.jobs.worker import Worker
 from xfer.settings import Settings
@@ -108,12 +109,18 @@ async def serve(settings: Settings, *, api_enabled: bool = True,
                     Worker(settings, store, copier, metrics, image_copier,
                            on_job_end=duties.wake).run())
                 duty_task = group.create_task(duties.run())
+                sweeping = None
+                if settings.sweep_interval_hours > 0:
+                    sweeping = group.create_task(sweep_periodically(
+                        Sweeper(store, DutyStore(pool), regions), settings))
                 if on_ready:
                     on_ready(port)
                 await stop.wait()
                 copier.handing_over = True  # running jobs go back to the queue, resumable
                 worker.cancel()
                 duty_task.cancel()
+                if sweeping is not None:
+                    sweeping.cancel()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

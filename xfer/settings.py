@@ -124,6 +124,11 @@ class Settings:
     duty_lease_seconds: float = 120.0
     duty_backoff_base: float = 5.0
     duty_backoff_max: float = 600.0
+    # `xfer serve` sweeps the operator's Swift accounts for what dead copies left (as
+    # `xfer sweep` does) this often, in hours; 0: never (run `xfer sweep` from cron instead).
+    # Segments of jobs unknown to the database must be this many hours old to go.
+    sweep_interval_hours: float = 0.0
+    sweep_older_than_hours: float = 24.0
     # How often a running image copy checks that its target image still exists (a user who
     # deletes it stops the copy within this long: target_image_gone).
     image_watch_seconds: float = 5.0
@@ -161,6 +166,9 @@ class Settings:
                 raise ConfigError(f"{_env_name(name)} must be positive, got {getattr(self, name)}")
         if not 0 <= self.listen_port <= 65535:
             raise ConfigError(f"XFER_LISTEN_PORT must be 0..65535 (0: any free port), got {self.listen_port}")
+        if self.sweep_interval_hours < 0 or self.sweep_older_than_hours < 0:
+            raise ConfigError("XFER_SWEEP_INTERVAL_HOURS and XFER_SWEEP_OLDER_THAN_HOURS must "
+                              "not be negative")
         if self.max_rate_mb < 0:
             raise ConfigError(f"XFER_MAX_RATE_MB must be 0 (no cap) or positive, got {self.max_rate_mb}")
         if self.retry_budget < 0 or self.backoff_base < 0 or self.backoff_max < self.backoff_base:

@@ -159,6 +159,17 @@ class SwiftClient:
                 return listed
             listed.extend(page)
 
+    async def list_containers(self) -> list[str]:
+        """Every container of the account, following Swift's pages."""
+        names: list[str] = []
+        while True:
+            marker = names[-1] if names else ""
+            page = swift.parse_container_listing(*await self.send(
+                functools.partial(swift.list_containers_request, marker=marker)))
+            if not page:
+                return names
+            names.extend(page)
+
     async def read_range_into(self, container: str, obj: str, start: int, object_size: int,
                               buffer: memoryview, if_match: str | None = None,
                               progress: RangeProgress | None = None) -> None:

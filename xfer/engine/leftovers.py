@@ -38,7 +38,7 @@ async def remove_job_data(client: SwiftClient, target: TargetSpec, job_id: str) 
     (its stamp says so): never an object another job or a user wrote."""
     prefix = target.segment_name(job_id, 0).rpartition("/")[0] + "/"
     segments = await client.list_objects(target.segment_container, prefix)
-    removed = await _delete_all(client, target.segment_container,
+    removed = await delete_all(client, target.segment_container,
                                 [(o.name, o.bytes) for o in segments])
     ref = target.ref
     try:
@@ -56,13 +56,14 @@ async def remove_job_data(client: SwiftClient, target: TargetSpec, job_id: str) 
 async def remove_container(client: SwiftClient, container: str) -> Removed:
     """Delete every object of a container that is the job's own, then the container."""
     listed = await client.list_objects(container)
-    removed = await _delete_all(client, container, [(o.name, o.bytes) for o in listed])
+    removed = await delete_all(client, container, [(o.name, o.bytes) for o in listed])
     await client.delete_container(container)
     return removed
 
 
-async def _delete_all(client: SwiftClient, container: str,
-                      objects: list[tuple[str, int]]) -> Removed:
+async def delete_all(client: SwiftClient, container: str,
+                     objects: list[tuple[str, int]]) -> Removed:
+    """Delete these (name, size) objects, a few at a time; what was there to delete."""
     slots = asyncio.Semaphore(PARALLEL_DELETES)
     sizes: list[int] = []
 

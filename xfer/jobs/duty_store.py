@@ -101,6 +101,12 @@ class DutyStore:
                                                                           job_id)]
 
     @translated
+    async def failed(self, limit: int = 1000) -> list[DutyRecord]:
+        """Duties that could not be done, newest first: what is left, in their outcomes."""
+        return [DutyRecord.from_row(row) for row in await self.pool.fetch(
+            Q["list_failed_duties"], limit)]
+
+    @translated
     async def count_pending_duties(self) -> dict[str, int]:
         return {row["duty"]: row["pending"] for row in await self.pool.fetch(
             Q["count_pending_duties"])}

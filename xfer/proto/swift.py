@@ -405,6 +405,7 @@ class Listed:
     name: str
     bytes: int
     hash: str
+    last_modified: str = ""  # ISO 8601, UTC, as Swift lists it ("2026-12-07T15:04:05.123456")
 
 
 def list_objects_request(creds: Credentials, container: str, prefix: str = "",
@@ -424,4 +425,20 @@ def parse_listing(request: Request, reply: Reply) -> list[Listed]:
     raise_for_status(request, reply, 200, 204)
     if reply.status == 204 or not reply.body.strip():
         return []
-    return [Listed(e["name"], int(e["bytes"]), e["hash"]) for e in json.loads(reply.body)]
+    return [Listed(e["name"], int(e["bytes"]), e["hash"], e.get("last_modified", ""))
+            for e in json.loads(reply.body)]
+
+
+def list_containers_request(creds: Credentials, marker: str = "") -> Request:
+    params = {"format": "json"}
+    if marker:
+        params["marker"] = marker
+    return Request("GET", creds.storage_url.rstrip("/"), _auth_headers(creds), params)
+
+
+def parse_container_listing(request: Request, reply: Reply) -> list[str]:
+    """One page of an account's container names."""
+    raise_for_status(request, reply, 200, 204)
+    if reply.status == 204 or not reply.body.strip():
+        return []
+    return [str(entry["name"]) for entry in json.loads(reply.body)]
