@@ -45,6 +45,8 @@
         ├── UnsupportedStore     unsupported_store: the source image is not in a multi-tenant
         │                        Swift store, where xfer can read it
         ├── RegistrationFailed   registration_failed: Glance did not make the copy active
+        │   │                    (registration_stalled: its import task stopped moving)
+        │   └── ImportFailed     Glance's import task failed and reverted the image to queued
         ├── FrontRefused         the Glance-compatible read endpoint will not serve an image
         │                        (not active, nothing to verify against); carries its status
         └── TrustInvalid         trust_invalid: the job's trust gives no token any more
@@ -209,8 +211,13 @@ class UnsupportedStore(CopyFailed):
 
 
 class RegistrationFailed(CopyFailed):
-    def __init__(self, message: str) -> None:
-        super().__init__("registration_failed", message)
+    def __init__(self, message: str, code: str = "registration_failed") -> None:
+        super().__init__(code, message)
+
+
+class ImportFailed(RegistrationFailed):
+    """Glance's location import task failed and the image is queued again, its data deleted by
+    Glance's revert: copying the data again and registering it anew may succeed."""
 
 
 class TrustRefused(AuthError):

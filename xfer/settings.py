@@ -132,6 +132,13 @@ class Settings:
     # How often a running image copy checks that its target image still exists (a user who
     # deletes it stops the copy within this long: target_image_gone).
     image_watch_seconds: float = 5.0
+    # Glance's import of a verified copy failing (a database lock, a store hiccup; its revert
+    # deletes the data) is tried this many times in all, the data copied anew each time.
+    registration_attempts: int = 3
+    # Glance's import task and the image not changing for this long, plus the time to read the
+    # image at registration_min_rate_mb (MB/s), is a stalled registration: Glance lost it.
+    registration_stall_seconds: float = 120.0
+    registration_min_rate_mb: float = 20.0
     # How long the target Glance may take to read the copy back and make the image active.
     image_active_timeout: float = 900.0
     token_cache_size: int = 1024
@@ -158,7 +165,9 @@ class Settings:
             "events_poll_interval", "events_max_seconds", "ready_timeout",
             "trust_hours", "trust_adopt_seconds", "duty_poll_seconds", "duty_batch",
             "duty_lease_seconds", "duty_backoff_base", "duty_backoff_max",
-            "image_active_timeout", "image_watch_seconds", "token_cache_size", "stream_reads",
+            "image_active_timeout", "image_watch_seconds", "registration_attempts",
+            "registration_stall_seconds", "registration_min_rate_mb", "token_cache_size",
+            "stream_reads",
             "stream_chunk_size", "stream_write_timeout",
         )
         for name in positive:

@@ -17,7 +17,13 @@ from xfer.clients.transport import (
     translated_errors,
     wire_url,
 )
-from xfer.errors import ConfigError, CopyFailed, ImageNotFound, RegistrationFailed
+from xfer.errors import (
+    ConfigError,
+    CopyFailed,
+    ImageNotFound,
+    ImportFailed,
+    RegistrationFailed,
+)
 from xfer.proto import glance
 from xfer.proto.glance import Image, ImageTask, SwiftLocation
 from xfer.proto.http import Reply, Request
@@ -110,11 +116,15 @@ class GlanceClient:
     # `timeout` is how long Glance may take to verify (it re-reads the object at ~170 MB/s),
     # part of what registration means, so it is a parameter, not the caller's asyncio.timeout.
     async def wait_active(self, image_id: str, *, timeout: float,  # noqa: ASYNC109
-                          poll: float = 0.5) -> Image:
-        """The image once active. RegistrationFailed when it cannot get there: it is gone,
-        killed or deactivated, or `queued` again after a failed location import (with the
-        task's message); `registration_timeout` when `timeout` seconds passed."""
-        status = "unknown"
+                          stall_after: float, poll: float = 0.5) -> Image:
+        """The image once active, following it and its import task. ImportFailed as soon as
+        the task failed and Glance reverted the image to queued (with the task's message);
+        RegistrationFailed `registration_stalled` when neither the image's status nor its
+        newest task changed for `stall_after` seconds (a task Glance lost stays processing
+        for ever); RegistrationFailed when the image is gone, killed or deactivated;
+        `registration_timeout` when `timeout` seconds passed."""
+        loop = asyncio.get_running_loop()
+        status, seen, changed_at = "unknown", None, loop.time()
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -122,8 +132,22 @@ class GlanceClient:
                     status = image.status
                     if status == "active":
                         return image
-                    if status == "queued":
-                        await self._check_tasks(image_id)
+                    tasks = await self.tasks(image_id)
+                    newest = tasks[-1] if tasks else None
+                    if newest is not None and newest.status == "failure" and status == "queued":
+                        raise ImportFailed(
+                            f"Glance at {self.image_url} did not accept the copy's data for "
+                            f"image {image_id}: its location import failed "
+                            f"({newest.message or 'no reason given'})")
+                    state = (status, newest)
+                    if state != seen:
+                        seen, changed_at = state, loop.time()
+                    elif loop.time() - changed_at > stall_after:
+                        raise RegistrationFailed(
+                            f"Glance at {self.image_url} stopped registering image {image_id}: "
+                            f"it stayed {status}, its import task "
+                            f"{newest.status if newest else 'absent'}, for "
+                            f"{stall_after:g} s", code="registration_stalled")
                     await asyncio.sleep(poll)
         except TimeoutError:
             raise CopyFailed(
@@ -141,16 +165,6 @@ class GlanceClient:
             raise RegistrationFailed(f"image {image_id} in Glance at {self.image_url} became "
                                      f"{image.status} instead of active")
         return image
-
-    async def _check_tasks(self, image_id: str) -> None:
-        """A queued image whose last task failed will stay queued: say why."""
-        tasks = await self.tasks(image_id)
-        if tasks and tasks[-1].status == "failure":
-            raise RegistrationFailed(
-                f"Glance at {self.image_url} did not accept the copy's data for image "
-                f"{image_id}: its location import failed ({tasks[-1].message or 'no reason'}); "
-                f"Glance says no more, which is what a hash mismatch or an object it cannot "
-                f"read looks like. Glance deleted the object and its container on failure.")
 
 
 async def images_of_project(glance: GlanceClient, project_id: str, *, checksum: str | None,

@@ -43,6 +43,7 @@ from xfer.engine.types import CopyOutcome, CopySpec, ObjectRef
 from xfer.errors import (
     CopyFailed,
     ImageNotFound,
+    ImportFailed,
     RemoteError,
     TransportError,
     XferError,
@@ -185,33 +186,69 @@ class ImageCopier:
     async def _copy_into(self, job: ImageCopyJob, clients: _JobClients, source: Image,
                          source_ref: ObjectRef, target_image: Image, observer: ImageObserver,
                          reader: SourceReader | None = None) -> ImageCopyOutcome:
+        """Copy, register and wait until Glance made the image active. Glance's import
+        failing (its revert deletes the data and queues the image again) is tried again, the
+        data copied anew, up to `registration_attempts` times in all: a copy that verified
+        is worth registering, and Glance fails for its own reasons (a database lock)."""
         spec = _target_spec(job, target_image.id, source_ref, source.checksum)
-        target_ref, container = spec.target, spec.segment_container
         if target_image.status == "active":  # registered by an earlier attempt
-            return self._verified_active(source, target_image, target_ref, None)
-        copy: CopyOutcome | None = None
+            return self._verified_active(source, target_image, spec.target, None)
         registered = job.step is ImageStep.REGISTERED or target_image.status == "importing"
-        if not registered:
-            copy = await self._copy_watched(spec, observer, reader, clients, target_image.id)
-            if self.settings.verify_sha512 and copy.sha512 != source.os_hash_value:
-                raise CopyFailed("checksum_mismatch",
-                                 f"the data copied has SHA-512 {copy.sha512}, but the source "
-                                 f"image records {source.os_hash_value}: the source data does "
-                                 f"not match its image record. Nothing was registered.")
-            await observer.image_step(ImageStep.COPIED)
-            log.info("data copied and verified in %.2fs (%s, %d segments)", copy.seconds,
-                     copy.layout, copy.segments)
-            storage_url = (await clients.target_swift.credentials()).storage_url
-            await clients.target_glance.add_location(
-                target_image.id, SwiftLocation(storage_url, container, target_image.id),
-                HASH_ALGORITHM, source.os_hash_value or "")
-            await observer.image_step(ImageStep.REGISTERED)
-            log.info("location added; Glance reads the data back")
+        for attempt in range(1, self.settings.registration_attempts + 1):
+            copy = None
+            if not registered:
+                copy = await self._copy_and_register(clients, source, spec, observer, reader)
+            try:
+                active = await self._wait_registered(clients.target_glance, target_image.id,
+                                                     source)
+            except ImportFailed as failure:
+                left = await _data_left(clients.target_swift, spec)
+                if attempt == self.settings.registration_attempts:
+                    raise ImportFailed(f"{failure.message}; tried {attempt} times. "
+                                       f"{left}") from failure
+                log.warning("registration failed (attempt %d of %d), copying and "
+                            "registering again: %s; %s", attempt,
+                            self.settings.registration_attempts, failure.message, left)
+                await observer.image_step(ImageStep.CREATED)  # the data must be copied again
+                registered = False
+                continue
+            return self._verified_active(source, active, spec.target, copy)
+        raise AssertionError("registration_attempts is at least 1")
+
+    async def _copy_and_register(self, clients: _JobClients, source: Image, spec: CopySpec,
+                                 observer: ImageObserver, reader: SourceReader | None
+                                 ) -> CopyOutcome:
+        image_id = spec.target.object
+        copy = await self._copy_watched(spec, observer, reader, clients, image_id)
+        if self.settings.verify_sha512 and copy.sha512 != source.os_hash_value:
+            raise CopyFailed("checksum_mismatch",
+                             f"the data copied has SHA-512 {copy.sha512}, but the source "
+                             f"image records {source.os_hash_value}: the source data does "
+                             f"not match its image record. Nothing was registered.")
+        await observer.image_step(ImageStep.COPIED)
+        log.info("data copied and verified in %.2fs (%s, %d segments)", copy.seconds,
+                 copy.layout, copy.segments)
+        storage_url = (await clients.target_swift.credentials()).storage_url
+        await clients.target_glance.add_location(
+            image_id, SwiftLocation(storage_url, spec.segment_container, image_id),
+            HASH_ALGORITHM, source.os_hash_value or "")
+        await observer.image_step(ImageStep.REGISTERED)
+        log.info("location added; Glance reads the data back")
+        return copy
+
+    async def _wait_registered(self, glance: GlanceClient, image_id: str,
+                               source: Image) -> Image:
+        """Glance's read-back, followed through its task; a task that does not move for
+        longer than reading the image at `registration_min_rate_mb` plus
+        `registration_stall_seconds` has stalled."""
+        settings = self.settings
+        stall_after = (settings.registration_stall_seconds
+                       + (source.size or 0) / (settings.registration_min_rate_mb * 1e6))
         registering = time.monotonic()
-        active = await clients.target_glance.wait_active(
-            target_image.id, timeout=self.settings.image_active_timeout)
+        active = await glance.wait_active(image_id, timeout=settings.image_active_timeout,
+                                          stall_after=stall_after)
         log.info("target image active %.2fs after registration", time.monotonic() - registering)
-        return self._verified_active(source, active, target_ref, copy)
+        return active
 
     async def _copy_watched(self, spec: CopySpec, observer: ImageObserver,
                             reader: SourceReader | None, clients: _JobClients,
@@ -298,6 +335,20 @@ def _service_failed(job: ImageCopyJob, exc: RemoteError | TransportError,
     return CopyFailed(f"{service}_failed",
                       f"{service} failed while copying image {job.source_image_id} from "
                       f"{job.source_region}: {exc}; {what_became}")
+
+
+async def _data_left(swift: SwiftClient, spec: CopySpec) -> str:
+    """What is in the image's container now, said truly (Glance's revert of a failed import
+    deletes the object, its segments and the container, when it can)."""
+    container = spec.segment_container
+    try:
+        listed = await swift.list_objects(container)
+    except XferError as exc:
+        return f"Whether Glance deleted the copied data is unknown ({container}: {exc})."
+    if not listed:
+        return f"Glance deleted the copied data ({container} is empty or gone)."
+    return (f"{len(listed)} objects of the copied data are still in {container}; the job's "
+            f"cleanup removes them if it fails.")
 
 
 def _target_spec(job: ImageCopyJob, image_id: str, source: ObjectRef,

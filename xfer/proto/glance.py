@@ -74,6 +74,8 @@ class SwiftLocation:
 class ImageTask(NamedTuple):
     status: str  # pending, processing, success, failure
     message: str
+    id: str = ""
+    updated_at: str = ""  # what moves while Glance works on it (ISO 8601)
 
 
 # Glance's own fields that are neither an Image field nor a property.
@@ -304,7 +306,8 @@ def parse_image_tasks(request: Request, reply: Reply) -> list[ImageTask]:
     raise_for_status(request, reply, 200)
     try:
         tasks = sorted(json.loads(reply.body)["tasks"], key=lambda t: str(t.get("created_at")))
-        return [ImageTask(str(t["status"]), str(t.get("message") or "")) for t in tasks]
+        return [ImageTask(str(t["status"]), str(t.get("message") or ""), str(t.get("id", "")),
+                          str(t.get("updated_at") or "")) for t in tasks]
     except (ValueError, KeyError, TypeError) as exc:
         raise RemoteError(SERVICE, request.method, request.path, reply.status, request_id(reply),
                           f"unreadable task list: {exc!r}") from exc
