@@ -267,6 +267,14 @@ async def _transfer_verified(ctx: CopyContext, publishers: list[Publisher], plan
             break
         log.warning("the bytes read have MD5 %s, not %s: reading the source once more",
                     digests.md5, expected)
+    if len(seen) == 2 and seen[0] == seen[1]:
+        # Two readings of the same pinned version agree: the source holds those bytes, and
+        # it is its record that disagrees, not the way they came.
+        raise CopyFailed(
+            "source_not_as_recorded",
+            f"two readings of {ctx.source.describe()} gave MD5 {seen[0]}, but "
+            f"{source.checked_against} is {expected}: the source's data is not what its "
+            f"record says; nothing was published")
     readings = " and then ".join(seen)
     raise CopyFailed(
         "checksum_mismatch",

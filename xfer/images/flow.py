@@ -50,6 +50,7 @@ from xfer.errors import (
 )
 from xfer.images.data import locate
 from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageObserver, ImageStep
+from xfer.proto import swift as swift_proto
 from xfer.proto.glance import Image, SwiftLocation, propagated_body
 from xfer.settings import Settings
 
@@ -130,6 +131,7 @@ class ImageCopier:
         await observer.source_found(source_ref, source.checksum or "")
         log.info("source image %s: %d bytes at %s", source.id, source.size or 0,
                  source_ref.describe())
+        await _check_source_data(data.swift, source_ref, source)  # before anything is made
         target_image = None
         if job.target_image_id is None:
             if not job.force:
@@ -158,6 +160,8 @@ class ImageCopier:
         # process ends the job, and again later while a service is down. A process that
         # stops hands the job over, keeping both.
         try:
+            if source.size == 0:
+                return await self._copy_empty(clients, source, target_image, observer)
             return await self._copy_into(job, clients, source, source_ref, target_image,
                                          observer, reader)
         except (RemoteError, TransportError) as exc:
@@ -214,6 +218,17 @@ class ImageCopier:
                 continue
             return self._verified_active(source, active, spec.target, copy)
         raise AssertionError("registration_attempts is at least 1")
+
+    async def _copy_empty(self, clients: _JobClients, source: Image, target_image: Image,
+                          observer: ImageObserver) -> ImageCopyOutcome:
+        """An image of 0 bytes: Glance refuses a location of 0 bytes, so the target image is
+        given its (no) data through Glance, which checksums it as any upload."""
+        if target_image.status == "queued":
+            await clients.target_glance.upload_empty(target_image.id)
+            await observer.image_step(ImageStep.REGISTERED)
+        active = await self._wait_registered(clients.target_glance, target_image.id, source)
+        ref = ObjectRef(clients.target_swift.region.name, image_container(active.id), active.id)
+        return self._verified_active(source, active, ref, None)
 
     async def _copy_and_register(self, clients: _JobClients, source: Image, spec: CopySpec,
                                  observer: ImageObserver, reader: SourceReader | None
@@ -337,6 +352,29 @@ def _service_failed(job: ImageCopyJob, exc: RemoteError | TransportError,
                       f"{job.source_region}: {exc}; {what_became}")
 
 
+async def _check_source_data(swift: SwiftClient | None, ref: ObjectRef, source: Image) -> None:
+    """The source image's data in its Swift must be what its Glance record says: its size,
+    and for a plain object (whose ETag is the MD5 of what Swift stores) its checksum. Else the
+    copy is refused before anything is made: no reading could make it verify."""
+    if swift is None:  # read through Glance: checked as it is read
+        return
+    try:
+        head = await swift.head_object(ref.container, ref.object)
+    except XferError:
+        return  # the copy itself reads it and says what is wrong
+    recorded = f"its Glance record says {source.size} bytes with checksum {source.checksum}"
+    if head.size != source.size:
+        raise CopyFailed("source_not_as_recorded",
+                         f"the data of image {source.id} ({ref.describe()}) is {head.size} "
+                         f"bytes, but {recorded}: the source's data is not what its record "
+                         f"says; nothing was made")
+    if head.kind is swift_proto.ObjectKind.PLAIN and head.etag != source.checksum:
+        raise CopyFailed("source_not_as_recorded",
+                         f"the data of image {source.id} ({ref.describe()}) has MD5 "
+                         f"{head.etag} (Swift's ETag), but {recorded}: the source's data is "
+                         f"not what its record says; nothing was made")
+
+
 async def _data_left(swift: SwiftClient, spec: CopySpec) -> str:
     """What is in the image's container now, said truly (Glance's revert of a failed import
     deletes the object, its segments and the container, when it can)."""
@@ -359,6 +397,7 @@ def _target_spec(job: ImageCopyJob, image_id: str, source: ObjectRef,
     return CopySpec(job_id=str(job.job_id), source=source,
                     target=ObjectRef(job.target_region, container, image_id),
                     segment_container=container, expected_md5=expected_md5,
+                    expected_md5_from="the source image's checksum in Glance",
                     resume=job.resume, deduplicate=False)
 
 

@@ -169,6 +169,18 @@ def file_range_request(image_url: str, token: str, image_id: str, start: int,
                    {"X-Auth-Token": token, "Range": f"bytes={start}-{start + length - 1}"})
 
 
+def empty_upload_request(image_url: str, token: str, image_id: str) -> Request:
+    """PUT /v2/images/{id}/file with no bytes: how an empty image gets its data (Glance
+    refuses a location whose object has 0 bytes, glance/location.py _check_location_uri)."""
+    return Request("PUT", _images_url(image_url, image_id) + "/file",
+                   {"X-Auth-Token": token, "Content-Type": "application/octet-stream"},
+                   body=b"")
+
+
+def check_uploaded(request: Request, reply: Reply) -> None:
+    raise_for_status(request, reply, 204)
+
+
 def check_file_range_reply(request: Request, reply: Reply, start: int, length: int,
                            image_size: int) -> None:
     """206 with exactly the range asked (or 200 for the whole image); a 404 or 403 is the
