@@ -122,44 +122,60 @@ class GlanceClient:
     # `timeout` is how long Glance may take to verify (it re-reads the object at ~170 MB/s),
     # part of what registration means, so it is a parameter, not the caller's asyncio.timeout.
     async def wait_active(self, image_id: str, *, timeout: float,  # noqa: ASYNC109
-                          stall_after: float, poll: float = 0.5) -> Image:
+                          stall_after: float, since: ImageTask | None = None,
+                          poll: float = 0.5) -> Image:
         """The image once active, following it and its import task. ImportFailed as soon as
-        the task failed and Glance reverted the image to queued (with the task's message);
+        a task newer than `since` (the newest before the location was added) failed and
+        Glance reverted the image to queued (with the task's message);
         RegistrationFailed `registration_stalled` when neither the image's status nor its
         newest task changed for `stall_after` seconds (a task Glance lost stays processing
         for ever); RegistrationFailed when the image is gone, killed or deactivated;
         `registration_timeout` when `timeout` seconds passed."""
         loop = asyncio.get_running_loop()
-        status, seen, changed_at = "unknown", None, loop.time()
+        status, last_task = "unknown", await self.newest_task(image_id)
+        changed_at = loop.time()
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     image = await self._registered(image_id)
-                    status = image.status
-                    if status == "active":
+                    if image.status == "active":
                         return image
-                    tasks = await self.tasks(image_id)
-                    newest = tasks[-1] if tasks else None
-                    if newest is not None and newest.status == "failure" and status == "queued":
-                        raise ImportFailed(
-                            f"Glance at {self.image_url} did not accept the copy's data for "
-                            f"image {image_id}: its location import failed "
-                            f"({newest.message or 'no reason given'})")
-                    state = (status, newest)
-                    if state != seen:
-                        seen, changed_at = state, loop.time()
-                    elif loop.time() - changed_at > stall_after:
-                        raise RegistrationFailed(
-                            f"Glance at {self.image_url} stopped registering image {image_id}: "
-                            f"it stayed {status}, its import task "
-                            f"{newest.status if newest else 'absent'}, for "
-                            f"{stall_after:g} s", code="registration_stalled")
+                    if image.status != status:
+                        status, changed_at = image.status, loop.time()
+                    # The tasks are read only when they can tell something: Glance's task
+                    # listing is a database read, which under load held up the very imports
+                    # it watched (Glance on sqlite, measured: "database is locked").
+                    if status == "queued":
+                        await self._check_failed(image_id, since)
+                    if loop.time() - changed_at > stall_after:
+                        newest = await self.newest_task(image_id)
+                        if newest == last_task:
+                            raise RegistrationFailed(
+                                f"Glance at {self.image_url} stopped registering image "
+                                f"{image_id}: it stayed {status}, its import task "
+                                f"{newest.status if newest else 'absent'}, for "
+                                f"{stall_after:g} s", code="registration_stalled")
+                        last_task, changed_at = newest, loop.time()
                     await asyncio.sleep(poll)
         except TimeoutError:
             raise CopyFailed(
                 "registration_timeout",
                 f"image {image_id} in Glance at {self.image_url} is still {status} after "
                 f"{timeout:g} s: Glance did not finish verifying the copy's data") from None
+
+    async def newest_task(self, image_id: str) -> ImageTask | None:
+        tasks = await self.tasks(image_id)
+        return tasks[-1] if tasks else None
+
+    async def _check_failed(self, image_id: str, since: ImageTask | None) -> None:
+        """A queued image whose newest task, newer than `since`, failed: Glance reverted it
+        (and deleted its data)."""
+        newest = await self.newest_task(image_id)
+        if newest is not None and newest.status == "failure" and newest != since:
+            raise ImportFailed(
+                f"Glance at {self.image_url} did not accept the copy's data for image "
+                f"{image_id}: its location import failed "
+                f"({newest.message or 'no reason given'})")
 
     async def _registered(self, image_id: str) -> Image:
         try:

@@ -267,9 +267,11 @@ async def _transfer_verified(ctx: CopyContext, publishers: list[Publisher], plan
             break
         log.warning("the bytes read have MD5 %s, not %s: reading the source once more",
                     digests.md5, expected)
-    if len(seen) == 2 and seen[0] == seen[1]:
-        # Two readings of the same pinned version agree: the source holds those bytes, and
-        # it is its record that disagrees, not the way they came.
+    if len(seen) == 2 and seen[0] == seen[1] and source.state.content_md5 is None:
+        # Two readings of the same pinned version agree, and Swift cannot say what it stores
+        # (an SLO or a DLO): the source holds those bytes, and it is its record that
+        # disagrees. (A plain object's ETag is what Swift stores: readings that disagree with
+        # it were damaged on the way, the same way twice, and preflight checked the record.)
         raise CopyFailed(
             "source_not_as_recorded",
             f"two readings of {ctx.source.describe()} gave MD5 {seen[0]}, but "

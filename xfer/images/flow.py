@@ -51,7 +51,7 @@ from xfer.errors import (
 from xfer.images.data import locate
 from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageObserver, ImageStep
 from xfer.proto import swift as swift_proto
-from xfer.proto.glance import Image, SwiftLocation, propagated_body
+from xfer.proto.glance import Image, ImageTask, SwiftLocation, propagated_body
 from xfer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -199,12 +199,13 @@ class ImageCopier:
             return self._verified_active(source, target_image, spec.target, None)
         registered = job.step is ImageStep.REGISTERED or target_image.status == "importing"
         for attempt in range(1, self.settings.registration_attempts + 1):
-            copy = None
+            copy, since = None, None
             if not registered:
+                since = await clients.target_glance.newest_task(target_image.id)
                 copy = await self._copy_and_register(clients, source, spec, observer, reader)
             try:
                 active = await self._wait_registered(clients.target_glance, target_image.id,
-                                                     source)
+                                                     source, since)
             except ImportFailed as failure:
                 left = await _data_left(clients.target_swift, spec)
                 if attempt == self.settings.registration_attempts:
@@ -251,8 +252,8 @@ class ImageCopier:
         log.info("location added; Glance reads the data back")
         return copy
 
-    async def _wait_registered(self, glance: GlanceClient, image_id: str,
-                               source: Image) -> Image:
+    async def _wait_registered(self, glance: GlanceClient, image_id: str, source: Image,
+                               since: ImageTask | None = None) -> Image:
         """Glance's read-back, followed through its task; a task that does not move for
         longer than reading the image at `registration_min_rate_mb` plus
         `registration_stall_seconds` has stalled."""
@@ -261,7 +262,7 @@ class ImageCopier:
                        + (source.size or 0) / (settings.registration_min_rate_mb * 1e6))
         registering = time.monotonic()
         active = await glance.wait_active(image_id, timeout=settings.image_active_timeout,
-                                          stall_after=stall_after)
+                                          stall_after=stall_after, since=since)
         log.info("target image active %.2fs after registration", time.monotonic() - registering)
         return active
 

@@ -18,9 +18,10 @@ from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from pydantic_core import CoreSchema
 
 from xfer.engine.types import Verification
+from xfer.jobs.records import DutyState
 from xfer.jobs.states import JobState, TargetState
 from xfer.web import validation
-from xfer.web.api import SETTINGS
+from xfer.web.api import CLEANUP_DUTIES, SETTINGS
 from xfer.web.validation import IMAGE_ID_PATTERN, MD5_PATTERN
 
 Schema = dict[str, Any]
@@ -168,6 +169,12 @@ def _job_schemas() -> dict[str, Schema]:
                       "etag": nullable("string")})
     transition = closed({"from": {"enum": [*STATES, None]}, "to": {"enum": STATES},
                          "at": {"type": "string", "format": "date-time"}})
+    duty = closed({
+        "duty": {"enum": [duty.value for duty in CLEANUP_DUTIES]},
+        "state": {"enum": [state.value for state in DutyState]},
+        "outcome": nullable("string", description="what was done, or what is left"),
+        "error": nullable("string", description="why the last attempt failed"),
+        "attempts": count})
     return {
         "JobFields": {"type": "object", "properties": job_fields, "required": list(job_fields)},
         "Job": {"allOf": [ref("JobFields")], "unevaluatedProperties": False},
@@ -175,8 +182,11 @@ def _job_schemas() -> dict[str, Schema]:
             "type": "object",
             "properties": {"segments_written": count,
                            "segments": {"type": "array", "items": segment},
-                           "transitions": {"type": "array", "items": transition}},
-            "required": ["segments_written", "segments", "transitions"]}],
+                           "transitions": {"type": "array", "items": transition},
+                           "cleanup": {"type": "array", "items": duty, "description": (
+                               "what removes what a failed or cancelled copy made, then "
+                               "ends its trust: each with its state and outcome")}},
+            "required": ["segments_written", "segments", "transitions", "cleanup"]}],
             "unevaluatedProperties": False},
         "JobPage": closed({"jobs": {"type": "array", "items": ref("Job")},
                            "next": nullable("string", description="cursor of the next page")}),
