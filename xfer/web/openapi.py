@@ -230,6 +230,13 @@ def _request_example(regions: list[str]) -> Schema:
             "target": copy, "checksum": "0" * 32}
 
 
+def _image_copy_example(regions: list[str]) -> Schema:
+    """A copy from the first configured region, with a name and a property: documentation, and
+    the valid request whose fields tests/test_fuzz.py varies one at a time."""
+    return {"source_region": regions[0] if regions else "RegionOne", "name": "cirros copy",
+            "properties": {"os_distro": "cirros"}}
+
+
 def _paths(regions: list[str]) -> dict[str, Schema]:
     job_id = {"name": "job_id", "in": "path", "required": True,
               "schema": _schema_of(validation.JOB_ID)}
@@ -304,7 +311,7 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
             "operationId": "copyImage", "parameters": [image_id, idempotency_key],
             "summary": "Copy an image of another region into this one (Keystone only)",
             "requestBody": {"required": True, "content": {"application/json": {
-                "schema": ref("ImageCopyBody")}}},
+                "schema": ref("ImageCopyBody"), "example": _image_copy_example(regions)}}},
             "responses": {"201": response("The job, queued", ref("Job"), headers=location),
                           "200": response("The job of an earlier request with this "
                                           "Idempotency-Key", ref("Job"), headers=location),
