@@ -270,6 +270,7 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
                                     "created", ref("Job"), headers=location),
                     "400": error("A field is invalid; `field` names it"),
                     "409": error("The Idempotency-Key was used for another request"),
+                    "408": ref("BodyTimeout", "responses"),
                     "413": ref("PayloadTooLarge", "responses"), **auth_errors,
                 },
             },
@@ -318,6 +319,7 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
                           **keystone_errors,
                           "400": error("A field is invalid; `field` names it"),
                           "409": error("The Idempotency-Key was used for another request"),
+                          "408": ref("BodyTimeout", "responses"),
                           "413": ref("PayloadTooLarge", "responses")}}},
         "/v1/images": {"get": {
             "operationId": "findImages",
@@ -403,6 +405,8 @@ def document(regions: Iterable[str] = ()) -> Schema:
                 "MethodNotAllowed": error("The route has no such method") | {
                     "headers": {"Allow": {"required": True, "schema": {"type": "string"}}}},
                 "PayloadTooLarge": error("The body is over the service's limit"),
+                "BodyTimeout": error("The body did not arrive within the service's "
+                                     "XFER_BODY_TIMEOUT; the connection is closed"),
             },
         },
     }, sorted(regions))
