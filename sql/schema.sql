@@ -51,6 +51,8 @@ CREATE TABLE jobs (
     image_properties    jsonb,
     force               boolean NOT NULL DEFAULT false,
     max_rate_mb         double precision,
+    trust_expires_at    timestamptz,
+    idempotency_scope   text NOT NULL DEFAULT '',
     CONSTRAINT jobs_state_check CHECK (state IN (
         'queued', 'running', 'verifying', 'succeeded', 'failed', 'cancelling', 'cancelled')),
     CONSTRAINT jobs_verification_check CHECK (verification IN ('end_to_end', 'source_pinned')),
@@ -61,8 +63,10 @@ CREATE TABLE jobs (
 
 CREATE INDEX jobs_claimable ON jobs (created_at)
     WHERE state IN ('queued', 'running', 'verifying');
-CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key)
+CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_scope, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+CREATE UNIQUE INDEX jobs_trust_expiry ON jobs (user_id, project_id, trust_expires_at)
+    WHERE trust_expires_at IS NOT NULL;
 CREATE INDEX jobs_newest ON jobs (created_at DESC, id DESC);
 CREATE INDEX jobs_project_newest ON jobs (project_id, created_at DESC, id DESC)
     WHERE project_id IS NOT NULL;
@@ -125,3 +129,20 @@ CREATE TABLE objects (
 );
 
 CREATE INDEX objects_sha512 ON objects (sha512) WHERE sha512 IS NOT NULL;
+
+-- What is still to be done for a job (sql/migrations/0009_trust_duties.sql says how).
+CREATE TABLE job_duties (
+    job_id     uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    duty       text NOT NULL CHECK (duty IN ('adopt_trust', 'end_trust')),
+    state      text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'dropped')),
+    after_end  boolean NOT NULL,
+    rank       smallint NOT NULL DEFAULT 0,
+    due_at     timestamptz NOT NULL DEFAULT now(),
+    attempts   integer NOT NULL DEFAULT 0,
+    last_error text,
+    outcome    text,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (job_id, duty)
+);
+
+CREATE INDEX job_duties_pending ON job_duties (due_at) WHERE state = 'pending';

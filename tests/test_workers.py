@@ -50,14 +50,19 @@ async def worker_process(settings: Settings, worker_id: str, log_dir: Path,
     try:
         yield process
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(20):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
+        await stop_process(process)
+
+
+async def stop_process(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM to a process this test started (by its PID), SIGKILL if it outlives 20 s."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(20):
                 await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
 
 def claimed_jobs(log_path: Path) -> list[str]:

@@ -121,8 +121,23 @@ class Settings:
     # through the source Glance's ranged /file instead (still verified end to end); False:
     # fail such copies with unsupported_store.
     read_through_glance: bool = True
-    # A copy acts as its user through a Keystone trust that expires after this long.
+    # A copy acts as its user through a Keystone trust, deleted once the job has ended
+    # (jobs/trusts.py); it expires after this long in any case, should xfer be unable to
+    # delete it (its database lost, Keystone refusing): the longest a copy may wait and run.
     trust_hours: float = 24.0
+    # A job recorded but still without its trust after this long (the process recording it
+    # died while Keystone created the trust) gets it found and attached, or fails, saying so.
+    # Longer than a trust creation can take, retries and timeouts included.
+    trust_adopt_seconds: float = 600.0
+    # What remains to be done for jobs that ended (deleting their trusts), in every process:
+    # looked for this often (at once when this process ended a job), so many at a time, each
+    # held this long by the process doing it; a failed attempt is tried again after
+    # duty_backoff_base doubled per attempt, at most duty_backoff_max, seconds.
+    duty_poll_seconds: float = 10.0
+    duty_batch: int = 8
+    duty_lease_seconds: float = 120.0
+    duty_backoff_base: float = 5.0
+    duty_backoff_max: float = 600.0
     # How long the target Glance may take to read the copy back and make the image active.
     image_active_timeout: float = 900.0
     token_cache_size: int = 1024
@@ -148,7 +163,9 @@ class Settings:
             "poll_interval", "database_retry_seconds", "max_body_bytes", "header_timeout",
             "body_timeout",
             "events_poll_interval", "events_max_seconds", "ready_timeout",
-            "trust_hours", "image_active_timeout", "token_cache_size", "stream_reads",
+            "trust_hours", "trust_adopt_seconds", "duty_poll_seconds", "duty_batch",
+            "duty_lease_seconds", "duty_backoff_base", "duty_backoff_max",
+            "image_active_timeout", "token_cache_size", "stream_reads",
             "stream_chunk_size", "stream_write_timeout",
         )
         for name in positive:

@@ -90,15 +90,18 @@ class GlanceClient:
             glance.image_tasks_request(self.image_url, await self._user_token(), image_id)))
 
     async def images_with(self, *, checksum: str | None = None, os_hash_value: str | None = None,
+                          owner: str | None = None, hidden: bool = False,
                           page_size: int | None = None) -> list[Image]:
         """Every active image the user sees with this checksum (and/or os_hash_value), oldest
-        first, across all pages."""
+        first, across all pages; `owner`: that project's only; `hidden`: only those hidden
+        from listings (os_hidden), which Glance leaves out unless asked."""
         found: list[Image] = []
         marker: str | None = None
         while True:
             page, following = glance.parse_images(*await self._send(glance.list_images_request(
                 self.image_url, await self._user_token(), checksum=checksum,
-                os_hash_value=os_hash_value, marker=marker, limit=page_size)))
+                os_hash_value=os_hash_value, owner=owner, hidden=hidden, marker=marker,
+                limit=page_size)))
             found.extend(page)
             if following is None or following == marker:
                 return found
@@ -148,3 +151,20 @@ class GlanceClient:
                 f"{image_id}: its location import failed ({tasks[-1].message or 'no reason'}); "
                 f"Glance says no more, which is what a hash mismatch or an object it cannot "
                 f"read looks like. Glance deleted the object and its container on failure.")
+
+
+async def images_of_project(glance: GlanceClient, project_id: str, *, checksum: str | None,
+                            os_hash_value: str | None = None) -> list[Image]:
+    """The active images a project owns with this content, those hidden from listings too,
+    oldest first."""
+    listed = await glance.images_with(checksum=checksum, os_hash_value=os_hash_value,
+                                      owner=project_id)
+    hidden = await glance.images_with(checksum=checksum, os_hash_value=os_hash_value,
+                                      owner=project_id, hidden=True)
+    return oldest_first(listed, hidden)
+
+
+def oldest_first(*lists: list[Image]) -> list[Image]:
+    """The images of several listings, each once, oldest first (ties by id, as Glance)."""
+    unique = {image.id: image for images in lists for image in images}
+    return sorted(unique.values(), key=lambda image: (image.created_at or "", image.id))

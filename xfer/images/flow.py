@@ -8,8 +8,10 @@ job taken over after a crash continues where it stood:
 
 1. read the source image (active, with checksum and os_hash_value) and find its data in the
    source Swift (plain object, SLO or DLO; another store is `unsupported_store`);
-2. unless `force`, an active image with the same checksum and os_hash_value that the user can
-   see in the target region ends the job at once (`deduplicated`);
+2. unless `force`, an active image with the same checksum and os_hash_value that the user's
+   project owns in the target region (hidden from listings or not) ends the job at once
+   (`deduplicated`); an image merely shared with the project does not count: its owner may
+   take it away;
 3. create the target image, queued, with the source's properties propagated once;
 4. copy the data through the engine into the image's own container `glance_<new id>`, its
    segments too (Glance shares an image by a read ACL on that container only), verifying MD5
@@ -28,7 +30,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from xfer.clients.glance import GlanceClient
+from xfer.clients.glance import GlanceClient, images_of_project
 from xfer.clients.keystone import TrustTokens
 from xfer.clients.openstack import OpenStackClients
 from xfer.clients.swift import SwiftClient
@@ -128,7 +130,8 @@ class ImageCopier:
         target_image = None
         if job.target_image_id is None:
             if not job.force:
-                existing = await self._existing_copy(clients.target_glance, source)
+                project_id = (await clients.tokens.info()).project_id
+                existing = await self._existing_copy(clients.target_glance, source, project_id)
                 if existing is not None:
                     log.info("deduplicated: image %s in %s holds the same data", existing.id,
                              job.target_region)
@@ -226,10 +229,14 @@ class ImageCopier:
                              f"the target image {image_id} this job created was deleted "
                              f"while the copy ran; copy again") from None
 
-    async def _existing_copy(self, glance: GlanceClient, source: Image) -> Image | None:
-        for image in await glance.images_with(checksum=source.checksum):
-            if image.os_hash_value == source.os_hash_value and image.status == "active":
-                return image  # the oldest: images_with sorts by created_at
+    async def _existing_copy(self, glance: GlanceClient, source: Image,
+                             project_id: str) -> Image | None:
+        """The oldest active image of the user's project with the source's content."""
+        for image in await images_of_project(glance, project_id, checksum=source.checksum,
+                                             os_hash_value=source.os_hash_value):
+            if (image.owner, image.os_hash_value, image.status) == (
+                    project_id, source.os_hash_value, "active"):
+                return image
         return None
 
     async def _remove(self, job: ImageCopyJob, clients: _JobClients, target_image: Image | None,

@@ -52,8 +52,10 @@ class CancelRequested(XferError):
 
 class Worker:
     def __init__(self, settings: Settings, store: JobStore, copier: Copier,
-                 metrics: Metrics, images: ImageCopier | None = None) -> None:
+                 metrics: Metrics, images: ImageCopier | None = None,
+                 on_job_end: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
+        self.on_job_end = on_job_end  # what remains to be done for a job may be due now
         self.store = store
         self.copier = copier
         self.images = images  # None without Keystone: image jobs then fail, saying why
@@ -223,10 +225,13 @@ class Worker:
         False when another worker holds the job now, or the database did not return in time:
         the job is then left to its lease, and a later claim runs it again."""
         try:
-            return await self.retry.until_back(
+            recorded = await self.retry.until_back(
                 what, record, give_up_after=self.settings.database_retry_seconds)
         except DatabaseUnavailable:
             return False
+        if recorded:
+            self.on_job_end()
+        return recorded
 
     async def _hand_back(self, job_id: uuid.UUID, progress: JobProgress) -> None:
         """Requeue a job whose copy stopped keeping what it wrote, so that the next claim

@@ -237,11 +237,15 @@ def parse_deleted(request: Request, reply: Reply) -> bool:
 
 def list_images_request(image_url: str, token: str, *, checksum: str | None = None,
                         os_hash_value: str | None = None, status: str | None = "active",
+                        owner: str | None = None, hidden: bool = False,
                         marker: str | None = None, limit: int | None = None) -> Request:
-    """One page of the images the user can see, oldest first (Glance breaks ties by id)."""
+    """One page of the images the user can see, oldest first (Glance breaks ties by id);
+    `hidden`: only those hidden from listings (`os_hidden`), which Glance lists only when
+    asked so; `owner`: only that project's."""
     params = {"sort_key": "created_at", "sort_dir": "asc"}
     for name, value in (("checksum", checksum), ("os_hash_value", os_hash_value),
-                        ("status", status), ("marker", marker),
+                        ("status", status), ("owner", owner),
+                        ("os_hidden", "true" if hidden else None), ("marker", marker),
                         ("limit", None if limit is None else str(limit))):
         if value is not None:
             params[name] = value

@@ -12,8 +12,10 @@ from aiohttp import web
 
 from xfer.engine.types import ObjectRef
 from xfer.errors import RequestError
+from xfer.jobs.duties import DutyRunner
 from xfer.jobs.metrics import Metrics
 from xfer.jobs.records import IndexedObject, JobDetail, JobError, JobRecord, TargetRecord
+from xfer.jobs.states import JobState
 from xfer.jobs.store import IdempotencyConflict, JobStore
 from xfer.settings import Settings
 from xfer.web.auth import Caller, authorize
@@ -33,6 +35,7 @@ from xfer.web.validation import (
 STORE = web.AppKey("store", JobStore)
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
+DUTIES = web.AppKey("duties", DutyRunner)
 
 
 def _timestamp(value: datetime | None) -> str | None:
@@ -134,12 +137,14 @@ async def created_job_reply(request: web.Request,
 
 
 async def create_job(request: web.Request) -> web.Response:
-    authorize(request, "object_copy:create")
+    caller = authorize(request, "object_copy:create")
     raw = await read_body(request)
     settings = request.app[SETTINGS]
     job_request = validate_job_request(parse_json_body(raw), settings.regions.keys())
     key = idempotency_key(request.headers)
-    return await created_job_reply(request, request.app[STORE].create_job(job_request, key))
+    scope = "" if caller is None else caller.info.project_id  # a key is per project
+    return await created_job_reply(request, request.app[STORE].create_job(job_request, key,
+                                                                          scope))
 
 
 def job_id_of(request: web.Request) -> uuid.UUID:
@@ -202,6 +207,8 @@ async def cancel_job(request: web.Request) -> web.Response:
     job, took_effect = await request.app[STORE].cancel(wanted)
     if job is None:
         raise web.HTTPNotFound(reason="no such job")
+    if took_effect and job.state is JobState.CANCELLED and DUTIES in request.app:
+        request.app[DUTIES].wake()  # a queued job ended at once: its trust goes now
     if not took_effect:
         return error_response(409, "not_cancellable",
                               f"the job is {job.state}; there is nothing to cancel", "state")

@@ -248,7 +248,9 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
     auth_errors = {
         "401": error("With Keystone: no valid token in X-Auth-Token (or two of them)"),
         "403": error("With Keystone: the policy does not allow it to your roles"),
-        "503": error("With Keystone: Keystone did not answer (try again after Retry-After)"),
+        "503": error("With Keystone: Keystone did not answer (keystone_unavailable: try "
+                     "again after Retry-After), or refuses xfer's own service credentials "
+                     "(service_misconfigured: the operator's to fix)"),
     }
     keystone_errors = {**auth_errors, "404": error("This xfer runs without Keystone")}
     # the Glance-compatible reads pass on the fronted Glance's own 404 (its JSON, text or HTML)
@@ -269,8 +271,9 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
                     "200": response("The job an earlier request with this Idempotency-Key "
                                     "created", ref("Job"), headers=location),
                     "400": error("A field is invalid; `field` names it"),
-                    "409": error("The Idempotency-Key was used for another request"),
                     "408": ref("BodyTimeout", "responses"),
+                    "409": error("The Idempotency-Key was used in your project for another "
+                                 "request"),
                     "413": ref("PayloadTooLarge", "responses"), **auth_errors,
                 },
             },
@@ -318,8 +321,9 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
                                           "Idempotency-Key", ref("Job"), headers=location),
                           **keystone_errors,
                           "400": error("A field is invalid; `field` names it"),
-                          "409": error("The Idempotency-Key was used for another request"),
                           "408": ref("BodyTimeout", "responses"),
+                          "409": error("The Idempotency-Key was used in your project for another "
+                                 "request"),
                           "413": ref("PayloadTooLarge", "responses")}}},
         "/v1/images": {"get": {
             "operationId": "findImages",
