@@ -29,7 +29,7 @@ from xfer.jobs.sweep import Sweeper, sweep_periodically
 from xfer.jobs.trusts import JobTrusts
 from xfer.jobs.worker import Worker
 from xfer.settings import Settings
-from xfer.web import api, auth, errors, events, glance_front, health, images, openapi
+from xfer.web import api, auth, errors, events, glance_front, health, images, openapi, server
 from xfer.web.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ async def serve(settings: Settings, *, api_enabled: bool = True,
                 image_copier = ImageCopier(settings, openstack, copier)
             port = 0
             if api_enabled:
-                runner = errors.JsonErrorsRunner(
+                runner = server.ApiRunner(
                     build_app(settings, store, regions, metrics, openstack, copier, duties),
                     access_log=None)
                 await runner.setup()

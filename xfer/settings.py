@@ -81,7 +81,21 @@ class Settings:
     # renewals (and with them the copy) only while a third of the lease remains.
     database_retry_seconds: float = 300.0
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # --- what one client may hold of the API (web/server.py, web/api.read_body)
     max_body_bytes: int = 64 * 1024
+    # Seconds a connection may take to send a whole request head (request line and headers),
+    # from its opening or from the end of the previous reply: past it, it is closed unanswered.
+    # Also how long a keep-alive connection may stay idle (one timer does both); above the
+    # 15 s for which aiohttp's client keeps an idle connection, so a pooled connection is not
+    # closed under a client that is just reusing it.
+    header_timeout: float = 20.0
+    # Seconds a request's body (at most max_body_bytes) may take to arrive once the API reads
+    # it: past it, 408 `body_timeout` and the connection is closed.
+    body_timeout: float = 30.0
+    # Connections one client address may hold open at once; more are closed as they are
+    # accepted, unanswered. 0: no limit (behind a proxy every client has the proxy's address:
+    # limit there instead).
+    max_client_connections: int = 64
     # GET /v1/jobs/{id}/events: how often it reads the job, and how long one stream may last
     events_poll_interval: float = 0.5
     events_max_seconds: float = 600.0
@@ -161,7 +175,8 @@ class Settings:
             "segment_size", "chunk_size", "chunks_ahead", "segments_in_flight",
             "max_concurrent_copies", "max_inflight_bytes",
             "connect_timeout", "read_timeout", "request_attempts", "lease_seconds",
-            "poll_interval", "database_retry_seconds", "max_body_bytes",
+            "poll_interval", "database_retry_seconds", "max_body_bytes", "header_timeout",
+            "body_timeout",
             "events_poll_interval", "events_max_seconds", "ready_timeout",
             "trust_hours", "trust_adopt_seconds", "duty_poll_seconds", "duty_batch",
             "duty_lease_seconds", "duty_backoff_base", "duty_backoff_max",
@@ -178,6 +193,9 @@ class Settings:
         if self.sweep_interval_hours < 0 or self.sweep_older_than_hours < 0:
             raise ConfigError("XFER_SWEEP_INTERVAL_HOURS and XFER_SWEEP_OLDER_THAN_HOURS must "
                               "not be negative")
+        if self.max_client_connections < 0:
+            raise ConfigError("XFER_MAX_CLIENT_CONNECTIONS must be 0 (no limit) or positive, "
+                              f"got {self.max_client_connections}")
         if self.max_rate_mb < 0:
             raise ConfigError(f"XFER_MAX_RATE_MB must be 0 (no cap) or positive, got {self.max_rate_mb}")
         if self.retry_budget < 0 or self.backoff_base < 0 or self.backoff_max < self.backoff_base:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable
 from datetime import datetime
@@ -115,8 +116,15 @@ def _image_json(job: JobRecord) -> dict[str, Any] | None:
 
 
 async def read_body(request: web.Request) -> bytes:
+    """The whole body, within XFER_BODY_TIMEOUT of the handler starting to read it; a client
+    that stalls gets 408 and the connection is closed."""
+    seconds = request.app[SETTINGS].body_timeout
     try:
-        return await request.read()
+        async with asyncio.timeout(seconds):
+            return await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=f"the body did not arrive within {seconds:g} s (XFER_BODY_TIMEOUT)") from None
     except web.RequestPayloadError as exc:  # a broken chunked or compressed body
         raise RequestError("body", f"could not be read: {exc}") from None
 
