@@ -1,5 +1,5 @@
-"""The local cloud: Swift clusters, Keystone, a Glance API per region and Postgres, started by
-``up`` and stopped by ``down``.
+"""The local cloud: Swift clusters, Keystone, a Glance API per region and Postgres (xfer's
+database, Keystone's and each region's Glance's), started by ``up`` and stopped by ``down``.
 
 Everything lives in one state directory; ``devcloud.json`` in it records what runs (PIDs with
 their kernel start times, so a reused PID is never signalled) and how clients reach it, passwords
@@ -12,11 +12,12 @@ included (so it is mode 0600). The state file is written as soon as the first pr
     <state_dir>/glance/<region>/       one Glance API (see glance_server.py)
     <state_dir>/pgdata/                embedded Postgres (see postgres.py)
 
-Start-up runs everything that can run at once: the one-shot steps (Swift rings, Keystone's
-set-up, Glance's db sync) and Keystone's server start together, Postgres initialises in a thread
-meanwhile, and each other service starts as soon as its own step is done. Swift and Glance need
-no Keystone to start (their keystonemiddleware asks it on the first request), only to pass their
-readiness checks, which begin once every step has finished.
+Start-up runs everything that can run at once: the Swift rings and Keystone's server start
+together while Postgres initialises in a thread; the steps that fill a database (Keystone's
+set-up, Glance's db sync) start as soon as Postgres accepts clients, and each other service as
+soon as its own step is done. Keystone's server reads its database only on its first request;
+Swift and Glance need no Keystone to start (their keystonemiddleware asks it on the first
+request), only to pass their readiness checks, which begin once every step has finished.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from types import ModuleType
 
 from xfer.dev.children import stop_child
 from xfer.dev.devcloud import glance_server, keystone_server, loopback, postgres, swift_cluster
@@ -81,10 +83,12 @@ def up(
     """Start a fresh cloud in ``state_dir`` and return once every service answers authenticated
     requests and Postgres accepts clients. Refuses if a cloud already runs there.
 
+    ``database=False``: no database for xfer (Postgres still runs for Keystone and Glance).
     ``openstack=False``: Swift clusters with tempauth only, no Keystone and no Glance.
     ``file_store_regions``: these regions' Glance also get a file-store API (glance_server.py)."""
     regions = [spec.region for spec in clusters]
-    if not regions or len(set(regions)) != len(regions):
+    databases = {glance_server.database_name(region) for region in regions}
+    if not regions or len(databases) != len(regions):
         raise ValueError(f"need at least one cluster and distinct regions, got {regions}")
     if set(file_store_regions) - set(regions) or (file_store_regions and not openstack):
         raise ValueError(f"file_store_regions {list(file_store_regions)}: not Glance regions")
@@ -95,11 +99,19 @@ def up(
             "devcloud-requirements.txt into .cloud-venv, or set XFER_DEVCLOUD_PYTHON)"
         )
     state_dir = state_dir.absolute()
+    database_url = os.environ.get("XFER_DATABASE_URL", "") if database else ""
+    # pgserver is imported here, in the main thread: warnings filters are not thread-safe.
+    pgserver = postgres.import_pgserver() if openstack or (database and not database_url) else None
     with _locked(state_dir):
         _clear_stopped_cloud(state_dir)
-        cloud = _plan(state_dir, clusters, python, openstack, file_store_regions)
+        server = None if pgserver is None else postgres.plan_postgres(state_dir / "pgdata",
+                                                                      pgserver)
+        if server is not None and database and not database_url:
+            database_url = server.url(postgres.DATABASE_NAME)
+        cloud = _plan(state_dir, clusters, python, openstack, file_store_regions, server)
+        cloud = replace(cloud, database_url=database_url)
         try:
-            return _start(cloud, python, database)
+            return _start(cloud, python, pgserver)
         except BaseException:
             _stop_recorded(state_dir)
             raise
@@ -137,6 +149,7 @@ def _plan(
     python: Path,
     openstack: bool,
     file_store_regions: Sequence[str],
+    server: postgres.PostgresInfo | None,
 ) -> CloudInfo:
     """Ports, passwords and config files for every service; nothing started yet."""
     # Keystone; per region a Glance, a Keystone proxy and xfer's catalog port; file-store APIs.
@@ -149,11 +162,11 @@ def _plan(
     if openstack:
         cluster_ports = {region: replace(p, keystone_proxy=next(ports))
                          for region, p in cluster_ports.items()}
-    database_url = os.environ.get("XFER_DATABASE_URL", "")
     if not openstack:
         clusters = {spec.region: swift_cluster.prepare_cluster(
             spec, state_dir / "clusters" / spec.region, cluster_ports[spec.region]) for spec in specs}
-        return CloudInfo(state_dir, clusters, database_url)
+        return CloudInfo(state_dir, clusters, "", postgres=server)
+    assert server is not None, "Keystone and Glance keep their records in Postgres"
 
     keystone_port = next(ports)
     glance_ports = {spec.region: next(ports) for spec in specs}
@@ -167,7 +180,8 @@ def _plan(
                                 xfer_urls[region])
         for region in cluster_ports
     }
-    keystone = keystone_server.prepare_keystone(state_dir / "keystone", keystone_port, endpoints)
+    keystone = keystone_server.prepare_keystone(state_dir / "keystone", keystone_port, endpoints,
+                                                server)
     swift_user = keystone.user("swift")
     access = KeystoneAccess(keystone.auth_url, swift_user.name, swift_user.password,
                             swift_user.project)
@@ -180,11 +194,11 @@ def _plan(
                    *(port for p in cluster_ports.values() for port in (p.proxy, p.keystone_proxy)),
                    *(int(url.rsplit(":", 1)[1]) for url in xfer_urls.values())]
     glances = {region: glance_server.prepare_glance(
-        region, state_dir / "glance" / region, port, keystone, cloud_ports, python,
+        region, state_dir / "glance" / region, port, keystone, cloud_ports, python, server,
         file_store_ports.get(region, 0))
         for region, port in glance_ports.items()}
-    return CloudInfo(state_dir, clusters, database_url, keystone=keystone, glances=glances,
-                     xfer_urls=xfer_urls)
+    return CloudInfo(state_dir, clusters, "", keystone=keystone, glances=glances,
+                     xfer_urls=xfer_urls, postgres=server)
 
 
 class _Recorder:
@@ -193,28 +207,29 @@ class _Recorder:
 
     def __init__(self, cloud: CloudInfo) -> None:
         self.cloud = cloud
+        self.postgres_awaited = False  # _postgres_started has run
 
     def record(self, process: ProcessRecord) -> None:
         self.cloud = replace(self.cloud, processes=(*self.cloud.processes, process))
         write_state(self.cloud, ready=False)
 
 
-def _start(planned: CloudInfo, python: Path, database: bool) -> CloudInfo:
+def _start(planned: CloudInfo, python: Path, pgserver: ModuleType | None) -> CloudInfo:
     deadline = time.monotonic() + READY_TIMEOUT_S
     started = _Recorder(planned)
     steps = _steps(planned, python)
-    running = {step.name: start_step(step) for step, _ in steps}
+    running = {step.command.name: start_step(step.command)
+               for step in steps if not step.needs_postgres}
     with ThreadPoolExecutor(max_workers=1) as background:
         starting_postgres = None
-        if database and not planned.database_url:
-            # Postgres initialises (a few CPU-s) while this thread starts everything else;
-            # pgserver is imported here, as warnings filters are not thread-safe.
+        if planned.postgres is not None and pgserver is not None:
+            # initdb and the start take a few CPU-s: this thread starts the rest meanwhile.
             starting_postgres = background.submit(
-                postgres.start_postgres, planned.state_dir / "pgdata", postgres.import_pgserver())
+                postgres.start_postgres, planned.postgres, _databases(planned), pgserver)
         try:
             if planned.keystone is not None:
                 started.record(spawn(keystone_server.launch_spec(planned.keystone, python)))
-            _finish_steps(started, steps, running, deadline)
+            _finish_steps(started, steps, running, starting_postgres, deadline)
         finally:
             for child in running.values():  # only after a failure are some still running
                 stop_child(child, grace_seconds=2.0)
@@ -228,26 +243,45 @@ def _start(planned: CloudInfo, python: Path, database: bool) -> CloudInfo:
     return cloud
 
 
-# A one-shot step, and what to do once it has succeeded: the processes it returns are started.
-Step = tuple[OneShot, Callable[[], list[LaunchSpec]]]
+def _databases(cloud: CloudInfo) -> list[str]:
+    """What Postgres is started with: xfer's database, Keystone's, and the first region's
+    Glance's (glance-db-sync fills it; the other regions' are copies of it)."""
+    assert cloud.postgres is not None
+    names = [postgres.DATABASE_NAME] if cloud.database_url == cloud.postgres.url(
+        postgres.DATABASE_NAME) else []
+    if cloud.keystone is not None:
+        names.append(keystone_server.DATABASE)
+    names.extend(glance.database for glance in list(cloud.glances.values())[:1])
+    return names
+
+
+@dataclass(frozen=True)
+class Step:
+    """A one-shot command, and what to start once it has succeeded."""
+
+    command: OneShot
+    then: Callable[[], list[LaunchSpec]]
+    needs_postgres: bool = False  # started once Postgres accepts clients
 
 
 def _steps(cloud: CloudInfo, python: Path) -> list[Step]:
-    steps: list[Step] = [
-        (swift_cluster.ring_step(info, python), partial(swift_cluster.launch_specs, info, python))
-        for info in cloud.clusters.values()]
+    steps = [Step(swift_cluster.ring_step(info, python),
+                  partial(swift_cluster.launch_specs, info, python))
+             for info in cloud.clusters.values()]
     if cloud.keystone is not None:
         # Keystone's server starts at once, its set-up alongside (see keystone_server.py).
-        steps.append((keystone_server.setup_step(cloud.keystone, python), list))
+        steps.append(Step(keystone_server.setup_step(cloud.keystone, python), list, True))
     if cloud.glances:
         glances = list(cloud.glances.values())
+        server = cloud.postgres
+        assert server is not None
 
         def start_glances() -> list[LaunchSpec]:
             for other in glances[1:]:
-                glance_server.copy_database(glances[0], other)
+                glance_server.copy_database(glances[0], other, server)
             return [spec for info in glances for spec in glance_server.launch_specs(info, python)]
 
-        steps.append((glance_server.db_sync_step(glances[0], python), start_glances))
+        steps.append(Step(glance_server.db_sync_step(glances[0], python), start_glances, True))
     return steps
 
 
@@ -255,43 +289,55 @@ def _finish_steps(
     started: _Recorder,
     steps: list[Step],
     running: dict[str, subprocess.Popen[bytes]],
+    starting_postgres: Future[int] | None,
     deadline: float,
 ) -> None:
-    """Wait for every step; start each one's processes as soon as it succeeds."""
-    followers = dict((step.name, (step, then)) for step, then in steps)
-    while running:
+    """Wait for every step; start the ones that need Postgres once it accepts clients, and each
+    step's processes as soon as it succeeds."""
+    followers = {step.command.name: step for step in steps}
+    waiting = [step for step in steps if step.needs_postgres]
+    while running or waiting:
+        if waiting and (starting_postgres is None or starting_postgres.done()):
+            if starting_postgres is not None:
+                _postgres_started(started, starting_postgres)
+            running |= {step.command.name: start_step(step.command) for step in waiting}
+            waiting = []
         for name, child in list(running.items()):
             if child.poll() is None:
                 continue
             del running[name]
-            step, then = followers[name]
+            step = followers[name]
             if child.returncode != 0:
+                log_path = step.command.log_path
                 raise DevcloudError(f"{name} failed (exit {child.returncode}); the end of "
-                                    f"{step.log_path}:\n{loopback.log_tail(step.log_path)}")
-            for launch in then():
+                                    f"{log_path}:\n{loopback.log_tail(log_path)}")
+            for launch in step.then():
                 started.record(spawn(launch))
-        if running and time.monotonic() > deadline:
-            raise DevcloudError(f"still running after {READY_TIMEOUT_S:.0f} s: {sorted(running)}")
-        if running:
+        if (running or waiting) and time.monotonic() > deadline:
+            raise DevcloudError(f"still running after {READY_TIMEOUT_S:.0f} s: "
+                                f"{sorted(running) + [s.command.name for s in waiting]}")
+        if running or waiting:
             time.sleep(0.05)
 
 
-def _postgres_started(started: _Recorder, starting: Future[postgres.EmbeddedPostgres]) -> None:
-    """Wait for Postgres and record its postmaster, also when its start failed."""
-    pgdata = started.cloud.state_dir / "pgdata"
+def _postgres_started(started: _Recorder, starting: Future[int]) -> None:
+    """Wait for Postgres and record its postmaster, also when its start failed; once."""
+    if started.postgres_awaited:
+        return
+    started.postgres_awaited = True
+    server = started.cloud.postgres
+    assert server is not None
     try:
-        embedded = starting.result()
+        pid = starting.result()
     except BaseException:
         # pg_ctl may have started a postmaster before the failure: record it so it is stopped.
-        pid = postgres.postmaster_pid(pgdata)
-        if pid is not None:
-            record = process_record("postgres", pid, postgres.STOP_SIGNAL, pgdata / "log")
+        found = postgres.postmaster_pid(server.pgdata)
+        if found is not None:
+            record = process_record("postgres", found, postgres.STOP_SIGNAL, server.log_path)
             if record.start_ticks != -1:
                 started.record(record)
         raise
-    started.cloud = replace(started.cloud, database_url=embedded.url)
-    started.record(process_record("postgres", embedded.pid, postgres.STOP_SIGNAL,
-                                  embedded.log_path))
+    started.record(process_record("postgres", pid, postgres.STOP_SIGNAL, server.log_path))
 
 
 def _clear_stopped_cloud(state_dir: Path) -> None:
