@@ -29,7 +29,6 @@ from tests.test_cloud_keystone_glance import (
     wait_active,
 )
 from xfer.dev import devcloud
-from xfer.dev.devcloud.postgres import PostgresInfo
 
 pytestmark = pytest.mark.integration
 
@@ -144,7 +143,7 @@ def database_option(config_file: Path) -> str:
     return config["database"]["connection"]
 
 
-async def rows(server: PostgresInfo, database: str, query: str, *args: object) -> set[str]:
+async def rows(server: devcloud.PostgresInfo, database: str, query: str, *args: object) -> set[str]:
     connection = await asyncpg.connect(server.url(database))
     try:
         return {str(row[0]) for row in await connection.fetch(query, *args)}

@@ -12,12 +12,13 @@ included (so it is mode 0600). The state file is written as soon as the first pr
     <state_dir>/glance/<region>/       one Glance API (see glance_server.py)
     <state_dir>/pgdata/                embedded Postgres (see postgres.py)
 
-Start-up runs everything that can run at once: the Swift rings and Keystone's server start
-together while Postgres initialises in a thread; the steps that fill a database (Keystone's
-set-up, Glance's db sync) start as soon as Postgres accepts clients, and each other service as
-soon as its own step is done. Keystone's server reads its database only on its first request;
-Swift and Glance need no Keystone to start (their keystonemiddleware asks it on the first
-request), only to pass their readiness checks, which begin once every step has finished.
+Start-up runs everything that can run at once: the one-shot steps (Swift rings, Keystone's
+set-up, Glance's db sync) and Keystone's server start together, Postgres initialises in a thread
+meanwhile, and each other service starts as soon as its own step is done. The steps that fill a
+database import their service first (most of their cost) and then wait for Postgres; Keystone's
+server reads its database only on its first request. Swift and Glance need no Keystone to start
+(their keystonemiddleware asks it on the first request), only to pass their readiness checks,
+which begin once every step has finished.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from types import ModuleType
@@ -218,12 +219,12 @@ def _start(planned: CloudInfo, python: Path, pgserver: ModuleType | None) -> Clo
     deadline = time.monotonic() + READY_TIMEOUT_S
     started = _Recorder(planned)
     steps = _steps(planned, python)
-    running = {step.command.name: start_step(step.command)
-               for step in steps if not step.needs_postgres}
+    running = {step.name: start_step(step) for step, _ in steps}
     with ThreadPoolExecutor(max_workers=1) as background:
         starting_postgres = None
         if planned.postgres is not None and pgserver is not None:
-            # initdb and the start take a few CPU-s: this thread starts the rest meanwhile.
+            # initdb and the start take a few CPU-s: this thread starts the rest meanwhile, and
+            # the steps that fill a database wait for it themselves (openstack_main.py).
             starting_postgres = background.submit(
                 postgres.start_postgres, planned.postgres, _databases(planned), pgserver)
         try:
@@ -255,22 +256,17 @@ def _databases(cloud: CloudInfo) -> list[str]:
     return names
 
 
-@dataclass(frozen=True)
-class Step:
-    """A one-shot command, and what to start once it has succeeded."""
-
-    command: OneShot
-    then: Callable[[], list[LaunchSpec]]
-    needs_postgres: bool = False  # started once Postgres accepts clients
+# A one-shot step, and what to do once it has succeeded: the processes it returns are started.
+Step = tuple[OneShot, Callable[[], list[LaunchSpec]]]
 
 
 def _steps(cloud: CloudInfo, python: Path) -> list[Step]:
-    steps = [Step(swift_cluster.ring_step(info, python),
-                  partial(swift_cluster.launch_specs, info, python))
-             for info in cloud.clusters.values()]
+    steps: list[Step] = [
+        (swift_cluster.ring_step(info, python), partial(swift_cluster.launch_specs, info, python))
+        for info in cloud.clusters.values()]
     if cloud.keystone is not None:
         # Keystone's server starts at once, its set-up alongside (see keystone_server.py).
-        steps.append(Step(keystone_server.setup_step(cloud.keystone, python), list, True))
+        steps.append((keystone_server.setup_step(cloud.keystone, python), list))
     if cloud.glances:
         glances = list(cloud.glances.values())
         server = cloud.postgres
@@ -281,7 +277,7 @@ def _steps(cloud: CloudInfo, python: Path) -> list[Step]:
                 glance_server.copy_database(glances[0], other, server)
             return [spec for info in glances for spec in glance_server.launch_specs(info, python)]
 
-        steps.append(Step(glance_server.db_sync_step(glances[0], python), start_glances, True))
+        steps.append((glance_server.db_sync_step(glances[0], python), start_glances))
     return steps
 
 
@@ -292,31 +288,25 @@ def _finish_steps(
     starting_postgres: Future[int] | None,
     deadline: float,
 ) -> None:
-    """Wait for every step; start the ones that need Postgres once it accepts clients, and each
-    step's processes as soon as it succeeds."""
-    followers = {step.command.name: step for step in steps}
-    waiting = [step for step in steps if step.needs_postgres]
-    while running or waiting:
-        if waiting and (starting_postgres is None or starting_postgres.done()):
-            if starting_postgres is not None:
-                _postgres_started(started, starting_postgres)
-            running |= {step.command.name: start_step(step.command) for step in waiting}
-            waiting = []
+    """Wait for every step; start each one's processes as soon as it succeeds. A failed start
+    of Postgres ends the wait at once (the steps would wait for their database in vain)."""
+    followers = dict((step.name, (step, then)) for step, then in steps)
+    while running:
+        if starting_postgres is not None and starting_postgres.done():
+            _postgres_started(started, starting_postgres)
         for name, child in list(running.items()):
             if child.poll() is None:
                 continue
             del running[name]
-            step = followers[name]
+            step, then = followers[name]
             if child.returncode != 0:
-                log_path = step.command.log_path
                 raise DevcloudError(f"{name} failed (exit {child.returncode}); the end of "
-                                    f"{log_path}:\n{loopback.log_tail(log_path)}")
-            for launch in step.then():
+                                    f"{step.log_path}:\n{loopback.log_tail(step.log_path)}")
+            for launch in then():
                 started.record(spawn(launch))
-        if (running or waiting) and time.monotonic() > deadline:
-            raise DevcloudError(f"still running after {READY_TIMEOUT_S:.0f} s: "
-                                f"{sorted(running) + [s.command.name for s in waiting]}")
-        if running or waiting:
+        if running and time.monotonic() > deadline:
+            raise DevcloudError(f"still running after {READY_TIMEOUT_S:.0f} s: {sorted(running)}")
+        if running:
             time.sleep(0.05)
 
 

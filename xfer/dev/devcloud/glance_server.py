@@ -112,9 +112,9 @@ def prepare_glance(
 
 
 def db_sync_step(info: GlanceInfo, python: Path) -> OneShot:
-    glance_manage = python.parent / "glance-manage"
-    argv = (str(glance_manage), "--config-file", str(info.directory / "glance-api.conf"),
-            "db", "sync")
+    """``glance-manage db sync``, waiting for its database (openstack_main.py glance-db-sync)."""
+    argv = (str(python), "-P", str(OPENSTACK_MAIN), "glance-db-sync",
+            str(info.directory / "glance-api.conf"))
     return OneShot(f"{info.region}/glance-db-sync", argv, info.directory / "glance-manage.log")
 
 
