@@ -28,6 +28,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,12 +54,16 @@ from xfer.dev.devcloud.state import CloudInfo, read_state, remove_state, write_s
 from xfer.dev.devcloud.swift_cluster import ClusterPorts, ClusterSpec
 from xfer.dev.devcloud.swift_conf import KeystoneAccess
 
-# Cold start measured 10-20 s on 2 busy cores; this only bounds a start that went wrong.
-READY_TIMEOUT_S = 90.0
+# Cold start measured 14-19 s on 2 busy cores, and 40-90 s when other work kept them 5-8 times
+# oversubscribed (load average 10-16); this only bounds a start that went wrong.
+READY_TIMEOUT_S = 180.0
 DEFAULT_CLUSTERS = (ClusterSpec("RegionOne"), ClusterSpec("RegionTwo"))
 REPO_ROOT = Path(__file__).resolve().parents[3]  # the directory holding the xfer package
 # Only the directories this module creates: state_dir may be a user's own directory.
 OWNED_DIRECTORIES = ("clusters", "keystone", "glance", "pgdata")
+# Where `up` moves a previous cloud's directories, to remove them while the new one starts: the
+# ~2,600 files of the last cloud took 8-10 s to delete on the busy 2-core machine.
+PREVIOUS_CLOUD_PREFIX = ".previous-cloud-"
 # proxy, account, container, object, memcached; with Keystone also the Keystone proxy.
 PORTS_PER_CLUSTER = 5
 
@@ -220,7 +225,8 @@ def _start(planned: CloudInfo, python: Path, pgserver: ModuleType | None) -> Clo
     started = _Recorder(planned)
     steps = _steps(planned, python)
     running = {step.name: start_step(step) for step, _ in steps}
-    with ThreadPoolExecutor(max_workers=1) as background:
+    with ThreadPoolExecutor(max_workers=2) as background:
+        background.submit(_remove_previous_clouds, planned.state_dir)
         starting_postgres = None
         if planned.postgres is not None and pgserver is not None:
             # initdb and the start take a few CPU-s: this thread starts the rest meanwhile, and
@@ -331,7 +337,8 @@ def _postgres_started(started: _Recorder, starting: Future[int]) -> None:
 
 
 def _clear_stopped_cloud(state_dir: Path) -> None:
-    """Refuse a running cloud; otherwise remove what a previous cloud left (data and logs)."""
+    """Refuse a running cloud; otherwise move what a previous cloud left (data and logs) aside,
+    for _start to remove."""
     state = read_state(state_dir)
     if state is not None:
         alive = [p.name for p in state[0].processes if is_alive(p)]
@@ -341,8 +348,16 @@ def _clear_stopped_cloud(state_dir: Path) -> None:
                 "processes); `xfer devcloud down` first"
             )
         remove_state(state_dir)
+    previous = Path(tempfile.mkdtemp(prefix=PREVIOUS_CLOUD_PREFIX, dir=state_dir))
     for owned in OWNED_DIRECTORIES:
-        shutil.rmtree(state_dir / owned, ignore_errors=True)
+        if (state_dir / owned).exists():
+            (state_dir / owned).rename(previous / owned)
+
+
+def _remove_previous_clouds(state_dir: Path) -> None:
+    """What _clear_stopped_cloud moved aside, also by an `up` that was interrupted."""
+    for previous in state_dir.glob(f"{PREVIOUS_CLOUD_PREFIX}*"):
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def _stop_recorded(state_dir: Path) -> None:

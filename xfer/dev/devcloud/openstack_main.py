@@ -42,8 +42,9 @@ APPLICATIONS = {
     "keystone": ("keystone.wsgi.api:application", "OS_KEYSTONE_CONFIG_DIR"),
     "glance": ("glance.wsgi.api:application", "OS_GLANCE_CONFIG_DIR"),
 }
-# How long a set-up command waits for its database; `xfer devcloud up` gives up after 90 s.
-DATABASE_WAIT_S = 90.0
+# How long a set-up command waits for its database (`xfer devcloud up` stops it sooner if the
+# start fails: cloud.py READY_TIMEOUT_S).
+DATABASE_WAIT_S = 180.0
 DATABASE_POLL_S = 0.1
 
 
