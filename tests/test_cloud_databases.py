@@ -1,6 +1,6 @@
 """The local cloud's Keystone and Glance keep their records in the session's PostgreSQL, as
 real deployments keep them in a SQL server: concurrent token requests and location imports all
-finish (on sqlite an import stayed `processing` and tokens failed, `database is locked`).
+finish (on sqlite an import never did and token requests failed: `database is locked`).
 Their recovery from a PostgreSQL restart is tested in test_database_outage.py."""
 
 from __future__ import annotations
