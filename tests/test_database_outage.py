@@ -328,13 +328,17 @@ async def test_an_abandoned_cancel_cut_off_from_the_database_is_finished_later(
     async with running_service(tuned) as service:
         await until(logged(caplog, "retrying to record the cancel"),
                     "the worker retries recording the cancel")
-        assert await segments_on_swift(target, container, str(job_id)) == []
+        # what the job wrote is removed by its cleanup duty, once its end is recorded
         assert (await store.get_job(job_id)).state == "cancelling"
         relay.restore()
 
         async def cancelled() -> bool:
             return (await store.get_job(job_id)).state == "cancelled"
         await until(cancelled, "the cancel is recorded")
+
+        async def removed() -> bool:
+            return await segments_on_swift(target, container, str(job_id)) == []
+        await until(removed, "the cancelled job's segments are removed by its cleanup")
         assert service.serving is not None and not service.serving.done()
 
 
