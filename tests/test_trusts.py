@@ -293,11 +293,12 @@ async def _use_trust(settings: Settings, job_id: uuid.UUID, trust_id: str) -> No
 
 
 @contextlib.asynccontextmanager
-async def serve_process(settings: Settings, worker_id: str, log_dir: Path, **extra: str
+async def serve_process(settings: Settings, worker_id: str, log_dir: Path,
+                        module: tuple[str, ...] = ("xfer.cli",), **extra: str
                         ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """`xfer serve` in a process of its own, with Keystone, on a free port: (it, its URL);
-    `extra`: XFER_* variables over these. Stopped by its PID when the block ends, if still
-    running."""
+    `module`: what runs it (tests/step_gate.py holds it at a step); `extra`: variables over
+    these. Stopped by its PID when the block ends, if still running."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("XFER_")}
     environ.update({
         "XFER_DATABASE_URL": settings.database_url,
@@ -311,7 +312,7 @@ async def serve_process(settings: Settings, worker_id: str, log_dir: Path, **ext
     log = await asyncio.to_thread((log_dir / f"{worker_id}.log").open, "wb")
     with log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "xfer.cli", "serve", "--port", "0", env=environ,
+            sys.executable, "-m", *module, "serve", "--port", "0", env=environ,
             stdout=subprocess.PIPE, stderr=log)
     try:
         assert process.stdout is not None
