@@ -4,7 +4,7 @@ VENV := .venv
 CLOUD_VENV := .cloud-venv
 XFER := $(VENV)/bin/xfer
 
-.PHONY: demo test bench lint deps system-packages clean
+.PHONY: demo test bench soak lint deps system-packages clean
 
 deps: system-packages $(VENV)/.installed $(CLOUD_VENV)/.installed
 
@@ -49,6 +49,12 @@ bench: deps $(VENV)/.bench-installed
 	  echo "installing Debian package rclone"; \
 	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q rclone >/dev/null; }
 	$(VENV)/bin/python -m benchmarks.run $(BENCH_ARGS)
+
+# Not part of `make test`: 50 image copies from 3 projects through two `xfer serve` on one
+# database, checked in Glance and Swift (benchmarks/soak.py). Bounded: the script's own deadline
+# for the copies, and `timeout` for the whole run (SIGTERM: the script stops its cloud).
+soak: deps
+	timeout -k 30 900 $(VENV)/bin/python -m benchmarks.soak $(SOAK_ARGS)
 
 lint: deps
 	$(VENV)/bin/ruff check xfer tests benchmarks

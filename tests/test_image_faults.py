@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +19,15 @@ from keystoneauth1 import session as ksa_session
 
 from tests.conftest import MiB, Service, keystone_settings, running_service
 from tests.keystone_users import live_trusts, new_user
+from tests.step_gate import STEPS, gated
 from tests.test_cloud_keystone_glance import image_api, object_store, upload
 from tests.test_image_copy import SOURCE, TARGET, call, token, wait_job
 from tests.test_trusts import post_copy, serve_process, settled_trusts, wait_for
 from xfer.dev import devcloud
-from xfer.images.types import ImageStep
 from xfer.jobs.job_progress import JobProgress
 from xfer.settings import Settings
 
 pytestmark = pytest.mark.integration
-STEPS = ("created", "copying", "copied", "registered")
 
 
 @pytest.fixture
@@ -69,27 +68,17 @@ def nothing_left(user: ksa_session.Session, source_id: str, made: list[str]) -> 
 
 @contextlib.contextmanager
 def paused_at(step: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The first job to record `step` waits right after recording it (created: the target
-    image; copying: a first segment; copied and registered: the image steps) until `release`
-    is set, or the copy is cancelled, as if the process were interrupted there; yields
-    (reached, release)."""
+    """The first job to record `step` waits right after recording it (tests/step_gate.py)
+    until `release` is set, or the copy is cancelled, as if the process were interrupted
+    there; yields (reached, release)."""
     reached, release = asyncio.Event(), asyncio.Event()
 
-    def hold(original: Callable[..., Any], matches: Callable[..., bool]) -> Callable[..., Any]:
-        async def recorded_then_held(self: JobProgress, *args: Any) -> Any:
-            result = await original(self, *args)
-            if matches(*args) and not reached.is_set():
-                reached.set()
-                await release.wait()
-            return result
-        return recorded_then_held
+    async def held(_: JobProgress) -> None:
+        reached.set()
+        await release.wait()
 
-    wrapped = {"created": ("image_step", lambda s: s is ImageStep.CREATED),
-               "copying": ("segment_written", lambda *_: True),
-               "copied": ("image_step", lambda s: s is ImageStep.COPIED),
-               "registered": ("image_step", lambda s: s is ImageStep.REGISTERED)}
-    name, matches = wrapped[step]
-    monkeypatch.setattr(JobProgress, name, hold(getattr(JobProgress, name), matches))
+    name, replacement = gated(step, held)
+    monkeypatch.setattr(JobProgress, name, replacement)
     try:
         yield reached, release
     finally:
@@ -200,7 +189,8 @@ async def frozen(cloud: devcloud.CloudInfo, name: str) -> AsyncIterator[None]:
     """One process group of the session's cloud (a service and its workers) stopped with
     SIGSTOP while inside, continued on the way out whatever happened: to its clients it
     answers nothing, as a hung host."""
-    (record,) = [p for p in cloud.processes if p.name == name]
+    # the state file's record: a test may have restarted the service (devcloud.services)
+    (record,) = [p for p in devcloud.load(cloud.state_dir).processes if p.name == name]
     group = os.getpgid(record.pid)
     os.killpg(group, signal.SIGSTOP)
     try:

@@ -23,14 +23,12 @@ which begin once every step has finished.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
@@ -50,7 +48,7 @@ from xfer.dev.devcloud.processes import (
     stop,
 )
 from xfer.dev.devcloud.readiness import wait_until_ready
-from xfer.dev.devcloud.state import CloudInfo, read_state, remove_state, write_state
+from xfer.dev.devcloud.state import CloudInfo, locked, read_state, remove_state, write_state
 from xfer.dev.devcloud.swift_cluster import ClusterPorts, ClusterSpec
 from xfer.dev.devcloud.swift_conf import KeystoneAccess
 
@@ -108,7 +106,7 @@ def up(
     database_url = os.environ.get("XFER_DATABASE_URL", "") if database else ""
     # pgserver is imported here, in the main thread: warnings filters are not thread-safe.
     pgserver = postgres.import_pgserver() if openstack or (database and not database_url) else None
-    with _locked(state_dir):
+    with locked(state_dir):
         _clear_stopped_cloud(state_dir)
         server = None if pgserver is None else postgres.plan_postgres(state_dir / "pgdata",
                                                                       pgserver)
@@ -129,7 +127,7 @@ def down(state_dir: Path) -> None:
     state_dir = state_dir.absolute()
     if not state_dir.is_dir():
         return
-    with _locked(state_dir):
+    with locked(state_dir):
         _stop_recorded(state_dir)
 
 
@@ -368,12 +366,3 @@ def _stop_recorded(state_dir: Path) -> None:
     if survivors:
         raise DevcloudError(f"still running after SIGKILL: {survivors}; state kept in {state_dir}")
     remove_state(state_dir)
-
-
-@contextlib.contextmanager
-def _locked(state_dir: Path) -> Iterator[None]:
-    """Serialise up/down on one state directory across processes."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with (state_dir / ".lock").open("w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        yield

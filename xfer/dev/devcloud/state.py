@@ -7,9 +7,12 @@ replaced atomically, so a reader never sees half of it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shlex
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +89,15 @@ class CloudInfo:
         xfer = self.serving_environ(serve) if serve else self.environ()
         variables = xfer | self.openstack_environ(user, region)
         return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in variables.items())
+
+
+@contextlib.contextmanager
+def locked(state_dir: Path) -> Iterator[None]:
+    """Serialise what changes the state file (up, down, a restart) across processes."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / ".lock").open("w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        yield
 
 
 def write_state(cloud: CloudInfo, *, ready: bool) -> None:
