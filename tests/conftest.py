@@ -39,6 +39,33 @@ def database_url(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the local cloud (its `cloud` fixture, directly or through another
+    fixture) is an integration test, whatever its file says: `make unit` (`-m "not
+    integration"`) then never starts OpenStack because a file forgot its marker."""
+    for item in items:
+        if "cloud" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
+class UnmarkedCloudUse(AssertionError):
+    """A test not marked integration started a local cloud."""
+
+
+@pytest.fixture(autouse=True)
+def _cloud_only_in_integration_tests(request: pytest.FixtureRequest,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other half of the marker's promise: a unit test that starts a cloud by itself
+    (not through the `cloud` fixture) fails, naming itself, instead of slowing `make unit`."""
+    if request.node.get_closest_marker("integration") is not None:
+        return
+
+    def refused(*_: Any, **__: Any) -> devcloud.CloudInfo:
+        raise UnmarkedCloudUse(f"{request.node.nodeid} starts a local cloud: mark it "
+                               "pytest.mark.integration")
+    monkeypatch.setattr(devcloud, "up", refused)
+
+
 @contextlib.contextmanager
 def cloud_state_dir(name: str) -> Iterator[Path]:
     """A state directory for a local cloud with Postgres, outside pytest's base temp dir:
