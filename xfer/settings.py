@@ -1,6 +1,6 @@
 """One frozen Settings object, read from XFER_* environment variables and validated once.
 
-Memory bound of one copy (engine v2: it does not depend on the segment size):
+Memory bound of one copy (it does not depend on the segment size):
 
     buffered bytes <= segments_in_flight * (chunks_ahead + 1) * chunk_size
 
