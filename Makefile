@@ -38,9 +38,9 @@ test: deps
 	$(VENV)/bin/pytest
 
 # The tests that need no local cloud (a test using one is marked integration by conftest):
-# the quick loop while editing, under 30 s.
+# the quick loop while editing, under 30 s (about 36 CPU-s, spread over the cores).
 unit: $(VENV)/.installed
-	$(VENV)/bin/pytest -m "not integration" -q
+	$(VENV)/bin/pytest -m "not integration" -q -n auto
 
 # matplotlib for the benchmark's picture: installed by `make bench` only.
 $(VENV)/.bench-installed: $(VENV)/.installed
