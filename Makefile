@@ -4,7 +4,7 @@ VENV := .venv
 CLOUD_VENV := .cloud-venv
 XFER := $(VENV)/bin/xfer
 
-.PHONY: demo test bench soak lint deps system-packages clean
+.PHONY: demo test unit bench soak lint deps system-packages clean
 
 deps: system-packages $(VENV)/.installed $(CLOUD_VENV)/.installed
 
@@ -36,6 +36,11 @@ test: deps
 	$(VENV)/bin/ruff check xfer tests benchmarks
 	$(VENV)/bin/mypy xfer
 	$(VENV)/bin/pytest
+
+# The tests that need no local cloud (a test using one is marked integration by conftest):
+# the quick loop while editing, under 30 s (about 36 CPU-s, spread over the cores).
+unit: $(VENV)/.installed
+	$(VENV)/bin/pytest -m "not integration" -q -n auto
 
 # matplotlib for the benchmark's picture: installed by `make bench` only.
 $(VENV)/.bench-installed: $(VENV)/.installed

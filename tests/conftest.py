@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+import hypothesis
 import pytest
 
 from tests.database_faults import stop_restarted_postgres
@@ -29,6 +30,12 @@ from xfer.dev import devcloud
 from xfer.jobs.db import migrate
 from xfer.settings import MiB, RegionConfig, Settings, from_environ
 
+# No per-example deadline: on a shared 2-core machine a 3 MiB example took over the default
+# 200 ms (DeadlineExceeded in test_stream and test_hashing) with nothing wrong; speed is
+# measured by the benchmarks, not asserted by property tests.
+hypothesis.settings.register_profile("xfer", deadline=None)
+hypothesis.settings.load_profile("xfer")
+
 TARGET_MAX_FILE_SIZE = 8 * MiB  # RegionTwo's constraint: bigger copies must become SLOs
 TEMPLATE_DB = "xfer_template"
 _database_numbers = itertools.count()
@@ -37,6 +44,33 @@ _database_numbers = itertools.count()
 def database_url(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the local cloud (its `cloud` fixture, directly or through another
+    fixture) is an integration test, whatever its file says: `make unit` (`-m "not
+    integration"`) then never starts OpenStack because a file forgot its marker."""
+    for item in items:
+        if "cloud" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
+class UnmarkedCloudUse(AssertionError):
+    """A test not marked integration started a local cloud."""
+
+
+@pytest.fixture(autouse=True)
+def _cloud_only_in_integration_tests(request: pytest.FixtureRequest,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other half of the marker's promise: a unit test that starts a cloud by itself
+    (not through the `cloud` fixture) fails, naming itself, instead of slowing `make unit`."""
+    if request.node.get_closest_marker("integration") is not None:
+        return
+
+    def refused(*_: Any, **__: Any) -> devcloud.CloudInfo:
+        raise UnmarkedCloudUse(f"{request.node.nodeid} starts a local cloud: mark it "
+                               "pytest.mark.integration")
+    monkeypatch.setattr(devcloud, "up", refused)
 
 
 @contextlib.contextmanager

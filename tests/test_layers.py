@@ -4,6 +4,7 @@ the layers that own it. Read from the AST, so a rule holds whatever the code doe
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import sys
 import tomllib
@@ -33,7 +34,8 @@ def modules() -> list[tuple[str, Path]]:
     return found
 
 
-def imports_of(path: Path) -> set[str]:
+@functools.cache  # every rule reads every file: parse each once per session
+def imports_of(path: Path) -> frozenset[str]:
     """Every module a file imports, at any depth (lazy imports inside functions count)."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -42,7 +44,7 @@ def imports_of(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             # `from aiohttp import web` names aiohttp.web, not the whole of aiohttp
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
+    return frozenset(names)
 
 
 def layer(module: str) -> str:

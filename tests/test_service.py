@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -23,13 +24,28 @@ def body(container: str, name: str) -> dict:
             "target": {"region": "RegionTwo"}}
 
 
+async def idle_while_listening(caplog: pytest.LogCaptureFixture) -> None:
+    """Until the worker has gone idle after its LISTEN connection was up: from then on only
+    a notification (or the poll interval) makes it claim again."""
+    def waiting() -> bool:
+        messages = [record.getMessage() for record in caplog.records
+                    if record.name == "xfer.jobs.worker"]
+        listening = [i for i, m in enumerate(messages) if m == "listening for new jobs"]
+        return bool(listening) and any(m.startswith("no job to claim")
+                                       for m in messages[listening[0] + 1:])
+    async with asyncio.timeout(20):
+        while not waiting():
+            await asyncio.sleep(0.01)
+
+
 async def test_new_job_wakes_an_idle_worker_without_waiting_for_the_poll(
-        settings: Settings, regions: dict[str, SwiftClient]):
+        settings: Settings, regions: dict[str, SwiftClient], caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.DEBUG, logger="xfer.jobs.worker")
     container = unique("notify")
     await put_plain(regions["RegionOne"], container, "image", payload(1000))
     # polling alone would take 30 s: a prompt start can only come from LISTEN/NOTIFY
     async with running_service(settings.with_overrides(poll_interval=30.0)) as service:
-        await asyncio.sleep(0.5)  # the worker has polled once and is now idle
+        await idle_while_listening(caplog)
         submitted = time.monotonic()
         job = await service.copy(body(container, "image"), deadline=20)
         assert job["state"] == "succeeded", job["error"]

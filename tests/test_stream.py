@@ -203,9 +203,6 @@ async def test_a_file_changing_under_the_stream_ends_it_as_source_changed(tmp_pa
         await stream_whole(source, state, data, write_then_change)
     assert raised.value.code == "source_changed"
     assert len(out.body) < len(data)
-    # reads cancelled while their file was opening close it once it is open (engine/sources);
-    # let them, before this test's event loop closes under them
-    await asyncio.sleep(0.2)
 
 
 class KeepingWriter:
@@ -284,7 +281,6 @@ async def test_a_reader_that_takes_nothing_is_cut_off_as_reader_stalled(tmp_path
         raised.value)
     assert 0.2 <= asyncio.get_running_loop().time() - began < 5
     assert bytes(out.body) == data[:CHUNK]
-    await asyncio.sleep(0.2)  # reads cancelled while their file was opening close it
 
 
 async def test_a_stream_waiting_for_the_budget_has_promised_its_reader_nothing(
@@ -330,7 +326,6 @@ async def test_a_stream_waiting_for_the_budget_has_promised_its_reader_nothing(
         outcome = await second
     assert started == ["stalled", "patient"]
     assert outcome.verified and bytes(out.body) == data
-    await asyncio.sleep(0.2)  # reads cancelled while their file was opening close it
 
 
 @pytest.mark.parametrize("recorded", ["", "x"])

@@ -163,7 +163,7 @@ async def test_container_names_are_refused_exactly_where_swift_refuses_them(
             assert status == 400 and reply["error"]["field"] == "source.container", name
         else:
             assert status == 201, (name, reply)
-    # Swift takes `.` and `..`, xfer does not: no normalising client could reach them (README)
+    # Swift takes `.` and `..`, xfer does not: no normalising client could reach them (docs/api.md)
     for name in (".", ".."):
         await client.put_container(name)
         status, reply = await submitted(service, job_body(name, "image.img"))

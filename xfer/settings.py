@@ -1,6 +1,6 @@
 """One frozen Settings object, read from XFER_* environment variables and validated once.
 
-Memory bound of one copy (engine v2: it does not depend on the segment size):
+Memory bound of one copy (it does not depend on the segment size):
 
     buffered bytes <= segments_in_flight * (chunks_ahead + 1) * chunk_size
 
@@ -28,7 +28,7 @@ import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, get_type_hints
 
 from xfer.errors import ConfigError
 
@@ -294,10 +294,15 @@ def _parse_float(text: str) -> float:
     return value
 
 
-_PARSERS: dict[type | str, Callable[[str], Any]] = {
-    "int": _parse_int, "float": _parse_float, "bool": _parse_bool, "str": str, "str | None": str,
-    "tuple[str, ...]": _parse_patterns, "Mapping[str, str]": _parse_policy,
+# One parser per field type, looked up by the type itself (a setting of a type with no parser
+# fails at import, in `_PARSER_BY_FIELD`, not when someone first sets it).
+_PARSERS: dict[object, Callable[[str], Any]] = {
+    int: _parse_int, float: _parse_float, bool: _parse_bool, str: str, str | None: str,
+    tuple[str, ...]: _parse_patterns, Mapping[str, str]: _parse_policy,
+    Mapping[str, RegionConfig]: _parse_regions,
 }
+_PARSER_BY_FIELD: dict[str, Callable[[str], Any]] = {
+    name: _PARSERS[hint] for name, hint in get_type_hints(Settings).items()}
 
 # Variables read by other parts of xfer (the local cloud), accepted here so that the
 # unknown-variable check does not reject them.
@@ -316,10 +321,7 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         if setting is None:
             raise ConfigError(f"unknown setting {name}; known: {', '.join(sorted(by_env_name))}")
         try:
-            if setting.name == "regions":
-                values["regions"] = _parse_regions(text)
-            else:
-                values[setting.name] = _PARSERS[str(setting.type)](text)
-        except (ValueError, KeyError) as exc:
+            values[setting.name] = _PARSER_BY_FIELD[setting.name](text)
+        except ValueError as exc:
             raise ConfigError(f"invalid value for {name}: {exc}") from None
     return Settings(**values)

@@ -1,5 +1,6 @@
 """Authentication, behind one seam: an Authenticator turns configured credentials into a
-token and the storage URL to use it at. Tempauth (Swift v1) now; Keystone joins here."""
+token and the storage URL to use it at. Tempauth (Swift v1) here; Keystone's (a service
+token, or a user's trust) is clients/keystone.KeystoneSwiftAuth."""
 
 from __future__ import annotations
 

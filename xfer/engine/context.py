@@ -1,4 +1,5 @@
-"""What every step of one copy shares: its spec, the two regions' clients, its retry policy."""
+"""What every step of one copy shares: its spec and settings, its source, its observer, its
+retry policy, the process's memory budget and its share of the rate cap."""
 
 from __future__ import annotations
 

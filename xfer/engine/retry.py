@@ -1,4 +1,5 @@
-"""Retries with exponential backoff and full jitter, bounded per request and per copy."""
+"""Retries with exponential backoff and full jitter, bounded per request and per copy: one
+policy (Retrier), used as a call wrapper or, where a loop of its own retries, one decision."""
 
 from __future__ import annotations
 
@@ -39,35 +40,6 @@ def backoff_delay(attempt: int, base: float, ceiling: float, rng: random.Random)
     return rng.uniform(0.0, min(ceiling, base * (2 ** attempt)))
 
 
-async def with_retries(
-    operation: Callable[[], Awaitable[T]],
-    *,
-    what: str,
-    attempts: int,
-    budget: RetryBudget,
-    base: float,
-    ceiling: float,
-    rng: random.Random | None = None,
-    retry_on: Callable[[XferError], bool] = lambda exc: exc.retryable,
-) -> T:
-    """Run `operation` until it succeeds, an error `retry_on` refuses, `attempts`, or the
-    budget ends."""
-    rng = rng or random.Random()
-    for attempt in range(attempts):
-        try:
-            return await operation()
-        except XferError as exc:
-            last_try = attempt == attempts - 1
-            if not retry_on(exc) or last_try:
-                raise
-            if not budget.spend():
-                raise RetryBudgetExhausted(f"retry budget of the copy used up; last: {exc}") from exc
-            delay = backoff_delay(attempt, base, ceiling, rng)
-            log.warning("retrying %s in %.2fs after: %s", what, delay, exc)
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable: the loop returns or raises")
-
-
 class Retrier:
     """One copy's retry policy: the settings' attempts and backoff, and its one budget."""
 
@@ -89,7 +61,19 @@ class Retrier:
 
     async def __call__(self, what: str, operation: Callable[[], Awaitable[T]],
                        retry_on: Callable[[XferError], bool] = lambda exc: exc.retryable) -> T:
-        return await with_retries(
-            operation, what=what, attempts=self.settings.request_attempts, budget=self.budget,
-            base=self.settings.backoff_base, ceiling=self.settings.backoff_max, rng=self.rng,
-            retry_on=retry_on)
+        """Run `operation` until it succeeds, fails with an error `retry_on` refuses, or
+        `another_try` says no: the request's attempts (the last error is raised) or the copy's
+        budget (RetryBudgetExhausted, the last error as its cause) are spent."""
+        tries = 0
+        while True:
+            try:
+                return await operation()
+            except XferError as exc:
+                tries += 1
+                if not retry_on(exc):
+                    raise
+                if not await self.another_try(tries, what, exc):
+                    if tries >= self.settings.request_attempts:
+                        raise
+                    raise RetryBudgetExhausted(
+                        f"retry budget of the copy used up; last: {exc}") from exc

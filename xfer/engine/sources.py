@@ -217,13 +217,17 @@ class GlanceImageSource:
 
 
 async def _opened(path: str) -> Any:
-    """aiofiles.open, but a file opened after its reader was cancelled (its sibling read
-    failed) is closed still: the open runs on in its thread and would leak the file."""
+    """aiofiles.open, but a read cancelled while its file opens (a sibling read failed) waits
+    for the open, which runs on in its thread, and closes the file before it ends: nothing of
+    a cancelled read outlives it."""
     opening = asyncio.ensure_future(aiofiles.open(path, "rb"))
     try:
         return await asyncio.shield(opening)
     except asyncio.CancelledError:
+        # added before the wait's own callback, so it has run by the time the wait returns;
+        # and if this task is cancelled again meanwhile, it still closes the file later
         opening.add_done_callback(_close_opened)
+        await asyncio.wait([opening])  # an open of a local file: brief, and never cancelled
         raise
 
 

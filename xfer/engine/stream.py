@@ -1,5 +1,5 @@
 """A verified stream of one source's bytes, in order, to a writer (the Glance-compatible read
-endpoint, web/glance_front.py): engine v2's fetch stage (engine/fetch.py) with one consumer
+endpoint, web/glance_front.py): the copies' fetch stage (engine/fetch.py) with one consumer
 instead of segment PUTs.
 
     chunk GETs, `ahead` in flight, pinned to the source version

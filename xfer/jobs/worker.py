@@ -95,6 +95,8 @@ class Worker:
         return job, job is not None, claimed_at
 
     async def _idle(self) -> None:
+        log.debug("no job to claim: waiting for a notification, or %.1f s",
+                  self.settings.poll_interval)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.poll_interval):
                 await self._wake.wait()
@@ -107,6 +109,7 @@ class Worker:
                 lost = await self.retry.until_back("listen for new jobs", lambda: (
                     stack.enter_async_context(self.store.listening(self._wake.set,
                                                                    self._on_cancel))))
+                log.debug("listening for new jobs")
                 self._wake.set()
                 await lost.wait()
             log.warning("LISTEN connection lost; opening another")

@@ -4,7 +4,7 @@ What handlers get out is checked values (a JobRequest for the jobs layer, a quer
 the web layer); every failure is a RequestError naming the field as a dotted path
 (`source.container`, `limit`, `Idempotency-Key`).
 
-Names, per field (README, "API"):
+Names, per field (docs/api.md):
 - object names are supported exactly as Swift stores them, `..`, `.`, `//` and a trailing `/`
   included (xfer.proto.swift.object_url addresses exactly them), within Swift's limits: 1 to
   1024 bytes of UTF-8, no NUL;
@@ -141,8 +141,8 @@ GLANCE_TEXT = Text(glance=True)
 
 def _not_a_dot_segment(value: str) -> str:
     if value in (".", ".."):
-        raise PydanticCustomError("dot_segment", "a container cannot be named '.' or '..' (see "
-                                                 "the README: no Swift client could reach it)")
+        raise PydanticCustomError("dot_segment", "a container cannot be named '.' or '..' (no "
+                                                 "Swift client could reach it)")
     return value
 
 
