@@ -18,10 +18,30 @@ from xfer.clients.openstack import OpenStackClients
 from xfer.clients.swift import SwiftClient
 from xfer.engine.sources import GlanceImageSource, SourceReader, SwiftSource
 from xfer.engine.types import ObjectRef
-from xfer.errors import UnsupportedStore
+from xfer.errors import ImageNotActive, UnsupportedStore
 from xfer.proto import swift
-from xfer.proto.glance import Image, swift_location
+from xfer.proto.glance import (
+    SWIFT_SCHEMES,
+    Image,
+    SwiftLocation,
+    location_scheme,
+    parse_location_url,
+)
 
+# What the stores a Glance location may name are, in words, for unsupported_store.
+_STORE_NAMES = {
+    "swift+config": "a single-tenant Swift store (swift+config://, credentials from Glance's "
+                    "own config)",
+    "swift": "a single-tenant Swift store with credentials in the URL (swift://)",
+    "file": "Glance's file store (file://, on the Glance host's disk)",
+    "filesystem": "Glance's file store",
+    "rbd": "a Ceph RBD store (rbd://)",
+    "cinder": "a Cinder volume store (cinder://)",
+    "http": "the web (an http:// location, read-only)",
+    "https": "the web (an https:// location, read-only)",
+    "s3": "an S3 store (s3://)",
+    "vsphere": "a VMware datastore (vsphere://)",
+}
 # The source container of bytes read through the source Glance's /file (the image id is the
 # object): what a job shows as its source then.
 THROUGH_GLANCE = "glance:file"
@@ -64,3 +84,48 @@ async def locate(openstack: OpenStackClients, tokens: UserTokens, region: str, i
     client = openstack.swift(tokens, region,
                              swift.account_of(location.storage_url).removeprefix("AUTH_"))
     return ImageData(ref, SwiftSource(client, ref), client)
+
+
+def require_active(image: Image, region: str) -> Image:
+    """Only an active image has data, and the checksums to verify it: a copy or a read of any
+    other is ImageNotActive (source_image_not_active)."""
+    if image.status != "active":
+        raise ImageNotActive(f"image {image.id} in {region} is {image.status}; only an active "
+                             f"image has data to copy or read")
+    return image
+
+
+def swift_location(image: Image, owner_storage_url: str) -> SwiftLocation:
+    """Where the image's bytes are in Swift, readable with the user's (trust) token.
+
+    From `direct_url` when Glance shows it, a multi-tenant Swift store's location
+    (proto.glance.parse_location_url); any other store is UnsupportedStore, saying which.
+    Without `direct_url`: the multi-tenant store's own convention,
+    `<owner_storage_url>/glance_<id>/<id>`.
+    """
+    if image.direct_url is None:
+        if image.stores and "swift" not in image.stores.split(","):
+            raise UnsupportedStore(_unsupported(image, f"the store(s) {image.stores}"))
+        if not owner_storage_url:
+            raise UnsupportedStore(_unsupported(
+                image, "a store Glance does not show (no direct_url), and the catalog has no "
+                       "object store to look in"))
+        return SwiftLocation(owner_storage_url.rstrip("/"), f"glance_{image.id}", image.id)
+    scheme = location_scheme(image.direct_url)
+    if scheme not in SWIFT_SCHEMES:
+        store = _STORE_NAMES.get(scheme, f"a store xfer does not know ({scheme or 'no'} scheme)")
+        raise UnsupportedStore(_unsupported(image, store))
+    try:
+        return parse_location_url(image.direct_url)
+    except ValueError:
+        raise UnsupportedStore(_unsupported(
+            image, "a Swift location that is not a multi-tenant store's "
+                   "(credentials in the URL, or not .../AUTH_<project>/<container>/<object>)")
+        ) from None
+
+
+def _unsupported(image: Image, store: str) -> str:
+    return (f"image {image.id} is stored in {store}, which xfer cannot read with the user's "
+            f"token; xfer copies images whose data is in a multi-tenant Swift store "
+            f"(swift_store_multi_tenant = true: locations swift+http(s)://HOST/v1/AUTH_<project>"
+            f"/glance_<id>/<id>)")

@@ -48,10 +48,11 @@ from xfer.errors import (
     TransportError,
     XferError,
 )
-from xfer.images.data import locate
+from xfer.images.data import locate, require_active
+from xfer.images.properties import propagated_body
 from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageObserver, ImageStep
 from xfer.proto import swift as swift_proto
-from xfer.proto.glance import Image, ImageTask, SwiftLocation, propagated_body
+from xfer.proto.glance import Image, ImageTask, SwiftLocation
 from xfer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -314,10 +315,7 @@ class ImageCopier:
             raise CopyFailed("source_image_not_found",
                              f"image {job.source_image_id} was not found in "
                              f"{job.source_region}, or you may not see it") from None
-        if source.status != "active":
-            raise CopyFailed("source_image_not_active",
-                             f"image {source.id} in {job.source_region} is {source.status}; "
-                             f"only an active image can be copied")
+        require_active(source, job.source_region)
         if not source.checksum or source.os_hash_algo != HASH_ALGORITHM \
                 or not source.os_hash_value:
             raise CopyFailed("unsupported_store",

@@ -23,8 +23,8 @@ from xfer.engine.hashing import Digests
 from xfer.engine.object_copy import Copier
 from xfer.engine.sources import SourceState
 from xfer.engine.stream import Backlog, StreamOutcome, Writer
-from xfer.errors import CopyFailed, FrontRefused
-from xfer.images.data import ImageData, locate
+from xfer.errors import CopyFailed, FrontRefused, ImageNotActive
+from xfer.images.data import ImageData, locate, require_active
 from xfer.proto.glance import Image
 from xfer.proto.http import ByteRange, Reply
 from xfer.proto.keystone import TokenInfo
@@ -73,10 +73,10 @@ class GlanceFront:
         reply, image = await glance.image_reply(image_id)
         if image is None:
             return reply, None
-        if image.status != "active":
-            raise FrontRefused(409, "image_not_active",
-                               f"image {image.id} in {self.region} is {image.status}; only an "
-                               f"active image has data to read")
+        try:
+            require_active(image, self.region)
+        except ImageNotActive as exc:
+            raise FrontRefused(409, "image_not_active", exc.message) from None
         if not image.checksum or image.size is None:
             raise FrontRefused(409, "image_unverifiable",
                                f"image {image.id} has no checksum and size to verify its data "
