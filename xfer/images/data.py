@@ -16,7 +16,8 @@ from xfer.clients.glance import GlanceClient
 from xfer.clients.keystone import UserTokens, account_url
 from xfer.clients.openstack import OpenStackClients
 from xfer.clients.swift import SwiftClient
-from xfer.engine.sources import GlanceImageSource, SourceReader, SwiftSource
+from xfer.clients.transport import RangeProgress
+from xfer.engine.sources import SourceReader, SourceState, SwiftSource
 from xfer.engine.types import ObjectRef
 from xfer.errors import ImageNotActive, UnsupportedStore
 from xfer.proto import swift
@@ -84,6 +85,31 @@ async def locate(openstack: OpenStackClients, tokens: UserTokens, region: str, i
     client = openstack.swift(tokens, region,
                              swift.account_of(location.storage_url).removeprefix("AUTH_"))
     return ImageData(ref, SwiftSource(client, ref), client)
+
+
+class GlanceImageSource:
+    """An active image's data read through its Glance (`GET /v2/images/{id}/file` with
+    Range), in parallel: for images in a store xfer cannot read itself (file, RBD, a
+    single-tenant Swift). Glance never changes an active image's data, and the image's own
+    checksum is what the copy is verified against."""
+
+    def __init__(self, glance: GlanceClient, image_id: str, size: int) -> None:
+        self.glance = glance
+        self.image_id = image_id
+        self.size = size
+
+    def describe(self) -> str:
+        return f"image {self.image_id} through {self.glance.image_url}/v2/images/…/file"
+
+    async def state(self) -> SourceState:
+        return SourceState(self.size, self.image_id, None)
+
+    async def segments(self, state: SourceState) -> list[tuple[int, str]]:
+        return []
+
+    async def read_into(self, state: SourceState, start: int, view: memoryview,
+                        progress: RangeProgress) -> None:
+        await self.glance.read_range_into(self.image_id, start, state.size, view, progress)
 
 
 def require_active(image: Image, region: str) -> Image:
