@@ -95,7 +95,7 @@ class ImageCopier:
     async def _clients(self, job: ImageCopyJob) -> _JobClients:
         """Glance of both regions and the target's Swift, as the job's user; the source's
         Swift is added once the source image says which account holds its data."""
-        tokens = self.keystone.trust_tokens(job.trust_id)
+        tokens = self.keystone.trust_tokens(job.trust)
         info = await tokens.info()
         endpoints = {}
         for region in (job.source_region, job.target_region):

@@ -16,6 +16,7 @@ from typing import Any
 
 from xfer.engine.plan import Segment
 from xfer.engine.types import ObjectRef, Verification
+from xfer.images.types import ImageCopyJob, ImageStep
 from xfer.jobs.states import JobState, TargetState
 
 
@@ -73,21 +74,6 @@ class ImageCopyRequest:
                 "target_region": self.target_region, "image_id": self.source_image_id,
                 "project_id": self.project_id, "name": self.name,
                 "properties": dict(sorted(self.properties.items())), "force": self.force}
-
-
-@dataclass(frozen=True)
-class ImageJobFields:
-    """What an image copy job holds besides its objects."""
-
-    source_image_id: str
-    target_image_id: str | None  # set once the target image is created
-    step: str | None  # created, copied, registered: how far the copy got
-    name: str | None
-    properties: Mapping[str, str]
-    force: bool
-    # None until Keystone created it (a job without one is not claimed)
-    trust_id: str | None = field(repr=False)
-    trust_expires_at: datetime | None = None  # what the trust was asked to expire at
 
 
 @dataclass(frozen=True)
@@ -162,7 +148,7 @@ class JobRecord:
     kind: str = "object"  # or "image"
     project_id: str | None = None  # who asked (None: an open API without Keystone)
     user_id: str | None = None
-    image: ImageJobFields | None = None  # set for kind "image"
+    image: ImageCopyJob | None = None  # set for kind "image"
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any],
@@ -193,7 +179,7 @@ class JobRecord:
             created_at=row["created_at"], started_at=row["started_at"],
             finished_at=row["finished_at"], updated_at=row["updated_at"],
             observed_at=row.get("observed_at"), kind=row["kind"],
-            project_id=row["project_id"], user_id=row["user_id"], image=_image_fields(row))
+            project_id=row["project_id"], user_id=row["user_id"], image=_image_job(row))
 
     @property
     def clock(self) -> datetime:
@@ -201,15 +187,18 @@ class JobRecord:
         return self.observed_at or self.updated_at
 
 
-def _image_fields(row: Mapping[str, Any]) -> ImageJobFields | None:
+def _image_job(row: Mapping[str, Any]) -> ImageCopyJob | None:
     if row["kind"] != "image":
         return None
     properties = row["image_properties"]
-    return ImageJobFields(
-        source_image_id=row["source_image_id"], target_image_id=row["target_image_id"],
-        step=row["image_step"], name=row["image_name"],
-        properties=json.loads(properties) if properties else {}, force=row["force"],
-        trust_id=row["trust_id"], trust_expires_at=row["trust_expires_at"])
+    return ImageCopyJob(
+        job_id=row["id"], source_region=row["source_region"],
+        target_region=row["target_region"], source_image_id=row["source_image_id"],
+        target_image_id=row["target_image_id"],
+        step=ImageStep(row["image_step"]) if row["image_step"] else None,
+        name=row["image_name"], properties=json.loads(properties) if properties else {},
+        force=row["force"], trust_id=row["trust_id"],
+        trust_expires_at=row["trust_expires_at"])
 
 
 @dataclass(frozen=True)

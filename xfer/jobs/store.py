@@ -10,6 +10,7 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ParamSpec, TypeAlias, TypeVar
 
@@ -26,7 +27,7 @@ from xfer.engine.types import (
     VerifiedCopy,
 )
 from xfer.errors import CopyFailed, DatabaseUnavailable, XferError
-from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageStep
+from xfer.images.types import ImageCopyJob, ImageCopyOutcome
 from xfer.jobs.db import load_queries
 from xfer.jobs.records import (
     Duty,
@@ -548,11 +549,6 @@ def copy_spec(job: JobRecord, resume: tuple[Segment, ...] = ()) -> CopySpec:
 
 
 def image_job(job: JobRecord, resume: tuple[Segment, ...] = ()) -> ImageCopyJob:
-    image = job.image
-    assert image is not None, "an object copy job has no image"
-    assert image.trust_id is not None, "an image copy without its trust is never claimed"
-    return ImageCopyJob(
-        job_id=job.id, source_region=job.source.region, target_region=job.target.region,
-        source_image_id=image.source_image_id, trust_id=image.trust_id, name=image.name,
-        properties=image.properties, force=image.force, target_image_id=image.target_image_id,
-        step=ImageStep(image.step) if image.step else None, resume=resume)
+    """The image copy of a job, with the segments an earlier attempt wrote."""
+    assert job.image is not None, "an object copy job has no image"
+    return replace(job.image, resume=resume) if resume else job.image
