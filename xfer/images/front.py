@@ -25,6 +25,7 @@ from xfer.engine.sources import SourceState
 from xfer.engine.stream import Backlog, StreamOutcome, Writer
 from xfer.errors import CopyFailed, FrontRefused, ImageNotActive
 from xfer.images.data import ImageData, locate, require_active
+from xfer.images.metrics import ImageStreamMetrics
 from xfer.proto.glance import Image
 from xfer.proto.http import ByteRange, Reply
 from xfer.proto.keystone import TokenInfo
@@ -44,11 +45,13 @@ class ImageRead:
 
 
 class GlanceFront:
-    def __init__(self, settings: Settings, openstack: OpenStackClients, copier: Copier) -> None:
+    def __init__(self, settings: Settings, openstack: OpenStackClients, copier: Copier,
+                 metrics: ImageStreamMetrics) -> None:
         self.settings = settings
         self.region = settings.fronted_region
         self.openstack = openstack
         self.copier = copier
+        self.metrics = metrics  # fed by the endpoint, which sees how each stream ends
 
     def _as_caller(self, token: str, info: TokenInfo) -> tuple[CallerToken, GlanceClient]:
         """The caller's token, and the fronted Glance as the caller."""
