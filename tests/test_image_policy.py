@@ -13,9 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.test_proto_glance import ACCOUNT, IMAGE, IMAGE_ID
+from xfer.engine.types import ObjectRef
 from xfer.errors import ImageNotActive, ImageRejected, UnsupportedStore
 from xfer.images.data import require_active, swift_location
 from xfer.images.properties import NEVER_COPIED, propagated_body
+from xfer.images.types import ThroughGlance
+from xfer.jobs import records
+from xfer.jobs.records import source_names
 from xfer.proto.glance import Image, SwiftLocation
 
 
@@ -178,3 +182,17 @@ def test_any_other_store_is_unsupported_saying_what_would_work(url: str, store: 
         swift_location(at(url), ACCOUNT)
     assert caught.value.code == "unsupported_store"
     assert "multi-tenant Swift store" in caught.value.message and IMAGE_ID in caught.value.message
+
+
+def test_a_source_read_through_glance_keeps_the_name_jobs_and_the_api_gave_it() -> None:
+    """The job's row and its JSON name it `glance:file/<image id>`, as before it was typed;
+    only an image job's source reads back as ThroughGlance."""
+    through = ThroughGlance("RegionOne", IMAGE_ID)
+    assert source_names(through) == ("glance:file", IMAGE_ID)
+    assert source_names(ObjectRef("RegionOne", "c", "o")) == ("c", "o")
+    row = {"kind": "image", "source_region": "RegionOne", "source_container": "glance:file",
+           "source_object": IMAGE_ID}
+    assert records._source(row) == through
+    assert records._source({**row, "kind": "object"}) == ObjectRef("RegionOne", "glance:file",
+                                                                    IMAGE_ID)
+    assert through.describe() == f"image {IMAGE_ID} through the Glance of RegionOne"

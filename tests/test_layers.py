@@ -210,3 +210,11 @@ def test_every_exception_class_is_drawn_in_the_tree() -> None:
             if issubclass(cls, BaseException) and cls.__module__.startswith("xfer"):
                 assert issubclass(cls, errors.XferError), f"{cls} is outside the one root"
 
+
+
+def test_a_source_read_through_glance_is_typed_and_its_stored_name_spelled_once() -> None:
+    """images/types.ThroughGlance, not a marker container in an ObjectRef: the name a job's
+    row and the API give it is written in jobs/records.py alone."""
+    spelled = {module for module, path in MODULES for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.Constant) and node.value == "glance:file"}
+    assert spelled == {"xfer.jobs.records"}

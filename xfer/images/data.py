@@ -20,6 +20,7 @@ from xfer.clients.transport import RangeProgress
 from xfer.engine.sources import SourceReader, SourceState, SwiftSource
 from xfer.engine.types import ObjectRef
 from xfer.errors import ImageNotActive, UnsupportedStore
+from xfer.images.types import ImageSource, ThroughGlance
 from xfer.proto import swift
 from xfer.proto.glance import (
     SWIFT_SCHEMES,
@@ -43,14 +44,11 @@ _STORE_NAMES = {
     "s3": "an S3 store (s3://)",
     "vsphere": "a VMware datastore (vsphere://)",
 }
-# The source container of bytes read through the source Glance's /file (the image id is the
-# object): what a job shows as its source then.
-THROUGH_GLANCE = "glance:file"
 
 
 @dataclass(frozen=True)
 class ImageData:
-    ref: ObjectRef  # the Swift object, or THROUGH_GLANCE/<image id>
+    ref: ImageSource  # the Swift object, or the image through its Glance
     reader: SourceReader
     swift: SwiftClient | None  # the source Swift, as the user, when the bytes are in it
 
@@ -79,7 +77,7 @@ async def locate(openstack: OpenStackClients, tokens: UserTokens, region: str, i
             raise
         # A store xfer cannot read itself: the bytes come through the source Glance's ranged
         # /file, still verified end to end.
-        return ImageData(ObjectRef(region, THROUGH_GLANCE, image.id),
+        return ImageData(ThroughGlance(region, image.id),
                          GlanceImageSource(glance, image.id, image.size or 0), None)
     ref = ObjectRef(region, location.container, location.object)
     client = openstack.swift(tokens, region,

@@ -27,6 +27,22 @@ class ImageStep(StrEnum):
 
 
 @dataclass(frozen=True)
+class ThroughGlance:
+    """An image's bytes read through its Glance's ranged /file: for a store xfer cannot read
+    itself (images/data.py)."""
+
+    region: str
+    image_id: str
+
+    def describe(self) -> str:
+        return f"image {self.image_id} through the Glance of {self.region}"
+
+
+# Where an image's bytes are read from: the Swift object Glance's location names, or its Glance.
+ImageSource = ObjectRef | ThroughGlance
+
+
+@dataclass(frozen=True)
 class ImageCopyJob:
     """An image copy job: what was asked, and how far the copy got. The one record of it,
     built from the job's row once (jobs/records.py) and read by the API, the worker, the flow
@@ -67,6 +83,6 @@ class ImageCopyOutcome:
 
 
 class ImageObserver(CopyObserver, Protocol):
-    async def source_found(self, source: ObjectRef, checksum: str) -> None: ...
+    async def source_found(self, source: ImageSource, checksum: str) -> None: ...
     async def target_image_planned(self, image_id: str, container: str) -> None: ...
     async def image_step(self, step: ImageStep) -> None: ...

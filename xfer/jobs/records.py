@@ -16,7 +16,7 @@ from typing import Any
 
 from xfer.engine.plan import Segment
 from xfer.engine.types import ObjectRef, Verification
-from xfer.images.types import ImageCopyJob, ImageStep
+from xfer.images.types import ImageCopyJob, ImageStep, ThroughGlance
 from xfer.jobs.states import JobState, TargetState
 
 
@@ -53,6 +53,26 @@ class JobRequest:
 
 def _ref_values(ref: ObjectRef) -> dict[str, str]:
     return {"region": ref.region, "container": ref.container, "object": ref.object}
+
+
+# How a job's row, and the API, name a source read through its Glance (ThroughGlance) in the
+# source's container and object: this container, and the image id. Read back as ThroughGlance
+# for an image job only (an object job's source is a Swift object, whatever its name).
+THROUGH_GLANCE_CONTAINER = "glance:file"
+
+
+def source_names(source: ObjectRef | ThroughGlance) -> tuple[str, str]:
+    """The container and object a job's row and the API give its source."""
+    if isinstance(source, ThroughGlance):
+        return THROUGH_GLANCE_CONTAINER, source.image_id
+    return source.container, source.object
+
+
+def _source(row: Mapping[str, Any]) -> ObjectRef | ThroughGlance:
+    region, container = row["source_region"], row["source_container"]
+    if row["kind"] == "image" and container == THROUGH_GLANCE_CONTAINER:
+        return ThroughGlance(region, row["source_object"])
+    return ObjectRef(region, container, row["source_object"])
 
 
 @dataclass(frozen=True)
@@ -118,7 +138,7 @@ class JobRecord:
 
     id: uuid.UUID
     state: JobState
-    source: ObjectRef
+    source: ObjectRef | ThroughGlance  # ThroughGlance: an image read through its Glance
     target: ObjectRef
     segment_container: str | None
     expected_md5: str | None
@@ -161,8 +181,7 @@ class JobRecord:
                                  row["existing_object"])
         return cls(
             id=row["id"], state=JobState(row["state"]),
-            source=ObjectRef(row["source_region"], row["source_container"],
-                             row["source_object"]),
+            source=_source(row),
             target=ObjectRef(row["target_region"], row["target_container"],
                              row["target_object"]),
             segment_container=row["segment_container"], expected_md5=row["expected_md5"],

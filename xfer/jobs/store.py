@@ -27,7 +27,7 @@ from xfer.engine.types import (
     VerifiedCopy,
 )
 from xfer.errors import CopyFailed, DatabaseUnavailable, XferError
-from xfer.images.types import ImageCopyJob, ImageCopyOutcome
+from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageSource
 from xfer.jobs.db import load_queries
 from xfer.jobs.records import (
     Duty,
@@ -38,6 +38,7 @@ from xfer.jobs.records import (
     JobRecord,
     JobRequest,
     Transition,
+    source_names,
 )
 from xfer.jobs.states import (
     TARGET_STATE_OF,
@@ -216,10 +217,10 @@ class JobStore:
             return (await _with_targets(connection, [row]))[0], True
 
     @translated
-    async def set_image_source(self, job_id: uuid.UUID, source: ObjectRef,
+    async def set_image_source(self, job_id: uuid.UUID, source: ImageSource,
                                expected_md5: str) -> None:
-        await self.pool.execute(Q["set_image_source"], job_id, source.container, source.object,
-                                expected_md5)
+        container, name = source_names(source)
+        await self.pool.execute(Q["set_image_source"], job_id, container, name, expected_md5)
 
     @translated
     async def set_target_image(self, job_id: uuid.UUID, image_id: str, container: str) -> None:
@@ -541,7 +542,9 @@ def copy_spec(job: JobRecord, resume: tuple[Segment, ...] = ()) -> CopySpec:
     segment_container, else in its own container), and the job's rate cap in bytes/s."""
     more = tuple(TargetSpec(target.ref, job.segment_container or target.ref.container)
                  for target in job.targets[1:])
-    return CopySpec(job_id=str(job.id), source=job.source, target=job.target,
+    # an object copy's source is a Swift object (only an image's is read through Glance)
+    source = job.source if isinstance(job.source, ObjectRef) else None
+    return CopySpec(job_id=str(job.id), source=source, target=job.target,
                     segment_container=job.segment_container or job.target.container,
                     expected_md5=job.expected_md5, segment_size=job.segment_size,
                     max_rate=None if job.max_rate_mb is None else job.max_rate_mb * 1e6,
