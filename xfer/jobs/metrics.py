@@ -1,7 +1,7 @@
 """Prometheus metrics, one registry per service (never prometheus_client's global one).
 
 The worker feeds the counters through `Metrics.copy_succeeded` and `Metrics.job_failed`; the
-jobs-by-state gauge is read from the database at each scrape of `GET /metrics` (xfer/health.py),
+jobs-by-state gauge is read from the database at each scrape of `GET /metrics` (web/health.py),
 so every process sharing the database reports the same, current numbers. The Glance-compatible
 read endpoint's stream metrics are the image feature's (images/metrics.py), on this registry.
 """
