@@ -52,13 +52,13 @@ class ImageCopyJob:
     source_region: str
     target_region: str
     source_image_id: str
-    target_image_id: str | None  # chosen, then created, by the flow (PLANNED); None before
-    step: ImageStep | None  # None until the target image is planned
-    name: str | None
-    properties: Mapping[str, str]
-    force: bool
     # None until Keystone created it: a job without one is never claimed
     trust_id: str | None = field(repr=False)
+    name: str | None = None
+    properties: Mapping[str, str] = field(default_factory=dict)
+    force: bool = False
+    target_image_id: str | None = None  # chosen, then created, by the flow (PLANNED)
+    step: ImageStep | None = None  # None until the target image is planned
     trust_expires_at: datetime | None = None  # what the trust was asked to expire at
     resume: tuple[Segment, ...] = ()  # segments an earlier attempt wrote (set when claimed)
 
