@@ -36,6 +36,8 @@ from xfer.errors import (
     TrustInvalid,
     TrustRefused,
 )
+from xfer.images.data import require_active, swift_location
+from xfer.images.properties import propagated_body
 from xfer.proto import glance
 from xfer.proto.glance import Image, SwiftLocation
 from xfer.settings import RegionConfig
@@ -188,7 +190,7 @@ async def register_copy(http: aiohttp.ClientSession, tokens: TrustTokens, keysto
     image, write its bytes to glance_<id> in her account, register the location with xfer's
     service token, wait until Glance verified it."""
     target = await glance_client(http, tokens, keystone, "RegionTwo")
-    created = await target.create_image(glance.propagated_body(source, source_region="RegionOne"))
+    created = await target.create_image(propagated_body(source, source_region="RegionOne"))
     assert created.status == "queued"
     swift = swift_client(http, tokens, "RegionTwo")
     container = f"glance_{created.id}"
@@ -212,11 +214,11 @@ async def test_an_image_copied_and_registered_through_a_trust_only(
     http, tokens = swift_http, alices_trust
 
     source_glance = await glance_client(http, tokens, keystone, "RegionOne")
-    source = glance.require_active(await source_glance.image(uploaded["id"]), "RegionOne")
+    source = require_active(await source_glance.image(uploaded["id"]), "RegionOne")
     info = await tokens.info()
     storage_url = info.endpoint("object-store", "RegionOne")
     assert storage_url is not None
-    location = glance.swift_location(source, storage_url)
+    location = swift_location(source, storage_url)
     assert location == SwiftLocation(storage_url, f"glance_{source.id}", source.id)
     head = await swift_client(http, tokens, "RegionOne").head_object(location.container,
                                                                      location.object)
@@ -317,7 +319,7 @@ async def test_a_shared_image_is_read_through_the_members_trust_in_the_owners_ac
         bob_token, bob_info, datetime.now(UTC) + timedelta(hours=1)))
     image = await (await glance_client(swift_http, tokens, keystone, "RegionOne")).image(image_id)
     assert image.owner != bob_info.project_id
-    location = glance.swift_location(image, bob_info.endpoint("object-store", "RegionOne") or "")
+    location = swift_location(image, bob_info.endpoint("object-store", "RegionOne") or "")
     assert location.storage_url.endswith(f"/AUTH_{image.owner}")
     swift = swift_client(swift_http, tokens, "RegionOne", account=image.owner)
     assert (await swift.credentials()).storage_url == location.storage_url

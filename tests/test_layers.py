@@ -99,6 +99,81 @@ def test_engine_imports_neither_jobs_nor_web() -> None:
         assert importers_of(higher) & engine == set()
 
 
+# --- one room for the image feature: engine/ and proto/ hold no image-copy policy ----------
+
+# The engine copies bytes from a SourceReader (engine/sources.py) to Swift targets: the image
+# layer implements the reader for an image read through its Glance, so the engine needs none
+# of these.
+NOT_FOR_THE_ENGINE = ("xfer.images", "xfer.jobs", "xfer.web", "xfer.clients.glance",
+                      "xfer.proto.glance")
+ENGINE = [(m, p) for m, p in MODULES if layer(m) == "engine"]
+
+
+def identifiers(path: Path) -> set[str]:
+    """Every name a module defines or uses: functions, classes, arguments, variables and
+    attributes (not its strings and comments, which may say what a caller is)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            names.add(node.attr)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.alias):
+            names.add(node.asname or node.name)
+    return names
+
+
+@pytest.mark.parametrize("module, path", ENGINE, ids=[m for m, _ in ENGINE])
+def test_the_engine_knows_nothing_of_images_glance_or_jobs(module: str, path: Path) -> None:
+    imported = {name for name in imports_of(path)
+                if any(name == banned or name.startswith(banned + ".")
+                       for banned in NOT_FOR_THE_ENGINE)}
+    assert imported == set(), f"{module} imports {sorted(imported)}"
+    named = {name for name in identifiers(path)
+             if "glance" in name.lower() or "image" in name.lower()}
+    assert named == set(), f"{module} names {sorted(named)}: image policy is images/'s"
+
+
+# proto/glance.py is Glance's wire format: request builders (`*_request`), reply readers
+# (`parse_*`, `check_*`), the records they give, and these few helpers of the same wire format.
+# What a copy carries over, which images may be read and where xfer reads their bytes are
+# policy, in images/ (properties.py, data.py): a new public name here is one of the three
+# kinds or is listed here deliberately.
+GLANCE_WIRE_HELPERS = {
+    "SERVICE", "LOCATIONS_API_VERSION", "SWIFT_SCHEMES",  # constants of the protocol
+    "Image", "ImageTask", "SwiftLocation",  # records parsed from Glance's replies
+    "glance_message", "request_id", "raise_for_status", "image_from",  # reading replies
+    "location_scheme", "location_url",  # glance_store's location URL syntax
+}
+# The image feature's errors: raised by its policy, never by the wire format.
+IMAGE_POLICY_ERRORS = {"xfer.errors.ImageNotActive", "xfer.errors.UnsupportedStore"}
+
+
+def test_proto_glance_exports_only_the_wire_format() -> None:
+    tree = ast.parse((PACKAGE / "proto" / "glance.py").read_text())
+    public = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            public.add(node.name)
+        elif isinstance(node, ast.Assign):
+            public.update(target.id for target in node.targets if isinstance(target, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            public.add(node.target.id)
+    public = {name for name in public if not name.startswith("_")}
+    unexplained = {name for name in public - GLANCE_WIRE_HELPERS
+                   if not (name.endswith("_request") or name.startswith(("parse_", "check_")))}
+    assert unexplained == set(), f"proto/glance.py defines {sorted(unexplained)}: policy?"
+
+
+@pytest.mark.parametrize("module, path", [(m, p) for m, p in MODULES if layer(m) == "proto"])
+def test_proto_raises_none_of_the_image_policy_errors(module: str, path: Path) -> None:
+    assert imports_of(path) & IMAGE_POLICY_ERRORS == set()
+
+
 def test_nothing_outside_dev_imports_dev() -> None:
     assert {m for m in importers_of("xfer.dev") if layer(m) != "dev"} == {"xfer.cli"}
 
@@ -137,3 +212,11 @@ def test_every_exception_class_is_drawn_in_the_tree() -> None:
             if issubclass(cls, BaseException) and cls.__module__.startswith("xfer"):
                 assert issubclass(cls, errors.XferError), f"{cls} is outside the one root"
 
+
+
+def test_a_source_read_through_glance_is_typed_and_its_stored_name_spelled_once() -> None:
+    """images/types.ThroughGlance, not a marker container in an ObjectRef: the name a job's
+    row and the API give it is written in jobs/records.py alone."""
+    spelled = {module for module, path in MODULES for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.Constant) and node.value == "glance:file"}
+    assert spelled == {"xfer.jobs.records"}

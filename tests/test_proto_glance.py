@@ -1,11 +1,10 @@
-"""xfer.proto.glance without a Glance: image records and replies as Glance 33 writes them, what a
-copy carries over, and where an image's bytes are."""
+"""xfer.proto.glance without a Glance: image records and replies as Glance 33 writes them, and
+glance_store's Swift location URLs (what a copy carries over and where xfer reads an image's
+bytes: tests/test_image_policy.py)."""
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,17 +13,15 @@ from hypothesis import strategies as st
 
 from xfer.errors import (
     AuthError,
-    ImageNotActive,
     ImageNotFound,
     ImageRejected,
     QuotaExceeded,
     RegistrationFailed,
     TargetForbidden,
-    UnsupportedStore,
     XferError,
 )
 from xfer.proto import glance
-from xfer.proto.glance import Image, SwiftLocation
+from xfer.proto.glance import SwiftLocation
 from xfer.proto.http import Reply
 
 GLANCE = "http://127.0.0.1:9292"
@@ -103,13 +100,6 @@ def test_image_not_found_or_not_visible_is_image_not_found() -> None:
         assert "No image found" in caught.value.message and "<br" not in caught.value.message
     with pytest.raises(AuthError):
         glance.parse_image(request, error(401, "This server could not verify"))
-
-
-def test_a_source_must_be_active() -> None:
-    assert glance.require_active(IMAGE, "RegionOne") is IMAGE
-    with pytest.raises(ImageNotActive, match="queued") as caught:
-        glance.require_active(replace(IMAGE, status="queued"), "RegionOne")
-    assert caught.value.code == "source_image_not_active"
 
 
 @pytest.mark.parametrize("status, message, error_class, code", [
@@ -192,160 +182,12 @@ def test_tasks_oldest_first() -> None:
                                          ("failure", "Task failed due to Internal Error")]
 
 
-# --- propagated_body -------------------------------------------------------------------------
-
-def body(image: Image = IMAGE, **options: Any) -> dict[str, Any]:
-    return glance.propagated_body(image, source_region="RegionOne", **options)
-
-
-def test_the_copy_keeps_the_record_and_every_property_once() -> None:
-    assert body() == {
-        "name": "cirros", "disk_format": "qcow2", "container_format": "bare",
-        "min_disk": 1, "min_ram": 64, "tags": ["a", "b"], "protected": False,
-        "visibility": "shared", "os_hidden": False, "hw_disk_bus": "virtio",
-        "os_distro": "cirros", "architecture": "x86_64", "description": "a test image",
-        "source_region": "RegionOne", "source_image_id": IMAGE_ID}
-
-
-@pytest.mark.parametrize("key", sorted(glance.NEVER_COPIED))
-def test_never_copied_keys_stay_behind_even_as_properties(key: str) -> None:
-    image = replace(IMAGE, properties={**IMAGE.properties, key: "x"})
-    assert key not in body(image)
-    assert key not in body(image, allow=("*",), deny=())
-
-
-def test_os_glance_properties_never_travel_whatever_deny_says() -> None:
-    assert not [k for k in body(deny=()) if k.startswith("os_glance_")]
-    assert not [k for k in body(allow=("os_glance_*",), deny=()) if k.startswith("os_glance")]
-
-
-def inherited(copied: dict[str, Any]) -> set[str]:
-    """The source's properties in a copy's body (not the provenance, which is always set)."""
-    return {key for key in copied if key in IMAGE.properties} - PROVENANCE
-
-
-PROVENANCE = {"source_region", "source_image_id"}
-
-
-def test_allow_and_deny_patterns_choose_properties_but_not_the_record() -> None:
-    only_hw = body(allow=("hw_*", "os_distro"))
-    assert inherited(only_hw) == {"hw_disk_bus", "os_distro"}
-    assert only_hw["name"] == "cirros" and only_hw["min_ram"] == 64  # the record is kept
-    assert inherited(body(deny=("os_*", "descr?ption"))) == {"hw_disk_bus", "architecture"}
-    assert inherited(body(allow=("HW_*",))) == set()  # case-sensitive
-    bare = body(allow=())
-    assert inherited(bare) == set() and PROVENANCE <= set(bare) and bare["name"] == "cirros"
-
-
-def test_provenance_overrides_inherited_values_and_extra_overrides_last() -> None:
-    copied = body()
-    assert (copied["source_region"], copied["source_image_id"]) == ("RegionOne", IMAGE_ID)
-    extra = body(extra={"source_region": "mine", "note": "copied"}, name="renamed")
-    assert extra["source_region"] == "mine" and extra["note"] == "copied"
-    assert extra["name"] == "renamed"
-
-
-@pytest.mark.parametrize("visibility, copied", [
-    ("private", "private"), ("shared", "shared"), ("community", "community"),
-    ("public", "private")])
-def test_a_public_source_becomes_a_private_copy(visibility: str, copied: str) -> None:
-    assert body(replace(IMAGE, visibility=visibility))["visibility"] == copied
-
-
-def test_absent_name_and_formats_are_left_to_glance() -> None:
-    bare = body(replace(IMAGE, name=None, disk_format=None, container_format=None))
-    assert not {"name", "disk_format", "container_format"} & set(bare)
-
-
-def test_unicode_of_three_bytes_travels_and_four_bytes_is_refused_before_glance() -> None:
-    accented = replace(IMAGE, name="ünïcødé ☃", tags=("日本",),
-                       properties={"description": "€ ✓", "ключ": "значение"})
-    copied = body(accented)
-    assert copied["name"] == "ünïcødé ☃" and copied["ключ"] == "значение"
-    cases = [
-        ({"name": "cirros \U0001F600"}, {}, "'name'"),
-        ({"tags": ("ok", "\U0001F600")}, {}, "tag"),
-        ({"properties": {"description": "\U00010348"}}, {}, "'description'"),
-        ({"properties": {"\U0001F600": "v"}}, {}, "property name"),
-        ({}, {"extra": {"note": "\U0001F680"}}, "'note'"),
-        ({}, {"name": "\U0001F680"}, "'name'"),
-    ]
-    for changes, options, named in cases:
-        with pytest.raises(ImageRejected, match=named) as caught:
-            body(replace(IMAGE, **changes), **options)
-        assert "4 bytes" in caught.value.message
-        assert caught.value.code == "target_image_rejected"
-
-
-@given(st.dictionaries(st.text(min_size=1, max_size=20), st.text(max_size=5), max_size=8))
-def test_no_never_copied_or_reserved_key_ever_reaches_the_body(properties: dict[str, str]) -> None:
-    image = replace(IMAGE, properties=properties)
-    try:
-        copied = body(image)
-    except ImageRejected:
-        return
-    assert not set(copied) & glance.NEVER_COPIED
-    assert not [key for key in copied if key.startswith("os_glance_")]
-    assert copied["source_image_id"] == IMAGE_ID
-
-
-# --- where the bytes are ---------------------------------------------------------------------
-
-def at(direct_url: str | None) -> Image:
-    return replace(IMAGE, direct_url=direct_url)
-
-
-def test_a_multi_tenant_swift_location_splits_as_glance_store_splits_it() -> None:
-    assert glance.swift_location(IMAGE, "http://elsewhere/v1/AUTH_p9") == SwiftLocation(
-        ACCOUNT, f"glance_{IMAGE_ID}", IMAGE_ID)
-    secure = glance.swift_location(at("swift+https://swift.example:443/v1/AUTH_p2/c/o"), ACCOUNT)
-    assert secure == SwiftLocation("https://swift.example:443/v1/AUTH_p2", "c", "o")
-    prefixed = glance.swift_location(at("swift+http://h:80/swift/v1/AUTH_p2/c/o"), ACCOUNT)
-    assert prefixed.storage_url == "http://h:80/swift/v1/AUTH_p2"
-
-
-def test_names_are_taken_as_written_since_glance_store_never_decodes_them() -> None:
-    """Measured: Glance reads a location ending in `/o%41` from the object named `o%41`."""
-    location = glance.swift_location(at(f"swift+{ACCOUNT}/c%20x/o%41%2F"), ACCOUNT)
-    assert (location.container, location.object) == ("c%20x", "o%41%2F")
-    spaced = glance.swift_location(at(f"swift+{ACCOUNT}/glance_1/a b+ü"), ACCOUNT)
-    assert spaced.object == "a b+ü"
-
-
-def test_without_direct_url_the_multi_tenant_convention() -> None:
-    assert glance.swift_location(at(None), "http://s/v1/AUTH_owner/") == SwiftLocation(
-        "http://s/v1/AUTH_owner", f"glance_{IMAGE_ID}", IMAGE_ID)
-    with pytest.raises(UnsupportedStore, match="store"):
-        glance.swift_location(replace(at(None), stores="file,rbd"), "http://s/v1/AUTH_owner")
-    with pytest.raises(UnsupportedStore, match="no object store"):
-        glance.swift_location(at(None), "")
-
-
-@pytest.mark.parametrize("url, store", [
-    ("swift+config://ref1/glance/" + IMAGE_ID, "single-tenant"),
-    ("swift://user:key@auth.example/v1/glance/" + IMAGE_ID, "credentials in the URL"),
-    ("swift+https://user:key@auth.example/v2.0/glance/" + IMAGE_ID, "not a multi-tenant"),
-    ("file:///var/lib/glance/images/" + IMAGE_ID, "file store"),
-    ("rbd://fsid/images/" + IMAGE_ID + "/snap", "Ceph RBD"),
-    ("cinder://volume-id", "Cinder"),
-    ("http://example.com/cirros.img", "the web"),
-    ("https://example.com/cirros.img", "the web"),
-    ("s3://bucket/" + IMAGE_ID, "S3"),
-    ("gopher://example.com/x", "does not know (gopher"),
-    ("not a url", "does not know (no scheme"),
-    ("swift+http://h:1/v1/AUTH_p1/" + IMAGE_ID, "not a multi-tenant"),
-    ("swift+http://h:1/v1/AUTH_p1/c/", "not a multi-tenant"),
-    ("swift+http://h:1/v1/AUTH_p1/c/o?x=1", "not a multi-tenant"),
-])
-def test_any_other_store_is_unsupported_saying_what_would_work(url: str, store: str) -> None:
-    with pytest.raises(UnsupportedStore, match=re.escape(store)) as caught:
-        glance.swift_location(at(url), ACCOUNT)
-    assert caught.value.code == "unsupported_store"
-    assert "multi-tenant Swift store" in caught.value.message and IMAGE_ID in caught.value.message
-
+# --- location URLs ---------------------------------------------------------------------------
 
 def test_location_url_is_what_glance_writes_for_its_own_images() -> None:
-    location = glance.swift_location(IMAGE, ACCOUNT)
+    assert IMAGE.direct_url is not None
+    location = glance.parse_location_url(IMAGE.direct_url)
+    assert location == SwiftLocation(ACCOUNT, f"glance_{IMAGE_ID}", IMAGE_ID)
     assert glance.location_url(location) == IMAGE.direct_url
     assert glance.location_url(SwiftLocation(ACCOUNT + "/", "c", "o")) == f"swift+{ACCOUNT}/c/o"
     assert glance.location_url(SwiftLocation("https://s/v1/AUTH_x", "c", "o")) == (
@@ -365,8 +207,20 @@ def test_location_url_and_swift_location_round_trip(container: str, obj: str,
                                                     secure: bool) -> None:
     storage = ("https" if secure else "http") + "://127.0.0.1:8080/v1/AUTH_p1"
     location = SwiftLocation(storage, container, obj)
-    url = glance.location_url(location)
-    assert glance.swift_location(at(url), "http://unused/v1/AUTH_x") == location
+    assert glance.parse_location_url(glance.location_url(location)) == location
+
+
+@pytest.mark.parametrize("url", [
+    "swift+config://ref1/glance/i", "swift://user:key@auth.example/v1/glance/i",
+    "swift+https://user:key@auth.example/v2.0/glance/i", "file:///var/lib/glance/images/i",
+    "not a url", "swift+http://h:1/v1/AUTH_p1/i", "swift+http://h:1/v1/AUTH_p1/c/",
+    "swift+http://h:1/v1/AUTH_p1/c/o?x=1", "swift+http://h:1/v1/AUTH_p1/c/o#f",
+    "swift+http://h:1/v1/AUTH_p1/c/o://x"])
+def test_only_a_multi_tenant_swift_location_parses(url: str) -> None:
+    with pytest.raises(ValueError):
+        glance.parse_location_url(url)
+    assert glance.location_scheme("SWIFT+HTTPS://h/v1/AUTH_p/c/o") == "swift+https"
+    assert glance.location_scheme("not a url") == ""
 
 
 @pytest.mark.parametrize("status, headers, error", [

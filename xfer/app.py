@@ -17,6 +17,7 @@ from xfer.errors import ConfigError
 from xfer.images.cleanup import ImageCleanup
 from xfer.images.flow import ImageCopier
 from xfer.images.front import GlanceFront
+from xfer.images.metrics import ImageStreamMetrics
 from xfer.images.search import ImageSearch
 from xfer.jobs.cleanup import JobCleanup
 from xfer.jobs.db import close_pool, create_pool
@@ -44,6 +45,7 @@ def build_app(settings: Settings, store: JobStore, regions: SwiftRegions,
     with the worker that feeds its counters, `regions` with its copies. With `keystone`,
     every call but the probes needs a valid token, and the image API is there with the
     Glance-compatible read endpoint, whose streams share `copier`'s bounds."""
+    metrics = metrics or Metrics()
     middlewares = [errors.json_errors]
     if openstack is not None:
         middlewares.append(auth.keystone_auth)
@@ -59,13 +61,14 @@ def build_app(settings: Settings, store: JobStore, regions: SwiftRegions,
                                        DutyStore(store.pool))
         app[auth.POLICY] = Policy.from_settings(settings.policy)
         app[images.IMAGE_SEARCH] = ImageSearch(openstack)
-        app[glance_front.GLANCE_FRONT] = GlanceFront(settings, openstack,
-                                                     copier or Copier(settings, regions))
+        app[glance_front.GLANCE_FRONT] = GlanceFront(
+            settings, openstack, copier or Copier(settings, regions),
+            ImageStreamMetrics(metrics.registry))
     api.add_routes(app)
     images.add_routes(app)
     glance_front.add_routes(app)
     events.setup(app)
-    health.setup(app, metrics or Metrics(), regions)
+    health.setup(app, metrics, regions)
     openapi.setup(app)
     return app
 

@@ -114,7 +114,7 @@ class Settings:
     # what is given replaces that rule's default (web/policy.py lists the defaults).
     policy: Mapping[str, str] = field(default_factory=dict)
     # Image properties copied to the target: fnmatch patterns kept, then patterns dropped
-    # (Glance's own and per-image fields are never copied; see proto/glance.py).
+    # (Glance's own and per-image fields are never copied; see images/properties.py).
     property_allow: tuple[str, ...] = ("*",)
     property_deny: tuple[str, ...] = ("os_glance_*",)
     # An image in a store xfer cannot read (file, RBD, single-tenant Swift): read its bytes

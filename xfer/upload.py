@@ -20,9 +20,6 @@ from xfer.engine.types import CopySpec, FanOutOutcome, ObjectRef, TargetSpec, Ve
 from xfer.errors import ConfigError, CopyFailed
 from xfer.settings import MiB, Settings
 
-# the source side of an upload, for messages and segment names: not a Swift region
-LOCAL = "local"
-
 
 @dataclass(frozen=True)
 class UploadRequest:
@@ -76,8 +73,8 @@ class Progress:
 
 def spec_for(request: UploadRequest) -> CopySpec:
     refs = [ObjectRef(region, request.container, request.object) for region in request.regions]
-    source = ObjectRef(LOCAL, str(request.path.parent), request.path.name)
-    return CopySpec(job_id=f"upload-{uuid.uuid4()}", source=source, target=refs[0],
+    # no source object: the file is read through its FileSource, given to the copy
+    return CopySpec(job_id=f"upload-{uuid.uuid4()}", source=None, target=refs[0],
                     segment_container=request.container, expected_md5=request.checksum,
                     more_targets=tuple(TargetSpec(ref, request.container) for ref in refs[1:]))
 

@@ -71,6 +71,8 @@ class Copier:
     def _context(self, spec: CopySpec, observer: CopyObserver, rate: TokenBucket,
                  source: SourceReader | None, clients: RegionClients) -> CopyContext:
         if source is None:
+            if spec.source is None:
+                raise ValueError(f"copy {spec.job_id} names no source object and got no reader")
             source = SwiftSource(clients[spec.source.region], spec.source)
         return CopyContext(spec, self.settings, source, observer, Retrier(self.settings),
                            self.memory, rate)

@@ -1,5 +1,6 @@
-"""Where a copy reads from, behind one interface: a Swift object, a local file, or an image
-through its Glance.
+"""Where a copy reads from, behind one interface (`SourceReader`): a Swift object or a local
+file here; the image feature implements it for an image read through its Glance
+(images/data.py), the engine knowing nothing of Glance.
 
 Every read is pinned to the version seen at the start (Swift: If-Match on its ETag; a file:
 its inode, size and modification time, checked around each read), so a source that changes
@@ -19,7 +20,6 @@ from urllib.parse import unquote
 import aiofiles
 import aiofiles.os
 
-from xfer.clients.glance import GlanceClient
 from xfer.clients.swift import SwiftClient
 from xfer.clients.transport import RangeProgress
 from xfer.engine.types import ObjectRef
@@ -189,31 +189,6 @@ class FileSource:
                 raise SourceChanged(f"{self.describe()} changed while it was read")
         finally:
             file.raw.close()  # not `await file.close()`: a cancelled read must close it too
-
-
-class GlanceImageSource:
-    """An active image's data read through its Glance (`GET /v2/images/{id}/file` with
-    Range), in parallel: for images in a store xfer cannot read itself (file, RBD, a
-    single-tenant Swift). Glance never changes an active image's data, and the image's own
-    checksum is what the copy is verified against."""
-
-    def __init__(self, glance: GlanceClient, image_id: str, size: int) -> None:
-        self.glance = glance
-        self.image_id = image_id
-        self.size = size
-
-    def describe(self) -> str:
-        return f"image {self.image_id} through {self.glance.image_url}/v2/images/…/file"
-
-    async def state(self) -> SourceState:
-        return SourceState(self.size, self.image_id, None)
-
-    async def segments(self, state: SourceState) -> list[tuple[int, str]]:
-        return []
-
-    async def read_into(self, state: SourceState, start: int, view: memoryview,
-                        progress: RangeProgress) -> None:
-        await self.glance.read_range_into(self.image_id, start, state.size, view, progress)
 
 
 async def _opened(path: str) -> Any:

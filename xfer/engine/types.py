@@ -45,7 +45,9 @@ class CopySpec:
     """One source read once, written to `target` and to each of `more_targets`."""
 
     job_id: str
-    source: ObjectRef
+    # The Swift object read; None: the copy reads the SourceReader it is given (a local file,
+    # an image through its Glance), which names itself.
+    source: ObjectRef | None
     target: ObjectRef
     segment_container: str  # where the target's segments go (the job's default: its container)
     expected_md5: str | None = None

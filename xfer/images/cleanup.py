@@ -41,7 +41,7 @@ class ImageCleanup:
         return f"nothing was left in {job.target_region}'s Swift ({container} is gone)"
 
     def _tokens(self, job: ImageCopyJob) -> TrustTokens:
-        return self.openstack.keystone.trust_tokens(job.trust_id)
+        return self.openstack.keystone.trust_tokens(job.trust)
 
     async def _glance(self, job: ImageCopyJob) -> GlanceClient:
         tokens = self._tokens(job)

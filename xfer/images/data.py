@@ -16,20 +16,39 @@ from xfer.clients.glance import GlanceClient
 from xfer.clients.keystone import UserTokens, account_url
 from xfer.clients.openstack import OpenStackClients
 from xfer.clients.swift import SwiftClient
-from xfer.engine.sources import GlanceImageSource, SourceReader, SwiftSource
+from xfer.clients.transport import RangeProgress
+from xfer.engine.sources import SourceReader, SourceState, SwiftSource
 from xfer.engine.types import ObjectRef
-from xfer.errors import UnsupportedStore
+from xfer.errors import ImageNotActive, UnsupportedStore
+from xfer.images.types import ImageSource, ThroughGlance
 from xfer.proto import swift
-from xfer.proto.glance import Image, swift_location
+from xfer.proto.glance import (
+    SWIFT_SCHEMES,
+    Image,
+    SwiftLocation,
+    location_scheme,
+    parse_location_url,
+)
 
-# The source container of bytes read through the source Glance's /file (the image id is the
-# object): what a job shows as its source then.
-THROUGH_GLANCE = "glance:file"
+# What the stores a Glance location may name are, in words, for unsupported_store.
+_STORE_NAMES = {
+    "swift+config": "a single-tenant Swift store (swift+config://, credentials from Glance's "
+                    "own config)",
+    "swift": "a single-tenant Swift store with credentials in the URL (swift://)",
+    "file": "Glance's file store (file://, on the Glance host's disk)",
+    "filesystem": "Glance's file store",
+    "rbd": "a Ceph RBD store (rbd://)",
+    "cinder": "a Cinder volume store (cinder://)",
+    "http": "the web (an http:// location, read-only)",
+    "https": "the web (an https:// location, read-only)",
+    "s3": "an S3 store (s3://)",
+    "vsphere": "a VMware datastore (vsphere://)",
+}
 
 
 @dataclass(frozen=True)
 class ImageData:
-    ref: ObjectRef  # the Swift object, or THROUGH_GLANCE/<image id>
+    ref: ImageSource  # the Swift object, or the image through its Glance
     reader: SourceReader
     swift: SwiftClient | None  # the source Swift, as the user, when the bytes are in it
 
@@ -58,9 +77,79 @@ async def locate(openstack: OpenStackClients, tokens: UserTokens, region: str, i
             raise
         # A store xfer cannot read itself: the bytes come through the source Glance's ranged
         # /file, still verified end to end.
-        return ImageData(ObjectRef(region, THROUGH_GLANCE, image.id),
+        return ImageData(ThroughGlance(region, image.id),
                          GlanceImageSource(glance, image.id, image.size or 0), None)
     ref = ObjectRef(region, location.container, location.object)
     client = openstack.swift(tokens, region,
                              swift.account_of(location.storage_url).removeprefix("AUTH_"))
     return ImageData(ref, SwiftSource(client, ref), client)
+
+
+class GlanceImageSource:
+    """An active image's data read through its Glance (`GET /v2/images/{id}/file` with
+    Range), in parallel: for images in a store xfer cannot read itself (file, RBD, a
+    single-tenant Swift). Glance never changes an active image's data, and the image's own
+    checksum is what the copy is verified against."""
+
+    def __init__(self, glance: GlanceClient, image_id: str, size: int) -> None:
+        self.glance = glance
+        self.image_id = image_id
+        self.size = size
+
+    def describe(self) -> str:
+        return f"image {self.image_id} through {self.glance.image_url}/v2/images/…/file"
+
+    async def state(self) -> SourceState:
+        return SourceState(self.size, self.image_id, None)
+
+    async def segments(self, state: SourceState) -> list[tuple[int, str]]:
+        return []
+
+    async def read_into(self, state: SourceState, start: int, view: memoryview,
+                        progress: RangeProgress) -> None:
+        await self.glance.read_range_into(self.image_id, start, state.size, view, progress)
+
+
+def require_active(image: Image, region: str) -> Image:
+    """Only an active image has data, and the checksums to verify it: a copy or a read of any
+    other is ImageNotActive (source_image_not_active)."""
+    if image.status != "active":
+        raise ImageNotActive(f"image {image.id} in {region} is {image.status}; only an active "
+                             f"image has data to copy or read")
+    return image
+
+
+def swift_location(image: Image, owner_storage_url: str) -> SwiftLocation:
+    """Where the image's bytes are in Swift, readable with the user's (trust) token.
+
+    From `direct_url` when Glance shows it, a multi-tenant Swift store's location
+    (proto.glance.parse_location_url); any other store is UnsupportedStore, saying which.
+    Without `direct_url`: the multi-tenant store's own convention,
+    `<owner_storage_url>/glance_<id>/<id>`.
+    """
+    if image.direct_url is None:
+        if image.stores and "swift" not in image.stores.split(","):
+            raise UnsupportedStore(_unsupported(image, f"the store(s) {image.stores}"))
+        if not owner_storage_url:
+            raise UnsupportedStore(_unsupported(
+                image, "a store Glance does not show (no direct_url), and the catalog has no "
+                       "object store to look in"))
+        return SwiftLocation(owner_storage_url.rstrip("/"), f"glance_{image.id}", image.id)
+    scheme = location_scheme(image.direct_url)
+    if scheme not in SWIFT_SCHEMES:
+        store = _STORE_NAMES.get(scheme, f"a store xfer does not know ({scheme or 'no'} scheme)")
+        raise UnsupportedStore(_unsupported(image, store))
+    try:
+        return parse_location_url(image.direct_url)
+    except ValueError:
+        raise UnsupportedStore(_unsupported(
+            image, "a Swift location that is not a multi-tenant store's "
+                   "(credentials in the URL, or not .../AUTH_<project>/<container>/<object>)")
+        ) from None
+
+
+def _unsupported(image: Image, store: str) -> str:
+    return (f"image {image.id} is stored in {store}, which xfer cannot read with the user's "
+            f"token; xfer copies images whose data is in a multi-tenant Swift store "
+            f"(swift_store_multi_tenant = true: locations swift+http(s)://HOST/v1/AUTH_<project>"
+            f"/glance_<id>/<id>)")

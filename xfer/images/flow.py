@@ -48,10 +48,17 @@ from xfer.errors import (
     TransportError,
     XferError,
 )
-from xfer.images.data import locate
-from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageObserver, ImageStep
+from xfer.images.data import locate, require_active
+from xfer.images.properties import propagated_body
+from xfer.images.types import (
+    ImageCopyJob,
+    ImageCopyOutcome,
+    ImageObserver,
+    ImageSource,
+    ImageStep,
+)
 from xfer.proto import swift as swift_proto
-from xfer.proto.glance import Image, ImageTask, SwiftLocation, propagated_body
+from xfer.proto.glance import Image, ImageTask, SwiftLocation
 from xfer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,7 +101,7 @@ class ImageCopier:
     async def _clients(self, job: ImageCopyJob) -> _JobClients:
         """Glance of both regions and the target's Swift, as the job's user; the source's
         Swift is added once the source image says which account holds its data."""
-        tokens = self.keystone.trust_tokens(job.trust_id)
+        tokens = self.keystone.trust_tokens(job.trust)
         info = await tokens.info()
         endpoints = {}
         for region in (job.source_region, job.target_region):
@@ -124,7 +131,7 @@ class ImageCopier:
         source = await self._source_image(clients.source_glance, job)
         data = await locate(self.openstack, clients.tokens, job.source_region, source,
                             clients.source_glance, self.settings.read_through_glance)
-        source_ref = data.ref  # for bytes through Glance's /file, the job's source says so
+        source_ref = data.ref  # the Swift object, or the image through its Glance
         # None: the engine reads the source's Swift with the job's client
         reader: SourceReader | None = None if data.swift is not None else data.reader
         clients.source_swift = data.swift
@@ -188,7 +195,7 @@ class ImageCopier:
         return image
 
     async def _copy_into(self, job: ImageCopyJob, clients: _JobClients, source: Image,
-                         source_ref: ObjectRef, target_image: Image, observer: ImageObserver,
+                         source_ref: ImageSource, target_image: Image, observer: ImageObserver,
                          reader: SourceReader | None = None) -> ImageCopyOutcome:
         """Copy, register and wait until Glance made the image active. Glance's import
         failing (its revert deletes the data and queues the image again) is tried again, the
@@ -314,10 +321,7 @@ class ImageCopier:
             raise CopyFailed("source_image_not_found",
                              f"image {job.source_image_id} was not found in "
                              f"{job.source_region}, or you may not see it") from None
-        if source.status != "active":
-            raise CopyFailed("source_image_not_active",
-                             f"image {source.id} in {job.source_region} is {source.status}; "
-                             f"only an active image can be copied")
+        require_active(source, job.source_region)
         if not source.checksum or source.os_hash_algo != HASH_ALGORITHM \
                 or not source.os_hash_value:
             raise CopyFailed("unsupported_store",
@@ -353,11 +357,12 @@ def _service_failed(job: ImageCopyJob, exc: RemoteError | TransportError,
                       f"{job.source_region}: {exc}; {what_became}")
 
 
-async def _check_source_data(swift: SwiftClient | None, ref: ObjectRef, source: Image) -> None:
+async def _check_source_data(swift: SwiftClient | None, ref: ImageSource, source: Image
+                             ) -> None:
     """The source image's data in its Swift must be what its Glance record says: its size,
     and for a plain object (whose ETag is the MD5 of what Swift stores) its checksum. Else the
     copy is refused before anything is made: no reading could make it verify."""
-    if swift is None:  # read through Glance: checked as it is read
+    if swift is None or not isinstance(ref, ObjectRef):  # through Glance: checked as read
         return
     try:
         head = await swift.head_object(ref.container, ref.object)
@@ -390,12 +395,14 @@ async def _data_left(swift: SwiftClient, spec: CopySpec) -> str:
             f"cleanup removes them if it fails.")
 
 
-def _target_spec(job: ImageCopyJob, image_id: str, source: ObjectRef,
+def _target_spec(job: ImageCopyJob, image_id: str, source: ImageSource,
                  expected_md5: str | None) -> CopySpec:
     """The copy into the image's own container, its segments too: what is written, and so
     what a cleanup deletes (one definition, so that the two never disagree)."""
     container = image_container(image_id)
-    return CopySpec(job_id=str(job.job_id), source=source,
+    # through Glance: the reader given to the copy is the source
+    swift_source = source if isinstance(source, ObjectRef) else None
+    return CopySpec(job_id=str(job.job_id), source=swift_source,
                     target=ObjectRef(job.target_region, container, image_id),
                     segment_container=container, expected_md5=expected_md5,
                     expected_md5_from="the source image's checksum in Glance",

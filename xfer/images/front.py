@@ -23,8 +23,9 @@ from xfer.engine.hashing import Digests
 from xfer.engine.object_copy import Copier
 from xfer.engine.sources import SourceState
 from xfer.engine.stream import Backlog, StreamOutcome, Writer
-from xfer.errors import CopyFailed, FrontRefused
-from xfer.images.data import ImageData, locate
+from xfer.errors import CopyFailed, FrontRefused, ImageNotActive
+from xfer.images.data import ImageData, locate, require_active
+from xfer.images.metrics import ImageStreamMetrics
 from xfer.proto.glance import Image
 from xfer.proto.http import ByteRange, Reply
 from xfer.proto.keystone import TokenInfo
@@ -44,11 +45,13 @@ class ImageRead:
 
 
 class GlanceFront:
-    def __init__(self, settings: Settings, openstack: OpenStackClients, copier: Copier) -> None:
+    def __init__(self, settings: Settings, openstack: OpenStackClients, copier: Copier,
+                 metrics: ImageStreamMetrics) -> None:
         self.settings = settings
         self.region = settings.fronted_region
         self.openstack = openstack
         self.copier = copier
+        self.metrics = metrics  # fed by the endpoint, which sees how each stream ends
 
     def _as_caller(self, token: str, info: TokenInfo) -> tuple[CallerToken, GlanceClient]:
         """The caller's token, and the fronted Glance as the caller."""
@@ -73,10 +76,10 @@ class GlanceFront:
         reply, image = await glance.image_reply(image_id)
         if image is None:
             return reply, None
-        if image.status != "active":
-            raise FrontRefused(409, "image_not_active",
-                               f"image {image.id} in {self.region} is {image.status}; only an "
-                               f"active image has data to read")
+        try:
+            require_active(image, self.region)
+        except ImageNotActive as exc:
+            raise FrontRefused(409, "image_not_active", exc.message) from None
         if not image.checksum or image.size is None:
             raise FrontRefused(409, "image_unverifiable",
                                f"image {image.id} has no checksum and size to verify its data "

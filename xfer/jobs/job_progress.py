@@ -10,9 +10,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from xfer.engine.plan import Plan, Segment
-from xfer.engine.types import ObjectRef, VerifiedCopy
+from xfer.engine.types import VerifiedCopy
 from xfer.errors import DatabaseUnavailable
-from xfer.images.types import ImageStep
+from xfer.images.types import ImageSource, ImageStep
 from xfer.jobs.outage import DatabaseRetry
 from xfer.jobs.store import JobStore
 
@@ -75,7 +75,7 @@ class JobProgress:
     # --- an image copy's steps: each recorded before the next begins, since a job taken over
     # continues from them (a target image not recorded would be made twice)
 
-    async def source_found(self, source: ObjectRef, checksum: str) -> None:
+    async def source_found(self, source: ImageSource, checksum: str) -> None:
         await self._record_step("record the source image's data", lambda: (
             self.store.set_image_source(self.job_id, source, checksum)))
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from xfer.engine.plan import Segment
 from xfer.engine.types import ObjectRef, Verification
+from xfer.images.types import ImageCopyJob, ImageStep, ThroughGlance
 from xfer.jobs.states import JobState, TargetState
 
 
@@ -54,6 +55,26 @@ def _ref_values(ref: ObjectRef) -> dict[str, str]:
     return {"region": ref.region, "container": ref.container, "object": ref.object}
 
 
+# How a job's row, and the API, name a source read through its Glance (ThroughGlance) in the
+# source's container and object: this container, and the image id. Read back as ThroughGlance
+# for an image job only (an object job's source is a Swift object, whatever its name).
+THROUGH_GLANCE_CONTAINER = "glance:file"
+
+
+def source_names(source: ObjectRef | ThroughGlance) -> tuple[str, str]:
+    """The container and object a job's row and the API give its source."""
+    if isinstance(source, ThroughGlance):
+        return THROUGH_GLANCE_CONTAINER, source.image_id
+    return source.container, source.object
+
+
+def _source(row: Mapping[str, Any]) -> ObjectRef | ThroughGlance:
+    region, container = row["source_region"], row["source_container"]
+    if row["kind"] == "image" and container == THROUGH_GLANCE_CONTAINER:
+        return ThroughGlance(region, row["source_object"])
+    return ObjectRef(region, container, row["source_object"])
+
+
 @dataclass(frozen=True)
 class ImageCopyRequest:
     """`POST /v1/images/{id}/copies` as the API validated it, with who asked."""
@@ -73,21 +94,6 @@ class ImageCopyRequest:
                 "target_region": self.target_region, "image_id": self.source_image_id,
                 "project_id": self.project_id, "name": self.name,
                 "properties": dict(sorted(self.properties.items())), "force": self.force}
-
-
-@dataclass(frozen=True)
-class ImageJobFields:
-    """What an image copy job holds besides its objects."""
-
-    source_image_id: str
-    target_image_id: str | None  # set once the target image is created
-    step: str | None  # created, copied, registered: how far the copy got
-    name: str | None
-    properties: Mapping[str, str]
-    force: bool
-    # None until Keystone created it (a job without one is not claimed)
-    trust_id: str | None = field(repr=False)
-    trust_expires_at: datetime | None = None  # what the trust was asked to expire at
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,7 @@ class JobRecord:
 
     id: uuid.UUID
     state: JobState
-    source: ObjectRef
+    source: ObjectRef | ThroughGlance  # ThroughGlance: an image read through its Glance
     target: ObjectRef
     segment_container: str | None
     expected_md5: str | None
@@ -162,7 +168,7 @@ class JobRecord:
     kind: str = "object"  # or "image"
     project_id: str | None = None  # who asked (None: an open API without Keystone)
     user_id: str | None = None
-    image: ImageJobFields | None = None  # set for kind "image"
+    image: ImageCopyJob | None = None  # set for kind "image"
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any],
@@ -175,8 +181,7 @@ class JobRecord:
                                  row["existing_object"])
         return cls(
             id=row["id"], state=JobState(row["state"]),
-            source=ObjectRef(row["source_region"], row["source_container"],
-                             row["source_object"]),
+            source=_source(row),
             target=ObjectRef(row["target_region"], row["target_container"],
                              row["target_object"]),
             segment_container=row["segment_container"], expected_md5=row["expected_md5"],
@@ -193,7 +198,7 @@ class JobRecord:
             created_at=row["created_at"], started_at=row["started_at"],
             finished_at=row["finished_at"], updated_at=row["updated_at"],
             observed_at=row.get("observed_at"), kind=row["kind"],
-            project_id=row["project_id"], user_id=row["user_id"], image=_image_fields(row))
+            project_id=row["project_id"], user_id=row["user_id"], image=_image_job(row))
 
     @property
     def clock(self) -> datetime:
@@ -201,15 +206,18 @@ class JobRecord:
         return self.observed_at or self.updated_at
 
 
-def _image_fields(row: Mapping[str, Any]) -> ImageJobFields | None:
+def _image_job(row: Mapping[str, Any]) -> ImageCopyJob | None:
     if row["kind"] != "image":
         return None
     properties = row["image_properties"]
-    return ImageJobFields(
-        source_image_id=row["source_image_id"], target_image_id=row["target_image_id"],
-        step=row["image_step"], name=row["image_name"],
-        properties=json.loads(properties) if properties else {}, force=row["force"],
-        trust_id=row["trust_id"], trust_expires_at=row["trust_expires_at"])
+    return ImageCopyJob(
+        job_id=row["id"], source_region=row["source_region"],
+        target_region=row["target_region"], source_image_id=row["source_image_id"],
+        target_image_id=row["target_image_id"],
+        step=ImageStep(row["image_step"]) if row["image_step"] else None,
+        name=row["image_name"], properties=json.loads(properties) if properties else {},
+        force=row["force"], trust_id=row["trust_id"],
+        trust_expires_at=row["trust_expires_at"])
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ParamSpec, TypeAlias, TypeVar
 
@@ -26,7 +27,7 @@ from xfer.engine.types import (
     VerifiedCopy,
 )
 from xfer.errors import CopyFailed, DatabaseUnavailable, XferError
-from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageStep
+from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageSource
 from xfer.jobs.db import load_queries
 from xfer.jobs.records import (
     Duty,
@@ -37,6 +38,7 @@ from xfer.jobs.records import (
     JobRecord,
     JobRequest,
     Transition,
+    source_names,
 )
 from xfer.jobs.states import (
     TARGET_STATE_OF,
@@ -215,10 +217,10 @@ class JobStore:
             return (await _with_targets(connection, [row]))[0], True
 
     @translated
-    async def set_image_source(self, job_id: uuid.UUID, source: ObjectRef,
+    async def set_image_source(self, job_id: uuid.UUID, source: ImageSource,
                                expected_md5: str) -> None:
-        await self.pool.execute(Q["set_image_source"], job_id, source.container, source.object,
-                                expected_md5)
+        container, name = source_names(source)
+        await self.pool.execute(Q["set_image_source"], job_id, container, name, expected_md5)
 
     @translated
     async def set_target_image(self, job_id: uuid.UUID, image_id: str, container: str) -> None:
@@ -540,7 +542,9 @@ def copy_spec(job: JobRecord, resume: tuple[Segment, ...] = ()) -> CopySpec:
     segment_container, else in its own container), and the job's rate cap in bytes/s."""
     more = tuple(TargetSpec(target.ref, job.segment_container or target.ref.container)
                  for target in job.targets[1:])
-    return CopySpec(job_id=str(job.id), source=job.source, target=job.target,
+    # an object copy's source is a Swift object (only an image's is read through Glance)
+    source = job.source if isinstance(job.source, ObjectRef) else None
+    return CopySpec(job_id=str(job.id), source=source, target=job.target,
                     segment_container=job.segment_container or job.target.container,
                     expected_md5=job.expected_md5, segment_size=job.segment_size,
                     max_rate=None if job.max_rate_mb is None else job.max_rate_mb * 1e6,
@@ -548,11 +552,6 @@ def copy_spec(job: JobRecord, resume: tuple[Segment, ...] = ()) -> CopySpec:
 
 
 def image_job(job: JobRecord, resume: tuple[Segment, ...] = ()) -> ImageCopyJob:
-    image = job.image
-    assert image is not None, "an object copy job has no image"
-    assert image.trust_id is not None, "an image copy without its trust is never claimed"
-    return ImageCopyJob(
-        job_id=job.id, source_region=job.source.region, target_region=job.target.region,
-        source_image_id=image.source_image_id, trust_id=image.trust_id, name=image.name,
-        properties=image.properties, force=image.force, target_image_id=image.target_image_id,
-        step=ImageStep(image.step) if image.step else None, resume=resume)
+    """The image copy of a job, with the segments an earlier attempt wrote."""
+    assert job.image is not None, "an object copy job has no image"
+    return replace(job.image, resume=resume) if resume else job.image

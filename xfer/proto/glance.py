@@ -1,6 +1,8 @@
-"""Glance image API v2, sans IO: images (show, create, delete, list), API 2.17 locations,
-an image's tasks; what a copy's record carries over (`propagated_body`); where an image's
-bytes are in Swift (`swift_location`, `location_url`).
+"""Glance image API v2, sans IO: images (show, create, delete, list, ranged /file), API 2.17
+locations, an image's tasks, and the location URLs of glance_store's multi-tenant Swift store
+(`parse_location_url`, `location_url`). Only the wire format: what a copy carries over and
+where xfer reads an image's bytes are the image feature's (xfer/images/properties.py,
+xfer/images/data.py).
 
 Every request asks for JSON (`Accept: application/json`): Glance's errors then come as
 {"message": ...} instead of an HTML page, and `glance_message` gives the sentence.
@@ -15,15 +17,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, quote, urlsplit
 
 from xfer.errors import (
     AuthError,
-    ImageNotActive,
     ImageNotFound,
     ImageRejected,
     IntegrityError,
@@ -31,7 +31,6 @@ from xfer.errors import (
     RegistrationFailed,
     RemoteError,
     TargetForbidden,
-    UnsupportedStore,
 )
 from xfer.proto.http import Reply, Request
 
@@ -209,14 +208,6 @@ def parse_image(request: Request, reply: Reply) -> Image:
     return _image_of(request, reply)
 
 
-def require_active(image: Image, where: str) -> Image:
-    """The source of a copy must be active: only then does it have bytes and checksums."""
-    if image.status != "active":
-        raise ImageNotActive(f"source image {image.id} in {where} is {image.status}, not "
-                             f"active: only an active image has data to copy")
-    return image
-
-
 def create_image_request(image_url: str, token: str, body: Mapping[str, Any]) -> Request:
     return Request("POST", _images_url(image_url), _headers(
         token, **{"Content-Type": "application/json"}), body=json.dumps(dict(body)).encode())
@@ -325,150 +316,42 @@ def parse_image_tasks(request: Request, reply: Reply) -> list[ImageTask]:
                           f"unreadable task list: {exc!r}") from exc
 
 
-# --- the copy's record ----------------------------------------------------------------------
-
-# Never carried over: what Glance computes or assigns itself, and where the source's bytes are.
-NEVER_COPIED = frozenset({
-    "id", "owner", "status", "locations", "direct_url", "checksum", "os_hash_algo",
-    "os_hash_value", "size", "virtual_size", "created_at", "updated_at", "file", "schema",
-    "self", "stores"})
-# Glance's reserved namespace: it refuses these on create (403), whatever `deny` says.
-RESERVED_PREFIX = "os_glance_"
-DEFAULT_ALLOW = ("*",)
-DEFAULT_DENY = ("os_glance_*",)
-# Visibilities a member may set on an image of its own; 'public' needs publicize_image (admin).
-COPIED_VISIBILITIES = frozenset({"private", "shared", "community"})
-_NO_EXTRA: Mapping[str, str] = {}
-_FOUR_BYTE_UTF8 = re.compile("[\U00010000-\U0010ffff]")
-
-
-def propagated_body(image: Image, *, allow: Sequence[str] = DEFAULT_ALLOW,
-                    deny: Sequence[str] = DEFAULT_DENY, name: str | None = None,
-                    extra: Mapping[str, str] = _NO_EXTRA, source_region: str) -> dict[str, Any]:
-    """The create body of the copy of `image`, with its properties carried over once.
-
-    Kept: the name (or `name`), disk and container format, min_disk, min_ram, tags, and every
-    property (os_*, hw_*, custom) whose name matches a pattern of `allow` and none of `deny`
-    (fnmatch, case-sensitive). `protected` is False (a copy must stay deletable by xfer until
-    it verified). The visibility is kept when private, shared or community; a public source
-    becomes a private copy: a member may not publicize an image (Glance answers 403), and a
-    copy shared wider than asked would be worse than one shared less.
-    Never kept: NEVER_COPIED and os_glance_* (Glance's reserved namespace, refused on create).
-    Then the provenance, overriding inherited values: `source_region`, `source_image_id`; then
-    `extra`, last.
-    Glance refuses 4-byte UTF-8 (emoji) in names, tags and properties with a bare 400 after
-    the job waited for it; here it is ImageRejected naming the field, before any request.
-    """
-    body: dict[str, Any] = {}
-    if (name if name is not None else image.name) is not None:
-        body["name"] = name if name is not None else image.name
-    for field_name in ("disk_format", "container_format"):
-        if getattr(image, field_name) is not None:
-            body[field_name] = getattr(image, field_name)
-    body.update(min_disk=image.min_disk, min_ram=image.min_ram, tags=list(image.tags),
-                protected=False,
-                visibility=image.visibility if image.visibility in COPIED_VISIBILITIES
-                else "private")
-    for key, value in image.properties.items():
-        if (key not in NEVER_COPIED and key not in body and not key.startswith(RESERVED_PREFIX)
-                and any(fnmatchcase(key, pattern) for pattern in allow)
-                and not any(fnmatchcase(key, pattern) for pattern in deny)):
-            body[key] = value
-    body.update(source_region=source_region, source_image_id=image.id)
-    body.update(extra)
-    check_glance_text(body)
-    return body
-
-
-def glance_text_problem(value: str) -> str | None:
-    """Why Glance would refuse this text (4-byte UTF-8), or None."""
-    found = _FOUR_BYTE_UTF8.search(value)
-    if found is None:
-        return None
-    return (f"holds {found.group()!r} (U+{ord(found.group()):X}), a character of 4 bytes in "
-            f"UTF-8, which Glance refuses in names, tags and properties")
-
-
-def check_glance_text(body: Mapping[str, Any]) -> None:
-    """ImageRejected naming the first key, value or tag that Glance would refuse."""
-    for key, value in body.items():
-        texts = [("property name " + repr(key), key)]
-        if isinstance(value, str):
-            texts.append((repr(key), value))
-        elif key == "tags":
-            texts += [(f"tag {tag!r}", tag) for tag in value if isinstance(tag, str)]
-        for what, text in texts:
-            problem = glance_text_problem(text)
-            if problem:
-                raise ImageRejected(f"the copy's {what} {problem}")
-
-
-# --- where the bytes are --------------------------------------------------------------------
+# --- location URLs (glance_store's multi-tenant Swift store) ----------------------------------
 
 _UNLOCATABLE = re.compile("[/?#\x00-\x1f\x7f]")
-_SWIFT_SCHEMES = {"swift+http": "http", "swift+https": "https"}
-_STORE_NAMES = {
-    "swift+config": "a single-tenant Swift store (swift+config://, credentials from Glance's "
-                    "own config)",
-    "swift": "a single-tenant Swift store with credentials in the URL (swift://)",
-    "file": "Glance's file store (file://, on the Glance host's disk)",
-    "filesystem": "Glance's file store",
-    "rbd": "a Ceph RBD store (rbd://)",
-    "cinder": "a Cinder volume store (cinder://)",
-    "http": "the web (an http:// location, read-only)",
-    "https": "the web (an https:// location, read-only)",
-    "s3": "an S3 store (s3://)",
-    "vsphere": "a VMware datastore (vsphere://)",
-}
+SWIFT_SCHEMES = {"swift+http": "http", "swift+https": "https"}
 
 
-def swift_location(image: Image, owner_storage_url: str) -> SwiftLocation:
-    """Where the image's bytes are in Swift, readable with the user's (trust) token.
+def location_scheme(url: str) -> str:
+    """A location URL's store scheme, lower-case (`swift+https`, `rbd`, `file`...); "" when it
+    has none."""
+    return url.split("://", 1)[0].lower() if "://" in url else ""
 
-    From `direct_url` when Glance shows it: `swift+http(s)://HOST:PORT/v1/AUTH_x/<container>/
+
+def parse_location_url(url: str) -> SwiftLocation:
+    """A multi-tenant Swift store's location, `swift+http(s)://HOST:PORT/v1/AUTH_x/<container>/
     <object>`, split as glance_store splits it (the last two path segments are the container
     and the object, everything before is the storage URL) and, like glance_store, taken
     exactly as written: glance_store never percent-decodes them (measured: a location ending
-    in `/o%41` is read from the object named `o%41`, not `oA`). Any other store is
-    UnsupportedStore. Without `direct_url`: the multi-tenant store's own convention,
-    `<owner_storage_url>/glance_<id>/<id>`.
-    """
-    if image.direct_url is None:
-        if image.stores and "swift" not in image.stores.split(","):
-            raise UnsupportedStore(_unsupported(image, f"the store(s) {image.stores}"))
-        if not owner_storage_url:
-            raise UnsupportedStore(_unsupported(
-                image, "a store Glance does not show (no direct_url), and the catalog has no "
-                       "object store to look in"))
-        return SwiftLocation(owner_storage_url.rstrip("/"), f"glance_{image.id}", image.id)
-    url = image.direct_url
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme not in _SWIFT_SCHEMES:
-        store = _STORE_NAMES.get(scheme, f"a store xfer does not know ({scheme or 'no'} scheme)")
-        raise UnsupportedStore(_unsupported(image, store))
+    in `/o%41` is read from the object named `o%41`, not `oA`). ValueError for any other URL:
+    another scheme, credentials in the URL, or not .../<account>/<container>/<object>."""
+    scheme = location_scheme(url)
+    if scheme not in SWIFT_SCHEMES:
+        raise ValueError(f"{url!r} is not a swift+http(s) location")
     parts = urlsplit(url)
     segments = parts.path.split("/")
     # "", the version ("v1"), the account, the container, the object: at least five
     if ("@" in parts.netloc or url.count("://") != 1 or len(segments) < 5
             or not all(segments[-3:]) or parts.query or parts.fragment):
-        raise UnsupportedStore(_unsupported(
-            image, "a Swift location that is not a multi-tenant store's "
-                   "(credentials in the URL, or not .../AUTH_<project>/<container>/<object>)"))
-    storage_url = f"{_SWIFT_SCHEMES[scheme]}://{parts.netloc}{'/'.join(segments[:-2])}"
+        raise ValueError(f"{url!r} is not a multi-tenant Swift store's location")
+    storage_url = f"{SWIFT_SCHEMES[scheme]}://{parts.netloc}{'/'.join(segments[:-2])}"
     return SwiftLocation(storage_url, segments[-2], segments[-1])
-
-
-def _unsupported(image: Image, store: str) -> str:
-    return (f"image {image.id} is stored in {store}, which xfer cannot read with the user's "
-            f"token; xfer copies images whose data is in a multi-tenant Swift store "
-            f"(swift_store_multi_tenant = true: locations swift+http(s)://HOST/v1/AUTH_<project>"
-            f"/glance_<id>/<id>)")
 
 
 def location_url(location: SwiftLocation) -> str:
     """The location Glance's multi-tenant Swift store reads `location` from:
     `swift+http(s)://HOST:PORT/v1/AUTH_x/<container>/<object>`, names as they are (glance_store
-    does not decode them; see swift_location). A name holding `/`, `?`, `#` or a control
+    does not decode them; see parse_location_url). A name holding `/`, `?`, `#` or a control
     character (which URL parsers drop) has no such URL: glance_store would read another
     object, so it is a ValueError (a bug of the caller: xfer names a copy `glance_<id>/<id>`)."""
     for name in (location.container, location.object):

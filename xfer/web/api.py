@@ -12,6 +12,7 @@ from aiohttp import web
 
 from xfer.engine.types import ObjectRef
 from xfer.errors import RequestError
+from xfer.images.types import ThroughGlance
 from xfer.jobs.duties import DutyRunner
 from xfer.jobs.metrics import Metrics
 from xfer.jobs.records import (
@@ -22,6 +23,7 @@ from xfer.jobs.records import (
     JobError,
     JobRecord,
     TargetRecord,
+    source_names,
 )
 from xfer.jobs.states import JobState
 from xfer.jobs.store import IdempotencyConflict, JobStore
@@ -50,8 +52,9 @@ def _timestamp(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _ref_json(ref: ObjectRef) -> dict[str, str]:
-    return {"region": ref.region, "container": ref.container, "object": ref.object}
+def _ref_json(ref: ObjectRef | ThroughGlance) -> dict[str, str]:
+    container, name = source_names(ref)
+    return {"region": ref.region, "container": container, "object": name}
 
 
 def _error_json(error: JobError | None) -> dict[str, str] | None:

@@ -26,7 +26,6 @@ from xfer.errors import (
 )
 from xfer.images.front import GlanceFront
 from xfer.proto.http import ByteRange, Reply, parse_range
-from xfer.web.api import METRICS
 from xfer.web.auth import require_caller
 from xfer.web.errors import error_response
 from xfer.web.validation import image_id_of
@@ -83,7 +82,7 @@ async def show_image(request: web.Request) -> web.Response:
 async def image_file(request: web.Request) -> web.StreamResponse:
     caller = require_caller(request, "image:read")
     front = request.app[GLANCE_FRONT]
-    metrics = request.app[METRICS]
+    metrics = front.metrics
     image_id = image_id_of(request.match_info["image_id"])
     try:
         reply, read = await front.open(caller.token, caller.info, image_id)

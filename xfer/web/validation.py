@@ -61,9 +61,9 @@ from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from xfer.engine.types import ObjectRef, TargetSpec
 from xfer.errors import RequestError
+from xfer.images.properties import glance_text_problem
 from xfer.jobs.records import ImageCopyRequest, JobRequest
 from xfer.jobs.states import JobState
-from xfer.proto.glance import glance_text_problem
 
 # Swift's default constraints (swift.common.constraints); see the module's docstring.
 MAX_CONTAINER_NAME_CHARACTERS = 256
