@@ -8,6 +8,8 @@ import importlib
 import inspect
 import logging
 import pkgutil
+import re
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +137,10 @@ def test_log_levels_say_whose_problem_it_is() -> None:
     assert web_errors.answer_of(DatabaseUnavailable("x")).log_level == logging.WARNING
     assert web_errors.answer_of(keystone_error(ServiceCredentialsRefused, 401)
                                 ).log_level == logging.ERROR
+
+
+def test_every_code_the_sql_writes_is_an_error_code() -> None:
+    """Codes come from CopyFailed (an ErrorCode, as mypy holds it) or from SQL literals."""
+    queries = (Path(__file__).resolve().parents[1] / "sql" / "queries.sql").read_text()
+    written = set(re.findall(r"error_code = '([a-z_]+)'", queries))
+    assert written and written <= {code.value for code in ErrorCode}

@@ -137,6 +137,9 @@ class ErrorCode(StrEnum):
     KEYSTONE_UNAVAILABLE = "keystone_unavailable"
     DATABASE_UNAVAILABLE = "database_unavailable"
     NOT_READY = "not_ready"
+    # written only by earlier versions (issue 9's branch): jobs recorded then may hold them
+    TARGET_REFUSED_PROPERTIES = "target_refused_properties"  # now target_image_rejected
+    UNKNOWN_REGION = "unknown_region"  # now region_not_available
 
 
 class XferError(Exception):
