@@ -142,3 +142,14 @@ def test_a_reply_that_breaks_its_schema_fails_where_it_is_built() -> None:
         replies.Job.of(JobRecord(**{**job.__dict__, "error": JobError("not_a_code", "x")}))
     with pytest.raises(ValidationError, match="bytes_done"):
         replies.Job.of(JobRecord(**{**job.__dict__, "bytes_done": -1}))
+
+
+def test_a_deduplicated_image_copy_points_at_its_region_only() -> None:
+    """The image flow records no object for the image it found (its id is the job's
+    target_image_id): `existing` has null container and object, as it always had."""
+    job = image_job()
+    found = JobRecord(**{**job.__dict__,
+                         "existing": ObjectRef("RegionTwo", None, None)})  # type: ignore[arg-type]
+    sent = replies.Job.of(found).wire()
+    assert sent["existing"] == {"region": "RegionTwo", "container": None, "object": None}
+    assert list(validator("Job").iter_errors(sent)) == []

@@ -233,7 +233,8 @@ def error_reply(request: web.Request, exc: XferError) -> web.Response:
     else:
         log.log(level, "%s -> %d %s%s: %s", where, reply.status, reply.code,
                 f" ({reply.field[:100]})" if reply.field else "",
-                (str(exc) if level > logging.INFO else reply.message)[:300])
+                # the detail is the operator's, whole; a client's sentence is cut short
+                str(exc) if level > logging.INFO else reply.message[:300])
     response = error_response(reply.status, reply.code, reply.message, reply.field)
     response.headers.update(reply.headers)
     return response

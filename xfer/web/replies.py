@@ -76,6 +76,15 @@ class Location(Reply):
         return cls(region=ref.region, container=ref.container, object=ref.object)
 
 
+class ExistingCopy(Reply):
+    """What a deduplicated job points at: an object copy's object; for an image copy only the
+    region (the image is `image.target_image_id`), container and object null."""
+
+    region: str
+    container: str | None
+    object: str | None
+
+
 class ErrorBody(Reply):
     code: ErrorCode = Field(description="docs/api.md says what each code means")
     message: str = Field(description="a sentence a user can act on")
@@ -167,7 +176,7 @@ class Job(Reply):
     bytes_uploaded: Count | None
     segments_reused: Count | None
     deduplicated: bool = Field(description="the target region already held a verified copy")
-    existing: Location | None = Field(description="that copy, when deduplicated")
+    existing: ExistingCopy | None = Field(description="that copy, when deduplicated")
     attempts: Count
     error: JobFailure | None
     kind: Literal["object", "image"] = Field(
@@ -196,7 +205,9 @@ class Job(Reply):
             md5_checked_against=job.md5_checked_against, verification=job.verification,
             retries=job.retries, bytes_uploaded=job.bytes_uploaded,
             segments_reused=job.segments_reused, deduplicated=job.existing is not None,
-            existing=None if job.existing is None else Location.of(job.existing),
+            existing=None if job.existing is None else ExistingCopy(
+                region=job.existing.region, container=job.existing.container,
+                object=job.existing.object),
             attempts=job.attempts, error=JobFailure.of(job.error), kind=job.kind,
             image=ImageOfJob.of(job), created_at=job.created_at, started_at=job.started_at,
             finished_at=job.finished_at, updated_at=job.updated_at)
