@@ -56,10 +56,10 @@ from xfer.proto.glance import Image, ImageTask, SwiftLocation, propagated_body
 from xfer.settings import Settings
 
 log = logging.getLogger(__name__)
-# The end of a failure's message: what became of what the job made is the cleanup's to say.
 # The job's code when a service the image flow calls fails it (proto's SERVICE names).
 SERVICE_FAILED = {"glance": ErrorCode.GLANCE_FAILED, "swift": ErrorCode.SWIFT_FAILED,
                   "keystone": ErrorCode.KEYSTONE_FAILED}
+# The end of a failure's message: what became of what the job made is the cleanup's to say.
 CLEANUP_SENTENCE = ("What this job made is removed by its cleanup; the job's `cleanup` says "
                     "what became of it.")
 HASH_ALGORITHM = "sha512"  # Glance's default `hashing_algorithm`; os_hash_value is checked
