@@ -5,6 +5,7 @@
     ├── RequestError         a job request is malformed; names the field (API answers 4xx)
     │   └── RangeNotSatisfiable  a Range starts past the end of the body (API answers 416)
     ├── IdempotencyConflict  (jobs/store) the Idempotency-Key was used for another request
+    ├── NotCancellable       the job has ended: there is nothing to cancel
     ├── RemoteError          a service answered with an error status; keeps service, method,
     │   │                    path, status and Swift's transaction id
     │   ├── AuthError        authentication refused (401/403 on the auth endpoint)
@@ -48,18 +49,97 @@
         │   │                    (registration_stalled: its import task stopped moving)
         │   └── ImportFailed     Glance's import task failed and reverted the image to queued
         ├── FrontRefused         the Glance-compatible read endpoint will not serve an image
-        │                        (not active, nothing to verify against); carries its status
+        │                        (not active, nothing to verify against)
         └── TrustInvalid         trust_invalid: the job's trust gives no token any more
                                  (deleted, expired, or its user lost the delegated roles)
 
 `retryable` says whether trying the same request again may succeed. tests/test_layers.py
-checks that every exception class in xfer appears in this tree.
+checks that every exception class in xfer appears in this tree. No error here knows HTTP:
+xfer/web/errors.py holds the one table from error class to the status and code a reply
+carries (tests/test_errors.py fails on a class it does not map).
+
+ErrorCode lists every code a failed job or an error reply can carry, by name: a client's
+list is this one (the OpenAPI document's enum, docs/api.md's table).
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 # Statuses worth a retry: the server was busy, restarting, or timed out on its side.
 RETRYABLE_STATUSES = frozenset({408, 429, 498, 499, 500, 502, 503, 504})
+
+
+class ErrorCode(StrEnum):
+    """Every `error.code` of a job (CopyFailed) or of an error reply. docs/api.md says what
+    each means and what to do; tests/test_api_reference.py keeps the two lists equal."""
+
+    # a copy's source (S) or target (T): one code per side, named as the side
+    SOURCE_NOT_FOUND = "source_not_found"
+    SOURCE_FORBIDDEN = "source_forbidden"
+    SOURCE_AUTH_FAILED = "source_auth_failed"
+    SOURCE_DATA_CORRUPT = "source_data_corrupt"
+    SOURCE_UNAVAILABLE = "source_unavailable"
+    SOURCE_UNREACHABLE = "source_unreachable"
+    SOURCE_ERROR = "source_error"
+    SOURCE_CHANGED = "source_changed"
+    SOURCE_NOT_AS_RECORDED = "source_not_as_recorded"
+    TARGET_FORBIDDEN = "target_forbidden"
+    TARGET_AUTH_FAILED = "target_auth_failed"
+    TARGET_DATA_CORRUPT = "target_data_corrupt"
+    TARGET_UNAVAILABLE = "target_unavailable"
+    TARGET_UNREACHABLE = "target_unreachable"
+    TARGET_ERROR = "target_error"
+    TARGET_QUOTA_EXCEEDED = "target_quota_exceeded"
+    TARGET_EXISTS = "target_exists"
+    TARGET_VERIFICATION_FAILED = "target_verification_failed"
+    TOO_LARGE_FOR_TARGET = "too_large_for_target"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+    READER_STALLED = "reader_stalled"
+    LOCAL_DISK_ERROR = "local_disk_error"
+    CANCELLED = "cancelled"  # written by sql/queries.sql
+    INTERNAL_ERROR = "internal_error"
+    # image copies
+    SOURCE_IMAGE_NOT_FOUND = "source_image_not_found"
+    SOURCE_IMAGE_NOT_ACTIVE = "source_image_not_active"
+    TARGET_IMAGE_REJECTED = "target_image_rejected"
+    TARGET_IMAGE_GONE = "target_image_gone"
+    UNSUPPORTED_STORE = "unsupported_store"
+    REGISTRATION_FAILED = "registration_failed"
+    REGISTRATION_STALLED = "registration_stalled"
+    REGISTRATION_TIMEOUT = "registration_timeout"
+    TRUST_INVALID = "trust_invalid"
+    IMAGE_COPIES_DISABLED = "image_copies_disabled"
+    REGION_NOT_AVAILABLE = "region_not_available"
+    REQUEST_INTERRUPTED = "request_interrupted"
+    GLANCE_FAILED = "glance_failed"
+    SWIFT_FAILED = "swift_failed"
+    KEYSTONE_FAILED = "keystone_failed"
+    # the Glance-compatible read endpoint
+    IMAGE_NOT_ACTIVE = "image_not_active"
+    IMAGE_UNVERIFIABLE = "image_unverifiable"
+    RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
+    # error replies of the API
+    INVALID_REQUEST = "invalid_request"
+    BAD_REQUEST = "bad_request"
+    BAD_HTTP_REQUEST = "bad_http_request"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    BODY_TIMEOUT = "body_timeout"
+    BODY_TOO_LARGE = "body_too_large"
+    HTTP_ERROR = "http_error"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    NOT_CANCELLABLE = "not_cancellable"
+    TRUST_REFUSED = "trust_refused"
+    SERVICE_MISCONFIGURED = "service_misconfigured"
+    KEYSTONE_UNAVAILABLE = "keystone_unavailable"
+    DATABASE_UNAVAILABLE = "database_unavailable"
+    NOT_READY = "not_ready"
+    # written only by earlier versions (issue 9's branch): jobs recorded then may hold them
+    TARGET_REFUSED_PROPERTIES = "target_refused_properties"  # now target_image_rejected
+    UNKNOWN_REGION = "unknown_region"  # now region_not_available
 
 
 class XferError(Exception):
@@ -82,10 +162,12 @@ class RequestError(XferError):
 
 
 class RangeNotSatisfiable(RequestError):
-    """The range lies beyond the body: 416, with `Content-Range: bytes */size`."""
+    """The range lies beyond the body of `size` bytes (answered with `Content-Range: bytes
+    */size`)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, size: int) -> None:
         super().__init__("Range", message)
+        self.size = size
 
 
 class RemoteError(XferError):
@@ -166,10 +248,18 @@ class DatabaseUnavailable(XferError):
     retryable = True
 
 
+class NotCancellable(XferError):
+    """The job has already ended (`state`): there is nothing to cancel."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(f"the job is {state}; there is nothing to cancel")
+        self.state = state
+
+
 class CopyFailed(XferError):
     """A copy failed; `code` is the job's machine-readable error code."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -182,36 +272,37 @@ class TokenInvalid(XferError):
 
 class ImageNotFound(CopyFailed):
     def __init__(self, message: str) -> None:
-        super().__init__("source_image_not_found", message)
+        super().__init__(ErrorCode.SOURCE_IMAGE_NOT_FOUND, message)
 
 
 class ImageNotActive(CopyFailed):
     def __init__(self, message: str) -> None:
-        super().__init__("source_image_not_active", message)
+        super().__init__(ErrorCode.SOURCE_IMAGE_NOT_ACTIVE, message)
 
 
 class TargetForbidden(CopyFailed):
     def __init__(self, message: str) -> None:
-        super().__init__("target_forbidden", message)
+        super().__init__(ErrorCode.TARGET_FORBIDDEN, message)
 
 
 class QuotaExceeded(CopyFailed):
     def __init__(self, message: str) -> None:
-        super().__init__("target_quota_exceeded", message)
+        super().__init__(ErrorCode.TARGET_QUOTA_EXCEEDED, message)
 
 
 class ImageRejected(CopyFailed):
     def __init__(self, message: str) -> None:
-        super().__init__("target_image_rejected", message)
+        super().__init__(ErrorCode.TARGET_IMAGE_REJECTED, message)
 
 
 class UnsupportedStore(CopyFailed):
     def __init__(self, message: str) -> None:
-        super().__init__("unsupported_store", message)
+        super().__init__(ErrorCode.UNSUPPORTED_STORE, message)
 
 
 class RegistrationFailed(CopyFailed):
-    def __init__(self, message: str, code: str = "registration_failed") -> None:
+    def __init__(self, message: str,
+                 code: ErrorCode = ErrorCode.REGISTRATION_FAILED) -> None:
         super().__init__(code, message)
 
 
@@ -235,14 +326,9 @@ class TrustExists(RemoteError):
 
 
 class FrontRefused(CopyFailed):
-    """The image cannot be served by the Glance-compatible read endpoint; `status` is the
-    HTTP status to answer with."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(code, message)
-        self.status = status
+    """The image cannot be served by the Glance-compatible read endpoint: `code` says why."""
 
 
 class TrustInvalid(CopyFailed):
     def __init__(self, message: str) -> None:
-        super().__init__("trust_invalid", message)
+        super().__init__(ErrorCode.TRUST_INVALID, message)

@@ -20,6 +20,7 @@ from xfer.clients.transport import (
 from xfer.errors import (
     ConfigError,
     CopyFailed,
+    ErrorCode,
     ImageNotFound,
     ImportFailed,
     RegistrationFailed,
@@ -154,12 +155,12 @@ class GlanceClient:
                                 f"Glance at {self.image_url} stopped registering image "
                                 f"{image_id}: it stayed {status}, its import task "
                                 f"{newest.status if newest else 'absent'}, for "
-                                f"{stall_after:g} s", code="registration_stalled")
+                                f"{stall_after:g} s", code=ErrorCode.REGISTRATION_STALLED)
                         last_task, changed_at = newest, loop.time()
                     await asyncio.sleep(poll)
         except TimeoutError:
             raise CopyFailed(
-                "registration_timeout",
+                ErrorCode.REGISTRATION_TIMEOUT,
                 f"image {image_id} in Glance at {self.image_url} is still {status} after "
                 f"{timeout:g} s: Glance did not finish verifying the copy's data") from None
 

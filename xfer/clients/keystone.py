@@ -28,6 +28,7 @@ from xfer.errors import (
     AuthError,
     ConfigError,
     CopyFailed,
+    ErrorCode,
     ServiceCredentialsRefused,
     TokenInvalid,
     TrustInvalid,
@@ -296,7 +297,7 @@ class KeystoneSwiftAuth:
         info = await self.tokens.info()
         storage_url = info.endpoint("object-store", self.region)
         if storage_url is None:
-            raise CopyFailed("region_not_available",
+            raise CopyFailed(ErrorCode.REGION_NOT_AVAILABLE,
                              f"the user's catalog has no public object-store endpoint in "
                              f"region {self.region} (it has: "
                              f"{', '.join(info.regions('object-store')) or 'none'})")

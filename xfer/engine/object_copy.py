@@ -42,7 +42,7 @@ from xfer.engine.types import (
     TargetOutcome,
     Verification,
 )
-from xfer.errors import CopyFailed, SourceChanged
+from xfer.errors import CopyFailed, ErrorCode, SourceChanged
 from xfer.proto import swift
 from xfer.settings import Settings
 
@@ -275,13 +275,13 @@ async def _transfer_verified(ctx: CopyContext, publishers: list[Publisher], plan
         # disagrees. (A plain object's ETag is what Swift stores: readings that disagree with
         # it were damaged on the way, the same way twice, and preflight checked the record.)
         raise CopyFailed(
-            "source_not_as_recorded",
+            ErrorCode.SOURCE_NOT_AS_RECORDED,
             f"two readings of {ctx.source.describe()} gave MD5 {seen[0]}, but "
             f"{source.checked_against} is {expected}: the source's data is not what its "
             f"record says; nothing was published")
     readings = " and then ".join(seen)
     raise CopyFailed(
-        "checksum_mismatch",
+        ErrorCode.CHECKSUM_MISMATCH,
         f"{len(seen)} reading(s) of {ctx.source.describe()} gave MD5 {readings}, but "
         f"{source.checked_against} says {expected}; nothing was published")
 

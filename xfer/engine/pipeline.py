@@ -30,7 +30,7 @@ from xfer.engine.plan import Plan, Segment
 from xfer.engine.publisher import Publisher
 from xfer.engine.sources import SourceState
 from xfer.engine.spill import SpillFile
-from xfer.errors import BodyRejected, CopyFailed, XferError
+from xfer.errors import BodyRejected, CopyFailed, ErrorCode, XferError
 
 
 class Pipeline:
@@ -129,7 +129,7 @@ class Pipeline:
                 "source", f"read segment {segment.index} (its bytes do not match the source "
                 f"segment's MD5 {segment.etag}) of", self.ctx.source.describe(), exc)
         if isinstance(exc, BodyRejected) and not self.plan.as_slo and self.expected_md5:
-            return CopyFailed("checksum_mismatch", (
+            return CopyFailed(ErrorCode.CHECKSUM_MISMATCH, (
                 f"every reading of {self.ctx.source.describe()} had another MD5 than "
                 f"{self.expected_md5}, so {target} refused it; nothing was published ({exc})"))
         return describe_failure("target", f"write segment {segment.index} of", target, exc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from xfer.errors import CopyFailed
+from xfer.errors import CopyFailed, ErrorCode
 from xfer.proto.swift import Limits
 
 
@@ -52,7 +52,7 @@ def plan_segments(size: int, limits: Limits, preferred_segment_size: int) -> Pla
     segment_size = max(preferred, needed, limits.min_segment_size)
     if segment_size > limits.max_file_size:
         raise CopyFailed(
-            "too_large_for_target",
+            ErrorCode.TOO_LARGE_FOR_TARGET,
             f"the object is {size} bytes; the target region accepts at most "
             f"{limits.max_manifest_segments} segments of {limits.max_file_size} bytes",
         )

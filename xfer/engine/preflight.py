@@ -16,7 +16,7 @@ from xfer.engine.plan import Plan, as_slo, plan_from_source_segments, plan_segme
 from xfer.engine.publisher import Publisher
 from xfer.engine.sources import SourceState
 from xfer.engine.types import ObjectRef, TargetOutcome
-from xfer.errors import CopyFailed, XferError
+from xfer.errors import CopyFailed, ErrorCode, XferError
 from xfer.proto import swift
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ async def read_source(ctx: CopyContext) -> Source:
             # Swift's ETag of a plain object is the MD5 of the bytes it stores: they are not
             # those the expected checksum describes, and reading them cannot change that.
             raise CopyFailed(
-                "source_not_as_recorded",
+                ErrorCode.SOURCE_NOT_AS_RECORDED,
                 f"{ctx.source.describe()} holds bytes with MD5 {state.content_md5} (Swift's "
                 f"ETag), but {ctx.spec.expected_md5_from} is {expected.lower()}: the source's "
                 f"data is not what its record says; nothing was copied")

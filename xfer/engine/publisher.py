@@ -17,7 +17,7 @@ from xfer.engine.context import JOB_METADATA, CopyContext
 from xfer.engine.failures import failing_as
 from xfer.engine.plan import Plan, Segment
 from xfer.engine.types import TargetOutcome, TargetSpec
-from xfer.errors import CopyFailed, RemoteError, XferError
+from xfer.errors import CopyFailed, ErrorCode, RemoteError, XferError
 from xfer.proto import swift
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class Publisher:
         if head.metadata.get(JOB_METADATA.lower()) == self.ctx.spec.job_id:
             self.published = True
             return
-        raise CopyFailed("target_exists",
+        raise CopyFailed(ErrorCode.TARGET_EXISTS,
                          f"target object {dst.describe()} already exists; delete it or choose "
                          "another target name (xfer never overwrites)")
 
@@ -154,7 +154,7 @@ class Publisher:
             head = await self.ctx.retrying(
                 "target HEAD", lambda: self.client.head_object(dst.container, dst.object))
         if head.size != plan.size or head.etag != etag:
-            raise CopyFailed("target_verification_failed",
+            raise CopyFailed(ErrorCode.TARGET_VERIFICATION_FAILED,
                              f"{dst.describe()} reads back as {head.size} bytes with ETag "
                              f"{head.etag}; expected {plan.size} bytes with ETag {etag}")
 

@@ -23,7 +23,7 @@ import aiofiles.os
 from xfer.clients.swift import SwiftClient
 from xfer.clients.transport import RangeProgress
 from xfer.engine.types import ObjectRef
-from xfer.errors import CopyFailed, SourceChanged
+from xfer.errors import CopyFailed, ErrorCode, SourceChanged
 from xfer.proto import swift
 
 
@@ -159,12 +159,12 @@ class FileSource:
         try:
             stat = await aiofiles.os.stat(self.path)
         except FileNotFoundError:
-            raise CopyFailed("source_not_found", f"{self.describe()} does not exist") from None
+            raise CopyFailed(ErrorCode.SOURCE_NOT_FOUND, f"{self.describe()} does not exist") from None
         except PermissionError:
-            raise CopyFailed("source_forbidden", f"no permission to read {self.describe()}"
+            raise CopyFailed(ErrorCode.SOURCE_FORBIDDEN, f"no permission to read {self.describe()}"
                              ) from None
         if not stat_module.S_ISREG(stat.st_mode):
-            raise CopyFailed("source_not_found", f"{self.describe()} is not a regular file")
+            raise CopyFailed(ErrorCode.SOURCE_NOT_FOUND, f"{self.describe()} is not a regular file")
         return SourceState(stat.st_size, _version(stat), None)
 
     async def segments(self, state: SourceState) -> list[tuple[int, str]]:

@@ -20,7 +20,7 @@ import os
 import tempfile
 from typing import IO
 
-from xfer.errors import CopyFailed
+from xfer.errors import CopyFailed, ErrorCode
 
 
 class SpillFile:
@@ -76,5 +76,5 @@ class SpillFile:
 
 def _failure(directory: str | None, exc: OSError) -> CopyFailed:
     where = directory or tempfile.gettempdir()
-    return CopyFailed("local_disk_error",
+    return CopyFailed(ErrorCode.LOCAL_DISK_ERROR,
                       f"xfer could not use its spill directory {where} (XFER_SPILL_DIR): {exc}")

@@ -30,7 +30,7 @@ from xfer.engine.hashing import EMPTY_DIGESTS, Digests, StreamHasher
 from xfer.engine.rate import TokenBucket
 from xfer.engine.retry import Retrier
 from xfer.engine.sources import SourceReader, SourceState
-from xfer.errors import CopyFailed
+from xfer.errors import CopyFailed, ErrorCode
 
 Writer = Callable[[memoryview | bytes], Awaitable[None]]
 # Bytes given to a writer that its reader has not taken yet (an HTTP transport's buffer).
@@ -116,7 +116,7 @@ async def _write_within(write: Writer, data: bytes, seconds: float,
                 if watch is not None:
                     watch.stop()
     except TimeoutError:
-        raise CopyFailed("reader_stalled",
+        raise CopyFailed(ErrorCode.READER_STALLED,
                          f"the reader took no bytes for {seconds:g} s, so the stream was cut "
                          f"(XFER_STREAM_WRITE_TIMEOUT)") from None
 
@@ -162,12 +162,12 @@ def check_empty(expected: Digests, where: str) -> None:
 
 def _check(found: Digests, expected: Digests, where: str) -> None:
     if found.md5 != expected.md5.lower():
-        raise CopyFailed("checksum_mismatch",
+        raise CopyFailed(ErrorCode.CHECKSUM_MISMATCH,
                          f"the bytes of {where} have MD5 {found.md5}, but the image records "
                          f"checksum {expected.md5}: the stored data does not match its image "
                          f"record")
     if expected.sha512 is not None and found.sha512 != expected.sha512.lower():
-        raise CopyFailed("checksum_mismatch",
+        raise CopyFailed(ErrorCode.CHECKSUM_MISMATCH,
                          f"the bytes of {where} have SHA-512 {found.sha512}, but the image "
                          f"records os_hash_value {expected.sha512}: the stored data does not "
                          f"match its image record")

@@ -13,7 +13,7 @@ from xfer.clients.glance import GlanceClient
 from xfer.clients.keystone import TrustTokens
 from xfer.clients.openstack import OpenStackClients
 from xfer.engine.leftovers import remove_container
-from xfer.errors import CopyFailed
+from xfer.errors import CopyFailed, ErrorCode
 from xfer.images.flow import image_container
 from xfer.images.types import ImageCopyJob
 
@@ -47,7 +47,7 @@ class ImageCleanup:
         tokens = self._tokens(job)
         url = (await tokens.info()).endpoint("image", job.target_region)
         if url is None:
-            raise CopyFailed("region_not_available",
+            raise CopyFailed(ErrorCode.REGION_NOT_AVAILABLE,
                              f"the user's catalog has no image endpoint in {job.target_region} "
                              f"any more")
         return self.openstack.glance(url, tokens.token)

@@ -42,6 +42,7 @@ from xfer.engine.sources import SourceReader
 from xfer.engine.types import CopyOutcome, CopySpec, ObjectRef
 from xfer.errors import (
     CopyFailed,
+    ErrorCode,
     ImageNotFound,
     ImportFailed,
     RemoteError,
@@ -62,6 +63,9 @@ from xfer.proto.glance import Image, ImageTask, SwiftLocation
 from xfer.settings import Settings
 
 log = logging.getLogger(__name__)
+# The job's code when a service the image flow calls fails it (proto's SERVICE names).
+SERVICE_FAILED = {"glance": ErrorCode.GLANCE_FAILED, "swift": ErrorCode.SWIFT_FAILED,
+                  "keystone": ErrorCode.KEYSTONE_FAILED}
 # The end of a failure's message: what became of what the job made is the cleanup's to say.
 CLEANUP_SENTENCE = ("What this job made is removed by its cleanup; the job's `cleanup` says "
                     "what became of it.")
@@ -107,7 +111,7 @@ class ImageCopier:
         for region in (job.source_region, job.target_region):
             url = info.endpoint("image", region)
             if url is None:
-                raise CopyFailed("region_not_available",
+                raise CopyFailed(ErrorCode.REGION_NOT_AVAILABLE,
                                  f"region {region} has no image endpoint in your catalog "
                                  f"any more; ask your cloud operator")
             endpoints[region] = url
@@ -244,7 +248,7 @@ class ImageCopier:
         image_id = spec.target.object
         copy = await self._copy_watched(spec, observer, reader, clients, image_id)
         if self.settings.verify_sha512 and copy.sha512 != source.os_hash_value:
-            raise CopyFailed("checksum_mismatch",
+            raise CopyFailed(ErrorCode.CHECKSUM_MISMATCH,
                              f"the data copied has SHA-512 {copy.sha512}, but the source "
                              f"image records {source.os_hash_value}: the source data does "
                              f"not match its image record. Nothing was registered.")
@@ -301,14 +305,14 @@ class ImageCopier:
             else:
                 status = image.status
             if status not in ("queued", "saving", "uploading", "importing"):
-                raise CopyFailed("target_image_gone",
+                raise CopyFailed(ErrorCode.TARGET_IMAGE_GONE,
                                  f"the target image {image_id} was {status} while its data "
                                  f"was being copied; the copy stopped. {CLEANUP_SENTENCE}")
 
     def _verified_active(self, source: Image, target: Image, target_ref: ObjectRef,
                          copy: CopyOutcome | None) -> ImageCopyOutcome:
         if (target.checksum, target.os_hash_value) != (source.checksum, source.os_hash_value):
-            raise CopyFailed("registration_failed",
+            raise CopyFailed(ErrorCode.REGISTRATION_FAILED,
                              f"the target image {target.id} became active with checksum "
                              f"{target.checksum} and os_hash_value {target.os_hash_value}, "
                              f"not the source's {source.checksum} / {source.os_hash_value}")
@@ -318,13 +322,13 @@ class ImageCopier:
         try:
             source = await glance.image(job.source_image_id)
         except ImageNotFound:
-            raise CopyFailed("source_image_not_found",
+            raise CopyFailed(ErrorCode.SOURCE_IMAGE_NOT_FOUND,
                              f"image {job.source_image_id} was not found in "
                              f"{job.source_region}, or you may not see it") from None
         require_active(source, job.source_region)
         if not source.checksum or source.os_hash_algo != HASH_ALGORITHM \
                 or not source.os_hash_value:
-            raise CopyFailed("unsupported_store",
+            raise CopyFailed(ErrorCode.UNSUPPORTED_STORE,
                              f"image {source.id} has no checksum and sha512 os_hash_value to "
                              f"verify a copy against (os_hash_algo {source.os_hash_algo!r}); "
                              f"xfer copies images whose Glance records both")
@@ -334,7 +338,7 @@ class ImageCopier:
         try:
             return await glance.image(image_id)
         except ImageNotFound:
-            raise CopyFailed("target_image_gone",
+            raise CopyFailed(ErrorCode.TARGET_IMAGE_GONE,
                              f"the target image {image_id} this job created was deleted "
                              f"while the copy ran; copy again. {CLEANUP_SENTENCE}") from None
 
@@ -352,7 +356,7 @@ class ImageCopier:
 def _service_failed(job: ImageCopyJob, exc: RemoteError | TransportError,
                     what_became: str) -> CopyFailed:
     service = exc.service
-    return CopyFailed(f"{service}_failed",
+    return CopyFailed(SERVICE_FAILED[service],
                       f"{service} failed while copying image {job.source_image_id} from "
                       f"{job.source_region}: {exc}; {what_became}")
 
@@ -370,12 +374,12 @@ async def _check_source_data(swift: SwiftClient | None, ref: ImageSource, source
         return  # the copy itself reads it and says what is wrong
     recorded = f"its Glance record says {source.size} bytes with checksum {source.checksum}"
     if head.size != source.size:
-        raise CopyFailed("source_not_as_recorded",
+        raise CopyFailed(ErrorCode.SOURCE_NOT_AS_RECORDED,
                          f"the data of image {source.id} ({ref.describe()}) is {head.size} "
                          f"bytes, but {recorded}: the source's data is not what its record "
                          f"says; nothing was made")
     if head.kind is swift_proto.ObjectKind.PLAIN and head.etag != source.checksum:
-        raise CopyFailed("source_not_as_recorded",
+        raise CopyFailed(ErrorCode.SOURCE_NOT_AS_RECORDED,
                          f"the data of image {source.id} ({ref.describe()}) has MD5 "
                          f"{head.etag} (Swift's ETag), but {recorded}: the source's data is "
                          f"not what its record says; nothing was made")

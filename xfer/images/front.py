@@ -23,7 +23,7 @@ from xfer.engine.hashing import Digests
 from xfer.engine.object_copy import Copier
 from xfer.engine.sources import SourceState
 from xfer.engine.stream import Backlog, StreamOutcome, Writer
-from xfer.errors import CopyFailed, FrontRefused, ImageNotActive
+from xfer.errors import CopyFailed, ErrorCode, FrontRefused, ImageNotActive
 from xfer.images.data import ImageData, locate, require_active
 from xfer.images.metrics import ImageStreamMetrics
 from xfer.proto.glance import Image
@@ -57,7 +57,7 @@ class GlanceFront:
         """The caller's token, and the fronted Glance as the caller."""
         url = info.endpoint("image", self.region)
         if url is None:
-            raise FrontRefused(404, "region_not_available",
+            raise FrontRefused(ErrorCode.REGION_NOT_AVAILABLE,
                                f"your catalog has no image endpoint in region {self.region}, "
                                f"which this endpoint reads for")
         caller = CallerToken(token, info)
@@ -79,9 +79,9 @@ class GlanceFront:
         try:
             require_active(image, self.region)
         except ImageNotActive as exc:
-            raise FrontRefused(409, "image_not_active", exc.message) from None
+            raise FrontRefused(ErrorCode.IMAGE_NOT_ACTIVE, exc.message) from None
         if not image.checksum or image.size is None:
-            raise FrontRefused(409, "image_unverifiable",
+            raise FrontRefused(ErrorCode.IMAGE_UNVERIFIABLE,
                                f"image {image.id} has no checksum and size to verify its data "
                                f"against")
         expected = Digests(image.checksum,
@@ -119,11 +119,11 @@ def _check_state(read: ImageRead, state: SourceState) -> None:
     image = read.image  # open() served only an image with a size and a checksum
     where = read.data.ref.describe()
     if state.size != image.size:
-        raise CopyFailed("checksum_mismatch",
+        raise CopyFailed(ErrorCode.CHECKSUM_MISMATCH,
                          f"{where} holds {state.size} bytes, but image {image.id} records "
                          f"{image.size}: its data does not match its image record")
     if state.content_md5 is not None and state.content_md5 != read.expected.md5:
-        raise CopyFailed("checksum_mismatch",
+        raise CopyFailed(ErrorCode.CHECKSUM_MISMATCH,
                          f"{where} has MD5 {state.content_md5}, but image {image.id} records "
                          f"checksum {read.expected.md5}: its data does not match its image "
                          f"record")

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
+from xfer.errors import ErrorCode
 from xfer.jobs.records import Duty, DutyRecord, DutyState, JobRecord
 from xfer.jobs.states import TARGET_STATE_OF, JobState
 from xfer.jobs.store import JOBS_CHANNEL, Q, job_of, translated
@@ -46,7 +47,8 @@ class DutyStore:
         return await self.pool.fetchval(Q["delete_untrusted_job"], job_id) is not None
 
     @translated
-    async def fail_untrusted_job(self, job_id: uuid.UUID, code: str, message: str) -> bool:
+    async def fail_untrusted_job(self, job_id: uuid.UUID, code: ErrorCode, message: str
+                                 ) -> bool:
         async with self.pool.acquire() as connection, connection.transaction():
             if await connection.fetchval(Q["fail_untrusted_job"], job_id, code, message) is None:
                 return False

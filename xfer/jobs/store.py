@@ -26,7 +26,7 @@ from xfer.engine.types import (
     Verification,
     VerifiedCopy,
 )
-from xfer.errors import CopyFailed, DatabaseUnavailable, XferError
+from xfer.errors import CopyFailed, DatabaseUnavailable, ErrorCode, XferError
 from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageSource
 from xfer.jobs.db import load_queries
 from xfer.jobs.records import (
@@ -130,7 +130,8 @@ async def _replay(connection: asyncpg.Connection, scope: str, idempotency_key: s
     if earlier is None:
         return None
     if earlier["request_digest"] != digest:
-        raise IdempotencyConflict(str(earlier["id"]))
+        raise IdempotencyConflict(f"this Idempotency-Key was used for another request (job "
+                                  f"{earlier['id']}); use a new key for a new request")
     return (await _with_targets(connection, [earlier]))[0]
 
 
@@ -395,8 +396,8 @@ class JobStore:
         return [IndexedObject(**dict(row)) for row in rows]
 
     @translated
-    async def finish_failed(self, job_id: uuid.UUID, worker_id: str, code: str, message: str,
-                            spec: CopySpec | None = None,
+    async def finish_failed(self, job_id: uuid.UUID, worker_id: str, code: ErrorCode,
+                            message: str, spec: CopySpec | None = None,
                             outcome: FanOutOutcome | None = None) -> bool:
         """Record a failure: of the copy as a whole (every target failed with it), or, given
         the outcome of a fan-out copy, of some of its targets; those that succeeded stay

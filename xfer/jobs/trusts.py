@@ -34,7 +34,7 @@ import logging
 from datetime import UTC, datetime
 
 from xfer.clients.keystone import Keystone
-from xfer.errors import TrustExists, XferError
+from xfer.errors import ErrorCode, TrustExists, XferError
 from xfer.jobs.duty_store import MAX_EXPIRY_MOVES, DutyStore
 from xfer.jobs.records import DutyState, ImageCopyRequest, JobRecord
 from xfer.jobs.states import JobState
@@ -43,7 +43,7 @@ from xfer.proto.keystone import TokenInfo
 from xfer.settings import Settings
 
 log = logging.getLogger(__name__)
-INTERRUPTED = ("request_interrupted",
+INTERRUPTED = (ErrorCode.REQUEST_INTERRUPTED,
                "xfer was interrupted while it accepted this copy, before Keystone gave it the "
                "trust it acts through; nothing was copied. Ask again, with a new "
                "Idempotency-Key if you sent one.")

@@ -22,7 +22,7 @@ from xfer.engine.failures import first_failure
 from xfer.engine.object_copy import Copier
 from xfer.engine.plan import Segment
 from xfer.engine.types import CopySpec, FanOutOutcome, TargetOutcome
-from xfer.errors import CopyFailed, DatabaseUnavailable, XferError
+from xfer.errors import CopyFailed, DatabaseUnavailable, ErrorCode, XferError
 from xfer.images.flow import ImageCopier
 from xfer.images.types import ImageCopyOutcome
 from xfer.jobs.job_progress import JobProgress
@@ -153,7 +153,7 @@ class Worker:
             raise
         except Exception as exc:  # a bug, not a copy failure: record it, keep the worker alive
             log.exception("job crashed")
-            await self._record_failure(job_id, "internal_error",
+            await self._record_failure(job_id, ErrorCode.INTERNAL_ERROR,
                                        f"xfer hit an internal error: {exc!r}")
         else:
             if isinstance(outcome, ImageCopyOutcome):
@@ -217,7 +217,7 @@ class Worker:
                  outcome.image_id, " (deduplicated)" if outcome.deduplicated else "",
                  outcome.size, outcome.checksum)
 
-    async def _record_failure(self, job_id: uuid.UUID, code: str, message: str) -> None:
+    async def _record_failure(self, job_id: uuid.UUID, code: ErrorCode, message: str) -> None:
         # counted only by the worker that still held the job
         if await self._record_end("record the failure", lambda: self.store.finish_failed(
                 job_id, self.settings.worker_id, code, message)):
@@ -272,7 +272,7 @@ class Worker:
 
     def _image_copier(self) -> ImageCopier:
         if self.images is None:
-            raise CopyFailed("image_copies_disabled",
+            raise CopyFailed(ErrorCode.IMAGE_COPIES_DISABLED,
                              "this xfer runs without Keystone (XFER_KEYSTONE_URL), so it "
                              "cannot act for the user who asked for this image copy")
         return self.images

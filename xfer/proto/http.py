@@ -95,7 +95,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if not first:  # bytes=-N: the last N bytes
         suffix = int(last)
         if suffix == 0 or size == 0:
-            raise RangeNotSatisfiable(f"a suffix of {suffix} bytes of a {size}-byte body")
+            raise RangeNotSatisfiable(f"a suffix of {suffix} bytes of a {size}-byte body", size)
         length = min(suffix, size)
         return ByteRange(size - length, length, size)
     start = int(first)
@@ -103,5 +103,6 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if last and end < start:
         raise RequestError("Range", f"ends at byte {end}, before its first byte {start}")
     if start >= size:
-        raise RangeNotSatisfiable(f"the range starts at byte {start} of a {size}-byte body")
+        raise RangeNotSatisfiable(f"the range starts at byte {start} of a {size}-byte body",
+                                  size)
     return ByteRange(start, min(end, size - 1) - start + 1, size)

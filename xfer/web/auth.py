@@ -12,25 +12,22 @@ The token is kept only in the request while it is handled: never stored, never l
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from xfer.clients.keystone import Keystone
-from xfer.errors import ServiceCredentialsRefused, TokenInvalid, XferError
+from xfer.errors import TokenInvalid
 from xfer.proto.keystone import TokenInfo
-from xfer.web.errors import error_response
+from xfer.web.errors import error_reply
 from xfer.web.policy import ALL_PROJECTS_ROLE, Policy
 
-log = logging.getLogger(__name__)
 KEYSTONE = web.AppKey("keystone", Keystone)
 POLICY = web.AppKey("policy", Policy)
 # Probes and documents an operator or a load balancer reads without a token.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v1/openapi.json"})
 TOKEN_HEADER = "X-Auth-Token"
-KEYSTONE_RETRY_AFTER_SECONDS = 5
 MAX_TOKEN_LENGTH = 8192  # fernet tokens are ~200 bytes, PKI-era ones a few KiB
 
 
@@ -55,8 +52,8 @@ class Caller:
 CALLER = web.RequestKey("caller", Caller)
 
 
-def _unauthorized(request: web.Request, message: str) -> web.Response:
-    response = error_response(401, "unauthorized", message, TOKEN_HEADER)
+def _unauthorized(request: web.Request, exc: TokenInvalid) -> web.Response:
+    response = error_reply(request, exc)
     response.headers["WWW-Authenticate"] = f'Keystone uri="{request.app[KEYSTONE].config.auth_url}"'
     return response
 
@@ -65,46 +62,32 @@ def _unauthorized(request: web.Request, message: str) -> web.Response:
 async def keystone_auth(request: web.Request,
                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                         ) -> web.StreamResponse:
+    """Keystone's other answers (down, or refusing xfer's own credentials) are raised, and
+    answered by the error table (errors.py)."""
     if request.path in OPEN_PATHS:
         return await handler(request)
-    tokens = request.headers.getall(TOKEN_HEADER, [])
-    if len(tokens) > 1:  # which one would act is anybody's guess: act for none
-        return _unauthorized(request, f"send one X-Auth-Token, not {len(tokens)}")
-    token = tokens[0].strip() if tokens else ""
-    if not token:
-        return _unauthorized(request, "this API needs a Keystone token in X-Auth-Token")
-    if len(token) > MAX_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
-        return _unauthorized(request, "X-Auth-Token is not a Keystone token")
     try:
-        info = await request.app[KEYSTONE].validate(token)
-    except TokenInvalid:
-        return _unauthorized(request, "the token is invalid or expired; get a new one from "
-                                      "Keystone")
-    except ServiceCredentialsRefused as exc:
-        return service_misconfigured(exc)
-    except XferError as exc:  # Keystone down or unreachable
-        return keystone_unavailable(exc)
-    request[CALLER] = Caller(token, info)
+        request[CALLER] = await _caller(request)
+    except TokenInvalid as exc:
+        return _unauthorized(request, exc)
     return await handler(request)
 
 
-def keystone_unavailable(exc: XferError) -> web.Response:
-    """503: Keystone could not answer for xfer; the request may be sent again shortly."""
-    log.warning("Keystone unavailable: %s", exc)  # the detail is for the operator
-    response = error_response(503, "keystone_unavailable",
-                              "Keystone did not answer xfer; try again shortly")
-    response.headers["Retry-After"] = str(KEYSTONE_RETRY_AFTER_SECONDS)
-    return response
-
-
-def service_misconfigured(exc: ServiceCredentialsRefused) -> web.Response:
-    """503: Keystone refuses xfer's own service user; trying again will not help until the
-    operator fixes xfer's configuration (the log says which credential and why)."""
-    log.error("xfer's own Keystone credentials refused: %s", exc)
-    return error_response(503, "service_misconfigured",
-                          "Keystone refuses xfer's own service credentials, so xfer cannot act "
-                          "for anyone; this is the cloud operator's to fix (xfer's log says "
-                          "what Keystone answered), not something to try again")
+async def _caller(request: web.Request) -> Caller:
+    tokens = request.headers.getall(TOKEN_HEADER, [])
+    if len(tokens) > 1:  # which one would act is anybody's guess: act for none
+        raise TokenInvalid(f"send one X-Auth-Token, not {len(tokens)}")
+    token = tokens[0].strip() if tokens else ""
+    if not token:
+        raise TokenInvalid("this API needs a Keystone token in X-Auth-Token")
+    if len(token) > MAX_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
+        raise TokenInvalid("X-Auth-Token is not a Keystone token")
+    try:
+        info = await request.app[KEYSTONE].validate(token)
+    except TokenInvalid:
+        raise TokenInvalid("the token is invalid or expired; get a new one from "
+                           "Keystone") from None
+    return Caller(token, info)
 
 
 def caller_of(request: web.Request) -> Caller | None:

@@ -25,8 +25,9 @@ from aiohttp import web
 
 from xfer.errors import DatabaseUnavailable
 from xfer.jobs.records import JobRecord
-from xfer.web.api import METRICS, SETTINGS, STORE, job_id_of, job_json, visible
+from xfer.web.api import METRICS, SETTINGS, STORE, job_id_of, visible
 from xfer.web.auth import authorize
+from xfer.web.replies import EndReason, Job, StreamEnd
 
 KEEPALIVE_SECONDS = 15.0
 STOPPING = web.AppKey("events_stopping", asyncio.Event)
@@ -51,7 +52,7 @@ async def _stopped_within(stopping: asyncio.Event, seconds: float) -> bool:
 
 
 async def _follow(request: web.Request, response: web.StreamResponse,
-                  job: JobRecord) -> str | None:
+                  job: JobRecord) -> EndReason | None:
     """Send progress events until the stream should end; return why (None: client gone)."""
     settings, store = request.app[SETTINGS], request.app[STORE]
     loop = asyncio.get_running_loop()
@@ -59,7 +60,7 @@ async def _follow(request: web.Request, response: web.StreamResponse,
     last_sent, last_write = None, loop.time()
     while True:
         if (job.state, job.bytes_done) != last_sent:
-            await response.write(event_text("progress", job_json(job)))
+            await response.write(event_text("progress", Job.of(job).wire()))
             last_sent, last_write = (job.state, job.bytes_done), loop.time()
         if job.state.terminal:
             return "finished"
@@ -94,7 +95,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             ConnectionResetError):  # the client went away mid-write
         reason = await _follow(request, response, job)
         if reason is not None:
-            await response.write(event_text("end", {"reason": reason}))
+            await response.write(event_text("end", StreamEnd(reason=reason).wire()))
             await response.write_eof()
     return response
 

@@ -6,8 +6,10 @@ The catalog lists this endpoint as an `image` endpoint of a region of its own (t
 cloud: `RegionOne-via-xfer`); every other Glance path here is a 404. Without Keystone both
 routes are 404s, like the rest of the image API.
 
-A data stream that cannot be verified ends before its last byte and the connection is
-closed: glance-download, which checks only the size, then fails the import.
+Refusals (a CopyFailed's code, Glance or Swift failing) are raised before the first byte and
+answered by the error table (errors.py). A data stream that cannot be verified ends before
+its last byte and the connection is closed: glance-download, which checks only the size,
+then fails the import.
 """
 
 from __future__ import annotations
@@ -16,31 +18,15 @@ import logging
 
 from aiohttp import web
 
-from xfer.errors import (
-    CopyFailed,
-    FrontRefused,
-    RangeNotSatisfiable,
-    RemoteError,
-    TransportError,
-    UnsupportedStore,
-)
+from xfer.errors import CopyFailed
 from xfer.images.front import GlanceFront
 from xfer.proto.http import ByteRange, Reply, parse_range
 from xfer.web.auth import require_caller
-from xfer.web.errors import error_response
 from xfer.web.validation import image_id_of
 
 log = logging.getLogger(__name__)
 GLANCE_FRONT = web.AppKey("glance_front", GlanceFront)
 PASSED_ON_HEADERS = ("Content-Type", "x-openstack-request-id")
-# The HTTP status for a source error found before any byte was sent.
-STATUS_OF_CODE = {
-    "source_not_found": 404,
-    "source_forbidden": 403,
-    "source_auth_failed": 403,
-    "source_changed": 409,
-    "source_unavailable": 503,
-}
 
 
 def _passed_on(reply: Reply) -> web.Response:
@@ -51,32 +37,11 @@ def _passed_on(reply: Reply) -> web.Response:
     return web.Response(status=reply.status, body=reply.body, headers=headers)
 
 
-def _refused(exc: CopyFailed) -> web.Response:
-    if isinstance(exc, FrontRefused):
-        status = exc.status
-    elif isinstance(exc, UnsupportedStore):
-        status = 501
-    else:
-        status = STATUS_OF_CODE.get(exc.code, 502)
-    return error_response(status, exc.code, exc.message)
-
-
-def _glance_failed(front: GlanceFront, exc: RemoteError | TransportError) -> web.Response:
-    log.warning("the Glance of %s failed: %s", front.region, exc)
-    return error_response(502, "glance_failed",
-                          f"the image service of {front.region} failed to answer xfer: {exc}")
-
-
 async def show_image(request: web.Request) -> web.Response:
     caller = require_caller(request, "image:read")
     front = request.app[GLANCE_FRONT]
     image_id = image_id_of(request.match_info["image_id"])
-    try:
-        return _passed_on(await front.image_reply(caller.token, caller.info, image_id))
-    except CopyFailed as exc:
-        return _refused(exc)
-    except (RemoteError, TransportError) as exc:
-        return _glance_failed(front, exc)
+    return _passed_on(await front.image_reply(caller.token, caller.info, image_id))
 
 
 async def image_file(request: web.Request) -> web.StreamResponse:
@@ -88,18 +53,11 @@ async def image_file(request: web.Request) -> web.StreamResponse:
         reply, read = await front.open(caller.token, caller.info, image_id)
     except CopyFailed as exc:
         metrics.image_streamed(exc.code, 0, 0, 0)
-        return _refused(exc)
-    except (RemoteError, TransportError) as exc:
-        return _glance_failed(front, exc)
+        raise
     if read is None:
         return _passed_on(reply)
     size = read.image.size or 0
-    try:
-        byte_range = parse_range(request.headers.get("Range"), size)
-    except RangeNotSatisfiable as exc:  # a bad Range (a RequestError) is the middleware's 400
-        refused = error_response(416, "range_not_satisfiable", exc.message, "Range")
-        refused.headers["Content-Range"] = f"bytes */{size}"
-        return refused
+    byte_range = parse_range(request.headers.get("Range"), size)  # 400, 416: the middleware's
     response = _data_response(read.data.path, read.image.checksum or "", byte_range, size)
 
     async def start_reply() -> None:
@@ -115,7 +73,7 @@ async def image_file(request: web.Request) -> web.StreamResponse:
         metrics.image_streamed(exc.code, 0, 0, 0)
         if not response.prepared:
             log.warning("refused to stream image %s (%s): %s", image_id, exc.code, exc.message)
-            return _refused(exc)
+            raise
         log.warning("the data of image %s was cut before its last byte (%s): %s", image_id,
                     exc.code, exc.message)
         # Not a complete reply: the connection goes, so the client sees a short body.

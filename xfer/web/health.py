@@ -13,38 +13,36 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from xfer.clients.swift import SwiftRegions
-from xfer.errors import XferError
+from xfer.errors import ErrorCode, XferError
 from xfer.jobs.metrics import Metrics
 from xfer.web.api import METRICS, SETTINGS, STORE
+from xfer.web.replies import Check, Checks, ErrorBody, Health, NotReady, Ready
 
 REGIONS = web.AppKey("regions", SwiftRegions)
-Check = dict[str, Any]
 
 
 async def healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return web.json_response(Health(status="ok").wire())
 
 
 async def _timed(check: Awaitable[object], limit_seconds: float) -> Check:
-    """Run one check: {"ok": true, "seconds": s} or {"ok": false, "error": why, ...}."""
+    """Run one check: ok, or why not, and how long it took."""
     started = time.monotonic()
+    error = None
     try:
         async with asyncio.timeout(limit_seconds):
             await check
     except TimeoutError:
-        result: Check = {"ok": False, "error": f"no answer within {limit_seconds:g}s"}
+        error = f"no answer within {limit_seconds:g}s"
     except XferError as exc:
-        result = {"ok": False, "error": str(exc) or type(exc).__name__}
-    else:
-        result = {"ok": True}
-    result["seconds"] = round(time.monotonic() - started, 4)
-    return result
+        error = str(exc) or type(exc).__name__
+    return Check(ok=error is None, error=error,
+                 seconds=round(time.monotonic() - started, 4))
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -53,15 +51,16 @@ async def readyz(request: web.Request) -> web.Response:
         database = group.create_task(_timed(request.app[STORE].ping(), timeout))
         regions = {name: group.create_task(_timed(client.limits(), timeout))
                    for name, client in request.app[REGIONS].items()}
-    checks = {"database": database.result(),
-              "regions": {name: task.result() for name, task in regions.items()}}
-    failed = [f"database: {checks['database']['error']}"] if not checks["database"]["ok"] else []
-    failed += [f"region {name}: {check['error']}"
-               for name, check in checks["regions"].items() if not check["ok"]]
+    checks = Checks(database=database.result(),
+                    regions={name: task.result() for name, task in regions.items()})
+    failed = [] if checks.database.ok else [f"database: {checks.database.error}"]
+    failed += [f"region {name}: {check.error}"
+               for name, check in checks.regions.items() if not check.ok]
     if failed:
-        error = {"code": "not_ready", "message": "not ready: " + "; ".join(failed)}
-        return web.json_response({"error": error, "checks": checks}, status=503)
-    return web.json_response({"status": "ok", "checks": checks})
+        # not an error of the request: what the probe asked, answered with the error shape
+        error = ErrorBody(code=ErrorCode.NOT_READY, message="not ready: " + "; ".join(failed))
+        return web.json_response(NotReady(error=error, checks=checks).wire(), status=503)
+    return web.json_response(Ready(status="ok", checks=checks).wire())
 
 
 async def scrape_metrics(request: web.Request) -> web.Response:

@@ -3,16 +3,13 @@ may copy from, and find an image by its content across regions."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from xfer.errors import DatabaseUnavailable, ServiceCredentialsRefused, TrustRefused, XferError
-from xfer.images.search import ImageSearch, RegionMatch
+from xfer.images.search import ImageSearch
 from xfer.jobs.trusts import JobTrusts
 from xfer.web.api import SETTINGS, created_job_reply, read_body
-from xfer.web.auth import Caller, keystone_unavailable, require_caller, service_misconfigured
-from xfer.web.errors import error_response
+from xfer.web.auth import Caller, require_caller
+from xfer.web.replies import ImageMatch, ImageMatches, Region, RegionList, RegionUnavailable
 from xfer.web.validation import (
     idempotency_key,
     images_query,
@@ -42,39 +39,19 @@ async def create_image_copy(request: web.Request) -> web.Response:
         copy_regions(caller), settings.home_region, caller.info.project_id,
         caller.info.user_id)
     key = idempotency_key(request.headers)
-    try:
-        return await created_job_reply(request, request.app[TRUSTS].create_job(
-            copy_request, key, caller.token, caller.info))
-    except TrustRefused as exc:
-        return error_response(403, "trust_refused",
-                              f"Keystone refused the trust xfer needs to copy as you: "
-                              f"{exc.detail or exc.status}")
-    except ServiceCredentialsRefused as exc:
-        return service_misconfigured(exc)
-    except DatabaseUnavailable:
-        raise  # the middleware's 503
-    except XferError as exc:
-        return keystone_unavailable(exc)
+    # Keystone refusing the trust (the user's to fix: 403 trust_refused) or xfer's own
+    # credentials (the operator's: 503 service_misconfigured), or not answering: errors.py
+    return await created_job_reply(request, request.app[TRUSTS].create_job(
+        copy_request, key, caller.token, caller.info))
 
 
 async def list_regions(request: web.Request) -> web.Response:
     caller = require_caller(request, "region:list")
     home = request.app[SETTINGS].home_region
-    return web.json_response({
-        "home_region": home,
-        "regions": [{"name": region, "home": region == home, "copy_from": region != home}
-                    for region in copy_regions(caller)]})
-
-
-def _match_json(match: RegionMatch) -> dict[str, Any]:
-    image = match.image
-    assert image is not None
-    return {"region": match.region, "count": match.count, "image": {
-                "id": image.id, "name": image.name, "status": image.status,
-                "owner": image.owner, "visibility": image.visibility,
-                "checksum": image.checksum, "os_hash_algo": image.os_hash_algo,
-                "os_hash_value": image.os_hash_value, "size": image.size,
-                "created_at": image.created_at}}
+    return web.json_response(RegionList(
+        home_region=home, regions=[Region(name=region, home=region == home,
+                                          copy_from=region != home)
+                                   for region in copy_regions(caller)]).wire())
 
 
 async def find_images(request: web.Request) -> web.Response:
@@ -86,9 +63,10 @@ async def find_images(request: web.Request) -> web.Response:
         caller.info, caller.token,
         checksum=None if query.checksum is None else query.checksum.lower(),
         os_hash_value=None if query.os_hash_value is None else query.os_hash_value.lower())
-    return web.json_response({
-        "images": [_match_json(match) for match in matches if match.image is not None],
-        "unavailable": [{"region": m.region, "error": m.error} for m in matches if m.error]})
+    return web.json_response(ImageMatches(
+        images=[ImageMatch.of(match) for match in matches if match.image is not None],
+        unavailable=[RegionUnavailable(region=m.region, error=m.error)
+                     for m in matches if m.error]).wire())
 
 
 def add_routes(app: web.Application) -> None:

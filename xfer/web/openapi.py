@@ -1,9 +1,11 @@
 """The OpenAPI 3.1 description of the REST API, served at GET /v1/openapi.json.
 
-Built here rather than kept as a file so that the job states, page limits and the configured
-region names come from the code that enforces them: every request schema and parameter is
-generated from the models of xfer/web/validation.py, which are what the handlers validate
-with. tests/test_openapi.py validates real responses of a running service against it, and
+Built here rather than kept as a file so that the job states, page limits, error codes and
+the configured region names come from the code that enforces them: every request schema and
+parameter is generated from the models of xfer/web/validation.py, which are what the
+handlers validate with, and every reply schema from the models of xfer/web/replies.py, which
+are what the handlers send. What is written here by hand is the routes: which statuses each
+answers, and why. tests/test_openapi.py validates real responses of a running service against it, and
 tests/test_fuzz.py sends the requests it describes (valid and invalid) and checks each reply.
 """
 
@@ -14,18 +16,13 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
-from pydantic.json_schema import GenerateJsonSchema, models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 from pydantic_core import CoreSchema
 
-from xfer.engine.types import Verification
-from xfer.jobs.records import DutyState
-from xfer.jobs.states import JobState, TargetState
-from xfer.web import validation
-from xfer.web.api import CLEANUP_DUTIES, SETTINGS
-from xfer.web.validation import MD5_PATTERN
+from xfer.web import replies, validation
+from xfer.web.api import SETTINGS
 
 Schema = dict[str, Any]
-STATES = [state.value for state in JobState]
 TEXT: Schema = {"type": "string"}
 BINARY: Schema = {"type": "string", "contentMediaType": "application/octet-stream"}
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -42,17 +39,6 @@ def ref(name: str, kind: str = "schemas") -> Schema:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
-def nullable(kind: str, **more: Any) -> Schema:
-    return {"type": [kind, "null"], **more}
-
-
-def closed(properties: dict[str, Schema], optional: Iterable[str] = ()) -> Schema:
-    """An object with exactly these properties, all required but the `optional` ones."""
-    required = [name for name in properties if name not in set(optional)]
-    return {"type": "object", "properties": properties, "required": required,
-            "additionalProperties": False}
-
-
 def json_content(schema: Schema) -> Schema:
     return {"application/json": {"schema": schema}}
 
@@ -65,10 +51,13 @@ def error(description: str) -> Schema:
     return response(description, ref("Error"))
 
 
-def _request_schemas() -> dict[str, Schema]:
-    _, generated = models_json_schema([(validation.JobRequestBody, "validation"),
-                                       (validation.ImageCopyBody, "validation")],
-                                      ref_template=REF_TEMPLATE, schema_generator=_Untitled)
+def _schemas() -> dict[str, Schema]:
+    """Requests as validation.py checks them, replies as replies.py makes them."""
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (validation.JobRequestBody, "validation"), (validation.ImageCopyBody, "validation"),
+        *((model, "serialization") for model in replies.DOCUMENTED)]
+    _, generated = models_json_schema(models, ref_template=REF_TEMPLATE,
+                                      schema_generator=_Untitled)
     schemas: dict[str, Schema] = generated["$defs"]
     return schemas
 
@@ -105,129 +94,6 @@ def _parameters(model: type[BaseModel], where: str = "query") -> list[Schema]:
 def _schema_of(adapter: TypeAdapter[Any]) -> Schema:
     schema: Schema = adapter.json_schema(schema_generator=_Untitled)
     return schema
-
-
-def _job_schemas() -> dict[str, Schema]:
-    location = closed({"region": {"type": "string"}, "container": {"type": "string"},
-                       "object": {"type": "string"}})
-    stamp = nullable("string", format="date-time")
-    count = {"type": "integer", "minimum": 0}
-    verification = {"enum": [*(v.value for v in Verification), None], "description": (
-        "end_to_end: the whole-object MD5 equals an independent value (the checksum "
-        "asked for, or a plain source's ETag); source_pinned: an SLO or DLO without a "
-        "checksum, hashed and read as one pinned version, with nothing independent to "
-        "compare with; null until the job (or the target) succeeds")}
-    error = {"oneOf": [{"type": "null"}, closed({"code": {"type": "string"},
-                                                 "message": {"type": "string"}})]}
-    target = closed({
-        **location["properties"],
-        "state": {"enum": [state.value for state in TargetState], "description": (
-            "succeeded: published, verified and indexed; a fan-out job fails when any "
-            "target fails, and its targets that succeeded stay published")},
-        "error": error, "md5": nullable("string"), "etag": nullable("string"),
-        "verification": verification, "bytes_uploaded": nullable("integer", minimum=0),
-        "segments_reused": nullable("integer", minimum=0)})
-    job_fields = {
-        "id": {"type": "string", "format": "uuid"},
-        "state": {"type": "string", "enum": STATES},
-        "source": location, "target": location,
-        "targets": {"type": "array", "items": target, "minItems": 1,
-                    "description": "every target, in order; the first is `target`"},
-        "checksum": nullable("string", pattern=MD5_PATTERN),
-        "max_rate_mb": nullable("number", exclusiveMinimum=0,
-                                description="the job's own cap on reading, MB/s"),
-        "bytes_total": nullable("integer", minimum=0), "bytes_done": count,
-        "rate": nullable("number", minimum=0,
-                         description="bytes per second since the job first started"),
-        "eta": nullable("number", minimum=0, description="seconds to go; null when unknown"),
-        "segments_total": nullable("integer", minimum=0),
-        "layout": {"enum": ["slo", "plain", None]},
-        "md5": nullable("string"), "sha512": nullable("string"), "etag": nullable("string"),
-        "md5_checked_against": nullable("string"),
-        "verification": verification,
-        "retries": count, "bytes_uploaded": nullable("integer", minimum=0),
-        "segments_reused": nullable("integer", minimum=0),
-        "deduplicated": {"type": "boolean",
-                         "description": "the target region already held a verified copy"},
-        "existing": {"oneOf": [{"type": "null"}, location],
-                     "description": "that copy, when deduplicated"},
-        "attempts": count,
-        "error": error,
-        "kind": {"enum": ["object", "image"],
-                 "description": "object: a Swift object copy; image: a Glance image copy"},
-        "image": {"oneOf": [{"type": "null"}, closed({
-            "source_region": {"type": "string"}, "source_image_id": {"type": "string"},
-            "target_region": {"type": "string"},
-            "target_image_id": nullable("string", description="the copy, once created"),
-            "step": {"enum": ["planned", "created", "copied", "registered", None]},
-            "name": nullable("string"),
-            "properties": {"type": "object", "additionalProperties": {"type": "string"}},
-            "force": {"type": "boolean"}, "project_id": nullable("string")})]},
-        "created_at": {"type": "string", "format": "date-time"},
-        "started_at": stamp, "finished_at": stamp,
-        "updated_at": {"type": "string", "format": "date-time"},
-    }
-    segment = closed({"index": count, "offset": count, "length": count,
-                      "etag": nullable("string")})
-    transition = closed({"from": {"enum": [*STATES, None]}, "to": {"enum": STATES},
-                         "at": {"type": "string", "format": "date-time"}})
-    duty = closed({
-        "duty": {"enum": [duty.value for duty in CLEANUP_DUTIES]},
-        "state": {"enum": [state.value for state in DutyState]},
-        "outcome": nullable("string", description="what was done, or what is left"),
-        "error": nullable("string", description="why the last attempt failed"),
-        "attempts": count})
-    return {
-        "JobFields": {"type": "object", "properties": job_fields, "required": list(job_fields)},
-        "Job": {"allOf": [ref("JobFields")], "unevaluatedProperties": False},
-        "JobDetail": {"allOf": [ref("JobFields"), {
-            "type": "object",
-            "properties": {"segments_written": count,
-                           "segments": {"type": "array", "items": segment},
-                           "transitions": {"type": "array", "items": transition},
-                           "cleanup": {"type": "array", "items": duty, "description": (
-                               "what removes what a failed or cancelled copy made, then "
-                               "ends its trust: each with its state and outcome")}},
-            "required": ["segments_written", "segments", "transitions", "cleanup"]}],
-            "unevaluatedProperties": False},
-        "JobPage": closed({"jobs": {"type": "array", "items": ref("Job")},
-                           "next": nullable("string", description="cursor of the next page")}),
-    }
-
-
-def _other_schemas() -> dict[str, Schema]:
-    text = {"type": "string"}
-    check = {"type": "object", "properties": {"ok": {"type": "boolean"}, "error": text,
-                                              "seconds": {"type": "number"}},
-             "required": ["ok", "seconds"], "additionalProperties": False}
-    checks = closed({"database": check,
-                     "regions": {"type": "object", "additionalProperties": check}})
-    error_fields = {"error": closed({"code": text, "message": text, "field": text},
-                                    optional=("field",))}
-    return {
-        "ErrorFields": {"type": "object", "properties": error_fields, "required": ["error"]},
-        "Error": {"allOf": [ref("ErrorFields")], "unevaluatedProperties": False},
-        "Object": closed({
-            "checksum": text, "os_hash_algo": {"enum": ["sha512", None]},
-            "os_hash_value": nullable("string"), "size": {"type": "integer", "minimum": 0},
-            "region": text, "project": text, "container": text, "object": text,
-            "job_id": nullable("string", format="uuid"),
-            "verified_at": {"type": "string", "format": "date-time"}}),
-        "ObjectList": closed({"objects": {"type": "array", "items": ref("Object")}}),
-        "RegionList": closed({"home_region": text, "regions": {"type": "array", "items": closed(
-            {"name": text, "home": {"type": "boolean"}, "copy_from": {"type": "boolean"}})}}),
-        "ImageMatches": closed({
-            "images": {"type": "array", "items": closed({
-                "region": text, "count": {"type": "integer", "minimum": 1},
-                "image": {"type": "object"}})},
-            "unavailable": {"type": "array", "items": closed({"region": text,
-                                                               "error": text})}}),
-        "Health": closed({"status": {"const": "ok"}}),
-        "Ready": closed({"status": {"const": "ok"}, "checks": checks}),
-        "NotReady": {"allOf": [ref("ErrorFields"), {"properties": {"checks": checks},
-                                                     "required": ["checks"]}],
-                     "unevaluatedProperties": False},
-    }
 
 
 def _request_example(regions: list[str]) -> Schema:
@@ -413,7 +279,7 @@ def document(regions: Iterable[str] = ()) -> Schema:
                                 "Allow), is an Error object."},
         "paths": _paths(sorted(regions)),
         "components": {
-            "schemas": {**_request_schemas(), **_job_schemas(), **_other_schemas()},
+            "schemas": _schemas(),
             "responses": {
                 "NotFound": error("No such job, or no such route"),
                 "MethodNotAllowed": error("The route has no such method") | {

@@ -28,8 +28,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from xfer.errors import ErrorCode
 from xfer.web.api import SETTINGS
-from xfer.web.errors import CODES, error_response
+from xfer.web.errors import HTTP_CODES, error_response
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ class ApiRequestHandler(RequestHandler):
         else:
             log.info("bad HTTP request from %s -> %d: %s", request.remote, status,
                      (message or str(exc))[:300])
-        code = "bad_http_request" if status == 400 else CODES.get(status, "http_error")
+        code = (ErrorCode.BAD_HTTP_REQUEST if status == 400
+                else HTTP_CODES.get(status, ErrorCode.HTTP_ERROR))
         text = message if message and status < 500 else HTTPStatus(status).phrase
         response = error_response(status, code, text)
         response.force_close()
