@@ -11,7 +11,7 @@ from xfer.dev import devcloud
 
 
 def test_a_unit_test_that_starts_a_cloud_fails_naming_itself(tmp_path: Path) -> None:
-    with pytest.raises(UnmarkedCloudUse, match="test_markers.py::test_a_unit_test"):
+    with pytest.raises(UnmarkedCloudUse, match=r"test_markers\.py::test_a_unit_test"):
         devcloud.up(tmp_path, ())
 
 
