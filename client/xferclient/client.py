@@ -76,7 +76,7 @@ class Client:
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         try:
             return self.session.request(url, method, raise_exc=False, **kwargs)
-        except ksa_exceptions.ConnectFailure as exc:
+        except ksa_exceptions.ConnectionError as exc:  # refused, timed out, reset
             raise ClientError(f"could not reach {url}: {exc}") from exc
 
     def _call(self, method: str, path: str, *, body: Any = None,
@@ -170,8 +170,7 @@ class Client:
                     if job["state"] in TERMINAL_STATES:
                         return
                 time.sleep(STREAM_REOPEN_DELAY)  # xfer ended it (time limit, shutdown)
-            except (requests.RequestException, ksa_exceptions.ConnectFailure,
-                    ClientError) as exc:
+            except (requests.RequestException, ClientError) as exc:
                 if _final(exc) or failures >= STREAM_RECONNECTS:
                     raise
                 failures += 1

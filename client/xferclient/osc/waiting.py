@@ -147,14 +147,25 @@ class _Follower(threading.Thread):
         super().__init__(name="xfer-events", daemon=True)
         self._follow = follow
         self.found: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=16)
+        self.stopping = threading.Event()  # the waiting is over: close the stream at the next event
 
     def run(self) -> None:
         try:
-            for job in self._follow():
-                self.found.put(("job", job))
-            self.found.put(("end", None))
+            for job in self._follow():  # leaving the loop closes the generator and its stream
+                if self.stopping.is_set():
+                    return
+                self._put(("job", job))
+            self._put(("end", None))
         except Exception as exc:  # given to the waiting thread, which raises it
-            self.found.put(("error", exc))
+            self._put(("error", exc))
+
+    def _put(self, item: tuple[str, Any]) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.found.put(item, timeout=REDRAW_SECONDS)
+                return
+            except queue.Full:
+                continue
 
 
 def wait_for_job(client: Client, job: dict[str, Any], timeout: float,
@@ -186,5 +197,6 @@ def wait_for_job(client: Client, job: dict[str, Any], timeout: float,
     except KeyboardInterrupt:
         return Outcome(job, EXIT_INTERRUPTED)
     finally:
+        follower.stopping.set()
         display.close()
     return Outcome(job, EXIT_BY_STATE[job["state"]])
