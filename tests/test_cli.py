@@ -20,9 +20,11 @@ from pathlib import Path
 import pytest
 from keystoneauth1 import session as ksa_session
 
-from tests.conftest import MiB, Service, keystone_settings, running_service
+from tests.conftest import MiB, Service, keystone_settings, md5, running_service, unique
+from tests.sources import put_plain, read_back
 from tests.test_cloud_keystone_glance import upload, user_session
 from tests.test_image_copy import container_gone, glance_image, no_image
+from xfer.clients.swift import SwiftClient
 from xfer.dev import devcloud
 from xfer.settings import Settings
 
@@ -49,10 +51,11 @@ class Ran:
 
 @pytest.fixture(scope="module")
 def clouds_yaml(cloud: devcloud.CloudInfo, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """alice and bob as clouds of their own, RegionTwo (the copies' target) their region."""
+    """alice, bob and admin as clouds of their own, RegionTwo (the copies' target) their
+    region."""
     assert cloud.keystone is not None
     clouds = {}
-    for name in ("alice", "bob"):
+    for name in ("alice", "bob", "admin"):
         user = cloud.keystone.user(name)
         clouds[name] = {"auth": {"auth_url": cloud.keystone.auth_url, "username": user.name,
                                  "password": user.password, "project_name": user.project,
@@ -318,3 +321,27 @@ async def test_ctrl_c_timeout_and_cancel_on_a_running_copy(
     again = await openstack(clouds_yaml, "alice", "xfer", "copy", "cancel", job_id)
     assert again.code == 1 and "not_cancellable: " in again.err
 
+
+async def test_an_admin_copies_a_swift_object_and_a_member_may_not(
+        xfer: Service, clouds_yaml: Path, regions: dict[str, SwiftClient]) -> None:
+    container, data = unique("cli-objects"), os.urandom(2 * MiB + 5)
+    await put_plain(regions[SOURCE], container, "disk.raw", data)
+    where = ("--source-region", SOURCE, "--source-container", container,
+             "--source-object", "disk.raw")
+
+    refused = await openstack(clouds_yaml, "alice", "xfer", "object", "copy", *where)
+    assert refused.code == 1 and "forbidden: " in refused.err, refused.err
+
+    copied = await openstack(clouds_yaml, "admin", "xfer", "object", "copy", *where,
+                             "--checksum", md5(data), "--wait", "300", "-f", "json")
+    assert copied.code == 0, copied.err
+    job = copied.json()
+    assert (job["state"], job["md5"], job["verification"]) == (
+        "succeeded", md5(data), "end_to_end")
+    assert job["targets"] == [f"{TARGET}:{container}/disk.raw succeeded"]
+    assert await read_back(regions[TARGET], container, "disk.raw") == data
+
+    found = await openstack(clouds_yaml, "admin", "xfer", "object", "find", "--checksum",
+                            md5(data), "-f", "json")
+    assert [(row["Region"], row["Object"], row["Job"]) for row in json.loads(found.out)] == [
+        (TARGET, "disk.raw", job["id"])]
