@@ -2,11 +2,14 @@
 PYTHON ?= python3
 VENV := .venv
 CLOUD_VENV := .cloud-venv
+# What a user of the CLI has: python-openstackclient from PyPI and python-xferclient (client/).
+CLI_VENV := .cli-venv
 XFER := $(VENV)/bin/xfer
+CLIENT_SOURCES := client/pyproject.toml $(wildcard client/xferclient/*.py client/xferclient/osc/*.py)
 
 .PHONY: demo test unit bench soak lint deps system-packages clean
 
-deps: system-packages $(VENV)/.installed $(CLOUD_VENV)/.installed
+deps: system-packages $(VENV)/.installed $(CLOUD_VENV)/.installed $(CLI_VENV)/.installed
 
 # Debian packages the local cloud needs: memcached for tempauth's (and keystonemiddleware's) tokens.
 system-packages:
@@ -29,12 +32,22 @@ $(CLOUD_VENV)/.installed: devcloud-requirements.txt devcloud-constraints.txt
 	$(CLOUD_VENV)/bin/pip check
 	touch $@
 
+# The client is installed as a user would (not editable), again whenever its sources change.
+# About 2 minutes the first time (python-openstackclient's ~60 packages).
+$(CLI_VENV)/.installed: cli-requirements.txt $(CLIENT_SOURCES)
+	test -d $(CLI_VENV) || $(PYTHON) -m venv $(CLI_VENV)
+	$(CLI_VENV)/bin/pip install -q -r cli-requirements.txt
+	$(CLI_VENV)/bin/pip install -q --force-reinstall --no-deps ./client
+	$(CLI_VENV)/bin/pip check
+	touch $@
+
 demo: deps
-	$(XFER) demo
+	$(XFER) demo --openstack $(CLI_VENV)/bin/openstack
 
 test: deps
-	$(VENV)/bin/ruff check xfer tests benchmarks
+	$(VENV)/bin/ruff check xfer tests benchmarks client
 	$(VENV)/bin/mypy xfer
+	$(VENV)/bin/mypy --python-executable $(CLI_VENV)/bin/python client/xferclient
 	$(VENV)/bin/pytest
 
 # The tests that need no local cloud (a test using one is marked integration by conftest):
@@ -62,8 +75,9 @@ soak: deps
 	timeout -k 30 900 $(VENV)/bin/python -m benchmarks.soak $(SOAK_ARGS)
 
 lint: deps
-	$(VENV)/bin/ruff check xfer tests benchmarks
+	$(VENV)/bin/ruff check xfer tests benchmarks client
 	$(VENV)/bin/mypy xfer
+	$(VENV)/bin/mypy --python-executable $(CLI_VENV)/bin/python client/xferclient
 
 clean:
-	rm -rf $(VENV) $(CLOUD_VENV) .pytest_cache
+	rm -rf $(VENV) $(CLOUD_VENV) $(CLI_VENV) .pytest_cache

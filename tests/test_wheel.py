@@ -31,8 +31,8 @@ async def test_an_installed_wheel_migrates_an_empty_database(
     # Built from a copy: setuptools leaves build/ behind in the tree it builds.
     source = tmp_path / "source"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", ".cloud-venv", ".devcloud*", "build", "*.egg-info", "__pycache__",
-        ".pytest_cache", ".mypy_cache", ".ruff_cache", "results"))
+        ".git", ".venv", ".cloud-venv", ".cli-venv", ".devcloud*", "build", "*.egg-info",
+        "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "results"))
     wheels = tmp_path / "wheels"
     run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", wheels,
         source)

@@ -84,7 +84,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from xfer.dev.demo import run_demo
 
-    return run_demo(size_mib=args.size_mib)
+    return run_demo(size_mib=args.size_mib, openstack=args.openstack)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     sweep.set_defaults(func=_sweep)
     demo = commands.add_parser("demo", help="copy a sample image between two local regions")
     demo.add_argument("--size-mib", type=int, default=200)
+    demo.add_argument("--openstack", default="", metavar="PATH",
+                      help="an openstack command with python-xferclient: also copy with it")
     demo.set_defaults(func=_demo)
     try:
         from xfer.dev.devcloud.cli import register

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from xfer.dev.devcloud.keystone_server import XFER_SERVICE_TYPE, issue_token
 from xfer.settings import MiB
 
 SOURCE, TARGET = "RegionOne", "RegionTwo"
+DEMO_IMAGE = "demo-cirros"
 UPLOAD_PIECE = 4 * MiB
 # What the demo image carries, and what the copy must keep.
 PROPERTIES = {"os_distro": "cirros", "os_version": "0.6.2", "hw_disk_bus": "virtio",
@@ -36,7 +38,9 @@ def say(text: str) -> None:
     print(f"xfer demo: {text}", flush=True)
 
 
-def run_demo(size_mib: int = 200) -> int:
+def run_demo(size_mib: int = 200, openstack: str = "") -> int:
+    """`openstack`: the openstack command with python-xferclient (make deps: .cli-venv), to
+    show the same copy made by `openstack xfer copy create ... --wait` too."""
     state_dir = devcloud.default_state_dir().with_name(".devcloud-demo")
     say(f"starting the local cloud (Keystone, two Swift regions, two Glance, Postgres) in "
         f"{state_dir}")
@@ -45,10 +49,30 @@ def run_demo(size_mib: int = 200) -> int:
     try:
         say(f"local cloud ready in {time.monotonic() - started:.1f}s")
         with xfer_service(cloud, TARGET):
-            return asyncio.run(_copy_an_image(cloud, size_mib * MiB))
+            copied = asyncio.run(_copy_an_image(cloud, size_mib * MiB))
+            if copied != 0 or not openstack:
+                return copied
+            return copy_with_the_cli(cloud, openstack)
     finally:
         devcloud.down(state_dir)
         say("stopped the local cloud and xfer")
+
+
+def copy_with_the_cli(cloud: devcloud.CloudInfo, openstack: str) -> int:
+    """The same copy as a user makes it: alice's OS_* variables (what `xfer devcloud env`
+    prints), RegionTwo the target, the image by name; --force, or xfer would answer with the
+    copy just made (same data in the same project: deduplicated)."""
+    argv = [openstack, "xfer", "copy", "create", DEMO_IMAGE, "--source-region", SOURCE,
+            "--name", f"{DEMO_IMAGE}-cli", "--force", "--wait", "600",
+            "-c", "id", "-c", "state", "-c", "target_image_id", "-c", "md5", "-c", "error"]
+    say("the same copy with the openstack CLI (python-openstackclient and python-xferclient):")
+    print(f"  $ eval \"$(xfer devcloud env --user alice --region {TARGET})\"\n"
+          f"  $ openstack {' '.join(shlex.quote(word) for word in argv[1:])}", flush=True)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "XFER_"))}
+    environ.update(cloud.openstack_environ("alice", TARGET))
+    exit_code = subprocess.run(argv, env=environ, check=False).returncode
+    say(f"openstack exited {exit_code}" + ("" if exit_code == 0 else " (docs/cli.md: exit codes)"))
+    return exit_code
 
 
 def listening_url(line: bytes) -> str | None:
@@ -108,7 +132,7 @@ async def json_reply(response: aiohttp.ClientResponse, *expected: int) -> Any:
 async def upload_image(http: aiohttp.ClientSession, glance: str, headers: dict[str, str],
                         size: int) -> tuple[dict[str, Any], str, str]:
     """An image uploaded through Glance without Content-Length (so a DLO in Swift)."""
-    body = {"name": "demo-cirros", "disk_format": "raw", "container_format": "bare",
+    body = {"name": DEMO_IMAGE, "disk_format": "raw", "container_format": "bare",
             "visibility": "private", **FIELDS, **PROPERTIES}
     async with http.post(f"{glance}/v2/images", json=body, headers=headers) as response:
         image = await json_reply(response, 201)

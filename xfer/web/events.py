@@ -1,7 +1,8 @@
 """GET /v1/jobs/{id}/events: a job's progress as server-sent events (text/event-stream).
 
     event: progress   data: the job (as GET /v1/jobs/{id} shows it, without segments and
-                      transitions), sent first and then whenever its state or bytes_done changes
+                      transitions), sent first and then whenever its state, bytes_done or
+                      (an image copy's) step changes
     event: end        data: {"reason": ...}, the last event:
                       "finished"      the job reached succeeded, failed or cancelled
                       "max_duration"  the stream lasted `events_max_seconds`; reconnect to go on
@@ -51,6 +52,12 @@ async def _stopped_within(stopping: asyncio.Event, seconds: float) -> bool:
     return stopping.is_set()
 
 
+def _progress_of(job: JobRecord) -> tuple[object, ...]:
+    """What a follower sees change: the state, the bytes, and an image copy's step (its
+    bytes stay put while Glance reads the copy back: `copied`, then `registered`)."""
+    return job.state, job.bytes_done, None if job.image is None else job.image.step
+
+
 async def _follow(request: web.Request, response: web.StreamResponse,
                   job: JobRecord) -> EndReason | None:
     """Send progress events until the stream should end; return why (None: client gone)."""
@@ -59,9 +66,9 @@ async def _follow(request: web.Request, response: web.StreamResponse,
     deadline = loop.time() + settings.events_max_seconds
     last_sent, last_write = None, loop.time()
     while True:
-        if (job.state, job.bytes_done) != last_sent:
+        if _progress_of(job) != last_sent:
             await response.write(event_text("progress", Job.of(job).wire()))
-            last_sent, last_write = (job.state, job.bytes_done), loop.time()
+            last_sent, last_write = _progress_of(job), loop.time()
         if job.state.terminal:
             return "finished"
         remaining = deadline - loop.time()

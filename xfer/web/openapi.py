@@ -175,8 +175,8 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
         "/v1/jobs/{job_id}/events": {"get": {
             "operationId": "jobEvents", "parameters": [job_id],
             "summary": "Live progress as server-sent events",
-            "description": "`event: progress` with a Job as data whenever its state or "
-                           "bytes_done changes; last `event: end` with data {\"reason\": "
+            "description": "`event: progress` with a Job as data whenever its state, "
+                           "bytes_done or image.step changes; last `event: end` with data {\"reason\": "
                            "\"finished\"|\"max_duration\"|\"shutdown\"|\"deleted\"}.",
             "responses": {"200": {"description": "An event stream",
                                   "content": {"text/event-stream": {"schema": TEXT}}},
