@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchmarks.report import CORES, MiB
+from benchmarks.report import CORES, MiB, hash_floor
 
 RCLONES = ("rclone", "rclone-100M")
 FLOOR_GOAL = 1.3
@@ -90,17 +90,6 @@ def _throughput_goals(by_key: dict[tuple[str, str, str], dict[str, Any]],
             goals.append(Goal(name, f"{source} ({best['copier']} {best['mib_s']:.0f} MiB/s)",
                               ratio, f">= {bound:.2f}x", ratio >= bound, limit))
     return goals
-
-
-def hash_floor(entry: dict[str, Any], floor: dict[str, dict[str, float]]) -> tuple[float, str]:
-    """CPU-s/GiB of the hashes this copy needs on one core, and their names. Kept source
-    segments declare their MD5; segments cut anew need their own MD5 for their PUT too."""
-    md5, sha512 = floor["md5"]["cpu_s_per_gib"], floor["sha512"]["cpu_s_per_gib"]
-    passes = 1 if entry["segments_kept"] else 2
-    cost, names = passes * md5, ("MD5" if passes == 1 else "2xMD5 (segments cut anew)")
-    if entry["copier"].endswith("sha512"):
-        cost, names = cost + sha512, names.replace("MD5", "MD5+SHA-512", 1)
-    return cost, names
 
 
 def _floor_goals(summary: Sequence[dict[str, Any]], floor: dict[str, dict[str, float]]) -> list[Goal]:
