@@ -2,34 +2,123 @@
 -- Each starts with "-- name: <name>".
 
 -- name: insert_job
--- No row when another job already holds the idempotency key.
+-- No row when another job of the same scope ($14: the caller's project, '' without Keystone)
+-- already holds the idempotency key.
 INSERT INTO jobs (id, source_region, source_container, source_object,
                   target_region, target_container, target_object,
                   segment_container, expected_md5, segment_size,
-                  idempotency_key, request_digest, max_rate_mb)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                  idempotency_key, request_digest, max_rate_mb, idempotency_scope)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (idempotency_scope, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
 
 -- name: insert_image_job
--- An image copy: the source and target objects are found by the worker (set_image_source,
--- set_target_image); until then they are empty.
+-- An image copy, recorded before its trust exists: trust_expires_at is the expiry it asks
+-- Keystone for, in whole seconds ($12 seconds from now, less $13: another of the user's jobs
+-- may have taken that second). The source and target objects are found by the worker
+-- (set_image_source, set_target_image); until then they are empty.
 INSERT INTO jobs (id, kind, source_region, source_container, source_object,
                   target_region, target_container, target_object,
-                  project_id, user_id, trust_id, source_image_id, image_name,
-                  image_properties, force, idempotency_key, request_digest)
-VALUES ($1, 'image', $2, '', '', $3, '', '', $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
-ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                  project_id, user_id, source_image_id, image_name,
+                  image_properties, force, idempotency_key, request_digest, idempotency_scope,
+                  trust_expires_at)
+VALUES ($1, 'image', $2, '', '', $3, '', '', $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $4,
+        date_trunc('second', now()) + make_interval(secs => $12) - make_interval(secs => $13))
+ON CONFLICT (idempotency_scope, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING *;
+
+-- name: attach_trust
+-- The trust Keystone created for a job recorded without one: from now on it may be claimed.
+-- No row when the job ended meanwhile (cancelled, or failed by adopt_trust).
+UPDATE jobs SET trust_id = $2, updated_at = now()
+WHERE id = $1 AND kind = 'image' AND (trust_id IS NULL OR trust_id = $2) AND state = 'queued'
+RETURNING *;
+
+-- name: delete_untrusted_job
+-- A job whose trust Keystone refused: the request made no job.
+DELETE FROM jobs WHERE id = $1 AND trust_id IS NULL AND state = 'queued'
+RETURNING id;
+
+-- name: fail_untrusted_job
+-- A job whose trust was never attached (the process recording it died first, and no trust
+-- with its expiry exists): it fails, saying why.
+UPDATE jobs SET state = 'failed', error_code = $2, error_message = $3, finished_at = now(),
+                updated_at = now()
+WHERE id = $1 AND trust_id IS NULL AND state = 'queued'
+RETURNING id;
+
+-- name: move_trust_expiry
+-- Keystone holds another trust with the expiry this job asked for: ask for $2 seconds earlier.
+UPDATE jobs SET trust_expires_at = trust_expires_at - make_interval(secs => $2),
+                updated_at = now()
+WHERE id = $1 AND trust_id IS NULL
+RETURNING trust_expires_at;
+
+-- name: trust_in_use
+-- Whether a job already acts through this trust.
+SELECT EXISTS (SELECT 1 FROM jobs WHERE trust_id = $1);
+
+-- name: insert_duty
+INSERT INTO job_duties (job_id, duty, after_end, rank, due_at)
+VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+ON CONFLICT (job_id, duty) DO NOTHING;
+
+-- name: claim_duties
+-- Up to $1 duties that are due, each leased for $2 seconds (due_at moves ahead, so no other
+-- process takes it meanwhile). A duty with after_end waits until its job has ended and every
+-- duty of the job with a lower rank is done.
+WITH due AS (
+    SELECT duty.job_id, duty.duty FROM job_duties duty JOIN jobs ON jobs.id = duty.job_id
+    WHERE duty.state = 'pending' AND duty.due_at <= now()
+      AND (NOT duty.after_end
+           OR (jobs.state IN ('succeeded', 'failed', 'cancelled')
+               AND NOT EXISTS (SELECT 1 FROM job_duties earlier
+                               WHERE earlier.job_id = duty.job_id
+                                 AND earlier.state = 'pending' AND earlier.rank < duty.rank)))
+    ORDER BY duty.due_at
+    LIMIT $1
+    FOR UPDATE OF duty SKIP LOCKED
+)
+UPDATE job_duties SET due_at = now() + make_interval(secs => $2), attempts = attempts + 1,
+                      updated_at = now()
+FROM due WHERE job_duties.job_id = due.job_id AND job_duties.duty = due.duty
+RETURNING job_duties.*;
+
+-- name: drop_duties
+-- The copy succeeded: what would have removed what it made is not needed ($2: those duties).
+UPDATE job_duties SET state = 'dropped', outcome = $3, updated_at = now()
+WHERE job_id = $1 AND duty = ANY($2::text[]) AND state = 'pending';
+
+-- name: finish_duty
+-- $3: 'done', 'dropped' or 'failed'; $4: what was done, or what is left, in a sentence.
+UPDATE job_duties SET state = $3, outcome = $4, last_error = NULL, updated_at = now()
+WHERE job_id = $1 AND duty = $2 AND state = 'pending';
+
+-- name: postpone_duty
+-- An attempt failed: try again in $3 seconds; $4: why it failed.
+UPDATE job_duties SET due_at = now() + make_interval(secs => $3), last_error = $4,
+                      updated_at = now()
+WHERE job_id = $1 AND duty = $2 AND state = 'pending';
+
+-- name: list_duties
+SELECT * FROM job_duties WHERE job_id = $1 ORDER BY rank, duty;
+
+-- name: list_failed_duties
+-- What cleanups could not do (their outcome says what is left), newest first.
+SELECT * FROM job_duties WHERE state = 'failed' ORDER BY updated_at DESC LIMIT $1;
+
+-- name: count_pending_duties
+SELECT duty, count(*) AS pending FROM job_duties WHERE state = 'pending' GROUP BY duty;
 
 -- name: set_image_source
 UPDATE jobs SET source_container = $2, source_object = $3, expected_md5 = $4, updated_at = now()
 WHERE id = $1;
 
 -- name: set_target_image
--- The target image exists: its id, and the container and object its data goes to.
+-- The target image's id, chosen before it is created, and the container and object its data
+-- goes to.
 UPDATE jobs SET target_image_id = $2, target_container = $3, target_object = $2,
-                segment_container = $3, image_step = 'created', updated_at = now()
+                segment_container = $3, image_step = 'planned', updated_at = now()
 WHERE id = $1;
 
 -- name: name_first_target
@@ -84,7 +173,7 @@ UPDATE job_targets SET state = $3, error_code = $4, error_message = $5, md5 = $6
 WHERE job_id = $1 AND position = $2;
 
 -- name: job_by_idempotency_key
-SELECT * FROM jobs WHERE idempotency_key = $1;
+SELECT * FROM jobs WHERE idempotency_scope = $1 AND idempotency_key = $2;
 
 -- name: record_transition
 INSERT INTO job_transitions (job_id, from_state, to_state) VALUES ($1, $2, $3);
@@ -104,6 +193,7 @@ WITH next AS (
     WHERE (state = 'queued'
            OR (state IN ('running', 'verifying') AND lease_expires_at < now()))
       AND NOT id = ANY($3::uuid[])
+      AND (kind <> 'image' OR trust_id IS NOT NULL)  -- an image copy acts through its trust
     ORDER BY created_at
     FOR UPDATE SKIP LOCKED
     LIMIT 1
@@ -145,7 +235,7 @@ RETURNING *;
 -- name: finish_cancelled
 UPDATE jobs SET state = 'cancelled', finished_at = now(), updated_at = now(),
                 error_code = 'cancelled',
-                error_message = 'cancelled on request; the segments written were deleted',
+                error_message = 'cancelled on request; what it wrote is removed by its cleanup',
                 lease_owner = NULL, lease_expires_at = NULL
 WHERE id = $1 AND lease_owner = $2 AND state = 'cancelling'
 RETURNING id;

@@ -51,18 +51,23 @@ CREATE TABLE jobs (
     image_properties    jsonb,
     force               boolean NOT NULL DEFAULT false,
     max_rate_mb         double precision,
+    trust_expires_at    timestamptz,
+    idempotency_scope   text NOT NULL DEFAULT '',
     CONSTRAINT jobs_state_check CHECK (state IN (
         'queued', 'running', 'verifying', 'succeeded', 'failed', 'cancelling', 'cancelled')),
     CONSTRAINT jobs_verification_check CHECK (verification IN ('end_to_end', 'source_pinned')),
     CONSTRAINT jobs_kind_check CHECK (kind IN ('object', 'image')),
-    CONSTRAINT jobs_image_step_check CHECK (image_step IN ('created', 'copied', 'registered')),
+    CONSTRAINT jobs_image_step_check
+        CHECK (image_step IN ('planned', 'created', 'copied', 'registered')),
     CONSTRAINT jobs_max_rate_mb_check CHECK (max_rate_mb > 0)
 );
 
 CREATE INDEX jobs_claimable ON jobs (created_at)
     WHERE state IN ('queued', 'running', 'verifying');
-CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key)
+CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_scope, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+CREATE UNIQUE INDEX jobs_trust_expiry ON jobs (user_id, project_id, trust_expires_at)
+    WHERE trust_expires_at IS NOT NULL;
 CREATE INDEX jobs_newest ON jobs (created_at DESC, id DESC);
 CREATE INDEX jobs_project_newest ON jobs (project_id, created_at DESC, id DESC)
     WHERE project_id IS NOT NULL;
@@ -125,3 +130,22 @@ CREATE TABLE objects (
 );
 
 CREATE INDEX objects_sha512 ON objects (sha512) WHERE sha512 IS NOT NULL;
+
+-- What is still to be done for a job (sql/migrations/0009_job_duties.sql says how).
+CREATE TABLE job_duties (
+    job_id     uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    duty       text NOT NULL CHECK (duty IN ('adopt_trust', 'end_trust', 'remove_target_image',
+                                             'remove_image_data', 'remove_object_data')),
+    state      text NOT NULL DEFAULT 'pending'
+               CHECK (state IN ('pending', 'done', 'dropped', 'failed')),
+    after_end  boolean NOT NULL,
+    rank       smallint NOT NULL DEFAULT 0,
+    due_at     timestamptz NOT NULL DEFAULT now(),
+    attempts   integer NOT NULL DEFAULT 0,
+    last_error text,
+    outcome    text,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (job_id, duty)
+);
+
+CREATE INDEX job_duties_pending ON job_duties (due_at) WHERE state = 'pending';

@@ -142,6 +142,20 @@ class Service:
     async def copy(self, body: dict, deadline: float = 60.0) -> dict:
         return await self.wait((await self.submit(body))["id"], deadline)
 
+    async def cleaned_up(self, job_id: str, deadline: float = 60.0,
+                         headers: dict[str, str] | None = None) -> list[dict]:
+        """The job's `cleanup` once none of it is pending (what removes what a failed or
+        cancelled copy made runs after the job has ended)."""
+        async with asyncio.timeout(deadline):
+            while True:
+                async with self.http.get(f"{self.url}/v1/jobs/{job_id}",
+                                         headers=headers) as response:
+                    assert response.status == 200, await response.text()
+                    cleanup: list[dict] = (await response.json())["cleanup"]
+                if all(duty["state"] != "pending" for duty in cleanup):
+                    return cleanup
+                await asyncio.sleep(0.1)
+
 
 @contextlib.asynccontextmanager
 async def running_service(settings: Settings) -> AsyncIterator[Service]:

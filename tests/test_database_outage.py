@@ -17,7 +17,8 @@ from tests.database_faults import DatabaseRelay, postgres_stopped
 from tests.sources import payload, put_plain
 from tests.test_observe import api_only, read_events
 from xfer.clients.swift import SwiftClient
-from xfer.dev.devcloud import CloudInfo
+from xfer.dev.devcloud import CloudInfo, issue_token
+from xfer.dev.devcloud.loopback import http_request, json_request
 from xfer.engine.plan import Segment
 from xfer.engine.types import ObjectRef
 from xfer.jobs.records import JobRequest
@@ -141,6 +142,45 @@ async def test_postgres_restarted_during_a_copy(
         async with service.http.get(f"{service.url}/readyz") as response:
             assert response.status == 200
         assert service.serving is not None and not service.serving.done()  # never stopped
+
+
+def openstack_problems(cloud: CloudInfo) -> list[str]:
+    """What Keystone and each Glance API fail to do with their database: issue alice a token;
+    create an image (a write) and list images (a read) on every API of every region."""
+    assert cloud.keystone is not None
+    issued = issue_token(cloud.keystone, cloud.keystone.user("alice"))
+    if isinstance(issued, str):
+        return [issued]
+    problems = []
+    token = {"X-Auth-Token": issued.token}
+    for glance in cloud.glances.values():
+        for port in filter(None, (glance.port, glance.file_store_port)):
+            status, _, image = json_request(port, "POST", "/v2/images", {
+                "name": unique("after-restart"), "disk_format": "raw",
+                "container_format": "bare"}, token)
+            if status != 201:
+                problems.append(f"POST /v2/images on port {port} answered {status}")
+                continue
+            deleted = http_request(port, "DELETE", f"/v2/images/{image['id']}", token)[0]
+            listed = http_request(port, "GET", "/v2/images", token)[0]
+            if (deleted, listed) != (204, 200):
+                problems.append(f"DELETE, GET /v2/images on port {port}: {deleted}, {listed}")
+    return problems
+
+
+async def test_keystone_and_glance_recover_after_a_postgres_restart(cloud: CloudInfo):
+    """Keystone and Glance keep their records in the same PostgreSQL as xfer: they fail while
+    it is down and work again once it is back (oslo.db replaces the connections it lost)."""
+    assert await asyncio.to_thread(openstack_problems, cloud) == []
+    async with postgres_stopped(cloud):
+        assert cloud.keystone is not None
+        refused = await asyncio.to_thread(
+            issue_token, cloud.keystone, cloud.keystone.user("alice"))
+        assert refused == "Keystone answered 500 to a token request for alice"
+
+    async def recovered() -> bool:
+        return not await asyncio.to_thread(openstack_problems, cloud)
+    await until(recovered, "Keystone and every Glance API work again")
 
 
 async def test_a_short_outage_neither_stops_the_copy_nor_loses_its_records(

@@ -74,7 +74,7 @@ def json_log() -> Iterator[Callable[[], list[dict]]]:
 
 
 def error_lines(lines: list[dict]) -> list[dict]:
-    return [line for line in lines if line["logger"] == "xfer.web.errors"]
+    return [line for line in lines if line["logger"] in ("xfer.web.errors", "xfer.web.server")]
 
 
 MALFORMED = {

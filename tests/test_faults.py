@@ -283,7 +283,12 @@ async def test_a_source_replaced_mid_copy_fails_as_source_changed(
         job = await service.wait(job_id, deadline=TEST_SECONDS - 5)
     assert job["state"] == "failed", "a replaced source was copied as a mix"
     assert job["error"]["code"] == "source_changed", job["error"]
-    assert "changed while it was being copied" in job["error"]["message"]
+    # An SLO is replaced segments first: a read racing the replacement may meet a replaced
+    # segment of the old manifest (Swift's 409, SegmentMismatch) before the If-Match of the
+    # stalled read fails; either way the message says the source changed (seen under load).
+    message = job["error"]["message"]
+    assert ("changed while it was being copied" in message
+            or (kind == "slo" and "no longer matches its manifest" in message)), message
     assert job["retries"] <= 2  # the stall's timeout, not a string of pointless re-reads
     await assert_nothing_left(regions, job, container, name)
 

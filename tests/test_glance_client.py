@@ -197,7 +197,8 @@ async def register_copy(http: aiohttp.ClientSession, tokens: TrustTokens, keysto
     location = SwiftLocation((await swift.credentials()).storage_url, container, created.id)
     assert source.os_hash_algo == "sha512" and source.os_hash_value is not None
     await target.add_location(created.id, location, source.os_hash_algo, source.os_hash_value)
-    return await target.wait_active(created.id, timeout=ACTIVE_TIMEOUT_S, poll=0.2)
+    return await target.wait_active(created.id, timeout=ACTIVE_TIMEOUT_S, stall_after=60,
+                                    poll=0.2)
 
 
 async def test_an_image_copied_and_registered_through_a_trust_only(
@@ -259,7 +260,7 @@ async def test_a_wrong_hash_is_registration_failed_with_glances_task_message(
                              created.id)
     await target.add_location(created.id, location, "sha512", "0" * 128)
     with pytest.raises(RegistrationFailed, match="Internal Error") as caught:
-        await target.wait_active(created.id, timeout=ACTIVE_TIMEOUT_S, poll=0.2)
+        await target.wait_active(created.id, timeout=ACTIVE_TIMEOUT_S, stall_after=60, poll=0.2)
     assert caught.value.code == "registration_failed"
     assert await target.delete_image(created.id) is True
 

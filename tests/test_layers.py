@@ -72,7 +72,7 @@ def importers_of(prefix: str) -> set[str]:
 
 
 def test_only_the_store_and_the_migrator_use_asyncpg() -> None:
-    assert importers_of("asyncpg") == {"xfer.jobs.store", "xfer.jobs.db"}
+    assert importers_of("asyncpg") == {"xfer.jobs.store", "xfer.jobs.duty_store", "xfer.jobs.db"}
 
 
 def test_only_clients_use_the_aiohttp_client() -> None:

@@ -29,7 +29,7 @@ from xfer.clients.transport import http_session
 from xfer.jobs.db import create_pool
 from xfer.jobs.store import JobStore
 from xfer.settings import Settings
-from xfer.web.errors import JsonErrorsRunner
+from xfer.web.server import ApiRunner
 
 
 def job_body(container: str, name: str, source: str = "RegionOne", target: str = "RegionTwo"
@@ -44,9 +44,9 @@ async def api_only(settings: Settings) -> AsyncIterator[tuple[Service, web.AppRu
     pool = await create_pool(settings.database_url)
     swift_http = http_session(settings)
     regions = SwiftRegions(swift_http, dict(settings.regions))
-    runner = JsonErrorsRunner(build_app(settings, JobStore(pool), regions,
-                                        openstack=OpenStackClients.from_settings(settings, swift_http)),
-                              access_log=None)
+    runner = ApiRunner(build_app(settings, JobStore(pool), regions,
+                                 openstack=OpenStackClients.from_settings(settings, swift_http)),
+                       access_log=None)
     try:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -6,9 +6,11 @@ status. Every response it documents is exercised."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,6 +211,8 @@ async def exercise_jobs(contract: Contract, service: Service, settings: Settings
         assert (await call(contract, service, "POST", "/v1/jobs", json=bad))[0] == 400
     too_big = b"x" * (settings.max_body_bytes + 1)
     assert (await call(contract, service, "POST", "/v1/jobs", data=too_big))[0] == 413
+    async with api_only(settings.with_overrides(body_timeout=0.5)) as (hasty, _):
+        assert (await call(contract, hasty, "POST", "/v1/jobs", data=stalling_body()))[0] == 408
     assert (await call(contract, service, "DELETE", "/v1/jobs"))[0] == 405
     assert (await call(contract, service, "GET", f"/v1/jobs/{job['id']}/cancel"))[0] == 405
 
@@ -224,6 +228,12 @@ async def exercise_jobs(contract: Contract, service: Service, settings: Settings
     status, page, _ = await call(contract, service, "GET", "/v1/jobs", params={"limit": "1"})
     assert status == 200 and page["next"] is not None
     assert (await call(contract, service, "GET", "/v1/jobs", params={"state": "x"}))[0] == 400
+
+
+async def stalling_body() -> AsyncIterator[bytes]:
+    """A chunked body that begins and stops: the server answers it with a 408."""
+    yield b'{"source": '
+    await asyncio.sleep(60)
 
 
 async def exercise_cancel(contract: Contract, service: Service) -> None:
@@ -304,6 +314,10 @@ async def exercise_images(contract: Contract, open_service: Service, settings: S
                            headers=alice))[0] == 413
         assert (await call(contract, secured, "POST", copies, json=body,
                            headers=carol))[0] == 403
+    hasty = keystone_settings(settings, cloud, "RegionTwo", body_timeout=0.5)
+    async with api_only(hasty) as (service, _):
+        assert (await call(contract, service, "POST", copies, data=stalling_body(),
+                           headers=alice))[0] == 408
 
 
 async def exercise_glance_front(contract: Contract, settings: Settings,

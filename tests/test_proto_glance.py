@@ -187,8 +187,9 @@ def test_tasks_oldest_first() -> None:
          "message": "Task failed due to Internal Error"},
         {"type": "location_import", "status": "success", "created_at": "2026-12-01T23:15:34",
          "message": ""}]}
-    assert glance.parse_image_tasks(request, reply(200, tasks)) == [
-        ("success", ""), ("failure", "Task failed due to Internal Error")]
+    assert [(task.status, task.message) for task in glance.parse_image_tasks(
+        request, reply(200, tasks))] == [("success", ""),
+                                         ("failure", "Task failed due to Internal Error")]
 
 
 # --- propagated_body -------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from xfer.errors import AuthError, RemoteError, TokenInvalid, TrustRefused
+from xfer.errors import AuthError, RemoteError, TokenInvalid, TrustExists, TrustRefused
 from xfer.proto import keystone
 from xfer.proto.http import Reply, Request
 
@@ -182,3 +182,51 @@ def test_no_token_or_password_in_a_request_repr_or_any_error() -> None:
         for secret in (TOKEN, SERVICE_TOKEN, PASSWORD):
             assert secret not in text
     assert "<hidden>" in repr(requests[2]) and "bytes>" in repr(requests[0])
+
+
+def trust_document(trust_id: str, **overrides: object) -> dict[str, object]:
+    document: dict[str, object] = {
+        "id": trust_id, "trustor_user_id": "u1", "trustee_user_id": "x1", "project_id": "p1",
+        "impersonation": True, "expires_at": "2027-01-02T03:04:05.000000Z",
+        "remaining_uses": None, "redelegation_count": 0}
+    document.update(overrides)
+    return document
+
+
+def test_keystone_holding_a_trust_with_that_expiry_is_trust_exists() -> None:
+    _, alice = issued(token_document())
+    request = keystone.create_trust_request(AUTH_URL, TOKEN, alice, "x1", alice.expires_at)
+    message = "Conflict occurred attempting to store trust - Duplicate entry found with ID t9."
+    with pytest.raises(TrustExists) as exists:
+        keystone.parse_created_trust(request, reply(409, {"error": {"message": message}}))
+    assert not isinstance(exists.value, AuthError) and exists.value.status == 409
+
+
+def test_the_trustees_trusts_are_listed_with_their_expiries() -> None:
+    request = keystone.trustee_trusts_request(AUTH_URL, SERVICE_TOKEN, "x1")
+    assert (request.method, request.url, dict(request.params or {})) == (
+        "GET", f"{AUTH_URL}/OS-TRUST/trusts", {"trustee_user_id": "x1"})
+    listed = keystone.parse_trusts(request, reply(200, {"trusts": [
+        trust_document("t1"), trust_document("t2", expires_at=None, project_id=None,
+                                              impersonation=False)]}))
+    assert listed == (
+        keystone.Trust("t1", "u1", "x1", "p1", True, datetime(2027, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        keystone.Trust("t2", "u1", "x1", None, False, None))
+    for status, error in ((401, AuthError), (403, AuthError), (500, RemoteError)):
+        with pytest.raises(error):
+            keystone.parse_trusts(request, reply(status, {"error": {"message": "no"}}))
+    with pytest.raises(RemoteError, match="unreadable trusts"):
+        keystone.parse_trusts(request, reply(200, {"trusts": [{"id": "t3"}]}))
+
+
+def test_a_trust_is_deleted_or_was_gone_already() -> None:
+    request = keystone.delete_trust_request(AUTH_URL, TOKEN, "t1")
+    assert (request.method, request.url, request.headers["X-Auth-Token"]) == (
+        "DELETE", f"{AUTH_URL}/OS-TRUST/trusts/t1", TOKEN)
+    assert keystone.parse_deleted_trust(request, reply(204)) is True
+    assert keystone.parse_deleted_trust(request, reply(404, {"error": {"message": "gone"}})
+                                        ) is False
+    with pytest.raises(AuthError):
+        keystone.parse_deleted_trust(request, reply(403, {"error": {"message": "policy"}}))
+    with pytest.raises(RemoteError):
+        keystone.parse_deleted_trust(request, reply(503))

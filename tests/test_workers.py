@@ -50,14 +50,19 @@ async def worker_process(settings: Settings, worker_id: str, log_dir: Path,
     try:
         yield process
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(20):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
+        await stop_process(process)
+
+
+async def stop_process(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM to a process this test started (by its PID), SIGKILL if it outlives 20 s."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(20):
                 await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
 
 def claimed_jobs(log_path: Path) -> list[str]:
@@ -174,8 +179,11 @@ async def test_a_cancel_left_by_a_dead_worker_is_finished_by_another(
     await asyncio.sleep(0.3)  # the ghost's lease has expired
     async with running_service(settings) as service:
         ended = await service.wait(str(job_id), deadline=30)
+        (cleanup,) = await service.cleaned_up(str(job_id), deadline=30)
     assert ended["state"] == "cancelled"
     assert [o.name for o in await target.list_objects(container) if str(job_id) in o.name] == []
+    assert (cleanup["duty"], cleanup["state"], cleanup["outcome"]) == (
+        "remove_object_data", "done", "deleted 2 objects (2000 bytes) this job had written")
 
 
 async def test_a_stopping_service_hands_its_job_back_and_the_next_one_resumes(

@@ -14,15 +14,22 @@ from xfer.clients.swift import SwiftRegions
 from xfer.clients.transport import http_session
 from xfer.engine.object_copy import Copier
 from xfer.errors import ConfigError
+from xfer.images.cleanup import ImageCleanup
 from xfer.images.flow import ImageCopier
 from xfer.images.front import GlanceFront
 from xfer.images.search import ImageSearch
+from xfer.jobs.cleanup import JobCleanup
 from xfer.jobs.db import close_pool, create_pool
+from xfer.jobs.duties import DutyHandler, DutyRunner
+from xfer.jobs.duty_store import DutyStore
 from xfer.jobs.metrics import Metrics
+from xfer.jobs.records import Duty
 from xfer.jobs.store import JobStore
+from xfer.jobs.sweep import Sweeper, sweep_periodically
+from xfer.jobs.trusts import JobTrusts
 from xfer.jobs.worker import Worker
 from xfer.settings import Settings
-from xfer.web import api, auth, errors, events, glance_front, health, images, openapi
+from xfer.web import api, auth, errors, events, glance_front, health, images, openapi, server
 from xfer.web.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -31,7 +38,8 @@ log = logging.getLogger(__name__)
 def build_app(settings: Settings, store: JobStore, regions: SwiftRegions,
               metrics: Metrics | None = None,
               openstack: OpenStackClients | None = None,
-              copier: Copier | None = None) -> web.Application:
+              copier: Copier | None = None,
+              duty_runner: DutyRunner | None = None) -> web.Application:
     """The REST API, /v1/openapi.json, /healthz, /readyz and /metrics; `metrics` is shared
     with the worker that feeds its counters, `regions` with its copies. With `keystone`,
     every call but the probes needs a valid token, and the image API is there with the
@@ -43,8 +51,12 @@ def build_app(settings: Settings, store: JobStore, regions: SwiftRegions,
     app.on_response_prepare.append(errors.stamp_request_id)
     app[api.SETTINGS] = settings
     app[api.STORE] = store
+    if duty_runner is not None:
+        app[api.DUTIES] = duty_runner
     if openstack is not None:
         app[auth.KEYSTONE] = openstack.keystone
+        app[images.TRUSTS] = JobTrusts(settings, openstack.keystone, store,
+                                       DutyStore(store.pool))
         app[auth.POLICY] = Policy.from_settings(settings.policy)
         app[images.IMAGE_SEARCH] = ImageSearch(openstack)
         app[glance_front.GLANCE_FRONT] = GlanceFront(settings, openstack,
@@ -78,12 +90,15 @@ async def serve(settings: Settings, *, api_enabled: bool = True,
             copier = Copier(settings, regions)
             openstack = OpenStackClients.from_settings(settings, http)
             image_copier = None
+            duties = DutyRunner(settings, store, DutyStore(pool), duty_handlers(
+                settings, store, regions, openstack))
             if openstack is not None:
                 image_copier = ImageCopier(settings, openstack, copier)
             port = 0
             if api_enabled:
-                runner = errors.JsonErrorsRunner(
-                    build_app(settings, store, regions, metrics, openstack, copier), access_log=None)
+                runner = server.ApiRunner(
+                    build_app(settings, store, regions, metrics, openstack, copier, duties),
+                    access_log=None)
                 await runner.setup()
                 site = web.TCPSite(runner, settings.listen_host, settings.listen_port)
                 await site.start()
@@ -91,15 +106,37 @@ async def serve(settings: Settings, *, api_enabled: bool = True,
                 log.info("listening on http://%s:%d", settings.listen_host, port)
             async with asyncio.TaskGroup() as group:
                 worker = group.create_task(
-                    Worker(settings, store, copier, metrics, image_copier).run())
+                    Worker(settings, store, copier, metrics, image_copier,
+                           on_job_end=duties.wake).run())
+                duty_task = group.create_task(duties.run())
+                sweeping = None
+                if settings.sweep_interval_hours > 0:
+                    sweeping = group.create_task(sweep_periodically(
+                        Sweeper(store, DutyStore(pool), regions), settings))
                 if on_ready:
                     on_ready(port)
                 await stop.wait()
                 copier.handing_over = True  # running jobs go back to the queue, resumable
                 worker.cancel()
+                duty_task.cancel()
+                if sweeping is not None:
+                    sweeping.cancel()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         if runner is not None:
             await runner.cleanup()
         await close_pool(pool)
+
+
+def duty_handlers(settings: Settings, store: JobStore, regions: SwiftRegions,
+                  openstack: OpenStackClients | None) -> dict[Duty, DutyHandler]:
+    """What each duty does; a trust's duties, and an image copy's, need Keystone."""
+    cleanup = JobCleanup(regions, None if openstack is None else ImageCleanup(openstack))
+    handlers: dict[Duty, DutyHandler] = {Duty.REMOVE_OBJECT_DATA: cleanup.remove_object_data}
+    if openstack is not None:
+        trusts = JobTrusts(settings, openstack.keystone, store, DutyStore(store.pool))
+        handlers |= {Duty.ADOPT_TRUST: trusts.adopt, Duty.END_TRUST: trusts.end,
+                     Duty.REMOVE_TARGET_IMAGE: cleanup.remove_target_image,
+                     Duty.REMOVE_IMAGE_DATA: cleanup.remove_image_data}
+    return handlers

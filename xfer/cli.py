@@ -1,4 +1,4 @@
-"""The `xfer` command: serve, worker, migrate, upload, devcloud, demo."""
+"""The `xfer` command: serve, worker, migrate, upload, sweep, devcloud, demo."""
 
 from __future__ import annotations
 
@@ -70,6 +70,17 @@ def _upload(args: argparse.Namespace) -> int:
     return print_result(outcome, args.json)
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from xfer.jobs.sweep import print_report, run_sweep
+
+    settings = from_environ()
+    logs.configure()
+    report = run_async(settings, run_sweep(settings, dry_run=args.dry_run,
+                                           older_than_hours=args.older_than_hours))
+    print_report(report, as_json=args.json)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from xfer.dev.demo import run_demo
 
@@ -94,6 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--checksum", help="the file's expected MD5, checked end to end")
     seed.add_argument("--json", action="store_true", help="print the result as JSON")
     seed.set_defaults(func=_upload)
+    sweep = commands.add_parser(
+        "sweep", help="remove what dead copies left in the operator's Swift accounts",
+        description="Segments of jobs that ended without publishing them, or of jobs this "
+                    "database does not know that no manifest uses; also lists what cleanups "
+                    "could not remove in users' accounts.")
+    sweep.add_argument("--dry-run", action="store_true", help="say what would go; remove none")
+    sweep.add_argument("--older-than-hours", type=float, default=24.0,
+                       help="segments of jobs unknown to the database must be this old "
+                            "(default 24)")
+    sweep.add_argument("--json", action="store_true", help="print the report as JSON")
+    sweep.set_defaults(func=_sweep)
     demo = commands.add_parser("demo", help="copy a sample image between two local regions")
     demo.add_argument("--size-mib", type=int, default=200)
     demo.set_defaults(func=_demo)

@@ -7,9 +7,13 @@
     ├── IdempotencyConflict  (jobs/store) the Idempotency-Key was used for another request
     ├── RemoteError          a service answered with an error status; keeps service, method,
     │   │                    path, status and Swift's transaction id
-    │   └── AuthError        authentication refused (401/403 on the auth endpoint)
-    │       └── TrustRefused     Keystone would not create the trust xfer acts for a user
-    │                            through (web answers 403 trust_refused)
+    │   ├── AuthError        authentication refused (401/403 on the auth endpoint)
+    │   │   ├── TrustRefused     Keystone would not create the trust xfer acts for a user
+    │   │   │                    through (web answers 403 trust_refused)
+    │   │   └── ServiceCredentialsRefused  Keystone refused xfer's own service user: the
+    │   │                        operator's configuration, not the caller (web answers 503
+    │   │                        service_misconfigured)
+    │   └── TrustExists      Keystone holds a trust with the same trustor, project and expiry
     ├── TokenInvalid         the caller's token is missing, invalid or expired (API answers 401)
     ├── TokenRefused         (clients/swift) a 401 to a token that may have expired: the
     │                        client authenticates once more, the error never leaves it
@@ -45,6 +49,8 @@
         ├── UnsupportedStore     unsupported_store: the source image is not in a multi-tenant
         │                        Swift store, where xfer can read it
         ├── RegistrationFailed   registration_failed: Glance did not make the copy active
+        │   │                    (registration_stalled: its import task stopped moving)
+        │   └── ImportFailed     Glance's import task failed and reverted the image to queued
         ├── FrontRefused         the Glance-compatible read endpoint will not serve an image
         │                        (not active, nothing to verify against); carries its status
         └── TrustInvalid         trust_invalid: the job's trust gives no token any more
@@ -209,12 +215,27 @@ class UnsupportedStore(CopyFailed):
 
 
 class RegistrationFailed(CopyFailed):
-    def __init__(self, message: str) -> None:
-        super().__init__("registration_failed", message)
+    def __init__(self, message: str, code: str = "registration_failed") -> None:
+        super().__init__(code, message)
+
+
+class ImportFailed(RegistrationFailed):
+    """Glance's location import task failed and the image is queued again, its data deleted by
+    Glance's revert: copying the data again and registering it anew may succeed."""
 
 
 class TrustRefused(AuthError):
     """`detail` is Keystone's reason and what would work, a sentence for the user."""
+
+
+class ServiceCredentialsRefused(AuthError):
+    """Keystone refused xfer's own service user (password, role or project): only the
+    operator can fix it, and a caller retrying cannot."""
+
+
+class TrustExists(RemoteError):
+    """Keystone already holds (or held) a trust with this trustor, trustee, project,
+    impersonation and expiry; it keeps at most one."""
 
 
 class FrontRefused(CopyFailed):

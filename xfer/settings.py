@@ -84,7 +84,21 @@ class Settings:
     # renewals (and with them the copy) only while a third of the lease remains.
     database_retry_seconds: float = 300.0
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # --- what one client may hold of the API (web/server.py, web/api.read_body)
     max_body_bytes: int = 64 * 1024
+    # Seconds a connection may take to send a whole request head (request line and headers),
+    # from its opening or from the end of the previous reply: past it, it is closed unanswered.
+    # Also how long a keep-alive connection may stay idle (one timer does both); above the
+    # 15 s for which aiohttp's client keeps an idle connection, so a pooled connection is not
+    # closed under a client that is just reusing it.
+    header_timeout: float = 20.0
+    # Seconds a request's body (at most max_body_bytes) may take to arrive once the API reads
+    # it: past it, 408 `body_timeout` and the connection is closed.
+    body_timeout: float = 30.0
+    # Connections one client address may hold open at once; more are closed as they are
+    # accepted, unanswered. 0: no limit (behind a proxy every client has the proxy's address:
+    # limit there instead).
+    max_client_connections: int = 64
     # GET /v1/jobs/{id}/events: how often it reads the job, and how long one stream may last
     events_poll_interval: float = 0.5
     events_max_seconds: float = 600.0
@@ -110,8 +124,38 @@ class Settings:
     # through the source Glance's ranged /file instead (still verified end to end); False:
     # fail such copies with unsupported_store.
     read_through_glance: bool = True
-    # A copy acts as its user through a Keystone trust that expires after this long.
+    # A copy acts as its user through a Keystone trust, deleted once the job has ended
+    # (jobs/trusts.py); it expires after this long in any case, should xfer be unable to
+    # delete it (its database lost, Keystone refusing): the longest a copy may wait and run.
     trust_hours: float = 24.0
+    # A job recorded but still without its trust after this long (the process recording it
+    # died while Keystone created the trust) gets it found and attached, or fails, saying so.
+    # Longer than a trust creation can take, retries and timeouts included.
+    trust_adopt_seconds: float = 600.0
+    # What remains to be done for jobs that ended (deleting their trusts), in every process:
+    # looked for this often (at once when this process ended a job), so many at a time, each
+    # held this long by the process doing it; a failed attempt is tried again after
+    # duty_backoff_base doubled per attempt, at most duty_backoff_max, seconds.
+    duty_poll_seconds: float = 10.0
+    duty_batch: int = 8
+    duty_lease_seconds: float = 120.0
+    duty_backoff_base: float = 5.0
+    duty_backoff_max: float = 600.0
+    # `xfer serve` sweeps the operator's Swift accounts for what dead copies left (as
+    # `xfer sweep` does) this often, in hours; 0: never (run `xfer sweep` from cron instead).
+    # Segments of jobs unknown to the database must be this many hours old to go.
+    sweep_interval_hours: float = 0.0
+    sweep_older_than_hours: float = 24.0
+    # How often a running image copy checks that its target image still exists (a user who
+    # deletes it stops the copy within this long: target_image_gone).
+    image_watch_seconds: float = 5.0
+    # Glance's import of a verified copy failing (a database lock, a store hiccup; its revert
+    # deletes the data) is tried this many times in all, the data copied anew each time.
+    registration_attempts: int = 3
+    # Glance's import task and the image not changing for this long, plus the time to read the
+    # image at registration_min_rate_mb (MB/s), is a stalled registration: Glance lost it.
+    registration_stall_seconds: float = 120.0
+    registration_min_rate_mb: float = 20.0
     # How long the target Glance may take to read the copy back and make the image active.
     image_active_timeout: float = 900.0
     token_cache_size: int = 1024
@@ -134,9 +178,14 @@ class Settings:
             "segment_size", "chunk_size", "chunks_ahead", "segments_in_flight",
             "max_concurrent_copies", "max_inflight_bytes",
             "connect_timeout", "read_timeout", "request_attempts", "lease_seconds",
-            "poll_interval", "database_retry_seconds", "max_body_bytes",
+            "poll_interval", "database_retry_seconds", "max_body_bytes", "header_timeout",
+            "body_timeout",
             "events_poll_interval", "events_max_seconds", "ready_timeout",
-            "trust_hours", "image_active_timeout", "token_cache_size", "stream_reads",
+            "trust_hours", "trust_adopt_seconds", "duty_poll_seconds", "duty_batch",
+            "duty_lease_seconds", "duty_backoff_base", "duty_backoff_max",
+            "image_active_timeout", "image_watch_seconds", "registration_attempts",
+            "registration_stall_seconds", "registration_min_rate_mb", "token_cache_size",
+            "stream_reads",
             "stream_chunk_size", "stream_write_timeout",
         )
         for name in positive:
@@ -144,6 +193,12 @@ class Settings:
                 raise ConfigError(f"{_env_name(name)} must be positive, got {getattr(self, name)}")
         if not 0 <= self.listen_port <= 65535:
             raise ConfigError(f"XFER_LISTEN_PORT must be 0..65535 (0: any free port), got {self.listen_port}")
+        if self.sweep_interval_hours < 0 or self.sweep_older_than_hours < 0:
+            raise ConfigError("XFER_SWEEP_INTERVAL_HOURS and XFER_SWEEP_OLDER_THAN_HOURS must "
+                              "not be negative")
+        if self.max_client_connections < 0:
+            raise ConfigError("XFER_MAX_CLIENT_CONNECTIONS must be 0 (no limit) or positive, "
+                              f"got {self.max_client_connections}")
         if self.max_rate_mb < 0:
             raise ConfigError(f"XFER_MAX_RATE_MB must be 0 (no cap) or positive, got {self.max_rate_mb}")
         if self.retry_budget < 0 or self.backoff_base < 0 or self.backoff_max < self.backoff_base:

@@ -17,7 +17,13 @@ from xfer.clients.transport import (
     translated_errors,
     wire_url,
 )
-from xfer.errors import ConfigError, CopyFailed, ImageNotFound, RegistrationFailed
+from xfer.errors import (
+    ConfigError,
+    CopyFailed,
+    ImageNotFound,
+    ImportFailed,
+    RegistrationFailed,
+)
 from xfer.proto import glance
 from xfer.proto.glance import Image, ImageTask, SwiftLocation
 from xfer.proto.http import Reply, Request
@@ -85,20 +91,29 @@ class GlanceClient:
         glance.parse_location_added(*await self._send(request))
         log.info("location of image %s registered; Glance verifies it", image_id)
 
+    async def upload_empty(self, image_id: str) -> None:
+        """Give the queued image its data: none (Glance then computes the checksums of no
+        bytes, and the image becomes active)."""
+        glance.check_uploaded(*await self._send(glance.empty_upload_request(
+            self.image_url, await self._user_token(), image_id)))
+
     async def tasks(self, image_id: str) -> list[ImageTask]:
         return glance.parse_image_tasks(*await self._send(
             glance.image_tasks_request(self.image_url, await self._user_token(), image_id)))
 
     async def images_with(self, *, checksum: str | None = None, os_hash_value: str | None = None,
+                          owner: str | None = None, hidden: bool = False,
                           page_size: int | None = None) -> list[Image]:
         """Every active image the user sees with this checksum (and/or os_hash_value), oldest
-        first, across all pages."""
+        first, across all pages; `owner`: that project's only; `hidden`: only those hidden
+        from listings (os_hidden), which Glance leaves out unless asked."""
         found: list[Image] = []
         marker: str | None = None
         while True:
             page, following = glance.parse_images(*await self._send(glance.list_images_request(
                 self.image_url, await self._user_token(), checksum=checksum,
-                os_hash_value=os_hash_value, marker=marker, limit=page_size)))
+                os_hash_value=os_hash_value, owner=owner, hidden=hidden, marker=marker,
+                limit=page_size)))
             found.extend(page)
             if following is None or following == marker:
                 return found
@@ -107,26 +122,60 @@ class GlanceClient:
     # `timeout` is how long Glance may take to verify (it re-reads the object at ~170 MB/s),
     # part of what registration means, so it is a parameter, not the caller's asyncio.timeout.
     async def wait_active(self, image_id: str, *, timeout: float,  # noqa: ASYNC109
+                          stall_after: float, since: ImageTask | None = None,
                           poll: float = 0.5) -> Image:
-        """The image once active. RegistrationFailed when it cannot get there: it is gone,
-        killed or deactivated, or `queued` again after a failed location import (with the
-        task's message); `registration_timeout` when `timeout` seconds passed."""
-        status = "unknown"
+        """The image once active, following it and its import task. ImportFailed as soon as
+        a task newer than `since` (the newest before the location was added) failed and
+        Glance reverted the image to queued (with the task's message);
+        RegistrationFailed `registration_stalled` when neither the image's status nor its
+        newest task changed for `stall_after` seconds (a task Glance lost stays processing
+        for ever); RegistrationFailed when the image is gone, killed or deactivated;
+        `registration_timeout` when `timeout` seconds passed."""
+        loop = asyncio.get_running_loop()
+        status, last_task = "unknown", await self.newest_task(image_id)
+        changed_at = loop.time()
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     image = await self._registered(image_id)
-                    status = image.status
-                    if status == "active":
+                    if image.status == "active":
                         return image
+                    if image.status != status:
+                        status, changed_at = image.status, loop.time()
+                    # The tasks are read only when they can tell something: Glance's task
+                    # listing is a database read, which under load held up the very imports
+                    # it watched (Glance on sqlite, measured: "database is locked").
                     if status == "queued":
-                        await self._check_tasks(image_id)
+                        await self._check_failed(image_id, since)
+                    if loop.time() - changed_at > stall_after:
+                        newest = await self.newest_task(image_id)
+                        if newest == last_task:
+                            raise RegistrationFailed(
+                                f"Glance at {self.image_url} stopped registering image "
+                                f"{image_id}: it stayed {status}, its import task "
+                                f"{newest.status if newest else 'absent'}, for "
+                                f"{stall_after:g} s", code="registration_stalled")
+                        last_task, changed_at = newest, loop.time()
                     await asyncio.sleep(poll)
         except TimeoutError:
             raise CopyFailed(
                 "registration_timeout",
                 f"image {image_id} in Glance at {self.image_url} is still {status} after "
                 f"{timeout:g} s: Glance did not finish verifying the copy's data") from None
+
+    async def newest_task(self, image_id: str) -> ImageTask | None:
+        tasks = await self.tasks(image_id)
+        return tasks[-1] if tasks else None
+
+    async def _check_failed(self, image_id: str, since: ImageTask | None) -> None:
+        """A queued image whose newest task, newer than `since`, failed: Glance reverted it
+        (and deleted its data)."""
+        newest = await self.newest_task(image_id)
+        if newest is not None and newest.status == "failure" and newest != since:
+            raise ImportFailed(
+                f"Glance at {self.image_url} did not accept the copy's data for image "
+                f"{image_id}: its location import failed "
+                f"({newest.message or 'no reason given'})")
 
     async def _registered(self, image_id: str) -> Image:
         try:
@@ -139,12 +188,19 @@ class GlanceClient:
                                      f"{image.status} instead of active")
         return image
 
-    async def _check_tasks(self, image_id: str) -> None:
-        """A queued image whose last task failed will stay queued: say why."""
-        tasks = await self.tasks(image_id)
-        if tasks and tasks[-1].status == "failure":
-            raise RegistrationFailed(
-                f"Glance at {self.image_url} did not accept the copy's data for image "
-                f"{image_id}: its location import failed ({tasks[-1].message or 'no reason'}); "
-                f"Glance says no more, which is what a hash mismatch or an object it cannot "
-                f"read looks like. Glance deleted the object and its container on failure.")
+
+async def images_of_project(glance: GlanceClient, project_id: str, *, checksum: str | None,
+                            os_hash_value: str | None = None) -> list[Image]:
+    """The active images a project owns with this content, those hidden from listings too,
+    oldest first."""
+    listed = await glance.images_with(checksum=checksum, os_hash_value=os_hash_value,
+                                      owner=project_id)
+    hidden = await glance.images_with(checksum=checksum, os_hash_value=os_hash_value,
+                                      owner=project_id, hidden=True)
+    return oldest_first(listed, hidden)
+
+
+def oldest_first(*lists: list[Image]) -> list[Image]:
+    """The images of several listings, each once, oldest first (ties by id, as Glance)."""
+    unique = {image.id: image for images in lists for image in images}
+    return sorted(unique.values(), key=lambda image: (image.created_at or "", image.id))

@@ -2,11 +2,12 @@
 the trust-scoped tokens with which xfer acts as a user, and Swift credentials from them.
 
 Plain aiohttp through xfer.proto.keystone rather than keystoneauth1: xfer needs three calls
-(password token, trust-scoped token, token validation) and one trust creation, which the
-protocol module builds and parses in under 200 lines. keystoneauth1 is synchronous (requests):
-every call would need `asyncio.to_thread` and a second connection pool beside the aiohttp one,
-and its strengths (many auth plugins, discovery, federation) are not what a service user with a
-password needs. Renewal ahead of expiry, the one thing it would give, is `_RenewedToken`.
+(password token, trust-scoped token, token validation) and the life of a trust (create, find,
+delete), which the protocol module builds and parses in under 300 lines. keystoneauth1 is
+synchronous (requests): every call would need `asyncio.to_thread` and a second connection
+pool beside the aiohttp one, and its strengths (many auth plugins, discovery, federation) are
+not what a service user with a password needs. Renewal ahead of expiry, the one thing it would
+give, is `_RenewedToken`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from typing import Protocol
 import aiohttp
 
 from xfer.clients.transport import exchange
-from xfer.errors import AuthError, ConfigError, CopyFailed, TokenInvalid, TrustInvalid
+from xfer.errors import (
+    AuthError,
+    ConfigError,
+    CopyFailed,
+    ServiceCredentialsRefused,
+    TokenInvalid,
+    TrustInvalid,
+)
 from xfer.proto import keystone, swift
 from xfer.proto.http import Request
 from xfer.proto.keystone import TokenInfo
@@ -98,14 +106,27 @@ class Keystone:
         self._validated: OrderedDict[str, tuple[datetime, TokenInfo]] = OrderedDict()
 
     async def _issue(self, request: Request) -> tuple[str, TokenInfo]:
+        # Issuing a token twice is harmless: safe to send again on a fresh connection.
         return keystone.parse_issued_token(
-            request, await exchange(self.http, keystone.SERVICE, request))
+            request, await exchange(self.http, keystone.SERVICE, request, repeatable=True))
 
     async def _issue_service_token(self) -> tuple[str, TokenInfo]:
         log.info("getting a service token for %s", self.config.user)
         c = self.config
-        return await self._issue(keystone.password_token_request(
-            c.auth_url, c.user, c.password, c.project, c.domain))
+        try:
+            return await self._issue(keystone.password_token_request(
+                c.auth_url, c.user, c.password, c.project, c.domain))
+        except AuthError as exc:
+            raise self._refused(exc, "refused xfer's service user") from exc
+
+    def _refused(self, exc: AuthError, what: str) -> ServiceCredentialsRefused:
+        c = self.config
+        return ServiceCredentialsRefused(
+            exc.service, exc.method, exc.path, exc.status, exc.txn_id,
+            f"Keystone {what} {c.user!r} (domain {c.domain!r}, project {c.project!r}): "
+            f"{exc.detail or exc.status}; the operator must check XFER_KEYSTONE_USER, "
+            f"XFER_KEYSTONE_PASSWORD and XFER_KEYSTONE_PROJECT, and that the user holds the "
+            f"`service` role on that project")
 
     async def service_token(self) -> str:
         return (await self._service.get())[0]
@@ -143,18 +164,60 @@ class Keystone:
             request = keystone.validate_token_request(self.config.auth_url, service_token,
                                                       user_token)
             reply = await exchange(self.http, keystone.SERVICE, request)
-        return keystone.parse_validated_token(request, reply)
+        try:
+            return keystone.parse_validated_token(request, reply)
+        except AuthError as exc:  # without the `service` role: 403
+            raise self._refused(exc, "does not let validate tokens") from exc
 
     async def create_trust(self, user_token: str, user: TokenInfo, expires_at: datetime) -> str:
         """A trust from the user to xfer's service user: the user's roles on its project,
-        with impersonation, until `expires_at`. Created with the user's own token."""
+        with impersonation, until `expires_at` (whole seconds). Created with the user's own
+        token. TrustExists when Keystone holds a trust with that expiry already (one made by
+        this very request, sent again after a closed connection, is found by find_trust)."""
         request = keystone.create_trust_request(
             self.config.auth_url, user_token, user, await self.service_user_id(), expires_at)
         trust_id = keystone.parse_created_trust(
-            request, await exchange(self.http, keystone.SERVICE, request))
+            request, await exchange(self.http, keystone.SERVICE, request, repeatable=True))
         log.info("trust %s created for user %s on project %s", trust_id, user.user_id,
                  user.project_id)
         return trust_id
+
+    async def find_trust(self, trustor_user_id: str, project_id: str,
+                         expires_at: datetime) -> str | None:
+        """The trust from that user on that project to xfer with that expiry (Keystone keeps
+        at most one), from the trusts xfer is trustee of."""
+        for trust in await self._trustee_trusts():
+            if (trust.trustor_user_id, trust.project_id, trust.impersonation,
+                    trust.expires_at) == (trustor_user_id, project_id, True, expires_at):
+                return trust.id
+        return None
+
+    async def _trustee_trusts(self) -> tuple[keystone.Trust, ...]:
+        service_token, info = await self._service.get()
+        request = keystone.trustee_trusts_request(self.config.auth_url, service_token,
+                                                  info.user_id)
+        reply = await exchange(self.http, keystone.SERVICE, request)
+        if reply.status == 401:
+            service_token = (await self._service.get(stale=service_token))[0]
+            request = keystone.trustee_trusts_request(self.config.auth_url, service_token,
+                                                      info.user_id)
+            reply = await exchange(self.http, keystone.SERVICE, request)
+        return keystone.parse_trusts(request, reply)
+
+    async def delete_trust(self, trust_id: str) -> bool:
+        """Delete a trust with a token of its own (with impersonation it is the trustor's,
+        whom Keystone's policy lets delete it). True: deleted now; False: Keystone gives no
+        token for it any more (deleted or expired before, or its user lost the delegated
+        roles, which leaves it useless until it expires)."""
+        try:
+            token = (await self._issue_trust_token(trust_id))[0]
+        except TrustInvalid:
+            return False
+        request = keystone.delete_trust_request(self.config.auth_url, token, trust_id)
+        deleted = keystone.parse_deleted_trust(
+            request, await exchange(self.http, keystone.SERVICE, request))
+        log.info("trust %s %s", trust_id, "deleted" if deleted else "was gone already")
+        return deleted
 
     def trust_tokens(self, trust_id: str) -> TrustTokens:
         return TrustTokens(trust_id, lambda: self._issue_trust_token(trust_id), self._clock)
@@ -165,6 +228,9 @@ class Keystone:
             return await self._issue(keystone.trust_token_request(
                 c.auth_url, c.user, c.password, trust_id, c.domain))
         except AuthError as exc:
+            # Keystone says 401 both for a trust it no longer has and for xfer's own password:
+            # a service token, asked for afresh, tells which (ServiceCredentialsRefused).
+            await self._service.get(stale=(await self._service.get())[0])
             raise TrustInvalid(f"Keystone gives no token for trust {trust_id}, which this "
                                f"copy acts through: it expired or was deleted, or its user "
                                f"lost the delegated roles ({exc}); ask for the copy again"

@@ -129,6 +129,11 @@ class SwiftClient:
         return swift.check_delete_reply(
             *await self.send(lambda c: swift.delete_object_request(c, container, obj)))
 
+    async def delete_container(self, container: str) -> bool:
+        """True when deleted, False when gone already; RemoteError 409 when not empty."""
+        return swift.check_delete_container_reply(
+            *await self.send(lambda c: swift.delete_container_request(c, container)))
+
     async def get_manifest(self, container: str, obj: str) -> list[swift.ManifestSegment]:
         return swift.parse_manifest(
             *await self.send(lambda c: swift.manifest_get_request(c, container, obj)))
@@ -144,6 +149,17 @@ class SwiftClient:
             if not page:
                 return listed
             listed.extend(page)
+
+    async def list_containers(self) -> list[str]:
+        """Every container of the account, following Swift's pages."""
+        names: list[str] = []
+        while True:
+            marker = names[-1] if names else ""
+            page = swift.parse_container_listing(*await self.send(
+                functools.partial(swift.list_containers_request, marker=marker)))
+            if not page:
+                return names
+            names.extend(page)
 
     async def read_range_into(self, container: str, obj: str, start: int, object_size: int,
                               buffer: memoryview, if_match: str | None = None,

@@ -4,6 +4,7 @@ buffers, exact reads, and the single place where aiohttp's exceptions become xfe
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,7 @@ from xfer.proto.http import Reply, Request
 from xfer.settings import Settings
 
 __all__ = ["RangeProgress"]  # engine/ reads it from here, the one transport module
+log = logging.getLogger(__name__)
 
 
 def http_session(settings: Settings) -> aiohttp.ClientSession:
@@ -111,8 +113,35 @@ def wire_url(request: Request) -> URL:
     return URL(request.url, encoded=True)
 
 
-async def exchange(http: aiohttp.ClientSession, service: str, request: Request) -> Reply:
-    """Send a request whose reply body is small (JSON, manifests, errors) and read it whole."""
+# A pooled connection that the server closed while it idled fails when it is used again: reset,
+# or closed before any reply (measured: Keystone's trust POST after a short idle, "Connection
+# reset by peer"). aiohttp sends idempotent methods once more by itself; a POST that is safe
+# to repeat says so (`repeatable`). A refused or timed-out connect is not this.
+STALE_CONNECTION_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
+def _stale_connection(error: TransportError) -> bool:
+    cause = error.__cause__
+    return (isinstance(cause, STALE_CONNECTION_ERRORS)
+            and not isinstance(cause, aiohttp.ClientConnectorError))
+
+
+async def exchange(http: aiohttp.ClientSession, service: str, request: Request, *,
+                   repeatable: bool = False) -> Reply:
+    """Send a request whose reply body is small (JSON, manifests, errors) and read it whole.
+    `repeatable`: sent once more when a pooled connection turned out to be closed."""
+    if repeatable:
+        try:
+            return await _exchange_once(http, service, request)
+        except TransportError as error:
+            if not _stale_connection(error):
+                raise
+            log.info("%s: %s %s on a closed pooled connection (%s); sending it again",
+                     service, request.method, request.path, error.reason)
+    return await _exchange_once(http, service, request)
+
+
+async def _exchange_once(http: aiohttp.ClientSession, service: str, request: Request) -> Reply:
     async with translated_errors(service, request), http.request(
         request.method, wire_url(request), headers=request.headers, params=request.params,
         data=request_body(request.body),

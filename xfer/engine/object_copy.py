@@ -144,17 +144,6 @@ class Copier:
         finally:
             self.memory.give_back(taken)
 
-    async def discard(self, spec: CopySpec, observer: CopyObserver,
-                      clients: RegionClients | None = None) -> None:
-        """Delete what earlier attempts of a job wrote: its recorded segments (`spec.resume`),
-        and each target object that carries this job's stamp."""
-        clients = clients or self.regions
-        ctx = self._context(spec, observer, TokenBucket(None, 0), None, clients)
-        publishers = self._publishers(ctx, clients)
-        for publisher in publishers:
-            await publisher.adopt_published()
-        await _clean_up(publishers)
-
 
 async def _clean_up(publishers: list[Publisher]) -> None:
     async with asyncio.TaskGroup() as group:
@@ -280,6 +269,16 @@ async def _transfer_verified(ctx: CopyContext, publishers: list[Publisher], plan
             break
         log.warning("the bytes read have MD5 %s, not %s: reading the source once more",
                     digests.md5, expected)
+    if len(seen) == 2 and seen[0] == seen[1] and source.state.content_md5 is None:
+        # Two readings of the same pinned version agree, and Swift cannot say what it stores
+        # (an SLO or a DLO): the source holds those bytes, and it is its record that
+        # disagrees. (A plain object's ETag is what Swift stores: readings that disagree with
+        # it were damaged on the way, the same way twice, and preflight checked the record.)
+        raise CopyFailed(
+            "source_not_as_recorded",
+            f"two readings of {ctx.source.describe()} gave MD5 {seen[0]}, but "
+            f"{source.checked_against} is {expected}: the source's data is not what its "
+            f"record says; nothing was published")
     readings = " and then ".join(seen)
     raise CopyFailed(
         "checksum_mismatch",

@@ -16,7 +16,7 @@ from xfer.engine.plan import Plan, as_slo, plan_from_source_segments, plan_segme
 from xfer.engine.publisher import Publisher
 from xfer.engine.sources import SourceState
 from xfer.engine.types import ObjectRef, TargetOutcome
-from xfer.errors import XferError
+from xfer.errors import CopyFailed, XferError
 from xfer.proto import swift
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,17 @@ class Source:
 async def read_source(ctx: CopyContext) -> Source:
     with failing_as("source", "read", ctx.source.describe()):
         state = await ctx.retrying("source HEAD", ctx.source.state)
-    if ctx.spec.expected_md5:
-        return Source(state, ctx.spec.expected_md5.lower(), "the requested checksum")
+    expected = ctx.spec.expected_md5
+    if expected:
+        if state.content_md5 is not None and state.content_md5 != expected.lower():
+            # Swift's ETag of a plain object is the MD5 of the bytes it stores: they are not
+            # those the expected checksum describes, and reading them cannot change that.
+            raise CopyFailed(
+                "source_not_as_recorded",
+                f"{ctx.source.describe()} holds bytes with MD5 {state.content_md5} (Swift's "
+                f"ETag), but {ctx.spec.expected_md5_from} is {expected.lower()}: the source's "
+                f"data is not what its record says; nothing was copied")
+        return Source(state, expected.lower(), ctx.spec.expected_md5_from)
     if state.content_md5 is not None:
         return Source(state, state.content_md5, "the source object's ETag")
     return Source(state, None, None)

@@ -158,16 +158,6 @@ class Publisher:
                              f"{dst.describe()} reads back as {head.size} bytes with ETag "
                              f"{head.etag}; expected {plan.size} bytes with ETag {etag}")
 
-    async def adopt_published(self) -> None:
-        """Mark the target object for deletion if it carries this job's stamp (a cancel taken
-        over from a dead worker deletes what that worker published)."""
-        dst = self.target.ref
-        try:
-            head = await self.client.head_object(dst.container, dst.object)
-        except XferError:
-            return  # nothing published, or unreadable: the segments still go
-        self.published = head.metadata.get(JOB_METADATA.lower()) == self.ctx.spec.job_id
-
     async def clean_up(self) -> None:
         """Delete what this copy wrote; runs on failure and on cancel, bounded in time."""
         dst, target = self.target.ref, self.client

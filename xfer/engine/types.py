@@ -49,6 +49,7 @@ class CopySpec:
     target: ObjectRef
     segment_container: str  # where the target's segments go (the job's default: its container)
     expected_md5: str | None = None
+    expected_md5_from: str = "the requested checksum"  # what says so, in words
     segment_size: int | None = None
     max_rate: float | None = None  # bytes per second this copy may read, below the process's
     # Segments an earlier attempt of this job wrote to every target and recorded: checked

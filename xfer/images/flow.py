@@ -8,8 +8,10 @@ job taken over after a crash continues where it stood:
 
 1. read the source image (active, with checksum and os_hash_value) and find its data in the
    source Swift (plain object, SLO or DLO; another store is `unsupported_store`);
-2. unless `force`, an active image with the same checksum and os_hash_value that the user can
-   see in the target region ends the job at once (`deduplicated`);
+2. unless `force`, an active image with the same checksum and os_hash_value that the user's
+   project owns in the target region (hidden from listings or not) ends the job at once
+   (`deduplicated`); an image merely shared with the project does not count: its owner may
+   take it away;
 3. create the target image, queued, with the source's properties propagated once;
 4. copy the data through the engine into the image's own container `glance_<new id>`, its
    segments too (Glance shares an image by a read ACL on that container only), verifying MD5
@@ -17,8 +19,9 @@ job taken over after a crash continues where it stood:
 5. add the location (Glance API 2.17) with the SHA-512 as validation data;
 6. wait until Glance made the image active with the same checksum and os_hash_value.
 
-Any failure or cancel deletes the target image and the data copied, so nothing half-made is
-left; the job says why.
+Any failure or cancel ends the job, and the duties recorded with the target image remove it
+and the data copied (jobs/cleanup.py), so nothing half-made is left; the job says why, and its
+`cleanup` what became of what it made. A process that stops hands the job over, keeping both.
 """
 
 from __future__ import annotations
@@ -26,28 +29,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 
-from xfer.clients.glance import GlanceClient
+from xfer.clients.glance import GlanceClient, images_of_project
 from xfer.clients.keystone import TrustTokens
 from xfer.clients.openstack import OpenStackClients
 from xfer.clients.swift import SwiftClient
+from xfer.engine.failures import first_failure
 from xfer.engine.object_copy import Copier
 from xfer.engine.sources import SourceReader
 from xfer.engine.types import CopyOutcome, CopySpec, ObjectRef
 from xfer.errors import (
     CopyFailed,
     ImageNotFound,
+    ImportFailed,
     RemoteError,
     TransportError,
     XferError,
 )
 from xfer.images.data import locate
 from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageObserver, ImageStep
-from xfer.proto.glance import Image, SwiftLocation, propagated_body
+from xfer.proto import swift as swift_proto
+from xfer.proto.glance import Image, ImageTask, SwiftLocation, propagated_body
 from xfer.settings import Settings
 
 log = logging.getLogger(__name__)
+# The end of a failure's message: what became of what the job made is the cleanup's to say.
+CLEANUP_SENTENCE = ("What this job made is removed by its cleanup; the job's `cleanup` says "
+                    "what became of it.")
 HASH_ALGORITHM = "sha512"  # Glance's default `hashing_algorithm`; os_hash_value is checked
 
 
@@ -107,11 +117,7 @@ class ImageCopier:
         try:
             return await self._copy(job, observer)
         except (RemoteError, TransportError) as exc:  # the engine's own are CopyFailed already
-            service = getattr(exc, "service", "a service")
-            raise CopyFailed(f"{service}_failed",
-                             f"{service} failed while copying image {job.source_image_id} "
-                             f"from {job.source_region}: {exc}; what this job made was "
-                             f"deleted, so asking again starts afresh") from exc
+            raise _service_failed(job, exc, "nothing was made in the target region") from exc
 
     async def _copy(self, job: ImageCopyJob, observer: ImageObserver) -> ImageCopyOutcome:
         clients = await self._clients(job)
@@ -125,70 +131,172 @@ class ImageCopier:
         await observer.source_found(source_ref, source.checksum or "")
         log.info("source image %s: %d bytes at %s", source.id, source.size or 0,
                  source_ref.describe())
+        await _check_source_data(data.swift, source_ref, source)  # before anything is made
         target_image = None
         if job.target_image_id is None:
             if not job.force:
-                existing = await self._existing_copy(clients.target_glance, source)
+                project_id = (await clients.tokens.info()).project_id
+                existing = await self._existing_copy(clients.target_glance, source, project_id)
                 if existing is not None:
                     log.info("deduplicated: image %s in %s holds the same data", existing.id,
                              job.target_region)
                     return _outcome(existing, ObjectRef(job.target_region,
                                                         image_container(existing.id),
                                                         existing.id), None, True)
+            target_id = str(uuid.uuid4())
+            # Recorded before it is created, with the duties that would remove it: whatever
+            # happens next, the image is known to the job (a crash in between leaves an id
+            # with no image, which the next attempt creates).
+            await observer.target_image_planned(target_id, image_container(target_id))
+            target_image = await self._create_target(clients.target_glance, job, source,
+                                                     target_id, observer)
+        elif job.step is ImageStep.PLANNED:  # created, or not, before the attempt stopped
+            target_image = await self._create_target(clients.target_glance, job, source,
+                                                     job.target_image_id, observer)
         else:
             target_image = await self._target_image(clients.target_glance, job.target_image_id)
+        # From here on, should the copy fail or be cancelled, those duties remove the image
+        # and its data once the job has ended (jobs/cleanup.py): the same way whichever
+        # process ends the job, and again later while a service is down. A process that
+        # stops hands the job over, keeping both.
         try:
-            if target_image is None:
-                body = propagated_body(
-                    source, allow=self.settings.property_allow,
-                    deny=self.settings.property_deny, name=job.name, extra=job.properties,
-                    source_region=job.source_region)
-                target_image = await clients.target_glance.create_image(body)
-                await observer.target_image_created(target_image.id,
-                                                    image_container(target_image.id))
-                log.info("created the target image %s in %s", target_image.id,
-                         job.target_region)
+            if source.size == 0:
+                return await self._copy_empty(clients, source, target_image, observer)
             return await self._copy_into(job, clients, source, source_ref, target_image,
                                          observer, reader)
-        except asyncio.CancelledError:
-            if not observer.handing_over:
-                await self._remove(job, clients, target_image, observer)
-            raise
-        except BaseException:
-            await self._remove(job, clients, target_image, observer)
-            raise
+        except (RemoteError, TransportError) as exc:
+            raise _service_failed(job, exc, CLEANUP_SENTENCE) from exc
+        except CopyFailed as failure:
+            if CLEANUP_SENTENCE in failure.message:
+                raise
+            raise CopyFailed(failure.code, f"{failure.message.rstrip('.')}. "
+                                           f"{CLEANUP_SENTENCE}") from failure
+
+    async def _create_target(self, glance: GlanceClient, job: ImageCopyJob, source: Image,
+                             image_id: str, observer: ImageObserver) -> Image:
+        """The target image with the id the job recorded, queued, with the source's
+        properties; the one an earlier attempt created, if it did."""
+        try:
+            image = await glance.image(image_id)
+        except ImageNotFound:
+            body = propagated_body(
+                source, allow=self.settings.property_allow, deny=self.settings.property_deny,
+                name=job.name, extra=job.properties, source_region=job.source_region)
+            image = await glance.create_image({**body, "id": image_id})
+            log.info("created the target image %s in %s", image.id, job.target_region)
+        await observer.image_step(ImageStep.CREATED)
+        return image
 
     async def _copy_into(self, job: ImageCopyJob, clients: _JobClients, source: Image,
                          source_ref: ObjectRef, target_image: Image, observer: ImageObserver,
                          reader: SourceReader | None = None) -> ImageCopyOutcome:
+        """Copy, register and wait until Glance made the image active. Glance's import
+        failing (its revert deletes the data and queues the image again) is tried again, the
+        data copied anew, up to `registration_attempts` times in all: a copy that verified
+        is worth registering, and Glance fails for its own reasons (a database lock)."""
         spec = _target_spec(job, target_image.id, source_ref, source.checksum)
-        target_ref, container = spec.target, spec.segment_container
         if target_image.status == "active":  # registered by an earlier attempt
-            return self._verified_active(source, target_image, target_ref, None)
-        copy: CopyOutcome | None = None
+            return self._verified_active(source, target_image, spec.target, None)
         registered = job.step is ImageStep.REGISTERED or target_image.status == "importing"
-        if not registered:
-            copy = (await self.copier.copy_to_all(spec, observer, source=reader,
-                                                  clients=clients)).single()
-            if self.settings.verify_sha512 and copy.sha512 != source.os_hash_value:
-                raise CopyFailed("checksum_mismatch",
-                                 f"the data copied has SHA-512 {copy.sha512}, but the source "
-                                 f"image records {source.os_hash_value}: the source data does "
-                                 f"not match its image record. Nothing was registered.")
-            await observer.image_step(ImageStep.COPIED)
-            log.info("data copied and verified in %.2fs (%s, %d segments)", copy.seconds,
-                     copy.layout, copy.segments)
-            storage_url = (await clients.target_swift.credentials()).storage_url
-            await clients.target_glance.add_location(
-                target_image.id, SwiftLocation(storage_url, container, target_image.id),
-                HASH_ALGORITHM, source.os_hash_value or "")
+        for attempt in range(1, self.settings.registration_attempts + 1):
+            copy, since = None, None
+            if not registered:
+                since = await clients.target_glance.newest_task(target_image.id)
+                copy = await self._copy_and_register(clients, source, spec, observer, reader)
+            try:
+                active = await self._wait_registered(clients.target_glance, target_image.id,
+                                                     source, since)
+            except ImportFailed as failure:
+                left = await _data_left(clients.target_swift, spec)
+                if attempt == self.settings.registration_attempts:
+                    raise ImportFailed(f"{failure.message}; tried {attempt} times. "
+                                       f"{left}") from failure
+                log.warning("registration failed (attempt %d of %d), copying and "
+                            "registering again: %s; %s", attempt,
+                            self.settings.registration_attempts, failure.message, left)
+                await observer.image_step(ImageStep.CREATED)  # the data must be copied again
+                registered = False
+                continue
+            return self._verified_active(source, active, spec.target, copy)
+        raise AssertionError("registration_attempts is at least 1")
+
+    async def _copy_empty(self, clients: _JobClients, source: Image, target_image: Image,
+                          observer: ImageObserver) -> ImageCopyOutcome:
+        """An image of 0 bytes: Glance refuses a location of 0 bytes, so the target image is
+        given its (no) data through Glance, which checksums it as any upload."""
+        if target_image.status == "queued":
+            await clients.target_glance.upload_empty(target_image.id)
             await observer.image_step(ImageStep.REGISTERED)
-            log.info("location added; Glance reads the data back")
+        active = await self._wait_registered(clients.target_glance, target_image.id, source)
+        ref = ObjectRef(clients.target_swift.region.name, image_container(active.id), active.id)
+        return self._verified_active(source, active, ref, None)
+
+    async def _copy_and_register(self, clients: _JobClients, source: Image, spec: CopySpec,
+                                 observer: ImageObserver, reader: SourceReader | None
+                                 ) -> CopyOutcome:
+        image_id = spec.target.object
+        copy = await self._copy_watched(spec, observer, reader, clients, image_id)
+        if self.settings.verify_sha512 and copy.sha512 != source.os_hash_value:
+            raise CopyFailed("checksum_mismatch",
+                             f"the data copied has SHA-512 {copy.sha512}, but the source "
+                             f"image records {source.os_hash_value}: the source data does "
+                             f"not match its image record. Nothing was registered.")
+        await observer.image_step(ImageStep.COPIED)
+        log.info("data copied and verified in %.2fs (%s, %d segments)", copy.seconds,
+                 copy.layout, copy.segments)
+        storage_url = (await clients.target_swift.credentials()).storage_url
+        await clients.target_glance.add_location(
+            image_id, SwiftLocation(storage_url, spec.segment_container, image_id),
+            HASH_ALGORITHM, source.os_hash_value or "")
+        await observer.image_step(ImageStep.REGISTERED)
+        log.info("location added; Glance reads the data back")
+        return copy
+
+    async def _wait_registered(self, glance: GlanceClient, image_id: str, source: Image,
+                               since: ImageTask | None = None) -> Image:
+        """Glance's read-back, followed through its task; a task that does not move for
+        longer than reading the image at `registration_min_rate_mb` plus
+        `registration_stall_seconds` has stalled."""
+        settings = self.settings
+        stall_after = (settings.registration_stall_seconds
+                       + (source.size or 0) / (settings.registration_min_rate_mb * 1e6))
         registering = time.monotonic()
-        active = await clients.target_glance.wait_active(
-            target_image.id, timeout=self.settings.image_active_timeout)
+        active = await glance.wait_active(image_id, timeout=settings.image_active_timeout,
+                                          stall_after=stall_after, since=since)
         log.info("target image active %.2fs after registration", time.monotonic() - registering)
-        return self._verified_active(source, active, target_ref, copy)
+        return active
+
+    async def _copy_watched(self, spec: CopySpec, observer: ImageObserver,
+                            reader: SourceReader | None, clients: _JobClients,
+                            image_id: str) -> CopyOutcome:
+        """The data copy, stopped at once (target_image_gone) should the target image be
+        deleted meanwhile: its data could never be registered."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                watch = group.create_task(self._watch_target(clients.target_glance, image_id))
+                copy = (await self.copier.copy_to_all(spec, observer, source=reader,
+                                                      clients=clients)).single()
+                watch.cancel()
+        except BaseExceptionGroup as failures:
+            raise first_failure(failures) from None
+        return copy
+
+    async def _watch_target(self, glance: GlanceClient, image_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.settings.image_watch_seconds)
+            try:
+                image = await glance.image(image_id)
+            except ImageNotFound:
+                status = "deleted"
+            except XferError as exc:  # Glance unreachable: the copy goes on, we ask again
+                log.warning("could not check the target image %s: %s", image_id, exc)
+                continue
+            else:
+                status = image.status
+            if status not in ("queued", "saving", "uploading", "importing"):
+                raise CopyFailed("target_image_gone",
+                                 f"the target image {image_id} was {status} while its data "
+                                 f"was being copied; the copy stopped. {CLEANUP_SENTENCE}")
 
     def _verified_active(self, source: Image, target: Image, target_ref: ObjectRef,
                          copy: CopyOutcome | None) -> ImageCopyOutcome:
@@ -224,43 +332,62 @@ class ImageCopier:
         except ImageNotFound:
             raise CopyFailed("target_image_gone",
                              f"the target image {image_id} this job created was deleted "
-                             f"while the copy ran; copy again") from None
+                             f"while the copy ran; copy again. {CLEANUP_SENTENCE}") from None
 
-    async def _existing_copy(self, glance: GlanceClient, source: Image) -> Image | None:
-        for image in await glance.images_with(checksum=source.checksum):
-            if image.os_hash_value == source.os_hash_value and image.status == "active":
-                return image  # the oldest: images_with sorts by created_at
+    async def _existing_copy(self, glance: GlanceClient, source: Image,
+                             project_id: str) -> Image | None:
+        """The oldest active image of the user's project with the source's content."""
+        for image in await images_of_project(glance, project_id, checksum=source.checksum,
+                                             os_hash_value=source.os_hash_value):
+            if (image.owner, image.os_hash_value, image.status) == (
+                    project_id, source.os_hash_value, "active"):
+                return image
         return None
 
-    async def _remove(self, job: ImageCopyJob, clients: _JobClients, target_image: Image | None,
-                      observer: ImageObserver) -> None:
-        """Delete what this job made: its copied data (the engine already removed a copy that
-        failed itself) and its target image, whose location, once added, Glance deletes with
-        it. Best effort: a failure here is logged, the job's own error is kept."""
-        if target_image is None:
-            return
-        spec = _target_spec(job, target_image.id, ObjectRef(job.source_region, "", ""), None)
-        try:
-            await self.copier.discard(spec, observer, clients=clients)
-        except XferError as exc:
-            log.warning("could not delete the data copied for image %s: %s", target_image.id,
-                        exc)
-        try:
-            await clients.target_glance.delete_image(target_image.id)
-            log.info("deleted the target image %s", target_image.id)
-        except XferError as exc:
-            log.warning("could not delete the target image %s: %s", target_image.id, exc)
 
-    async def discard(self, job: ImageCopyJob, observer: ImageObserver) -> None:
-        """A cancelled job whose worker died: delete its target image and data."""
-        if job.target_image_id is None:
-            return
-        clients = await self._clients(job)
-        try:
-            image = await clients.target_glance.image(job.target_image_id)
-        except ImageNotFound:
-            return
-        await self._remove(job, clients, image, observer)
+def _service_failed(job: ImageCopyJob, exc: RemoteError | TransportError,
+                    what_became: str) -> CopyFailed:
+    service = exc.service
+    return CopyFailed(f"{service}_failed",
+                      f"{service} failed while copying image {job.source_image_id} from "
+                      f"{job.source_region}: {exc}; {what_became}")
+
+
+async def _check_source_data(swift: SwiftClient | None, ref: ObjectRef, source: Image) -> None:
+    """The source image's data in its Swift must be what its Glance record says: its size,
+    and for a plain object (whose ETag is the MD5 of what Swift stores) its checksum. Else the
+    copy is refused before anything is made: no reading could make it verify."""
+    if swift is None:  # read through Glance: checked as it is read
+        return
+    try:
+        head = await swift.head_object(ref.container, ref.object)
+    except XferError:
+        return  # the copy itself reads it and says what is wrong
+    recorded = f"its Glance record says {source.size} bytes with checksum {source.checksum}"
+    if head.size != source.size:
+        raise CopyFailed("source_not_as_recorded",
+                         f"the data of image {source.id} ({ref.describe()}) is {head.size} "
+                         f"bytes, but {recorded}: the source's data is not what its record "
+                         f"says; nothing was made")
+    if head.kind is swift_proto.ObjectKind.PLAIN and head.etag != source.checksum:
+        raise CopyFailed("source_not_as_recorded",
+                         f"the data of image {source.id} ({ref.describe()}) has MD5 "
+                         f"{head.etag} (Swift's ETag), but {recorded}: the source's data is "
+                         f"not what its record says; nothing was made")
+
+
+async def _data_left(swift: SwiftClient, spec: CopySpec) -> str:
+    """What is in the image's container now, said truly (Glance's revert of a failed import
+    deletes the object, its segments and the container, when it can)."""
+    container = spec.segment_container
+    try:
+        listed = await swift.list_objects(container)
+    except XferError as exc:
+        return f"Whether Glance deleted the copied data is unknown ({container}: {exc})."
+    if not listed:
+        return f"Glance deleted the copied data ({container} is empty or gone)."
+    return (f"{len(listed)} objects of the copied data are still in {container}; the job's "
+            f"cleanup removes them if it fails.")
 
 
 def _target_spec(job: ImageCopyJob, image_id: str, source: ObjectRef,
@@ -271,6 +398,7 @@ def _target_spec(job: ImageCopyJob, image_id: str, source: ObjectRef,
     return CopySpec(job_id=str(job.job_id), source=source,
                     target=ObjectRef(job.target_region, container, image_id),
                     segment_container=container, expected_md5=expected_md5,
+                    expected_md5_from="the source image's checksum in Glance",
                     resume=job.resume, deduplicate=False)
 
 

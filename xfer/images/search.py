@@ -4,6 +4,9 @@ image with given content that the caller may see.
 Each region's Glance answers with the caller's own token, so Glance's visibility rules (own,
 shared, community, public) decide what is found, never xfer's: a user cannot learn of an image
 it could not read. Glance filters by `checksum` (MD5) and `os_hash_value` (SHA-512) itself.
+Images of the caller's project that are hidden from listings (`os_hidden`) count too: Glance
+lists those only when asked, and only the project's own are asked for (another project hid
+its images from everyone's listings).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from xfer.clients.glance import GlanceClient
+from xfer.clients.glance import GlanceClient, oldest_first
 from xfer.clients.openstack import OpenStackClients
 from xfer.errors import XferError
 from xfer.proto.glance import Image
@@ -39,8 +42,8 @@ class ImageSearch:
             return token
 
         async def in_region(region: str, url: str) -> RegionMatch:
-            return await _match(region, self.openstack.glance(url, user_token), checksum,
-                                os_hash_value)
+            return await _match(region, self.openstack.glance(url, user_token),
+                                info.project_id, checksum, os_hash_value)
 
         endpoints = {region: info.endpoint("image", region) for region in info.storage_regions()}
         async with asyncio.TaskGroup() as group:
@@ -49,10 +52,13 @@ class ImageSearch:
         return [task.result() for task in tasks]
 
 
-async def _match(region: str, glance: GlanceClient, checksum: str | None,
+async def _match(region: str, glance: GlanceClient, project_id: str, checksum: str | None,
                  os_hash_value: str | None) -> RegionMatch:
     try:
-        images = await glance.images_with(checksum=checksum, os_hash_value=os_hash_value)
+        listed = await glance.images_with(checksum=checksum, os_hash_value=os_hash_value)
+        hidden = await glance.images_with(checksum=checksum, os_hash_value=os_hash_value,
+                                          owner=project_id, hidden=True)
+        images = oldest_first(listed, hidden)
     except XferError as exc:
         return RegionMatch(region, None, 0, f"the image service of {region} failed: {exc}")
     # Both filters may be given: Glance ANDs them. Oldest first (images_with's order).

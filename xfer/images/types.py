@@ -16,6 +16,9 @@ class ImageStep(StrEnum):
     """How far an image copy got: each step is done once, and a job taken over after a crash
     continues after the last one recorded."""
 
+    # the target image's id is chosen and recorded (with the duties that would remove it);
+    # the image may not exist yet: an attempt that finds none creates it with that id
+    PLANNED = "planned"
     CREATED = "created"  # the target image exists, queued
     COPIED = "copied"  # its data is in the target Swift, verified
     REGISTERED = "registered"  # its location was added: Glance reads it back, then activates
@@ -49,5 +52,5 @@ class ImageCopyOutcome:
 
 class ImageObserver(CopyObserver, Protocol):
     async def source_found(self, source: ObjectRef, checksum: str) -> None: ...
-    async def target_image_created(self, image_id: str, container: str) -> None: ...
+    async def target_image_planned(self, image_id: str, container: str) -> None: ...
     async def image_step(self, step: ImageStep) -> None: ...

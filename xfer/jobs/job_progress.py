@@ -79,7 +79,7 @@ class JobProgress:
         await self._record_step("record the source image's data", lambda: (
             self.store.set_image_source(self.job_id, source, checksum)))
 
-    async def target_image_created(self, image_id: str, container: str) -> None:
+    async def target_image_planned(self, image_id: str, container: str) -> None:
         await self._record_step("record the target image", lambda: (
             self.store.set_target_image(self.job_id, image_id, container)))
 

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from xfer.engine.plan import Segment
@@ -84,7 +85,9 @@ class ImageJobFields:
     name: str | None
     properties: Mapping[str, str]
     force: bool
-    trust_id: str = field(repr=False)
+    # None until Keystone created it (a job without one is not claimed)
+    trust_id: str | None = field(repr=False)
+    trust_expires_at: datetime | None = None  # what the trust was asked to expire at
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ def _image_fields(row: Mapping[str, Any]) -> ImageJobFields | None:
         source_image_id=row["source_image_id"], target_image_id=row["target_image_id"],
         step=row["image_step"], name=row["image_name"],
         properties=json.loads(properties) if properties else {}, force=row["force"],
-        trust_id=row["trust_id"])
+        trust_id=row["trust_id"], trust_expires_at=row["trust_expires_at"])
 
 
 @dataclass(frozen=True)
@@ -218,11 +221,13 @@ class Transition:
 
 @dataclass(frozen=True)
 class JobDetail:
-    """A job with its written segments and its state changes, read in one snapshot."""
+    """A job with its written segments, its state changes and its duties (what remains, or
+    remained, to be done once it ended), read in one snapshot."""
 
     job: JobRecord
     segments: tuple[Segment, ...]
     transitions: tuple[Transition, ...]
+    duties: tuple[DutyRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -239,3 +244,45 @@ class IndexedObject:
     image_id: str | None
     job_id: uuid.UUID | None
     verified_at: datetime
+
+
+class Duty(StrEnum):
+    """What may remain to be done for a job, recorded so that whoever is alive does it."""
+
+    # The job was recorded before its trust existed; if the process recording it died before
+    # attaching the trust, find it by its expiry and attach it (or fail the job).
+    ADOPT_TRUST = "adopt_trust"
+    # The job has ended: delete its trust, so that it lives no longer than the job and its
+    # cleanup (the duties above it act as the user through it).
+    END_TRUST = "end_trust"
+    # Recorded when the target image is created, dropped when the copy succeeds: a failed or
+    # cancelled image copy's target image, then its data (the image's container).
+    REMOVE_TARGET_IMAGE = "remove_target_image"
+    REMOVE_IMAGE_DATA = "remove_image_data"
+    # Recorded with an object copy job: what its targets that did not succeed were written
+    # (their segments, a target object stamped with the job).
+    REMOVE_OBJECT_DATA = "remove_object_data"
+
+
+class DutyState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    DROPPED = "dropped"  # no longer needed
+    FAILED = "failed"  # cannot be done (its outcome says what is left)
+
+
+@dataclass(frozen=True)
+class DutyRecord:
+    job_id: uuid.UUID
+    duty: Duty
+    state: DutyState
+    attempts: int  # claimed so many times, this one included
+    due_at: datetime
+    last_error: str | None
+    outcome: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> DutyRecord:
+        return cls(job_id=row["job_id"], duty=Duty(row["duty"]), state=DutyState(row["state"]),
+                   attempts=row["attempts"], due_at=row["due_at"],
+                   last_error=row["last_error"], outcome=row["outcome"])

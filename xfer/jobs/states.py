@@ -46,14 +46,15 @@ TARGET_STATE_OF: dict[JobState, TargetState] = {
     JobState.CANCELLED: TargetState.CANCELLED,
 }
 
-# running -> queued: a worker shutting down hands its job back; running -> running: another
-# worker takes over a job whose lease expired.
+# running or verifying -> queued: a worker shutting down hands its job back (an image copy
+# waiting for Glance to read its copy back is verifying); running -> running: another worker
+# takes over a job whose lease expired.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED}),
     JobState.RUNNING: frozenset({JobState.RUNNING, JobState.VERIFYING, JobState.QUEUED,
                                  JobState.FAILED, JobState.CANCELLING, JobState.SUCCEEDED}),
     JobState.VERIFYING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLING,
-                                   JobState.RUNNING}),
+                                   JobState.RUNNING, JobState.QUEUED}),
     JobState.CANCELLING: frozenset({JobState.CANCELLED}),
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),

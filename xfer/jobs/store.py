@@ -29,6 +29,8 @@ from xfer.errors import CopyFailed, DatabaseUnavailable, XferError
 from xfer.images.types import ImageCopyJob, ImageCopyOutcome, ImageStep
 from xfer.jobs.db import load_queries
 from xfer.jobs.records import (
+    Duty,
+    DutyRecord,
     ImageCopyRequest,
     IndexedObject,
     JobDetail,
@@ -47,6 +49,13 @@ from xfer.jobs.states import (
 JOBS_CHANNEL = "xfer_jobs"
 CANCEL_CHANNEL = "xfer_cancel"
 Q = load_queries()
+# What removes what a copy made, should it fail or be cancelled, in the order it runs (the
+# image before its data: Glance may still read it; every one before end_trust, at 100).
+CLEANUP_RANKS = {Duty.REMOVE_TARGET_IMAGE: 10, Duty.REMOVE_IMAGE_DATA: 20,
+                 Duty.REMOVE_OBJECT_DATA: 10}
+IMAGE_CLEANUP = (Duty.REMOVE_TARGET_IMAGE, Duty.REMOVE_IMAGE_DATA)
+# Seconds back from the wanted trust expiry tried when the user's other jobs hold them.
+MAX_TRUST_EXPIRY_TRIES = 600
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -105,6 +114,24 @@ async def _job(reader: Reader, row: Mapping[str, Any] | None) -> JobRecord | Non
     return None if row is None else (await _with_targets(reader, [row]))[0]
 
 
+async def job_of(reader: Reader, row: Mapping[str, Any]) -> JobRecord:
+    """A job row as its record, with its targets."""
+    return (await _with_targets(reader, [row]))[0]
+
+
+async def _replay(connection: asyncpg.Connection, scope: str, idempotency_key: str | None,
+                  digest: str) -> JobRecord | None:
+    """The job that holds the idempotency key in this scope, when the request is the same;
+    IdempotencyConflict otherwise (naming a job of the same scope only); None when that job
+    is gone since (its trust was refused: the request made no job)."""
+    earlier = await connection.fetchrow(Q["job_by_idempotency_key"], scope, idempotency_key)
+    if earlier is None:
+        return None
+    if earlier["request_digest"] != digest:
+        raise IdempotencyConflict(str(earlier["id"]))
+    return (await _with_targets(connection, [earlier]))[0]
+
+
 def _segment(row: Mapping[str, Any]) -> Segment:
     return Segment(row["index"], row["offset"], row["length"], row["etag"])
 
@@ -114,10 +141,11 @@ class JobStore:
         self.pool = pool
 
     @translated
-    async def create_job(self, request: JobRequest, idempotency_key: str | None = None
-                         ) -> tuple[JobRecord, bool]:
-        """(the job, whether it is new). With an idempotency key already used for the same
-        request, the earlier job; for another request, IdempotencyConflict."""
+    async def create_job(self, request: JobRequest, idempotency_key: str | None = None,
+                         scope: str = "") -> tuple[JobRecord, bool]:
+        """(the job, whether it is new). With an idempotency key already used in `scope` (the
+        caller's project; "" without Keystone) for the same request, the earlier job; for
+        another request, IdempotencyConflict."""
         source, target = request.source, request.target
         job_id = uuid.uuid4()
         digest = request_digest(request)
@@ -126,42 +154,64 @@ class JobStore:
                 Q["insert_job"], job_id, source.region, source.container, source.object,
                 target.region, target.container, target.object,
                 request.segment_container, request.checksum,
-                request.segment_size, idempotency_key, digest, request.max_rate_mb)
+                request.segment_size, idempotency_key, digest, request.max_rate_mb, scope)
             if row is None:  # the key is taken (the unique index waited for its transaction)
-                earlier = await connection.fetchrow(Q["job_by_idempotency_key"], idempotency_key)
-                if earlier["request_digest"] != digest:
-                    raise IdempotencyConflict(str(earlier["id"]))
-                return (await _with_targets(connection, [earlier]))[0], False
+                earlier = await _replay(connection, scope, idempotency_key, digest)
+                assert earlier is not None, "an object copy job is never deleted"
+                return earlier, False
             await connection.executemany(Q["insert_job_target"], [
                 (job_id, position, ref.region, ref.container, ref.object)
                 for position, ref in enumerate(request.targets)])
             await connection.execute(Q["record_transition"], job_id, None, JobState.QUEUED)
+            await connection.execute(Q["insert_duty"], job_id, Duty.REMOVE_OBJECT_DATA, True,
+                                     CLEANUP_RANKS[Duty.REMOVE_OBJECT_DATA], 0)
             # Delivered at commit: idle workers in every process wake up at once.
             await connection.execute(Q["notify"], JOBS_CHANNEL, str(job_id))
             return (await _with_targets(connection, [row]))[0], True
 
     @translated
-    async def create_image_job(self, request: ImageCopyRequest, trust_id: str,
-                               idempotency_key: str | None = None) -> tuple[JobRecord, bool]:
-        """(the job, whether it is new), with idempotency as for create_job."""
+    async def create_image_job(self, request: ImageCopyRequest, idempotency_key: str | None,
+                               trust_seconds: float, adopt_after: float
+                               ) -> tuple[JobRecord, bool]:
+        """(the job, whether it is new), with idempotency as for create_job in the caller's
+        project. A new job has no trust yet and is not claimed until it has one
+        (DutyStore.attach_trust); it asks for a trust expiring `trust_seconds` from now, in a
+        second none of the user's other jobs asks for. Should its trust not be attached
+        within `adopt_after` seconds, the duty adopt_trust looks for it."""
+        for taken in range(MAX_TRUST_EXPIRY_TRIES):
+            try:
+                made = await self._insert_image_job(request, idempotency_key, trust_seconds,
+                                                    taken, adopt_after)
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != "jobs_trust_expiry":
+                    raise
+                continue
+            if made is not None:
+                return made
+        raise DatabaseUnavailable(f"no free trust expiry second for user {request.user_id} in "
+                                  f"{MAX_TRUST_EXPIRY_TRIES} tries")
+
+    async def _insert_image_job(self, request: ImageCopyRequest, idempotency_key: str | None,
+                                trust_seconds: float, earlier: int, adopt_after: float
+                                ) -> tuple[JobRecord, bool] | None:
         job_id = uuid.uuid4()
         digest = request_digest(request)
+        scope = request.project_id
         async with self.pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(
                 Q["insert_image_job"], job_id, request.source_region, request.target_region,
-                request.project_id, request.user_id, trust_id, request.source_image_id,
+                request.project_id, request.user_id, request.source_image_id,
                 request.name, json.dumps(dict(request.properties)), request.force,
-                idempotency_key, digest)
+                idempotency_key, digest, trust_seconds, earlier)
             if row is None:
-                earlier = await connection.fetchrow(Q["job_by_idempotency_key"], idempotency_key)
-                if earlier["request_digest"] != digest:
-                    raise IdempotencyConflict(str(earlier["id"]))
-                return (await _with_targets(connection, [earlier]))[0], False
+                replayed = await _replay(connection, scope, idempotency_key, digest)
+                return None if replayed is None else (replayed, False)
             # its one target: named once the target image exists (set_target_image)
             await connection.execute(Q["insert_job_target"], job_id, 0, request.target_region,
                                      "", "")
             await connection.execute(Q["record_transition"], job_id, None, JobState.QUEUED)
-            await connection.execute(Q["notify"], JOBS_CHANNEL, str(job_id))
+            await connection.execute(Q["insert_duty"], job_id, Duty.ADOPT_TRUST, False, 0,
+                                     adopt_after)
             return (await _with_targets(connection, [row]))[0], True
 
     @translated
@@ -172,9 +222,14 @@ class JobStore:
 
     @translated
     async def set_target_image(self, job_id: uuid.UUID, image_id: str, container: str) -> None:
+        """The target image exists: recorded with the duties that remove it and its data
+        should the job fail or be cancelled (dropped when it succeeds)."""
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute(Q["set_target_image"], job_id, image_id, container)
             await connection.execute(Q["name_first_target"], job_id)
+            for duty in IMAGE_CLEANUP:
+                await connection.execute(Q["insert_duty"], job_id, duty, True,
+                                         CLEANUP_RANKS[duty], 0)
 
     @translated
     async def set_image_step(self, job_id: uuid.UUID, step: str) -> None:
@@ -202,6 +257,9 @@ class JobStore:
                     outcome.checksum, copy.etag if copy else None,
                     copy.bytes_uploaded if copy else 0, copy.segments_reused if copy else 0,
                     copy.verification if copy else Verification.END_TO_END)
+            if done is not None:
+                await connection.execute(Q["drop_duties"], job_id, list(IMAGE_CLEANUP),
+                                         "the copy succeeded: its image and data stay")
             if done is not None and not outcome.deduplicated:
                 await connection.execute(
                     Q["record_image_object"], outcome.checksum, outcome.os_hash_value,
@@ -322,6 +380,8 @@ class JobStore:
                 None if existing is None else existing.object)
             if done is not None:
                 await _record_targets(connection, job_id, spec, outcome)
+                await connection.execute(Q["drop_duties"], job_id, [Duty.REMOVE_OBJECT_DATA],
+                                         "the copy succeeded: every target stays")
             return done
 
         return await self._finish(job_id, JobState.SUCCEEDED, update)
@@ -391,10 +451,12 @@ class JobStore:
             record = (await _with_targets(connection, [job]))[0]
             segments = await connection.fetch(Q["list_segments"], job_id)
             transitions = await connection.fetch(Q["list_transitions"], job_id)
+            duties = await connection.fetch(Q["list_duties"], job_id)
         return JobDetail(
             record, tuple(_segment(row) for row in segments),
             tuple(Transition(JobState(t["from_state"]) if t["from_state"] else None,
-                             JobState(t["to_state"]), t["at"]) for t in transitions))
+                             JobState(t["to_state"]), t["at"]) for t in transitions),
+            tuple(DutyRecord.from_row(row) for row in duties))
 
     @translated
     async def list_jobs_page(self, state: JobState | None, region: str | None,
@@ -488,6 +550,7 @@ def copy_spec(job: JobRecord, resume: tuple[Segment, ...] = ()) -> CopySpec:
 def image_job(job: JobRecord, resume: tuple[Segment, ...] = ()) -> ImageCopyJob:
     image = job.image
     assert image is not None, "an object copy job has no image"
+    assert image.trust_id is not None, "an image copy without its trust is never claimed"
     return ImageCopyJob(
         job_id=job.id, source_region=job.source.region, target_region=job.target.region,
         source_image_id=image.source_image_id, trust_id=image.trust_id, name=image.name,

@@ -52,8 +52,10 @@ class CancelRequested(XferError):
 
 class Worker:
     def __init__(self, settings: Settings, store: JobStore, copier: Copier,
-                 metrics: Metrics, images: ImageCopier | None = None) -> None:
+                 metrics: Metrics, images: ImageCopier | None = None,
+                 on_job_end: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
+        self.on_job_end = on_job_end  # what remains to be done for a job may be due now
         self.store = store
         self.copier = copier
         self.images = images  # None without Keystone: image jobs then fail, saying why
@@ -223,10 +225,13 @@ class Worker:
         False when another worker holds the job now, or the database did not return in time:
         the job is then left to its lease, and a later claim runs it again."""
         try:
-            return await self.retry.until_back(
+            recorded = await self.retry.until_back(
                 what, record, give_up_after=self.settings.database_retry_seconds)
         except DatabaseUnavailable:
             return False
+        if recorded:
+            self.on_job_end()
+        return recorded
 
     async def _hand_back(self, job_id: uuid.UUID, progress: JobProgress) -> None:
         """Requeue a job whose copy stopped keeping what it wrote, so that the next claim
@@ -242,22 +247,17 @@ class Worker:
                         exc or "no answer in time")
 
     async def _end_abandoned_cancel(self, job: JobRecord, slots: asyncio.Semaphore) -> None:
-        """A cancel whose worker died before it finished: delete what the job wrote, end it.
-        Interrupted by an outage, it is claimed and done again once its lease expires."""
+        """A cancel whose worker died before it finished: end it; its cleanup duties then
+        remove what it wrote. Interrupted by an outage, it is claimed again once its lease
+        expires."""
         job_id, worker_id = job.id, self.settings.worker_id
         token = current_job.set(str(job_id))
         self._holding.add(job_id)
         try:
-            resume = await self.store.recorded_segments(job_id)
-            progress = JobProgress(self.store, job_id, worker_id, self.retry)
-            if job.image is not None:
-                await self._image_copier().discard(image_job(job, resume), progress)
-            else:
-                await self.copier.discard(copy_spec(job, resume), progress)
             if await self._record_end("record the cancel", lambda: self.store.finish_cancelled(
                     job_id, worker_id)):
-                log.info("ended a cancel its worker left unfinished; deleted %d recorded "
-                         "segments", len(resume))
+                log.info("ended a cancel its worker left unfinished; its cleanup removes "
+                         "what it wrote")
         except DatabaseUnavailable as exc:
             log.warning("cancel left for a later claim: %s", exc)
         except Exception:  # a bug: the cancel is tried again later, the worker stays alive

@@ -74,6 +74,8 @@ class SwiftLocation:
 class ImageTask(NamedTuple):
     status: str  # pending, processing, success, failure
     message: str
+    id: str = ""
+    updated_at: str = ""  # what moves while Glance works on it (ISO 8601)
 
 
 # Glance's own fields that are neither an Image field nor a property.
@@ -167,6 +169,18 @@ def file_range_request(image_url: str, token: str, image_id: str, start: int,
                    {"X-Auth-Token": token, "Range": f"bytes={start}-{start + length - 1}"})
 
 
+def empty_upload_request(image_url: str, token: str, image_id: str) -> Request:
+    """PUT /v2/images/{id}/file with no bytes: how an empty image gets its data (Glance
+    refuses a location whose object has 0 bytes, glance/location.py _check_location_uri)."""
+    return Request("PUT", _images_url(image_url, image_id) + "/file",
+                   {"X-Auth-Token": token, "Content-Type": "application/octet-stream"},
+                   body=b"")
+
+
+def check_uploaded(request: Request, reply: Reply) -> None:
+    raise_for_status(request, reply, 204)
+
+
 def check_file_range_reply(request: Request, reply: Reply, start: int, length: int,
                            image_size: int) -> None:
     """206 with exactly the range asked (or 200 for the whole image); a 404 or 403 is the
@@ -237,11 +251,15 @@ def parse_deleted(request: Request, reply: Reply) -> bool:
 
 def list_images_request(image_url: str, token: str, *, checksum: str | None = None,
                         os_hash_value: str | None = None, status: str | None = "active",
+                        owner: str | None = None, hidden: bool = False,
                         marker: str | None = None, limit: int | None = None) -> Request:
-    """One page of the images the user can see, oldest first (Glance breaks ties by id)."""
+    """One page of the images the user can see, oldest first (Glance breaks ties by id);
+    `hidden`: only those hidden from listings (`os_hidden`), which Glance lists only when
+    asked so; `owner`: only that project's."""
     params = {"sort_key": "created_at", "sort_dir": "asc"}
     for name, value in (("checksum", checksum), ("os_hash_value", os_hash_value),
-                        ("status", status), ("marker", marker),
+                        ("status", status), ("owner", owner),
+                        ("os_hidden", "true" if hidden else None), ("marker", marker),
                         ("limit", None if limit is None else str(limit))):
         if value is not None:
             params[name] = value
@@ -300,7 +318,8 @@ def parse_image_tasks(request: Request, reply: Reply) -> list[ImageTask]:
     raise_for_status(request, reply, 200)
     try:
         tasks = sorted(json.loads(reply.body)["tasks"], key=lambda t: str(t.get("created_at")))
-        return [ImageTask(str(t["status"]), str(t.get("message") or "")) for t in tasks]
+        return [ImageTask(str(t["status"]), str(t.get("message") or ""), str(t.get("id", "")),
+                          str(t.get("updated_at") or "")) for t in tasks]
     except (ValueError, KeyError, TypeError) as exc:
         raise RemoteError(SERVICE, request.method, request.path, reply.status, request_id(reply),
                           f"unreadable task list: {exc!r}") from exc

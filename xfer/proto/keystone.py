@@ -11,7 +11,12 @@ role the trustor does not hold gets 404 ("Could not find role"); a token of an a
 credential (restricted or not) or of a trust may not create a trust (403, "Delegated tokens
 cannot manage trusts"); a token for a trust that does not exist (deleted, expired) gets 401.
 A trust outlives the token that created it (revoked: the trust still gives tokens); deleting
-the trust invalidates its tokens.
+the trust invalidates its tokens. Keystone keeps a trust's expiry in whole seconds and at most
+one trust per trustor, trustee, project, impersonation and expiry: a second one is 409
+("Duplicate entry"), even when the first was deleted. A trust with impersonation may be
+deleted with a token of that very trust (its user is the trustor, whom the default policy
+`identity:delete_trust` allows: 204), and its trustee may list the trusts it is trustee of
+with its own token (`?trustee_user_id=`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from xfer.errors import AuthError, RemoteError, TokenInvalid, TrustRefused
+from xfer.errors import AuthError, RemoteError, TokenInvalid, TrustExists, TrustRefused
 from xfer.proto.http import Reply, Request
 
 SERVICE = "keystone"
@@ -231,7 +236,10 @@ def create_trust_request(auth_url: str, user_token: str, user: TokenInfo, truste
 
 def parse_created_trust(request: Request, reply: Reply) -> str:
     """The trust's id. 401 (the user's token no longer holds), 403 and 404 (a role the user
-    does not hold) are TrustRefused, with Keystone's reason."""
+    does not hold) are TrustRefused, with Keystone's reason; 409 is TrustExists (a trust
+    with the same trustor, trustee, project and expiry exists, or existed)."""
+    if reply.status == 409:
+        raise _remote_error(request, reply, TrustExists)
     if reply.status == 401:
         raise _remote_error(request, reply, TrustRefused,
                             "Keystone refused your token when creating the trust (it expired "
@@ -248,3 +256,60 @@ def parse_created_trust(request: Request, reply: Reply) -> str:
         return str(json.loads(reply.body)["trust"]["id"])
     except (ValueError, KeyError, TypeError) as exc:
         raise _remote_error(request, reply, detail=f"unreadable trust: {exc!r}") from exc
+
+
+@dataclass(frozen=True)
+class Trust:
+    """A trust as Keystone lists it (never a token)."""
+
+    id: str
+    trustor_user_id: str
+    trustee_user_id: str
+    project_id: str | None
+    impersonation: bool
+    expires_at: datetime | None  # aware, UTC; None: never
+
+
+def _trusts_url(auth_url: str) -> str:
+    return auth_url.rstrip("/") + "/OS-TRUST/trusts"
+
+
+def trustee_trusts_request(auth_url: str, token: str, trustee_user_id: str) -> Request:
+    """The trusts whose trustee is the token's user (Keystone allows the trustee this)."""
+    return Request("GET", _trusts_url(auth_url), {"X-Auth-Token": token,
+                                                  "Accept": "application/json"},
+                   params={"trustee_user_id": trustee_user_id})
+
+
+def parse_trusts(request: Request, reply: Reply) -> tuple[Trust, ...]:
+    if reply.status in (401, 403):
+        raise _remote_error(request, reply, AuthError)
+    if reply.status != 200:
+        raise _remote_error(request, reply)
+    try:
+        return tuple(Trust(
+            id=str(trust["id"]), trustor_user_id=str(trust["trustor_user_id"]),
+            trustee_user_id=str(trust["trustee_user_id"]),
+            project_id=None if trust.get("project_id") is None else str(trust["project_id"]),
+            impersonation=bool(trust.get("impersonation")),
+            expires_at=parse_time(trust["expires_at"]) if trust.get("expires_at") else None)
+            for trust in json.loads(reply.body)["trusts"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _remote_error(request, reply, detail=f"unreadable trusts: {exc!r}") from exc
+
+
+def delete_trust_request(auth_url: str, token: str, trust_id: str) -> Request:
+    """Deleted with a token of the trustor: with impersonation, a token of the trust itself."""
+    return Request("DELETE", f"{_trusts_url(auth_url)}/{trust_id}",
+                   {"X-Auth-Token": token, "Accept": "application/json"})
+
+
+def parse_deleted_trust(request: Request, reply: Reply) -> bool:
+    """True: deleted now; False: there is no such trust (deleted or expired before)."""
+    if reply.status == 204:
+        return True
+    if reply.status == 404:
+        return False
+    if reply.status in (401, 403):
+        raise _remote_error(request, reply, AuthError)
+    raise _remote_error(request, reply)

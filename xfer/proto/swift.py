@@ -287,6 +287,17 @@ def delete_object_request(creds: Credentials, container: str, obj: str) -> Reque
     return Request("DELETE", object_url(creds.storage_url, container, obj), _auth_headers(creds))
 
 
+def delete_container_request(creds: Credentials, container: str) -> Request:
+    return Request("DELETE", object_url(creds.storage_url, container), _auth_headers(creds))
+
+
+def check_delete_container_reply(request: Request, reply: Reply) -> bool:
+    """True when deleted, False when it was already gone; a container that still holds
+    objects is a RemoteError (409)."""
+    raise_for_status(request, reply, 204, 404)
+    return reply.status == 204
+
+
 def check_delete_reply(request: Request, reply: Reply) -> bool:
     """True when something was deleted, False when it was already gone."""
     raise_for_status(request, reply, 204, 200, 404)
@@ -394,6 +405,7 @@ class Listed:
     name: str
     bytes: int
     hash: str
+    last_modified: str = ""  # ISO 8601, UTC, as Swift lists it ("2026-12-07T15:04:05.123456")
 
 
 def list_objects_request(creds: Credentials, container: str, prefix: str = "",
@@ -413,4 +425,20 @@ def parse_listing(request: Request, reply: Reply) -> list[Listed]:
     raise_for_status(request, reply, 200, 204)
     if reply.status == 204 or not reply.body.strip():
         return []
-    return [Listed(e["name"], int(e["bytes"]), e["hash"]) for e in json.loads(reply.body)]
+    return [Listed(e["name"], int(e["bytes"]), e["hash"], e.get("last_modified", ""))
+            for e in json.loads(reply.body)]
+
+
+def list_containers_request(creds: Credentials, marker: str = "") -> Request:
+    params = {"format": "json"}
+    if marker:
+        params["marker"] = marker
+    return Request("GET", creds.storage_url.rstrip("/"), _auth_headers(creds), params)
+
+
+def parse_container_listing(request: Request, reply: Reply) -> list[str]:
+    """One page of an account's container names."""
+    raise_for_status(request, reply, 200, 204)
+    if reply.status == 204 or not reply.body.strip():
+        return []
+    return [str(entry["name"]) for entry in json.loads(reply.body)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable
 from datetime import datetime
@@ -11,8 +12,18 @@ from aiohttp import web
 
 from xfer.engine.types import ObjectRef
 from xfer.errors import RequestError
+from xfer.jobs.duties import DutyRunner
 from xfer.jobs.metrics import Metrics
-from xfer.jobs.records import IndexedObject, JobDetail, JobError, JobRecord, TargetRecord
+from xfer.jobs.records import (
+    Duty,
+    DutyRecord,
+    IndexedObject,
+    JobDetail,
+    JobError,
+    JobRecord,
+    TargetRecord,
+)
+from xfer.jobs.states import JobState
 from xfer.jobs.store import IdempotencyConflict, JobStore
 from xfer.settings import Settings
 from xfer.web.auth import Caller, authorize
@@ -32,6 +43,7 @@ from xfer.web.validation import (
 STORE = web.AppKey("store", JobStore)
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
+DUTIES = web.AppKey("duties", DutyRunner)
 
 
 def _timestamp(value: datetime | None) -> str | None:
@@ -104,8 +116,15 @@ def _image_json(job: JobRecord) -> dict[str, Any] | None:
 
 
 async def read_body(request: web.Request) -> bytes:
+    """The whole body, within XFER_BODY_TIMEOUT of the handler starting to read it; a client
+    that stalls gets 408 and the connection is closed."""
+    seconds = request.app[SETTINGS].body_timeout
     try:
-        return await request.read()
+        async with asyncio.timeout(seconds):
+            return await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=f"the body did not arrive within {seconds:g} s (XFER_BODY_TIMEOUT)") from None
     except web.RequestPayloadError as exc:  # a broken chunked or compressed body
         raise RequestError("body", f"could not be read: {exc}") from None
 
@@ -126,12 +145,14 @@ async def created_job_reply(request: web.Request,
 
 
 async def create_job(request: web.Request) -> web.Response:
-    authorize(request, "object_copy:create")
+    caller = authorize(request, "object_copy:create")
     raw = await read_body(request)
     settings = request.app[SETTINGS]
     job_request = validate_job_request(parse_json_body(raw), settings.regions.keys())
     key = idempotency_key(request.headers)
-    return await created_job_reply(request, request.app[STORE].create_job(job_request, key))
+    scope = "" if caller is None else caller.info.project_id  # a key is per project
+    return await created_job_reply(request, request.app[STORE].create_job(job_request, key,
+                                                                          scope))
 
 
 def job_id_of(request: web.Request) -> uuid.UUID:
@@ -150,9 +171,22 @@ def visible(caller: Caller | None, job: JobRecord | None) -> bool:
     return scope is None or job.project_id == scope
 
 
+# What a job's `cleanup` shows: removing what a failed or cancelled copy made, and ending the
+# trust it acted through (not how it got its trust).
+CLEANUP_DUTIES = (Duty.REMOVE_TARGET_IMAGE, Duty.REMOVE_IMAGE_DATA, Duty.REMOVE_OBJECT_DATA,
+                  Duty.END_TRUST)
+
+
+def cleanup_json(duties: tuple[DutyRecord, ...]) -> list[dict[str, Any]]:
+    return [{"duty": duty.duty.value, "state": duty.state.value, "outcome": duty.outcome,
+             "error": duty.last_error, "attempts": duty.attempts}
+            for duty in duties if duty.duty in CLEANUP_DUTIES]
+
+
 def job_detail_json(detail: JobDetail) -> dict[str, Any]:
     return {
         **job_json(detail.job),
+        "cleanup": cleanup_json(detail.duties),
         "segments_written": len(detail.segments),
         "segments": [{"index": s.index, "offset": s.offset, "length": s.length, "etag": s.etag}
                      for s in detail.segments],
@@ -194,6 +228,8 @@ async def cancel_job(request: web.Request) -> web.Response:
     job, took_effect = await request.app[STORE].cancel(wanted)
     if job is None:
         raise web.HTTPNotFound(reason="no such job")
+    if took_effect and job.state is JobState.CANCELLED and DUTIES in request.app:
+        request.app[DUTIES].wake()  # a queued job ended at once: its trust goes now
     if not took_effect:
         return error_response(409, "not_cancellable",
                               f"the job is {job.state}; there is nothing to cancel", "state")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from xfer.clients.keystone import Keystone
-from xfer.errors import TokenInvalid, XferError
+from xfer.errors import ServiceCredentialsRefused, TokenInvalid, XferError
 from xfer.proto.keystone import TokenInfo
 from xfer.web.errors import error_response
 from xfer.web.policy import ALL_PROJECTS_ROLE, Policy
@@ -80,7 +80,9 @@ async def keystone_auth(request: web.Request,
     except TokenInvalid:
         return _unauthorized(request, "the token is invalid or expired; get a new one from "
                                       "Keystone")
-    except XferError as exc:  # Keystone down, or refusing xfer's own credentials
+    except ServiceCredentialsRefused as exc:
+        return service_misconfigured(exc)
+    except XferError as exc:  # Keystone down or unreachable
         return keystone_unavailable(exc)
     request[CALLER] = Caller(token, info)
     return await handler(request)
@@ -93,6 +95,16 @@ def keystone_unavailable(exc: XferError) -> web.Response:
                               "Keystone did not answer xfer; try again shortly")
     response.headers["Retry-After"] = str(KEYSTONE_RETRY_AFTER_SECONDS)
     return response
+
+
+def service_misconfigured(exc: ServiceCredentialsRefused) -> web.Response:
+    """503: Keystone refuses xfer's own service user; trying again will not help until the
+    operator fixes xfer's configuration (the log says which credential and why)."""
+    log.error("xfer's own Keystone credentials refused: %s", exc)
+    return error_response(503, "service_misconfigured",
+                          "Keystone refuses xfer's own service credentials, so xfer cannot act "
+                          "for anyone; this is the cloud operator's to fix (xfer's log says "
+                          "what Keystone answered), not something to try again")
 
 
 def caller_of(request: web.Request) -> Caller | None:

@@ -5,9 +5,9 @@ and one log line, wherever it is made:
   405, 413), the database being unavailable (503 with Retry-After), and any other exception
   (500, whose message names the request id; the traceback goes to the log line, never to the
   client);
-- `JsonErrorsRunner`: what aiohttp's protocol handler answers before any middleware runs (a
-  request line or header over its limits, bytes that are no HTTP), which it would otherwise
-  answer as text/plain and log with a traceback.
+- server.ApiRequestHandler: what aiohttp's protocol handler answers before any middleware
+  runs (a request line or header over its limits, bytes that are no HTTP), which it would
+  otherwise answer as text/plain and log with a traceback.
 
 Each request gets an id, sent back as X-Request-Id and carried by every log line about it.
 """
@@ -17,11 +17,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
 from xfer import logs
 from xfer.errors import DatabaseUnavailable, RequestError
@@ -32,7 +30,7 @@ REQUEST_ID = web.RequestKey("request_id", str)
 # A database restart or failover takes seconds; clients wait this long before trying again.
 DATABASE_RETRY_AFTER_SECONDS = 5
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-         405: "method_not_allowed",
+         405: "method_not_allowed", 408: "body_timeout",
          413: "body_too_large"}
 
 
@@ -64,9 +62,11 @@ async def _answer(request: web.Request,
             raise
         code, field = CODES.get(exc.status, "http_error"), None
         message = exc.reason
-        if exc.status == 413:
-            message, field = exc.text or "request body too large", "body"
+        if exc.status in (408, 413):  # the body was too slow or too large
+            message, field = exc.text or message, "body"
         response = error_response(exc.status, code, message, field)
+        if exc.status == 408:
+            response = await _reply_and_close(request, response)
         if "Allow" in exc.headers:  # a 405 says which methods the resource has
             response.headers["Allow"] = exc.headers["Allow"]
         return _client_error(request, response, code, message, field)
@@ -78,6 +78,16 @@ async def _answer(request: web.Request,
                                   "the job database is unavailable; try again shortly")
         response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
         return response
+
+
+async def _reply_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Send the reply now and close the connection: what else the client sends of its body is
+    no request, and aiohttp would go on reading it for up to its lingering time (10 s)."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()  # the transport sends what it holds, then closes
+    return response
 
 
 @web.middleware
@@ -107,42 +117,3 @@ async def stamp_request_id(request: web.Request, response: web.StreamResponse) -
     """on_response_prepare: every reply, a stream too, says which request it answers."""
     if REQUEST_ID in request:
         response.headers["X-Request-Id"] = request[REQUEST_ID]
-
-
-class JsonErrorsRequestHandler(RequestHandler):
-    """aiohttp's protocol handler, whose own error replies are JSON and whose log line for
-    each is one line without a traceback: a malformed request is the client's error."""
-
-    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
-        if request.writer.output_size > 0:
-            log.error("reply to %s broke off: %r", request.remote, exc, exc_info=exc)
-            raise ConnectionError("the reply had begun; no error reply can follow it")
-        if status >= 500:
-            log.error("unhandled error answering %s", request.remote, exc_info=exc)
-        else:
-            log.info("bad HTTP request from %s -> %d: %s", request.remote, status,
-                     (message or str(exc))[:300])
-        code = "bad_http_request" if status == 400 else CODES.get(status, "http_error")
-        text = message if message and status < 500 else HTTPStatus(status).phrase
-        response = error_response(status, code, text)
-        response.force_close()
-        return response
-
-
-class JsonErrorsServer(web.Server):
-    def __call__(self) -> RequestHandler:
-        # aiohttp's Server makes its protocol handlers with the arguments it was given
-        return JsonErrorsRequestHandler(self, loop=self._loop, **self._kwargs)
-
-
-class JsonErrorsRunner(web.AppRunner):
-    """An AppRunner (startup, cleanup, signals as usual) whose connections are answered by
-    JsonErrorsRequestHandler. aiohttp has no public seam for this; tests/test_errors.py sends
-    malformed requests over a raw socket to hold it to that."""
-
-    async def _make_server(self) -> web.Server:
-        made = await super()._make_server()  # starts and freezes the app
-        return JsonErrorsServer(made.request_handler, request_factory=made.request_factory,
-                                handler_cancellation=made.handler_cancellation,
-                                loop=made._loop, **made._kwargs)

@@ -3,15 +3,15 @@ may copy from, and find an image by its content across regions."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
-from xfer.errors import AuthError, XferError
+from xfer.errors import DatabaseUnavailable, ServiceCredentialsRefused, TrustRefused, XferError
 from xfer.images.search import ImageSearch, RegionMatch
-from xfer.web.api import SETTINGS, STORE, created_job_reply, read_body
-from xfer.web.auth import KEYSTONE, Caller, keystone_unavailable, require_caller
+from xfer.jobs.trusts import JobTrusts
+from xfer.web.api import SETTINGS, created_job_reply, read_body
+from xfer.web.auth import Caller, keystone_unavailable, require_caller, service_misconfigured
 from xfer.web.errors import error_response
 from xfer.web.validation import (
     idempotency_key,
@@ -21,6 +21,7 @@ from xfer.web.validation import (
 )
 
 IMAGE_SEARCH = web.AppKey("image_search", ImageSearch)
+TRUSTS = web.AppKey("trusts", JobTrusts)
 
 
 def copy_regions(caller: Caller) -> list[str]:
@@ -30,27 +31,30 @@ def copy_regions(caller: Caller) -> list[str]:
 
 
 async def create_image_copy(request: web.Request) -> web.Response:
-    """201 with the job (200 for an Idempotency-Key replay). The caller's token creates a
-    Keystone trust from the caller to xfer's service user, for this job only: xfer acts
-    through it, so the copy outlives the token and no token is stored."""
+    """201 with the job (200 for an Idempotency-Key replay, which creates nothing). The
+    caller's token creates a Keystone trust from the caller to xfer's service user, for this
+    job only, deleted once the job has ended (jobs/trusts.py): xfer acts through it, so the
+    copy outlives the token and no token is stored."""
     caller = require_caller(request, "image_copy:create")
     settings = request.app[SETTINGS]
     copy_request = validate_image_copy(
-        parse_json_body(await read_body(request)), request.match_info["image_id"], copy_regions(caller),
-        settings.home_region, caller.info.project_id, caller.info.user_id)
+        parse_json_body(await read_body(request)), request.match_info["image_id"],
+        copy_regions(caller), settings.home_region, caller.info.project_id,
+        caller.info.user_id)
     key = idempotency_key(request.headers)
-    expires_at = datetime.now(UTC) + timedelta(hours=settings.trust_hours)
     try:
-        trust_id = await request.app[KEYSTONE].create_trust(caller.token, caller.info,
-                                                            expires_at)
-    except AuthError as exc:
+        return await created_job_reply(request, request.app[TRUSTS].create_job(
+            copy_request, key, caller.token, caller.info))
+    except TrustRefused as exc:
         return error_response(403, "trust_refused",
                               f"Keystone refused the trust xfer needs to copy as you: "
                               f"{exc.detail or exc.status}")
+    except ServiceCredentialsRefused as exc:
+        return service_misconfigured(exc)
+    except DatabaseUnavailable:
+        raise  # the middleware's 503
     except XferError as exc:
         return keystone_unavailable(exc)
-    return await created_job_reply(
-        request, request.app[STORE].create_image_job(copy_request, trust_id, key))
 
 
 async def list_regions(request: web.Request) -> web.Response:

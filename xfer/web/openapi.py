@@ -18,10 +18,11 @@ from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from pydantic_core import CoreSchema
 
 from xfer.engine.types import Verification
+from xfer.jobs.records import DutyState
 from xfer.jobs.states import JobState, TargetState
 from xfer.web import validation
-from xfer.web.api import SETTINGS
-from xfer.web.validation import IMAGE_ID_PATTERN, MD5_PATTERN
+from xfer.web.api import CLEANUP_DUTIES, SETTINGS
+from xfer.web.validation import MD5_PATTERN
 
 Schema = dict[str, Any]
 STATES = [state.value for state in JobState]
@@ -85,17 +86,19 @@ def _name_regions(value: Any, regions: list[str]) -> Any:
     return named
 
 
-def _query_parameters(model: type[BaseModel]) -> list[Schema]:
+def _parameters(model: type[BaseModel], where: str = "query") -> list[Schema]:
+    """The parameters a model of validation.py checks, in the query, the path or a header."""
     generated = model.model_json_schema(ref_template=REF_TEMPLATE, schema_generator=_Untitled)
     parameters = []
     for name, field in generated["properties"].items():
         description = field.pop("description")
         if field.get("default", 0) is None:
-            # optional means absent from the query, never null: a query holds only strings
+            # optional means absent, never null: a query or a header holds only strings
             del field["default"]
             field = next(kind for kind in field.pop("anyOf") if kind != {"type": "null"}) | field
-        parameters.append({"name": name, "in": "query", "required": False, "schema": field,
-                           "description": description})
+        parameters.append({"name": name, "in": where,
+                           "required": name in generated.get("required", ()),
+                           "schema": field, "description": description})
     return parameters
 
 
@@ -156,7 +159,7 @@ def _job_schemas() -> dict[str, Schema]:
             "source_region": {"type": "string"}, "source_image_id": {"type": "string"},
             "target_region": {"type": "string"},
             "target_image_id": nullable("string", description="the copy, once created"),
-            "step": {"enum": ["created", "copied", "registered", None]},
+            "step": {"enum": ["planned", "created", "copied", "registered", None]},
             "name": nullable("string"),
             "properties": {"type": "object", "additionalProperties": {"type": "string"}},
             "force": {"type": "boolean"}, "project_id": nullable("string")})]},
@@ -168,6 +171,12 @@ def _job_schemas() -> dict[str, Schema]:
                       "etag": nullable("string")})
     transition = closed({"from": {"enum": [*STATES, None]}, "to": {"enum": STATES},
                          "at": {"type": "string", "format": "date-time"}})
+    duty = closed({
+        "duty": {"enum": [duty.value for duty in CLEANUP_DUTIES]},
+        "state": {"enum": [state.value for state in DutyState]},
+        "outcome": nullable("string", description="what was done, or what is left"),
+        "error": nullable("string", description="why the last attempt failed"),
+        "attempts": count})
     return {
         "JobFields": {"type": "object", "properties": job_fields, "required": list(job_fields)},
         "Job": {"allOf": [ref("JobFields")], "unevaluatedProperties": False},
@@ -175,8 +184,11 @@ def _job_schemas() -> dict[str, Schema]:
             "type": "object",
             "properties": {"segments_written": count,
                            "segments": {"type": "array", "items": segment},
-                           "transitions": {"type": "array", "items": transition}},
-            "required": ["segments_written", "segments", "transitions"]}],
+                           "transitions": {"type": "array", "items": transition},
+                           "cleanup": {"type": "array", "items": duty, "description": (
+                               "what removes what a failed or cancelled copy made, then "
+                               "ends its trust: each with its state and outcome")}},
+            "required": ["segments_written", "segments", "transitions", "cleanup"]}],
             "unevaluatedProperties": False},
         "JobPage": closed({"jobs": {"type": "array", "items": ref("Job")},
                            "next": nullable("string", description="cursor of the next page")}),
@@ -228,22 +240,27 @@ def _request_example(regions: list[str]) -> Schema:
             "target": copy, "checksum": "0" * 32}
 
 
+def _image_copy_example(regions: list[str]) -> Schema:
+    """A copy from the first configured region, with a name and a property: documentation, and
+    the valid request whose fields tests/test_fuzz.py varies one at a time."""
+    return {"source_region": regions[0] if regions else "RegionOne", "name": "cirros copy",
+            "properties": {"os_distro": "cirros"}}
+
+
 def _paths(regions: list[str]) -> dict[str, Schema]:
     job_id = {"name": "job_id", "in": "path", "required": True,
               "schema": _schema_of(validation.JOB_ID)}
     location = {"Location": {"required": True, "schema": {"type": "string"},
                              "description": "/v1/jobs/{id}"}}
-    idempotency_key = {"name": "Idempotency-Key", "in": "header", "required": False,
-                       "schema": _schema_of(validation.IDEMPOTENCY_KEY),
-                       "description": "the same key and body again returns the job it "
-                                      "created (200)"}
-    image_id = {"name": "image_id", "in": "path", "required": True,
-                "schema": {"type": "string", "pattern": IMAGE_ID_PATTERN}}
+    (idempotency_key,) = _parameters(validation.KeyHeaders, "header")
+    (image_id,) = _parameters(validation.ImagePath, "path")
     # With Keystone (XFER_KEYSTONE_URL) every route but the probes and this document
     auth_errors = {
         "401": error("With Keystone: no valid token in X-Auth-Token (or two of them)"),
         "403": error("With Keystone: the policy does not allow it to your roles"),
-        "503": error("With Keystone: Keystone did not answer (try again after Retry-After)"),
+        "503": error("With Keystone: Keystone did not answer (keystone_unavailable: try "
+                     "again after Retry-After), or refuses xfer's own service credentials "
+                     "(service_misconfigured: the operator's to fix)"),
     }
     keystone_errors = {**auth_errors, "404": error("This xfer runs without Keystone")}
     # the Glance-compatible reads pass on the fronted Glance's own 404 (its JSON, text or HTML)
@@ -264,13 +281,15 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
                     "200": response("The job an earlier request with this Idempotency-Key "
                                     "created", ref("Job"), headers=location),
                     "400": error("A field is invalid; `field` names it"),
-                    "409": error("The Idempotency-Key was used for another request"),
+                    "408": ref("BodyTimeout", "responses"),
+                    "409": error("The Idempotency-Key was used in your project for another "
+                                 "request"),
                     "413": ref("PayloadTooLarge", "responses"), **auth_errors,
                 },
             },
             "get": {
                 "operationId": "listJobs", "summary": "Jobs, newest first, a page at a time",
-                "parameters": _query_parameters(validation.JobsQuery),
+                "parameters": _parameters(validation.JobsQuery),
                 "responses": {"200": response("A page of jobs", ref("JobPage")),
                               "400": error("A parameter is invalid; `field` names it"),
                               **auth_errors},
@@ -298,7 +317,7 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
                           "404": ref("NotFound", "responses"), **auth_errors}}},
         "/v1/objects": {"get": {
             "operationId": "findObjects", "summary": "Verified copies by checksum",
-            "parameters": _query_parameters(validation.ObjectsQuery),
+            "parameters": _parameters(validation.ObjectsQuery),
             "responses": {"200": response("Matching copies", ref("ObjectList")),
                           "400": error("Neither checksum nor os_hash_value, or a bad one"),
                           **auth_errors}}},
@@ -306,18 +325,20 @@ def _paths(regions: list[str]) -> dict[str, Schema]:
             "operationId": "copyImage", "parameters": [image_id, idempotency_key],
             "summary": "Copy an image of another region into this one (Keystone only)",
             "requestBody": {"required": True, "content": {"application/json": {
-                "schema": ref("ImageCopyBody")}}},
+                "schema": ref("ImageCopyBody"), "example": _image_copy_example(regions)}}},
             "responses": {"201": response("The job, queued", ref("Job"), headers=location),
                           "200": response("The job of an earlier request with this "
                                           "Idempotency-Key", ref("Job"), headers=location),
                           **keystone_errors,
                           "400": error("A field is invalid; `field` names it"),
-                          "409": error("The Idempotency-Key was used for another request"),
+                          "408": ref("BodyTimeout", "responses"),
+                          "409": error("The Idempotency-Key was used in your project for another "
+                                 "request"),
                           "413": ref("PayloadTooLarge", "responses")}}},
         "/v1/images": {"get": {
             "operationId": "findImages",
             "summary": "Active images with this content, per region of your catalog",
-            "parameters": _query_parameters(validation.ImagesQuery),
+            "parameters": _parameters(validation.ImagesQuery),
             "responses": {"200": response("The oldest match per region, with a count",
                                           ref("ImageMatches")),
                           **keystone_errors,
@@ -398,6 +419,8 @@ def document(regions: Iterable[str] = ()) -> Schema:
                 "MethodNotAllowed": error("The route has no such method") | {
                     "headers": {"Allow": {"required": True, "schema": {"type": "string"}}}},
                 "PayloadTooLarge": error("The body is over the service's limit"),
+                "BodyTimeout": error("The body did not arrive within the service's "
+                                     "XFER_BODY_TIMEOUT; the connection is closed"),
             },
         },
     }, sorted(regions))

@@ -16,8 +16,19 @@ Names, per field (README, "API"):
 Object names are limited in bytes, as Swift documents, although its proxy counts characters:
 a longer name fails in the object server (on ext4, 507 "Insufficient Storage" for the xattrs,
 and the proxy then shuns that server for a minute), so xfer never sends one.
-Every string is refused when it is not valid Unicode (a lone surrogate from a `\\ud800` JSON
-escape or an undecodable header byte) before any other check looks at it.
+Every string a request carries, in a body, a query, a path or a header, is of one type: `Text`
+(below), last in its field's annotation so that it runs before any other check. It refuses what
+PostgreSQL text, Swift or Glance cannot hold exactly as sent, so that whatever a request gets
+past it is stored letter for letter or refused with a 400 naming the field: text that is not
+valid Unicode (a lone surrogate from a `\\ud800` JSON escape, an undecodable header byte) and
+NUL (PostgreSQL text and jsonb refuse it). Text that goes to Glance (an image copy's name, its
+properties' names and values) is also held to what Glance takes: no character outside the
+Basic Multilingual Plane (Glance refuses 4-byte UTF-8 with a 400), a name and a property name
+of at most 255 characters, a property value of at most 65535 bytes (its column is TEXT, 65535
+bytes in MySQL, Glance's usual database). Measured against the local cloud's Glance 33
+(SQLite): it stores every other character exactly (C0 and C1 controls, U+2028, U+FEFF,
+U+FFFE, U+FFFF, leading and trailing spaces, right-to-left marks), answers 500 for a lone
+surrogate and 400 for 4-byte UTF-8 or a longer name or property name.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import json
 import re
 import uuid
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -37,6 +49,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     StringConstraints,
     TypeAdapter,
     ValidationError,
@@ -44,12 +57,13 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from xfer.engine.types import ObjectRef, TargetSpec
 from xfer.errors import RequestError
 from xfer.jobs.records import ImageCopyRequest, JobRequest
 from xfer.jobs.states import JobState
+from xfer.proto.glance import glance_text_problem
 
 # Swift's default constraints (swift.common.constraints); see the module's docstring.
 MAX_CONTAINER_NAME_CHARACTERS = 256
@@ -71,6 +85,7 @@ MD5_PATTERN = r"^[0-9a-fA-F]{32}$"
 SHA512_PATTERN = r"^[0-9a-fA-F]{128}$"
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,200}$"  # URL-safe base64 without padding
+NO_NUL_PATTERN = "^[^\x00]*$"
 PATTERN_MEANINGS = {
     CONTAINER_PATTERN: "a container name cannot contain '/' or NUL",
     OBJECT_PATTERN: "an object name cannot contain NUL",
@@ -78,6 +93,7 @@ PATTERN_MEANINGS = {
     SHA512_PATTERN: "must be a SHA-512 as 128 hexadecimal digits",
     IDEMPOTENCY_KEY_PATTERN: "must be 1 to 255 printable ASCII characters",
     CURSOR_PATTERN: "not a cursor this API gave as `next`",
+    NO_NUL_PATTERN: "cannot contain NUL (U+0000): PostgreSQL text cannot hold it",
 }
 # The configured region names are known only at run time: openapi.py turns this mark into
 # the enum of the names of the service it describes.
@@ -85,21 +101,42 @@ REGIONS_MARK = "x-configured-regions"
 REGION_SCHEMA = {"type": "string", REGIONS_MARK: True}
 
 
-def _unicode(value: Any) -> Any:
-    if isinstance(value, str):
+@dataclass(frozen=True)
+class Text:
+    """The one type of every string a request carries (see the module's docstring), put last in
+    a field's `Annotated[...]` so that it checks first, before lengths, patterns and anything
+    else: valid Unicode, no NUL; with `glance`, nothing outside the Basic Multilingual Plane;
+    at most `max_bytes` bytes of UTF-8 when given (lengths in characters are StringConstraints'
+    job, as JSON Schema counts them)."""
+
+    glance: bool = False
+    max_bytes: int | None = None
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> CoreSchema:
+        return core_schema.no_info_before_validator_function(self.check, handler(source))
+
+    def check(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # the field's own type check names what it is instead
         try:
-            value.encode()
+            encoded = value.encode()
         except UnicodeEncodeError:
             raise PydanticCustomError("unicode", "must be valid Unicode text (a lone surrogate "
                                                  "is not)") from None
-    return value
+        if "\x00" in value:
+            raise PydanticCustomError("nul", "cannot contain NUL (U+0000): PostgreSQL text "
+                                             "cannot hold it")
+        if self.glance and (problem := glance_text_problem(value)) is not None:
+            raise PydanticCustomError("four_byte_utf8", problem)
+        if self.max_bytes is not None and len(encoded) > self.max_bytes:
+            raise PydanticCustomError("too_long", "longer than {limit} bytes of UTF-8",
+                                      {"limit": self.max_bytes})
+        return value
 
 
-def _within_object_name_bytes(value: str) -> str:
-    if len(value.encode()) > MAX_OBJECT_NAME_BYTES:
-        raise PydanticCustomError("too_long", "longer than {limit} bytes of UTF-8",
-                                  {"limit": MAX_OBJECT_NAME_BYTES})
-    return value
+STORED = Text()
+GLANCE_TEXT = Text(glance=True)
 
 
 def _not_a_dot_segment(value: str) -> str:
@@ -118,32 +155,28 @@ def _known_region(value: str, info: ValidationInfo) -> str:
     return value
 
 
-# A BeforeValidator runs ahead of everything annotated before it: the Unicode check, last in
-# each type, runs first.
-Region = Annotated[str, AfterValidator(_known_region), WithJsonSchema(REGION_SCHEMA),
-                   BeforeValidator(_unicode)]
+Region = Annotated[str, AfterValidator(_known_region), WithJsonSchema(REGION_SCHEMA), STORED]
 ContainerName = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_CONTAINER_NAME_CHARACTERS,
                            pattern=CONTAINER_PATTERN),
     AfterValidator(_not_a_dot_segment),
     Field(description="not '.' or '..'",
           json_schema_extra={"not": {"enum": [".", ".."]}}),
-    BeforeValidator(_unicode)]
+    STORED]
 ObjectName = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_OBJECT_NAME_BYTES,
                            pattern=OBJECT_PATTERN),
-    AfterValidator(_within_object_name_bytes),
     Field(description=f"at most {MAX_OBJECT_NAME_BYTES} bytes of UTF-8; any other name, '..' "
                       "and '/' included, is the object of exactly that name"),
-    BeforeValidator(_unicode)]
+    Text(max_bytes=MAX_OBJECT_NAME_BYTES)]
 # The lengths repeat what the patterns say for JSON Schema validators that, like Python's,
 # search with `re` (where `$` also matches before a final newline).
 Md5Hex = Annotated[str, StringConstraints(min_length=32, max_length=32, pattern=MD5_PATTERN),
-                   BeforeValidator(_unicode)]
+                   STORED]
 Sha512Hex = Annotated[str, StringConstraints(min_length=128, max_length=128,
-                                             pattern=SHA512_PATTERN), BeforeValidator(_unicode)]
+                                             pattern=SHA512_PATTERN), STORED]
 IdempotencyKey = Annotated[str, StringConstraints(max_length=255, pattern=IDEMPOTENCY_KEY_PATTERN),
-                           BeforeValidator(_unicode)]
+                           STORED]
 
 
 class _Body(BaseModel):
@@ -201,14 +234,6 @@ class JobRequestBody(_Body):
         return value
 
 
-def _basic_plane(value: Any) -> Any:
-    if isinstance(value, str) and any(ord(character) > 0xFFFF for character in value):
-        raise PydanticCustomError("four_byte_utf8", "Glance refuses characters outside the Basic "
-                                                    "Multilingual Plane (4-byte UTF-8, e.g. "
-                                                    "emoji)")
-    return value
-
-
 def _not_reserved(key: str) -> str:
     if key in RESERVED_IMAGE_KEYS or key.startswith("os_glance"):
         raise PydanticCustomError("reserved", "is set by Glance or by xfer, not by a request")
@@ -225,43 +250,56 @@ RESERVED_IMAGE_KEYS = frozenset({
 MAX_IMAGE_PROPERTIES = 128
 CatalogRegion = Annotated[str, AfterValidator(_known_region),
                           Field(description="a region of your Keystone catalog (GET /v1/regions)"),
-                          BeforeValidator(_unicode)]
-ImageText = Annotated[str, StringConstraints(min_length=1, max_length=255),
-                      BeforeValidator(_basic_plane), BeforeValidator(_unicode)]
-PropertyKey = Annotated[str, StringConstraints(min_length=1, max_length=255),
-                        AfterValidator(_not_reserved), BeforeValidator(_basic_plane),
-                        BeforeValidator(_unicode)]
-PropertyValue = Annotated[str, StringConstraints(max_length=65535),
-                          BeforeValidator(_basic_plane), BeforeValidator(_unicode)]
+                          STORED]
+# Glance's limits (glance/api/v2/images.py: the image schema's name, the check of a custom
+# property's name; the property value's TEXT column); see the module's docstring.
+MAX_IMAGE_NAME_CHARACTERS = 255
+MAX_PROPERTY_NAME_CHARACTERS = 255
+MAX_PROPERTY_VALUE_BYTES = 65535
+GLANCE_CHARACTERS = ("no NUL and no character outside the Basic Multilingual Plane (4-byte "
+                     "UTF-8, e.g. emoji, which Glance refuses)")
+ImageName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_IMAGE_NAME_CHARACTERS,
+                                             pattern=NO_NUL_PATTERN), GLANCE_TEXT]
+PropertyKey = Annotated[str, StringConstraints(min_length=1,
+                                               max_length=MAX_PROPERTY_NAME_CHARACTERS),
+                        AfterValidator(_not_reserved), GLANCE_TEXT]
+PropertyValue = Annotated[str, StringConstraints(max_length=MAX_PROPERTY_VALUE_BYTES,
+                                                 pattern=NO_NUL_PATTERN),
+                          Text(glance=True, max_bytes=MAX_PROPERTY_VALUE_BYTES)]
 
 
 class ImageCopyBody(_Body):
     """POST /v1/images/{image_id}/copies, asked in the target region"""
 
     source_region: CatalogRegion
-    name: ImageText | None = Field(None, description="the copy's name; default: the source's")
+    name: ImageName | None = Field(None, description=f"the copy's name; default: the "
+                                   f"source's; {GLANCE_CHARACTERS}")
     properties: Annotated[dict[PropertyKey, PropertyValue],
                           Field(max_length=MAX_IMAGE_PROPERTIES)] = Field(
-        default_factory=dict, description="set on the copy over the source's properties")
+        default_factory=dict, description=f"set on the copy over the source's properties; "
+                                          f"names of 1 to {MAX_PROPERTY_NAME_CHARACTERS} "
+                                          f"characters, values of at most "
+                                          f"{MAX_PROPERTY_VALUE_BYTES} bytes of UTF-8, both with "
+                                          f"{GLANCE_CHARACTERS}")
     force: bool = Field(False, description="copy even when an active image with the same "
                                            "data is already in this region")
 
 
 # Glance's own pattern for an image id (glance/api/v2/images.py, the image schema): a user
-# may create an image with an upper-case id, and Glance keeps it as given.
+# may create an image with an upper-case id, and Glance keeps it as given, and looks ids up as
+# they are (a case-sensitive match on some databases), so rewriting one (`urn:uuid:`, braces,
+# upper to lower case) could address another image, or none, instead of the one named.
 IMAGE_ID_PATTERN = (r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
                     r"-[0-9a-fA-F]{12}$")
-_IMAGE_ID = re.compile(IMAGE_ID_PATTERN)
+PATTERN_MEANINGS[IMAGE_ID_PATTERN] = ("a Glance image id is a UUID written "
+                                      "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx in hex digits")
+ImageId = Annotated[str, StringConstraints(max_length=36, pattern=IMAGE_ID_PATTERN),
+                    Field(description="a Glance image id, used exactly as written"), STORED]
 
 
 def image_id_of(text: str) -> str:
-    """A Glance image id from a path, exactly as written: Glance looks ids up as they are
-    (a case-sensitive match on some databases), so rewriting one (`urn:uuid:`, braces, upper
-    to lower case) could address another image, or none, instead of the one named."""
-    if _IMAGE_ID.fullmatch(text) is None:
-        raise RequestError("image_id", "a Glance image id is a UUID written "
-                                       "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx in hex digits")
-    return text
+    """A Glance image id from a path, exactly as written."""
+    return _validated(ImagePath, {"image_id": text}, (), "image_id").image_id
 
 
 def validate_image_copy(body: Any, image_id: str, catalog_regions: Collection[str],
@@ -306,12 +344,14 @@ def _decode_cursor(token: Any) -> tuple[datetime, uuid.UUID]:
     return at, after
 
 
+# A query's values are all strings, whatever they become: each is Text first.
 Cursor = Annotated[tuple[datetime, uuid.UUID], BeforeValidator(_decode_cursor),
-                   WithJsonSchema({"type": "string", "pattern": CURSOR_PATTERN})]
-PageLimit = Annotated[int, Field(ge=1, le=MAX_PAGE, strict=True), BeforeValidator(_decimal)]
+                   WithJsonSchema({"type": "string", "pattern": CURSOR_PATTERN}), STORED]
+PageLimit = Annotated[int, Field(ge=1, le=MAX_PAGE, strict=True), BeforeValidator(_decimal),
+                      STORED]
 State = Annotated[JobState, WithJsonSchema({"type": "string",
                                             "enum": [state.value for state in JobState]}),
-                  BeforeValidator(_unicode)]
+                  STORED]
 
 
 class _Query(BaseModel):
@@ -346,8 +386,21 @@ class ImagesQuery(_Query):
     os_hash_value: Sha512Hex | None = Field(None, description="SHA-512")
 
 
+class ImagePath(_Query):
+    """The path of /v1/images/{image_id}/copies and /v2/images/{image_id}[/file]"""
+
+    image_id: ImageId
+
+
+class KeyHeaders(_Query):
+    """The header of a request that creates a job"""
+
+    idempotency_key: IdempotencyKey | None = Field(
+        None, alias="Idempotency-Key", description="the same key and body again returns the "
+                                                   "job it created (200)")
+
+
 M = TypeVar("M", bound=BaseModel)
-IDEMPOTENCY_KEY = TypeAdapter(IdempotencyKey)
 JOB_ID = TypeAdapter(uuid.UUID)
 
 
@@ -380,7 +433,11 @@ def _validated(model: type[M], data: Any, regions: Collection[str], root: str) -
         return model.model_validate(data, context={"regions": regions})
     except ValidationError as invalid:
         error = invalid.errors(include_url=False, include_input=False)[0]
-        raise RequestError(_field(error["loc"], root), _message(error, root)) from None
+        location, message = error["loc"], _message(error, root)
+        if location[-1:] == ("[key]",):  # a name in a map (a property's): the map is the field
+            message = f"the name {ascii(location[-2])[:100]} {message}"
+            location = location[:-2]
+        raise RequestError(_field(location, root), message) from None
 
 
 def validate_job_request(body: Any, regions: Collection[str]) -> JobRequest:
@@ -463,12 +520,7 @@ def idempotency_key(headers: MultiMapping[str]) -> str | None:
         raise RequestError("Idempotency-Key", "given more than once")
     if not values:
         return None
-    try:
-        key: str = IDEMPOTENCY_KEY.validate_python(values[0])
-    except ValidationError as invalid:
-        error = invalid.errors(include_url=False, include_input=False)[0]
-        raise RequestError("Idempotency-Key", _message(error, "header")) from None
-    return key
+    return _validated(KeyHeaders, {"Idempotency-Key": values[0]}, (), "header").idempotency_key
 
 
 def job_id(text: str) -> uuid.UUID | None:

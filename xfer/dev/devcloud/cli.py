@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from xfer.dev.devcloud.cloud import DEFAULT_CLUSTERS, default_state_dir, down, load, up
+from xfer.dev.devcloud.keystone_server import DATABASE as KEYSTONE_DATABASE
 from xfer.dev.devcloud.loopback import DevcloudError
 from xfer.dev.devcloud.swift_cluster import ClusterSpec
 
@@ -35,7 +36,8 @@ def register(subparsers: Any) -> None:
         metavar="REGION=BYTES",
         help="Swift's max_file_size for one region (repeatable)",
     )
-    start.add_argument("--no-database", action="store_true", help="do not start Postgres")
+    start.add_argument("--no-database", action="store_true",
+                       help="no database for xfer (Postgres still runs for Keystone and Glance)")
     start.add_argument("--no-openstack", action="store_true",
                        help="Swift with tempauth only: no Keystone, no Glance")
     start.add_argument("--file-store-api", action="append", default=[], metavar="REGION",
@@ -90,6 +92,10 @@ def run_up(args: argparse.Namespace) -> int:
               "passwords: xfer devcloud env --user NAME")
     if cloud.database_url:
         print(f"  database: {cloud.database_url}")
+    if cloud.postgres is not None and cloud.keystone is not None:
+        names = [KEYSTONE_DATABASE, *(glance.database for glance in cloud.glances.values())]
+        print(f"  Keystone's and Glance's databases: {', '.join(names)} "
+              f"(e.g. psql '{cloud.postgres.url(KEYSTONE_DATABASE)}')")
     state_option = f" --state-dir {shlex.quote(str(cloud.state_dir))}" if args.state_dir else ""
     print(f'use it with: eval "$(xfer devcloud env{state_option})"')
     return 0

@@ -1,5 +1,5 @@
-"""The local cloud: Swift clusters, Keystone, a Glance API per region and Postgres, started by
-``up`` and stopped by ``down``.
+"""The local cloud: Swift clusters, Keystone, a Glance API per region and Postgres (xfer's
+database, Keystone's and each region's Glance's), started by ``up`` and stopped by ``down``.
 
 Everything lives in one state directory; ``devcloud.json`` in it records what runs (PIDs with
 their kernel start times, so a reused PID is never signalled) and how clients reach it, passwords
@@ -14,9 +14,11 @@ included (so it is mode 0600). The state file is written as soon as the first pr
 
 Start-up runs everything that can run at once: the one-shot steps (Swift rings, Keystone's
 set-up, Glance's db sync) and Keystone's server start together, Postgres initialises in a thread
-meanwhile, and each other service starts as soon as its own step is done. Swift and Glance need
-no Keystone to start (their keystonemiddleware asks it on the first request), only to pass their
-readiness checks, which begin once every step has finished.
+meanwhile, and each other service starts as soon as its own step is done. The steps that fill a
+database import their service first (most of their cost) and then wait for Postgres; Keystone's
+server reads its database only on its first request. Swift and Glance need no Keystone to start
+(their keystonemiddleware asks it on the first request), only to pass their readiness checks,
+which begin once every step has finished.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from types import ModuleType
 
 from xfer.dev.children import stop_child
 from xfer.dev.devcloud import glance_server, keystone_server, loopback, postgres, swift_cluster
@@ -50,12 +54,16 @@ from xfer.dev.devcloud.state import CloudInfo, read_state, remove_state, write_s
 from xfer.dev.devcloud.swift_cluster import ClusterPorts, ClusterSpec
 from xfer.dev.devcloud.swift_conf import KeystoneAccess
 
-# Cold start measured 10-20 s on 2 busy cores; this only bounds a start that went wrong.
-READY_TIMEOUT_S = 90.0
+# Cold start measured 14-19 s on 2 busy cores, and 40-90 s when other work kept them 5-8 times
+# oversubscribed (load average 10-16); this only bounds a start that went wrong.
+READY_TIMEOUT_S = 180.0
 DEFAULT_CLUSTERS = (ClusterSpec("RegionOne"), ClusterSpec("RegionTwo"))
 REPO_ROOT = Path(__file__).resolve().parents[3]  # the directory holding the xfer package
 # Only the directories this module creates: state_dir may be a user's own directory.
 OWNED_DIRECTORIES = ("clusters", "keystone", "glance", "pgdata")
+# Where `up` moves a previous cloud's directories, to remove them while the new one starts: the
+# ~2,600 files of the last cloud took 8-10 s to delete on the busy 2-core machine.
+PREVIOUS_CLOUD_PREFIX = ".previous-cloud-"
 # proxy, account, container, object, memcached; with Keystone also the Keystone proxy.
 PORTS_PER_CLUSTER = 5
 
@@ -81,10 +89,12 @@ def up(
     """Start a fresh cloud in ``state_dir`` and return once every service answers authenticated
     requests and Postgres accepts clients. Refuses if a cloud already runs there.
 
+    ``database=False``: no database for xfer (Postgres still runs for Keystone and Glance).
     ``openstack=False``: Swift clusters with tempauth only, no Keystone and no Glance.
     ``file_store_regions``: these regions' Glance also get a file-store API (glance_server.py)."""
     regions = [spec.region for spec in clusters]
-    if not regions or len(set(regions)) != len(regions):
+    databases = {glance_server.database_name(region) for region in regions}
+    if not regions or len(databases) != len(regions):
         raise ValueError(f"need at least one cluster and distinct regions, got {regions}")
     if set(file_store_regions) - set(regions) or (file_store_regions and not openstack):
         raise ValueError(f"file_store_regions {list(file_store_regions)}: not Glance regions")
@@ -95,11 +105,19 @@ def up(
             "devcloud-requirements.txt into .cloud-venv, or set XFER_DEVCLOUD_PYTHON)"
         )
     state_dir = state_dir.absolute()
+    database_url = os.environ.get("XFER_DATABASE_URL", "") if database else ""
+    # pgserver is imported here, in the main thread: warnings filters are not thread-safe.
+    pgserver = postgres.import_pgserver() if openstack or (database and not database_url) else None
     with _locked(state_dir):
         _clear_stopped_cloud(state_dir)
-        cloud = _plan(state_dir, clusters, python, openstack, file_store_regions)
+        server = None if pgserver is None else postgres.plan_postgres(state_dir / "pgdata",
+                                                                      pgserver)
+        if server is not None and database and not database_url:
+            database_url = server.url(postgres.DATABASE_NAME)
+        cloud = _plan(state_dir, clusters, python, openstack, file_store_regions, server)
+        cloud = replace(cloud, database_url=database_url)
         try:
-            return _start(cloud, python, database)
+            return _start(cloud, python, pgserver)
         except BaseException:
             _stop_recorded(state_dir)
             raise
@@ -137,6 +155,7 @@ def _plan(
     python: Path,
     openstack: bool,
     file_store_regions: Sequence[str],
+    server: postgres.PostgresInfo | None,
 ) -> CloudInfo:
     """Ports, passwords and config files for every service; nothing started yet."""
     # Keystone; per region a Glance, a Keystone proxy and xfer's catalog port; file-store APIs.
@@ -149,11 +168,11 @@ def _plan(
     if openstack:
         cluster_ports = {region: replace(p, keystone_proxy=next(ports))
                          for region, p in cluster_ports.items()}
-    database_url = os.environ.get("XFER_DATABASE_URL", "")
     if not openstack:
         clusters = {spec.region: swift_cluster.prepare_cluster(
             spec, state_dir / "clusters" / spec.region, cluster_ports[spec.region]) for spec in specs}
-        return CloudInfo(state_dir, clusters, database_url)
+        return CloudInfo(state_dir, clusters, "", postgres=server)
+    assert server is not None, "Keystone and Glance keep their records in Postgres"
 
     keystone_port = next(ports)
     glance_ports = {spec.region: next(ports) for spec in specs}
@@ -167,7 +186,8 @@ def _plan(
                                 xfer_urls[region])
         for region in cluster_ports
     }
-    keystone = keystone_server.prepare_keystone(state_dir / "keystone", keystone_port, endpoints)
+    keystone = keystone_server.prepare_keystone(state_dir / "keystone", keystone_port, endpoints,
+                                                server)
     swift_user = keystone.user("swift")
     access = KeystoneAccess(keystone.auth_url, swift_user.name, swift_user.password,
                             swift_user.project)
@@ -180,11 +200,11 @@ def _plan(
                    *(port for p in cluster_ports.values() for port in (p.proxy, p.keystone_proxy)),
                    *(int(url.rsplit(":", 1)[1]) for url in xfer_urls.values())]
     glances = {region: glance_server.prepare_glance(
-        region, state_dir / "glance" / region, port, keystone, cloud_ports, python,
+        region, state_dir / "glance" / region, port, keystone, cloud_ports, python, server,
         file_store_ports.get(region, 0))
         for region, port in glance_ports.items()}
-    return CloudInfo(state_dir, clusters, database_url, keystone=keystone, glances=glances,
-                     xfer_urls=xfer_urls)
+    return CloudInfo(state_dir, clusters, "", keystone=keystone, glances=glances,
+                     xfer_urls=xfer_urls, postgres=server)
 
 
 class _Recorder:
@@ -193,28 +213,30 @@ class _Recorder:
 
     def __init__(self, cloud: CloudInfo) -> None:
         self.cloud = cloud
+        self.postgres_awaited = False  # _postgres_started has run
 
     def record(self, process: ProcessRecord) -> None:
         self.cloud = replace(self.cloud, processes=(*self.cloud.processes, process))
         write_state(self.cloud, ready=False)
 
 
-def _start(planned: CloudInfo, python: Path, database: bool) -> CloudInfo:
+def _start(planned: CloudInfo, python: Path, pgserver: ModuleType | None) -> CloudInfo:
     deadline = time.monotonic() + READY_TIMEOUT_S
     started = _Recorder(planned)
     steps = _steps(planned, python)
     running = {step.name: start_step(step) for step, _ in steps}
-    with ThreadPoolExecutor(max_workers=1) as background:
+    with ThreadPoolExecutor(max_workers=2) as background:
+        background.submit(_remove_previous_clouds, planned.state_dir)
         starting_postgres = None
-        if database and not planned.database_url:
-            # Postgres initialises (a few CPU-s) while this thread starts everything else;
-            # pgserver is imported here, as warnings filters are not thread-safe.
+        if planned.postgres is not None and pgserver is not None:
+            # initdb and the start take a few CPU-s: this thread starts the rest meanwhile, and
+            # the steps that fill a database wait for it themselves (openstack_main.py).
             starting_postgres = background.submit(
-                postgres.start_postgres, planned.state_dir / "pgdata", postgres.import_pgserver())
+                postgres.start_postgres, planned.postgres, _databases(planned), pgserver)
         try:
             if planned.keystone is not None:
                 started.record(spawn(keystone_server.launch_spec(planned.keystone, python)))
-            _finish_steps(started, steps, running, deadline)
+            _finish_steps(started, steps, running, starting_postgres, deadline)
         finally:
             for child in running.values():  # only after a failure are some still running
                 stop_child(child, grace_seconds=2.0)
@@ -226,6 +248,18 @@ def _start(planned: CloudInfo, python: Path, database: bool) -> CloudInfo:
         swift_cluster.check_constraints(info)
     write_state(cloud, ready=True)
     return cloud
+
+
+def _databases(cloud: CloudInfo) -> list[str]:
+    """What Postgres is started with: xfer's database, Keystone's, and the first region's
+    Glance's (glance-db-sync fills it; the other regions' are copies of it)."""
+    assert cloud.postgres is not None
+    names = [postgres.DATABASE_NAME] if cloud.database_url == cloud.postgres.url(
+        postgres.DATABASE_NAME) else []
+    if cloud.keystone is not None:
+        names.append(keystone_server.DATABASE)
+    names.extend(glance.database for glance in list(cloud.glances.values())[:1])
+    return names
 
 
 # A one-shot step, and what to do once it has succeeded: the processes it returns are started.
@@ -241,10 +275,12 @@ def _steps(cloud: CloudInfo, python: Path) -> list[Step]:
         steps.append((keystone_server.setup_step(cloud.keystone, python), list))
     if cloud.glances:
         glances = list(cloud.glances.values())
+        server = cloud.postgres
+        assert server is not None
 
         def start_glances() -> list[LaunchSpec]:
             for other in glances[1:]:
-                glance_server.copy_database(glances[0], other)
+                glance_server.copy_database(glances[0], other, server)
             return [spec for info in glances for spec in glance_server.launch_specs(info, python)]
 
         steps.append((glance_server.db_sync_step(glances[0], python), start_glances))
@@ -255,11 +291,15 @@ def _finish_steps(
     started: _Recorder,
     steps: list[Step],
     running: dict[str, subprocess.Popen[bytes]],
+    starting_postgres: Future[int] | None,
     deadline: float,
 ) -> None:
-    """Wait for every step; start each one's processes as soon as it succeeds."""
+    """Wait for every step; start each one's processes as soon as it succeeds. A failed start
+    of Postgres ends the wait at once (the steps would wait for their database in vain)."""
     followers = dict((step.name, (step, then)) for step, then in steps)
     while running:
+        if starting_postgres is not None and starting_postgres.done():
+            _postgres_started(started, starting_postgres)
         for name, child in list(running.items()):
             if child.poll() is None:
                 continue
@@ -276,26 +316,29 @@ def _finish_steps(
             time.sleep(0.05)
 
 
-def _postgres_started(started: _Recorder, starting: Future[postgres.EmbeddedPostgres]) -> None:
-    """Wait for Postgres and record its postmaster, also when its start failed."""
-    pgdata = started.cloud.state_dir / "pgdata"
+def _postgres_started(started: _Recorder, starting: Future[int]) -> None:
+    """Wait for Postgres and record its postmaster, also when its start failed; once."""
+    if started.postgres_awaited:
+        return
+    started.postgres_awaited = True
+    server = started.cloud.postgres
+    assert server is not None
     try:
-        embedded = starting.result()
+        pid = starting.result()
     except BaseException:
         # pg_ctl may have started a postmaster before the failure: record it so it is stopped.
-        pid = postgres.postmaster_pid(pgdata)
-        if pid is not None:
-            record = process_record("postgres", pid, postgres.STOP_SIGNAL, pgdata / "log")
+        found = postgres.postmaster_pid(server.pgdata)
+        if found is not None:
+            record = process_record("postgres", found, postgres.STOP_SIGNAL, server.log_path)
             if record.start_ticks != -1:
                 started.record(record)
         raise
-    started.cloud = replace(started.cloud, database_url=embedded.url)
-    started.record(process_record("postgres", embedded.pid, postgres.STOP_SIGNAL,
-                                  embedded.log_path))
+    started.record(process_record("postgres", pid, postgres.STOP_SIGNAL, server.log_path))
 
 
 def _clear_stopped_cloud(state_dir: Path) -> None:
-    """Refuse a running cloud; otherwise remove what a previous cloud left (data and logs)."""
+    """Refuse a running cloud; otherwise move what a previous cloud left (data and logs) aside,
+    for _start to remove."""
     state = read_state(state_dir)
     if state is not None:
         alive = [p.name for p in state[0].processes if is_alive(p)]
@@ -305,8 +348,16 @@ def _clear_stopped_cloud(state_dir: Path) -> None:
                 "processes); `xfer devcloud down` first"
             )
         remove_state(state_dir)
+    previous = Path(tempfile.mkdtemp(prefix=PREVIOUS_CLOUD_PREFIX, dir=state_dir))
     for owned in OWNED_DIRECTORIES:
-        shutil.rmtree(state_dir / owned, ignore_errors=True)
+        if (state_dir / owned).exists():
+            (state_dir / owned).rename(previous / owned)
+
+
+def _remove_previous_clouds(state_dir: Path) -> None:
+    """What _clear_stopped_cloud moved aside, also by an `up` that was interrupted."""
+    for previous in state_dir.glob(f"{PREVIOUS_CLOUD_PREFIX}*"):
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def _stop_recorded(state_dir: Path) -> None:

@@ -1,5 +1,6 @@
-"""One region's Glance API: gunicorn serving ``glance.wsgi.api:application`` on sqlite, storing
-image data in that region's Swift as a multi-tenant store.
+"""One region's Glance API: gunicorn serving ``glance.wsgi.api:application`` on the region's own
+database of the cloud's PostgreSQL (``glance_<region>``, postgres.py), storing image data in that
+region's Swift as a multi-tenant store.
 
 Config choices, and why (measured facts in shared/notes/real-keystone-glance-on-loopback.md):
 - Legacy single-store config (``[glance_store] stores``, ``default_store = swift``) with
@@ -22,18 +23,18 @@ Config choices, and why (measured facts in shared/notes/real-keystone-glance-on-
 
     <glance dir>/glance-api.conf   (OS_GLANCE_CONFIG_DIR is this directory; mode 0600)
     <glance dir>/file-store-api/glance-api.conf   the file-store API's, when there is one
-    <glance dir>/glance.db         sqlite
     <glance dir>/{images,staging,tasks,locks}/
     <glance dir>/glance-api.log    gunicorn's and Glance's stderr
 """
 
 from __future__ import annotations
 
-import shutil
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from xfer.dev.devcloud import postgres
 from xfer.dev.devcloud.keystone_server import KeystoneInfo
 from xfer.dev.devcloud.loopback import (
     LOOPBACK,
@@ -62,6 +63,7 @@ class GlanceInfo:
     directory: Path
     file_store_port: int = 0  # 0: no file-store API
     file_store_url: str = ""  # its URL: uploads through it land in the file store
+    database: str = ""  # its database in the cloud's PostgreSQL, shared by both APIs
 
     @property
     def log_path(self) -> Path:
@@ -83,20 +85,23 @@ def prepare_glance(
     keystone: KeystoneInfo,
     import_ports: Iterable[int],
     python: Path,
+    server: postgres.PostgresInfo,
     file_store_port: int = 0,
 ) -> GlanceInfo:
     """Directories and glance-api.conf; ``import_ports`` are the ports imports may fetch from.
-    With ``file_store_port``, also the config of the region's file-store API on that port."""
+    With ``file_store_port``, also the config of the region's file-store API on that port.
+    The database (``database_name(region)``) is made by cloud.py: created and synced, or cloned."""
     paste_ini = python.parent.parent / "etc" / "glance" / "glance-api-paste.ini"
     if not paste_ini.is_file():
         raise DevcloudError(f"no {paste_ini}: is glance installed in the cloud venv?")
     directory = directory.resolve()
     file_store_url = f"http://{LOOPBACK}:{file_store_port}" if file_store_port else ""
     info = GlanceInfo(region, port, f"http://{LOOPBACK}:{port}", directory, file_store_port,
-                      file_store_url)
+                      file_store_url, database_name(region))
     for name in ("images", "staging", "tasks", "locks"):
         (directory / name).mkdir(parents=True, exist_ok=True)
     conf = _glance_conf(info, keystone, import_ports, paste_ini)
+    conf["database"] = postgres.oslo_db_section(server, info.database)
     write_conf(directory / "glance-api.conf", conf, secret=True)
     if file_store_port:
         info.file_store_api_dir.mkdir()
@@ -107,16 +112,21 @@ def prepare_glance(
 
 
 def db_sync_step(info: GlanceInfo, python: Path) -> OneShot:
-    glance_manage = python.parent / "glance-manage"
-    argv = (str(glance_manage), "--config-file", str(info.directory / "glance-api.conf"),
-            "db", "sync")
+    """``glance-manage db sync``, waiting for its database (openstack_main.py glance-db-sync)."""
+    argv = (str(python), "-P", str(OPENSTACK_MAIN), "glance-db-sync",
+            str(info.directory / "glance-api.conf"))
     return OneShot(f"{info.region}/glance-db-sync", argv, info.directory / "glance-manage.log")
 
 
-def copy_database(synced: GlanceInfo, other: GlanceInfo) -> None:
+def database_name(region: str) -> str:
+    """``glance_regionone`` for RegionOne: a Postgres identifier that needs no quoting."""
+    return "glance_" + re.sub(r"[^a-z0-9_]", "_", region.lower())
+
+
+def copy_database(synced: GlanceInfo, other: GlanceInfo, server: postgres.PostgresInfo) -> None:
     """A freshly synced database holds nothing but the schema: one db sync serves every region
-    (glance-manage costs ~2.5 CPU-s a run)."""
-    shutil.copyfile(synced.directory / "glance.db", other.directory / "glance.db")
+    (glance-manage costs ~4 CPU-s a run, a copy of its database 0.2-0.4 s)."""
+    postgres.clone_database(server, synced.database, other.database)
 
 
 def launch_specs(info: GlanceInfo, python: Path) -> list[LaunchSpec]:
@@ -165,7 +175,6 @@ def _glance_conf(
             # Where other Glance workers reach this one (distributed import); one worker here.
             "worker_self_reference_url": info.url,
         },
-        "database": {"connection": f"sqlite:///{info.directory / 'glance.db'}"},
         # The paste pipeline shipped in the cloud venv; "keystone" puts authtoken in it.
         "paste_deploy": {"flavor": "keystone", "config_file": str(paste_ini)},
         "keystone_authtoken": {

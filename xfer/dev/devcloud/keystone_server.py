@@ -1,10 +1,11 @@
 """The local cloud's Keystone: one identity service for every region, its users and its catalog.
 
-Keystone runs under gunicorn (``openstack_main.py serve keystone``) on a sqlite database, with
-fernet tokens, an in-memory cache and cheap password hashing (4 bcrypt rounds: 4-7 ms a request
-instead of 100-350 ms). One process (``openstack_main.py keystone-setup``) creates the schema and
-everything in ``seed.json``: what ``keystone-manage db_sync`` and ``bootstrap`` would do in two
-processes (1.5 s of imports each), plus the regions, catalog, projects and users below.
+Keystone runs under gunicorn (``openstack_main.py serve keystone``) on its own database
+(``keystone``) of the cloud's PostgreSQL (postgres.py), with fernet tokens, an in-memory cache and
+cheap password hashing (4 bcrypt rounds: 4-7 ms a request instead of 100-350 ms). One process
+(``openstack_main.py keystone-setup``) creates the schema and everything in ``seed.json``: what
+``keystone-manage db_sync`` and ``bootstrap`` would do in two processes (1.5 s of imports each),
+plus the regions, catalog, projects and users below.
 
 Keystone's application needs its key repositories when it is imported, but not its database.
 So this module writes the fernet keys itself (what ``fernet_setup`` and ``credential_setup``
@@ -13,7 +14,6 @@ anything before the set-up has finished (its in-memory cache would keep what it 
 
     <keystone dir>/keystone.conf   the config (OS_KEYSTONE_CONFIG_DIR is this directory)
     <keystone dir>/seed.json       users with their passwords, catalog (mode 0600)
-    <keystone dir>/keystone.db     sqlite
     <keystone dir>/keys/{fernet-tokens,fernet-receipts,credential}/   (mode 0700)
     <keystone dir>/keystone.log    gunicorn's and Keystone's stderr
 """
@@ -40,6 +40,7 @@ from xfer.dev.devcloud.loopback import (
     write_secret_json,
     write_secret_text,
 )
+from xfer.dev.devcloud.postgres import PostgresInfo, oslo_db_section
 
 OPENSTACK_MAIN = Path(__file__).with_name("openstack_main.py")
 DOMAIN = "Default"  # every user and project lives in the default domain (id "default")
@@ -49,6 +50,7 @@ XFER_SERVICE_TYPE = "image-transfer"  # xfer's own service type in the catalog
 # only, so that a stock Glance elsewhere imports through xfer with glance-download.
 VIA_XFER_SUFFIX = "-via-xfer"
 KEY_REPOSITORIES = ("fernet-tokens", "fernet-receipts", "credential")
+DATABASE = "keystone"  # its database in the cloud's PostgreSQL
 
 
 def via_xfer(region: str) -> str:
@@ -109,9 +111,10 @@ class IssuedToken:
 
 
 def prepare_keystone(
-    directory: Path, port: int, regions: Mapping[str, RegionEndpoints]
+    directory: Path, port: int, regions: Mapping[str, RegionEndpoints], server: PostgresInfo
 ) -> KeystoneInfo:
-    """Config and seed files with fresh random passwords; nothing started yet."""
+    """Config and seed files with fresh random passwords; nothing started yet. Its database,
+    ``DATABASE`` on ``server``, is created by cloud.py."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     users = {
@@ -121,7 +124,7 @@ def prepare_keystone(
     info = KeystoneInfo(port, f"http://{LOOPBACK}:{port}/v3", directory, users)
     for repository in KEY_REPOSITORIES:
         _write_key_repository(directory / "keys" / repository)
-    write_conf(directory / "keystone.conf", _keystone_conf(directory))
+    write_conf(directory / "keystone.conf", _keystone_conf(directory, server))
     write_secret_json(directory / "seed.json", _seed(info, regions))
     return info
 
@@ -165,11 +168,11 @@ def _write_key_repository(repository: Path) -> None:
         write_secret_text(repository / str(index), key)
 
 
-def _keystone_conf(directory: Path) -> Conf:
+def _keystone_conf(directory: Path, server: PostgresInfo) -> Conf:
     keys = directory / "keys"
     return {
         "DEFAULT": {"use_stderr": "true", "debug": "false"},
-        "database": {"connection": f"sqlite:///{directory / 'keystone.db'}"},
+        "database": oslo_db_section(server, DATABASE),
         "fernet_tokens": {"key_repository": str(keys / "fernet-tokens")},
         # Keystone reads receipt keys from /etc/keystone/fernet-keys unless told otherwise.
         "fernet_receipts": {"key_repository": str(keys / "fernet-receipts")},

@@ -6,12 +6,19 @@ packages. ``-P`` keeps this script's directory off ``sys.path``, so xfer's modul
 (cli.py, cloud.py, ...) can never shadow a package that OpenStack imports.
 
     openstack_main.py keystone-setup KEYSTONE_CONF SEED_JSON
+    openstack_main.py glance-db-sync GLANCE_API_CONF
     openstack_main.py serve keystone|glance CONFIG_DIR GUNICORN_OPTION...
+
+The two set-up commands start while PostgreSQL is still initialising: each imports its service
+first (about 3 CPU-s, most of its cost) and then waits until its ``[database] connection``
+accepts a connection (the database exists once the server is up).
 
 Why not the OpenStack scripts:
 - ``keystone-manage`` would take two processes (db_sync, bootstrap) at ~1.5 s of imports each,
   and users, projects and the catalog would still need another client; ``keystone-setup`` does
   all of it in one process, with Keystone's own code.
+- ``glance-manage db sync`` would import Glance only once the database is there;
+  ``glance-db-sync`` runs the same code (``glance.cmd.manage``) after waiting for it.
 - Keystone parses ``sys.argv`` when its WSGI module is imported, so under gunicorn it would read
   gunicorn's options as its own and the worker would crash-loop. ``serve`` hides them while the
   application is imported. Keystone has no ``keystone-wsgi-public`` any more and ``glance-api``
@@ -21,9 +28,11 @@ Why not the OpenStack scripts:
 from __future__ import annotations
 
 import argparse
+import configparser
 import json
 import os
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -33,6 +42,10 @@ APPLICATIONS = {
     "keystone": ("keystone.wsgi.api:application", "OS_KEYSTONE_CONFIG_DIR"),
     "glance": ("glance.wsgi.api:application", "OS_GLANCE_CONFIG_DIR"),
 }
+# How long a set-up command waits for its database (`xfer devcloud up` stops it sooner if the
+# start fails: cloud.py READY_TIMEOUT_S).
+DATABASE_WAIT_S = 180.0
+DATABASE_POLL_S = 0.1
 
 
 def keystone_setup(conf_file: str, seed_file: str) -> None:
@@ -45,6 +58,7 @@ def keystone_setup(conf_file: str, seed_file: str) -> None:
     from keystone.common.sql import upgrades
 
     conf = keystone.conf.CONF
+    wait_for_database(conf_file)
     # What keystone-manage does before its sub-commands, in its order.
     keystone.conf.configure()
     sql.initialize()
@@ -69,6 +83,38 @@ def keystone_setup(conf_file: str, seed_file: str) -> None:
     }
     _seed_catalog(seed)
     _seed_users(seed, bootstrapper.default_domain_id, roles)
+
+
+def glance_db_sync(conf_file: str) -> None:
+    """``glance-manage --config-file CONF db sync``, once the database accepts connections."""
+    from glance.cmd import manage
+
+    wait_for_database(conf_file)
+    sys.argv = ["glance-manage", "--config-file", conf_file, "db", "sync"]
+    manage.main()
+
+
+def wait_for_database(conf_file: str) -> None:
+    """Return once the ``[database] connection`` of ``conf_file`` accepts a connection: until
+    then the server is still initialising, or has not created the database yet."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(conf_file)
+    engine = sqlalchemy.create_engine(config["database"]["connection"], poolclass=NullPool)
+    deadline = time.monotonic() + DATABASE_WAIT_S
+    try:
+        while True:
+            try:
+                engine.connect().close()
+                return
+            except sqlalchemy.exc.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"no database after {DATABASE_WAIT_S:.0f} s: {exc}") from exc
+                time.sleep(DATABASE_POLL_S)
+    finally:
+        engine.dispose()
 
 
 def _seed_catalog(seed: dict[str, Any]) -> None:
@@ -136,6 +182,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     setup = commands.add_parser("keystone-setup", help="create and seed Keystone's database")
     setup.add_argument("conf_file")
     setup.add_argument("seed_file")
+    sync = commands.add_parser("glance-db-sync", help="create Glance's schema")
+    sync.add_argument("conf_file")
     server = commands.add_parser("serve", help="serve Keystone or Glance with gunicorn")
     server.add_argument("service", choices=sorted(APPLICATIONS))
     server.add_argument("config_dir")
@@ -150,6 +198,8 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.command == "keystone-setup":
         keystone_setup(args.conf_file, args.seed_file)
+    elif args.command == "glance-db-sync":
+        glance_db_sync(args.conf_file)
     else:
         serve(args.service, args.config_dir, args.gunicorn_options)
     return 0

@@ -17,6 +17,7 @@ from typing import Any
 from xfer.dev.devcloud.glance_server import GlanceInfo
 from xfer.dev.devcloud.keystone_server import DOMAIN, KeystoneInfo, OpenStackUser
 from xfer.dev.devcloud.loopback import SECRET_FILE_MODE, DevcloudError
+from xfer.dev.devcloud.postgres import PostgresInfo
 from xfer.dev.devcloud.processes import ProcessRecord
 from xfer.dev.devcloud.swift_cluster import ClusterInfo, ClusterPorts
 from xfer.settings import RegionConfig, regions_variable
@@ -33,6 +34,9 @@ class CloudInfo:
     keystone: KeystoneInfo | None = None  # None when started with openstack=False
     glances: dict[str, GlanceInfo] = field(default_factory=dict)  # by region name
     xfer_urls: dict[str, str] = field(default_factory=dict)  # the catalog's xfer, by region
+    # The embedded PostgreSQL: xfer's database (unless database=False or XFER_DATABASE_URL) and
+    # Keystone's and Glance's. None when it runs neither.
+    postgres: PostgresInfo | None = None
 
     def environ(self) -> dict[str, str]:
         """XFER_* variables for an xfer process using this cloud."""
@@ -124,5 +128,8 @@ def _cloud_from(document: dict[str, Any]) -> CloudInfo:
         keystone = KeystoneInfo(k["port"], k["auth_url"], Path(k["directory"]), users)
     glances = {region: GlanceInfo(**{**g, "directory": Path(g["directory"])})
                for region, g in document.get("glances", {}).items()}
+    server = document.get("postgres")
+    postgres = None if not server else PostgresInfo(Path(server["pgdata"]),
+                                                    Path(server["socket_dir"]))
     return CloudInfo(Path(document["state_dir"]), clusters, document["database_url"], processes,
-                     keystone, glances, document.get("xfer_urls", {}))
+                     keystone, glances, document.get("xfer_urls", {}), postgres)
