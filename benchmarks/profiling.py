@@ -50,6 +50,8 @@ AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "ClientSession._request", "aiohttp/connector.py", "aiohttp/client_reqrep.py",
         "aiohttp/client.py", "aiohttp/client_proto.py", "aiohttp/http_writer.py",
         "aiohttp/payload.py", "sock_connect")),
+    ("bulk HTTP client (xfer's own, GET/PUT bodies)", (
+        "xfer/clients/bulk_", "xfer/proto/http1.py")),
     ("xfer engine", ("xfer/engine/",)),
     ("xfer clients", ("xfer/clients/",)),
     ("event loop (selector, callbacks)", ("base_events.py", "selector_events.py",

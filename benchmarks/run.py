@@ -59,6 +59,18 @@ GiB, MiB = 1 << 30, 1 << 20
 GLANCE_IMAGE_SIZE = GiB  # issue 9's comparison: Glance's usual plain 1 GiB image
 
 
+def secure_hash_choice(text: str) -> tuple[bool, ...]:
+    choices = {"true": (True,), "false": (False,), "both": (True, False)}
+    if text.lower() not in choices:
+        raise argparse.ArgumentTypeError(f"{text!r}: true, false or both")
+    return choices[text.lower()]
+
+
+def glance_key(secure_hash: bool) -> str:
+    """Where the results document keeps the image copy comparison with that do_secure_hash."""
+    return "glance" if secure_hash else "glance_no_secure_hash"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="benchmarks.run", description=__doc__.split("\n\n")[0])
     listed = lambda text: [item.strip() for item in text.split(",") if item.strip()]  # noqa: E731
@@ -74,6 +86,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--glance-only", action="store_true",
                         help="only the image copy comparison with glance-download (issue 9)")
+    parser.add_argument("--glance-secure-hash", type=secure_hash_choice, default=(True, False),
+                        help="Glance's do_secure_hash in the image copy comparison: true, false "
+                             "or both (default; a cloud each)")
     parser.add_argument("--rtt-ms", type=float, default=40.0, help="emulated link round trip")
     parser.add_argument("--rate-mb", type=float, default=50.0,
                         help="emulated link: MB/s per TCP connection and direction")
@@ -257,7 +272,8 @@ def finish(document: dict[str, Any], args: argparse.Namespace) -> None:
     fanout = document["fanout_summary"] = report.summarise_fanout(document["fanout"])
     found = goals.compute_goals(summary, document["floor"], fanout, document["rate_cap"],
                                 document["unavailable"], args.memory_bound,
-                                document.get("glance"))
+                                document.get(glance_key(True)),
+                                document.get(glance_key(False)))
     document["goals"] = goals.as_json(found)
     shape = document["shape"]
     print("\n== runs (cpu/GiB: the copier's own CPU-s per GiB; swift/GiB: all Swift servers'; "
@@ -324,8 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(cluster.devices_dir, ignore_errors=True)
             say("stopped the local cloud and removed its objects")
     if "glance" in args.extra_runs:  # a cloud of its own: Keystone, Glance, keystoneauth Swift
-        document["glance"] = glance_runs.glance_comparison(
-            args.state_dir / "glance", GLANCE_IMAGE_SIZE, args.repeat)
+        for secure_hash in args.glance_secure_hash:
+            document[glance_key(secure_hash)] = glance_runs.glance_comparison(
+                args.state_dir / "glance", GLANCE_IMAGE_SIZE, args.repeat, secure_hash)
     document["session_seconds"] = round((datetime.now(UTC) - started).total_seconds())
     finish(document, args)
     say(f"the session took {document['session_seconds'] / 60:.1f} minutes")
@@ -334,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"results in {stem.with_suffix('.json')}")
     draw(document, stem.with_suffix(".png"))
     runs = document["rows"] + [r for c in document["fanout"] for r in c["runs"]] + document["rate_cap"]
-    glance_ok = all(run["same_checksum"] for run in document.get("glance", {}).get("runs", ())
-                    if run["copier"] == "xfer")
+    glance_ok = all(run["same_checksum"] for key in (glance_key(True), glance_key(False))
+                    for run in document.get(key, {}).get("runs", ()) if run["copier"] == "xfer")
     return 0 if all(row["ok"] for row in runs) and glance_ok else 1
 
 
