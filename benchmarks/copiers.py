@@ -20,11 +20,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks import profiling
 from benchmarks.procstat import (
     ChildUsage,
     CpuMeter,
@@ -58,6 +59,7 @@ class RunSpec:
     timeout: float
     database_url: str = field(default="", repr=False)
     xfer_environ: Mapping[str, str] = field(default_factory=dict)  # extra XFER_* settings
+    profile: Path | None = None  # xfer sampled by py-spy into this file (`--profile`)
 
     @property
     def target(self) -> RegionConfig:
@@ -73,6 +75,7 @@ class XferOptions:
     segment_size: int | None = None  # cut segments of this size instead of keeping the source's
     environ: Mapping[str, str] = field(default_factory=dict)  # XFER_* of this run only
     job_fields: Mapping[str, Any] = field(default_factory=dict)  # more fields of the request
+    tree: Path | None = None  # run the xfer of this source tree (`--ab-tree`), not this one's
 
 
 @dataclass
@@ -120,12 +123,15 @@ def clean_environ(extra: Mapping[str, str] = {}) -> dict[str, str]:
 # --- xfer -------------------------------------------------------------------------------
 
 @contextmanager
-def xfer_server(environ: Mapping[str, str], log_path: Path) -> Iterator[tuple[int, str]]:
-    """`xfer serve --port 0` as a subprocess: yields (PID, base URL); stopped by PID."""
+def xfer_server(environ: Mapping[str, str], log_path: Path,
+                tree: Path | None = None) -> Iterator[tuple[int, str]]:
+    """`xfer serve --port 0` as a subprocess: yields (PID, base URL); stopped by PID. `tree`:
+    the xfer package of that source tree instead (`python -m` looks in its directory first;
+    its sql/ is still this one's, the installed package data)."""
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "xfer.cli", "serve", "--port", "0"], env=dict(environ),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, cwd=tree)
     try:
         assert process.stdout is not None
         ready, _, _ = select.select([process.stdout], [], [], 60.0)
@@ -176,11 +182,26 @@ def job_request(spec: RunSpec, options: XferOptions) -> dict[str, Any]:
     return body
 
 
+def profiled(pid: int, path: Path | None) -> AbstractContextManager[None]:
+    if path is None:
+        return nullcontext()
+    recording = profiling.recording(pid, path)
+
+    @contextmanager
+    def attached() -> Iterator[None]:
+        with recording:
+            time.sleep(1.0)  # py-spy attaches before the job starts
+            yield
+
+    return attached()
+
+
 def run_xfer(spec: RunSpec, window: Window, options: XferOptions) -> CopierResult:
     body = job_request(spec, options)
-    with xfer_server(xfer_environ(spec, options), spec.workdir / "xfer-serve.log") as (pid, url):
+    with xfer_server(xfer_environ(spec, options), spec.workdir / "xfer-serve.log",
+                     options.tree) as (pid, url):
         cpu_before, rss_idle = cpu_seconds(pid), peak_rss_bytes(pid)
-        with window:
+        with profiled(pid, spec.profile), window:
             job = _json_request(f"{url}/v1/jobs", body)
             deadline = time.monotonic() + spec.timeout
             while job["state"] not in ("succeeded", "failed") and time.monotonic() < deadline:
@@ -197,7 +218,7 @@ def run_xfer(spec: RunSpec, window: Window, options: XferOptions) -> CopierResul
     return CopierResult(ok, cpu, rss, "yes" if verified else "NO",
                         "" if ok else json.dumps(job.get("error")),
                         {"job": {k: job.get(k) for k in keep}, "rss_before_job_bytes": rss_idle,
-                         "xfer_pid": pid})
+                         "xfer_pid": pid, "sha512": options.sha512})
 
 
 def run_xfer_upload(spec: RunSpec, window: Window, local_file: Path,
@@ -207,6 +228,8 @@ def run_xfer_upload(spec: RunSpec, window: Window, local_file: Path,
             "--region", ",".join(target.name for target in spec.targets),
             "--container", spec.container, "--object", spec.obj, "--checksum", spec.md5, "--json"]
     result_path = spec.workdir / "xfer-upload.json"
+    if spec.profile is not None:
+        argv = profiling.record_command(spec.profile, argv)
     with window:
         usage = run_measured(argv, timeout=spec.timeout, env=xfer_environ(spec, options),
                              log_path=spec.workdir / "xfer-upload.log", stdout_path=result_path)
@@ -220,7 +243,8 @@ def run_xfer_upload(spec: RunSpec, window: Window, local_file: Path,
                 and (not options.sha512 or outcome.get("sha512") == spec.sha512))
     result.md5_verified = "yes" if verified else "NO"
     result.extra = {"upload": {k: outcome.get(k) for k in ("seconds", "segments", "verification")},
-                    "file_read_chars": usage.read_chars}
+                    "file_read_chars": usage.read_chars, "sha512": options.sha512,
+                    "bytes_spilled": outcome.get("bytes_spilled")}
     return result
 
 
@@ -338,23 +362,39 @@ def _from_usage(usage: ChildUsage, verified: str) -> CopierResult:
 COPIERS = ("xfer-md5", "xfer-md5-sha512", "rclone", "rclone-100M", "staged")
 # Not run by default: uvloop (measured no faster than asyncio, see the README), and xfer told
 # to cut 16 MiB segments instead of keeping the source's.
-EXTRA_COPIERS = ("xfer-md5-uvloop", "xfer-md5-16M")
+EXTRA_COPIERS = ("xfer-md5-uvloop", "xfer-md5-sha512-uvloop", "xfer-md5-16M")
 
 
-def run_copier(name: str, spec: RunSpec, window: Window, xfer_loop: str) -> CopierResult:
-    if name == "xfer-md5":
-        return run_xfer(spec, window, XferOptions(sha512=False, loop=xfer_loop))
-    if name == "xfer-md5-sha512":
-        return run_xfer(spec, window, XferOptions(sha512=True, loop=xfer_loop))
-    if name == "xfer-md5-uvloop":
-        return run_xfer(spec, window, XferOptions(sha512=False, loop="uvloop"))
-    if name == "xfer-md5-16M":
-        return run_xfer(spec, window, XferOptions(sha512=False, loop=xfer_loop,
-                                                  segment_size=16 << 20))
+AB_SUFFIX = "@base"  # an xfer copier run from the `--ab-tree` source tree
+
+
+def run_copier(name: str, spec: RunSpec, window: Window, xfer_loop: str,
+               ab_tree: Path | None = None) -> CopierResult:
+    if name.endswith(AB_SUFFIX):
+        assert ab_tree is not None, "an @base copier needs --ab-tree"
+        name = name.removesuffix(AB_SUFFIX)
+        return run_xfer(spec, window, replace(xfer_options(name, xfer_loop), tree=ab_tree))
+    if name.startswith("xfer"):
+        return run_xfer(spec, window, xfer_options(name, xfer_loop))
     if name == "rclone":
         return run_rclone(spec, window, chunk_size=None)
     if name == "rclone-100M":
         return run_rclone(spec, window, chunk_size=CHUNK_100M)
     if name == "staged":
         return run_staged(spec, window)
+    raise ValueError(f"unknown copier {name!r}; known: {', '.join(COPIERS + EXTRA_COPIERS)}")
+
+
+def xfer_options(name: str, xfer_loop: str) -> XferOptions:
+    """What each xfer copier is."""
+    if name == "xfer-md5":
+        return XferOptions(sha512=False, loop=xfer_loop)
+    if name == "xfer-md5-sha512":
+        return XferOptions(sha512=True, loop=xfer_loop)
+    if name == "xfer-md5-uvloop":
+        return XferOptions(sha512=False, loop="uvloop")
+    if name == "xfer-md5-sha512-uvloop":
+        return XferOptions(sha512=True, loop="uvloop")
+    if name == "xfer-md5-16M":
+        return XferOptions(sha512=False, loop=xfer_loop, segment_size=16 << 20)
     raise ValueError(f"unknown copier {name!r}; known: {', '.join(COPIERS + EXTRA_COPIERS)}")

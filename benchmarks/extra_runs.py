@@ -27,6 +27,7 @@ from benchmarks.runs import (
     Stage,
     check_and_empty,
     describe_row,
+    keep_profile,
     make_row,
     measure,
     run_spec,
@@ -68,6 +69,7 @@ def _xfer_run(bench: Bench, stage: Stage, source: Source, copier: str, repeat: i
                    check_and_empty(bench, source, spec_regions(spec)))
     row["targets"] = list(targets)
     say(describe_row(row) + f" ({' and '.join(targets)})")
+    keep_profile(spec, row)
     return row
 
 
@@ -154,6 +156,7 @@ def _upload_run(bench: Bench, stage: Stage, local: Source, local_file: Path, cop
     row["targets"] = list(targets)
     if startup_chars:  # not the one-byte upload that measures them
         say(describe_row(row) + f" ({' and '.join(targets)})")
+        keep_profile(spec, row)
     return row
 
 

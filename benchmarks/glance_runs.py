@@ -35,13 +35,19 @@ ACTIVE_TIMEOUT_S = 900.0
 KEPT = (*demo.PROPERTIES, *demo.FIELDS, "name")
 
 
-def glance_comparison(state_dir: Path, size: int, repeat: int) -> dict[str, Any]:
-    say(f"glance: starting a cloud with Keystone and Glance in {state_dir}")
-    cloud = devcloud.up(state_dir)
+def glance_comparison(state_dir: Path, size: int, repeat: int,
+                      secure_hash: bool = True) -> dict[str, Any]:
+    """`secure_hash`: Glance's `do_secure_hash` (default True: Glance reads a location added
+    by xfer's flow back whole to compute its checksum and hash; False: it records the
+    checksum and hash xfer hands it in `validation_data`, and trusts xfer's verification)."""
+    say(f"glance: starting a cloud with Keystone and Glance in {state_dir} "
+        f"(do_secure_hash {secure_hash})")
+    cloud = devcloud.up(state_dir, glance_defaults=(("do_secure_hash", str(secure_hash).lower()),))
     try:
         # RegionTwo's xfer runs the flow; RegionOne's fronts RegionOne for glance-download
         with demo.xfer_service(cloud, TARGET), demo.xfer_service(cloud, SOURCE) as front:
-            return asyncio.run(_compare(cloud, size, repeat, front))
+            compared = asyncio.run(_compare(cloud, size, repeat, front))
+            return {**compared, "do_secure_hash": secure_hash}
     finally:
         devcloud.down(state_dir)
         for cluster in cloud.clusters.values():  # the objects (GiBs); logs stay

@@ -35,6 +35,34 @@ def per_gib(seconds: float, size: int) -> float:
     return seconds / (size / GiB)
 
 
+def hash_floor(row: dict[str, Any], floor: dict[str, dict[str, float]]) -> tuple[float, str]:
+    """CPU-s/GiB of the hashes an xfer run needs on one core, and their names. Kept source
+    segments (and a plain target) declare their MD5; segments cut anew need their own MD5
+    for their PUT too."""
+    md5, sha512 = floor["md5"]["cpu_s_per_gib"], floor["sha512"]["cpu_s_per_gib"]
+    passes = 1 if row["segments_kept"] or row.get("layout") == "plain" else 2
+    cost, names = passes * md5, ("MD5" if passes == 1 else "2xMD5 (segments cut anew)")
+    if row.get("sha512"):
+        cost, names = cost + sha512, names.replace("MD5", "MD5+SHA-512", 1)
+    return cost, names
+
+
+def add_beyond_hashes(rows: Iterable[dict[str, Any]], floor: dict[str, dict[str, float]]) -> None:
+    """xfer's CPU-s per GiB beyond the one-core cost of its hashes (issue 21's goal: <= 1.5),
+    on each xfer run (a row that says whether it hashed SHA-512); None for other copiers."""
+    for row in rows:
+        if "sha512" not in row or not floor:
+            row["beyond_hashes_cpu_s_per_gib"] = None
+            continue
+        cost, row["hashes"] = hash_floor(row, floor)
+        row["beyond_hashes_cpu_s_per_gib"] = round(row["copier_cpu_s_per_gib"] - cost, 2)
+
+
+def _beyond(row: dict[str, Any]) -> str:
+    value = row.get("beyond_hashes_cpu_s_per_gib")
+    return "-" if value is None else f"{value:.2f}"
+
+
 def derive(row: dict[str, Any]) -> dict[str, Any]:
     """Per-GiB and throughput figures of one measured run (added to the row)."""
     size, wall = row["size"], row["wall_seconds"]
@@ -52,6 +80,7 @@ def derive(row: dict[str, Any]) -> dict[str, Any]:
     row["cost_cpu_s_per_gib"] = round(cost, 2)
     row["ceiling_mib_s"] = round(CORES / cost * 1024, 1) if cost > 0 else None
     job = row.get("job") or {}
+    row["layout"] = job.get("layout")
     # xfer kept the source's segments: as many target segments as source segments
     row["segments_kept"] = bool(row["source_segments"] >= 2 and job.get("layout") == "slo"
                                 and job.get("segments_total") == row["source_segments"])
@@ -66,6 +95,7 @@ COLUMNS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
     ("MiB/s", ">6", lambda r: f"{r['mib_s']:.1f}" if r["ok"] else "FAIL"),
     ("wall s", ">6", lambda r: f"{r['wall_seconds']:.1f}"),
     ("cpu/GiB", ">7", lambda r: f"{r['copier_cpu_s_per_gib']:.2f}"),
+    ("beyond", ">6", _beyond),
     ("swift/GiB", ">9", lambda r: f"{r['swift_cpu_s_per_gib']:.2f}"),
     ("proxy/GiB", ">9", lambda r: f"{r['proxy_cpu_s_per_gib']:.2f}"),
     ("busy cores", ">10", lambda r: f"{r['busy_cores']:.2f}"),
@@ -87,12 +117,25 @@ def table(rows: Iterable[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def beyond_hashes_table(rows: Iterable[dict[str, Any]]) -> str:
+    lines = [f"{'scenario':<10}  {'source':<14}  {'run':<22}  {'#':>1}  {'cpu/GiB':>7}  "
+             f"{'beyond':>6}  {'others':>6}  hashes"]
+    for row in rows:
+        if row.get("beyond_hashes_cpu_s_per_gib") is None:
+            continue
+        lines.append(f"{row['scenario']:<10}  {row['source']:<14}  {row['copier']:<22}  "
+                     f"{row['repeat']:>1}  {row['copier_cpu_s_per_gib']:>7.2f}  {_beyond(row):>6}"
+                     f"  {row['other_cores']:>6.2f}  {row['hashes']}")
+    return "\n".join(lines)
+
+
 def _median(rows: Sequence[dict[str, Any]], key: str) -> float | None:
-    values = [r[key] for r in rows if r["ok"]]
+    values = [r[key] for r in rows if r["ok"] and r.get(key) is not None]
     return statistics.median(values) if values else None
 
 
-SUMMARY_MEDIANS = ("mib_s", "wall_seconds", "copier_cpu_s_per_gib", "swift_cpu_s_per_gib",
+SUMMARY_MEDIANS = ("mib_s", "wall_seconds", "copier_cpu_s_per_gib", "beyond_hashes_cpu_s_per_gib",
+                   "swift_cpu_s_per_gib",
                    "proxy_cpu_s_per_gib", "softirq_cpu_s_per_gib", "cost_cpu_s_per_gib",
                    "ceiling_mib_s", "busy_cores", "other_cores")
 
@@ -112,6 +155,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         entry["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in group)
         entry["rss_before_job_bytes"] = max(r.get("rss_before_job_bytes", 0) for r in group)
         entry["segments_kept"] = all(r["segments_kept"] for r in group)
+        entry["layout"] = group[0].get("layout")
+        entry["sha512"] = group[0].get("sha512")
         entry["source_reads"] = max(r["source_bytes_read"] / r["size"] for r in group)
         summary.append(entry)
     return summary
@@ -139,13 +184,14 @@ def summarise_fanout(comparisons: Sequence[dict[str, Any]]) -> list[dict[str, An
 
 def summary_table(summary: Sequence[dict[str, Any]]) -> str:
     lines = [f"{'scenario':<10}  {'source':<14}  {'copier':<16}  {'MiB/s':>6}  {'cpu/GiB':>7}  "
-             f"{'swift/GiB':>9}  {'proxy/GiB':>9}  {'net/GiB':>7}  {'ceiling':>7}  {'others':>6}  "
-             f"{'RSS MiB':>7}  ok/runs"]
+             f"{'beyond':>6}  {'swift/GiB':>9}  {'proxy/GiB':>9}  {'net/GiB':>7}  {'ceiling':>7}  "
+             f"{'others':>6}  {'RSS MiB':>7}  ok/runs"]
     for s in summary:
         mib_s, ceiling = s["mib_s"] or 0.0, s["ceiling_mib_s"] or 0.0
         lines.append(
             f"{s['scenario']:<10}  {s['source']:<14}  {s['copier']:<16}  {mib_s:>6.1f}  "
-            f"{s['copier_cpu_s_per_gib'] or 0:>7.2f}  {s['swift_cpu_s_per_gib'] or 0:>9.2f}  "
+            f"{s['copier_cpu_s_per_gib'] or 0:>7.2f}  {_beyond(s):>6}  "
+            f"{s['swift_cpu_s_per_gib'] or 0:>9.2f}  "
             f"{s['proxy_cpu_s_per_gib'] or 0:>9.2f}  {s['softirq_cpu_s_per_gib'] or 0:>7.2f}  "
             f"{ceiling:>7.0f}  {s['other_cores'] or 0:>6.2f}"
             f"  {s['peak_rss_bytes'] / MiB:>7.0f}  {s['ok_runs']}/{s['runs']}")

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import extra_runs, glance_runs, goals, report, swift_http
-from benchmarks.copiers import COPIERS, EXTRA_COPIERS, ApiFeatures, RunSpec, probe_xfer
+from benchmarks.copiers import (
+    AB_SUFFIX,
+    COPIERS,
+    EXTRA_COPIERS,
+    ApiFeatures,
+    RunSpec,
+    probe_xfer,
+)
 from benchmarks.procstat import CpuMeter
 from benchmarks.runs import (
     SECOND_TARGET_REGION,
@@ -52,6 +59,18 @@ GiB, MiB = 1 << 30, 1 << 20
 GLANCE_IMAGE_SIZE = GiB  # issue 9's comparison: Glance's usual plain 1 GiB image
 
 
+def secure_hash_choice(text: str) -> tuple[bool, ...]:
+    choices = {"true": (True,), "false": (False,), "both": (True, False)}
+    if text.lower() not in choices:
+        raise argparse.ArgumentTypeError(f"{text!r}: true, false or both")
+    return choices[text.lower()]
+
+
+def glance_key(secure_hash: bool) -> str:
+    """Where the results document keeps the image copy comparison with that do_secure_hash."""
+    return "glance" if secure_hash else "glance_no_secure_hash"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="benchmarks.run", description=__doc__.split("\n\n")[0])
     listed = lambda text: [item.strip() for item in text.split(",") if item.strip()]  # noqa: E731
@@ -67,6 +86,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--glance-only", action="store_true",
                         help="only the image copy comparison with glance-download (issue 9)")
+    parser.add_argument("--glance-secure-hash", type=secure_hash_choice, default=(True, False),
+                        help="Glance's do_secure_hash in the image copy comparison: true, false "
+                             "or both (default; a cloud each)")
     parser.add_argument("--rtt-ms", type=float, default=40.0, help="emulated link round trip")
     parser.add_argument("--rate-mb", type=float, default=50.0,
                         help="emulated link: MB/s per TCP connection and direction")
@@ -82,6 +104,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="XFER_EVENT_LOOP of xfer-md5 and xfer-md5-sha512")
     parser.add_argument("--xfer-env", action="append", default=[], metavar="XFER_NAME=VALUE",
                         help="an extra setting for every xfer serve (repeatable)")
+    parser.add_argument("--ab-tree", type=Path, default=None, metavar="DIR",
+                        help="another xfer source tree (e.g. `git archive COMMIT | tar -x -C "
+                             "DIR`): every xfer copier also runs from it, interleaved, as "
+                             f"COPIER{AB_SUFFIX}: an A/B of two versions in one session")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample every xfer run with py-spy (pip install py-spy); summaries "
+                             "in benchmarks/profiles/ (profiled runs' CPU is not comparable)")
     parser.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".devcloud-bench")
     args = parser.parse_args(argv)
     args.extra_runs = [] if args.extra_runs == ["none"] else args.extra_runs
@@ -94,6 +123,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      f"scenarios: {', '.join(SCENARIOS)}; sources: {', '.join(SOURCE_KINDS)}; "
                      f"extra runs: {', '.join(extra_runs.EXTRA_RUNS)}) or --repeat < 1")
     args.sizes = [int(float(s) * GiB) for s in args.sizes]
+    if args.ab_tree is not None:
+        if not (args.ab_tree / "xfer" / "cli.py").is_file():
+            parser.error(f"--ab-tree {args.ab_tree}: no xfer/cli.py there")
+        args.ab_tree = args.ab_tree.absolute()
+        args.copiers = [name for copier in args.copiers for name in (
+            (copier, copier + AB_SUFFIX) if copier.startswith("xfer") else (copier,))]
     if any(not item.startswith("XFER_") or "=" not in item for item in args.xfer_env):
         parser.error("--xfer-env takes XFER_NAME=VALUE")
     args.xfer_env = dict(item.split("=", 1) for item in args.xfer_env)
@@ -106,7 +141,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 # What a full `make bench` is; a run that differs in any of these is a subset, said so on its
 # picture (a smoke run's numbers are not the benchmark's).
-FULL_RUN_ARGS = ("sizes", "sources", "copiers", "scenarios", "extra_runs", "repeat")
+FULL_RUN_ARGS = ("sizes", "sources", "copiers", "scenarios", "extra_runs", "repeat", "profile",
+                 "ab_tree")
 
 
 def is_full_run(args: argparse.Namespace) -> bool:
@@ -175,7 +211,8 @@ def run_stage(bench: Bench, stage: Stage, sources: list[Source], document: dict[
     args = bench.args
     for source in sources:
         for repeat in range(1, args.repeat + 1):
-            for copier in args.copiers:  # interleaved: drift hits every copier alike
+            # interleaved, in turn forwards and backwards: drift hits every copier alike
+            for copier in args.copiers if repeat % 2 else reversed(args.copiers):
                 document["rows"].append(run_copy(bench, stage, source, copier, repeat))
     if "fanout" in args.extra_runs and "fanout" not in document["unavailable"]:
         chosen = [s for s in sources if s.kind == args.fanout_source] or sources[:1]
@@ -229,11 +266,14 @@ def session(bench: Bench, document: dict[str, Any]) -> None:
 
 def finish(document: dict[str, Any], args: argparse.Namespace) -> None:
     """Medians and goals into the document; print them."""
+    every_xfer_run = xfer_runs(document)
+    report.add_beyond_hashes(document["rows"] + every_xfer_run, document["floor"])
     summary = document["summary"] = report.summarise(document["rows"])
     fanout = document["fanout_summary"] = report.summarise_fanout(document["fanout"])
     found = goals.compute_goals(summary, document["floor"], fanout, document["rate_cap"],
                                 document["unavailable"], args.memory_bound,
-                                document.get("glance"))
+                                document.get(glance_key(True)),
+                                document.get(glance_key(False)))
     document["goals"] = goals.as_json(found)
     shape = document["shape"]
     print("\n== runs (cpu/GiB: the copier's own CPU-s per GiB; swift/GiB: all Swift servers'; "
@@ -244,6 +284,9 @@ def finish(document: dict[str, Any], args: argparse.Namespace) -> None:
     print("\n== medians over repeats (net/GiB: the kernel's loopback TCP (softirq); ceiling: "
           f"{report.CORES} cores / every CPU-s per GiB of the run)")
     print(report.summary_table(summary))
+    print("\n== xfer's own CPU-s per GiB beyond the one-core cost of its hashes (issue 21: "
+          "<= 1.5), every xfer run beside the table above")
+    print(report.beyond_hashes_table(every_xfer_run))
     print("\n== hashing on one core (the floor for xfer's own CPU)")
     for name, values in document["floor"].items():
         print(f"   {name:<7} {values['MB/s']:>7.1f} MB/s  {values['cpu_s_per_gib']:.2f} CPU-s/GiB")
@@ -251,6 +294,12 @@ def finish(document: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"   {name}: {why}")
     print("\n== goals (issue 11), from this run's medians")
     print(goals.goals_table(found))
+
+
+def xfer_runs(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The xfer runs outside the copier table: fan-out jobs, uploads, capped copies."""
+    return [run for comparison in document["fanout"] for run in comparison["runs"]
+            ] + document["rate_cap"]
 
 
 def draw(document: dict[str, Any], path: Path) -> None:
@@ -291,8 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(cluster.devices_dir, ignore_errors=True)
             say("stopped the local cloud and removed its objects")
     if "glance" in args.extra_runs:  # a cloud of its own: Keystone, Glance, keystoneauth Swift
-        document["glance"] = glance_runs.glance_comparison(
-            args.state_dir / "glance", GLANCE_IMAGE_SIZE, args.repeat)
+        for secure_hash in args.glance_secure_hash:
+            document[glance_key(secure_hash)] = glance_runs.glance_comparison(
+                args.state_dir / "glance", GLANCE_IMAGE_SIZE, args.repeat, secure_hash)
     document["session_seconds"] = round((datetime.now(UTC) - started).total_seconds())
     finish(document, args)
     say(f"the session took {document['session_seconds'] / 60:.1f} minutes")
@@ -301,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"results in {stem.with_suffix('.json')}")
     draw(document, stem.with_suffix(".png"))
     runs = document["rows"] + [r for c in document["fanout"] for r in c["runs"]] + document["rate_cap"]
-    glance_ok = all(run["same_checksum"] for run in document.get("glance", {}).get("runs", ())
-                    if run["copier"] == "xfer")
+    glance_ok = all(run["same_checksum"] for key in (glance_key(True), glance_key(False))
+                    for run in document.get(key, {}).get("runs", ()) if run["copier"] == "xfer")
     return 0 if all(row["ok"] for row in runs) and glance_ok else 1
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from benchmarks import report, swift_http, swift_log
+from benchmarks import profiling, report, swift_http, swift_log
 from benchmarks.copiers import ApiFeatures, CopierResult, RunSpec, Window, run_copier
 from benchmarks.procstat import CpuMeter, machine_cpu_seconds
 from benchmarks.shaping_proxy import RunningProxy, Shape, running_proxy
@@ -24,6 +24,7 @@ from benchmarks.sources import Source
 from xfer.dev import devcloud
 from xfer.settings import RegionConfig
 
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 SOURCE_REGION, TARGET_REGION, SECOND_TARGET_REGION = "RegionOne", "RegionTwo", "RegionThree"
 GiB = 1 << 30
 QUIET_CORES = 0.3  # busy cores below which the machine counts as quiet before a run
@@ -131,7 +132,8 @@ def run_spec(bench: Bench, stage: Stage, source: Source, workdir: Path,
                    source.container, source.name, source.size, source.md5, source.sha512,
                    source.kind, workdir, timeout=120 + source.size / 8e6,
                    database_url=database_for_run(bench.cloud.database_url) if xfer else "",
-                   xfer_environ=bench.args.xfer_env)
+                   xfer_environ=bench.args.xfer_env,
+                   profile=workdir / "py-spy.raw" if bench.args.profile else None)
 
 
 def measure(bench: Bench, stage: Stage, size: int,
@@ -199,16 +201,32 @@ def describe_row(row: dict[str, Any]) -> str:
             "the source")
 
 
+def keep_profile(spec: RunSpec, row: dict[str, Any]) -> None:
+    """The summary of a profiled run, in benchmarks/profiles/ (the raw stacks stay in the run's
+    directory)."""
+    if spec.profile is None or not spec.profile.exists():
+        return
+    name = spec.workdir.name  # unique per run: scenario, source, copier, targets, repeat
+    title = (f"{row['scenario']} {row['source']} {row['copier']} #{row['repeat']}: "
+             f"{row['mib_s']} MiB/s under py-spy, {time.strftime('%Y-%m-%d %H:%M')}")
+    PROFILES_DIR.mkdir(parents=True, exist_ok=True)
+    path = PROFILES_DIR / f"{name}.txt"
+    path.write_text(profiling.summary(spec.profile, title, row["copier_cpu_s_per_gib"]))
+    say(f"profile summary in {path}")
+
+
 def run_copy(bench: Bench, stage: Stage, source: Source, copier: str,
              repeat: int) -> dict[str, Any]:
     """One copier, one source, one target region: a row of the main table."""
     workdir = bench.args.state_dir / "runs" / f"{stage.scenario}-{source.kind}-{copier}-{repeat}"
     spec = run_spec(bench, stage, source, workdir, xfer=copier.startswith("xfer"))
     result, fields = measure(bench, stage, source.size,
-                             lambda window: run_copier(copier, spec, window, bench.args.xfer_loop))
+                             lambda window: run_copier(copier, spec, window, bench.args.xfer_loop,
+                                                      bench.args.ab_tree))
     row = make_row(stage, source, copier, repeat, result, fields,
                    check_and_empty(bench, source, spec_regions(spec)))
     say(describe_row(row))
+    keep_profile(spec, row)
     return row
 
 

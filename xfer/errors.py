@@ -19,6 +19,10 @@
     ├── TokenRefused         (clients/swift) a 401 to a token that may have expired: the
     │                        client authenticates once more, the error never leaves it
     ├── TransportError       no usable answer: connection refused/reset, timeout
+    ├── FramingError         (proto/http1) bytes that are not the HTTP/1.1 the bulk data path
+    │                        reads or writes; its client raises a TransportError instead
+    ├── LinkLost             (clients/bulk_link) a bulk connection failed or stalled; its
+    │                        client raises a TransportError instead
     ├── IntegrityError       bytes are not what was asked or promised: Content-Range, length,
     │   │                    ETag or checksum mismatch
     │   └── BodyRejected     Swift refused a PUT body whose MD5 differs from its ETag (422)

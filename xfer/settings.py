@@ -14,9 +14,12 @@ and a process runs at most `max_concurrent_copies` copies, so its data buffers s
     min(max_inflight_bytes, max_concurrent_copies * segments_in_flight * (chunks_ahead + 1)
                                                    * chunk_size)
 
-plus what each connection's transport holds: the 1 MiB slice it was last given (writers get
-copies, clients/transport.detached_slices) and aiohttp's 64 KiB. A source of 1 GiB segments
-keeps its boundaries within the same bound as one of 16 MiB segments.
+plus what each connection holds: on a copy's connections (clients/bulk_http.py) at most the
+1 MiB slice of a chunk it was last given (CPython 3.11's transport copies what it could not
+send at once; a later one, or uvloop's, keeps a view and the chunk waits until it is sent) and
+64 KiB of scratch for reply heads; on a Glance-front stream's, the 1 MiB copy its transport
+was last given (clients/transport.detached_slices) and aiohttp's 64 KiB. A source of 1 GiB
+segments keeps its boundaries within the same bound as one of 16 MiB segments.
 """
 
 from __future__ import annotations

@@ -12,15 +12,8 @@ from typing import Any, TypeVar
 import aiohttp
 
 from xfer.clients.auth import Authenticator, TempAuth
-from xfer.clients.transport import (
-    RangeProgress,
-    StreamedBody,
-    exchange,
-    read_exactly,
-    translated_errors,
-    wire_url,
-)
-from xfer.errors import XferError
+from xfer.clients.transport import RangeProgress, bulk_http, exchange
+from xfer.errors import IntegrityError, XferError
 from xfer.proto import swift
 from xfer.proto.http import Reply, Request
 from xfer.settings import RegionConfig
@@ -48,6 +41,7 @@ class SwiftClient:
     def __init__(self, http: aiohttp.ClientSession, region: RegionConfig,
                  auth: Authenticator | None = None) -> None:
         self.http = http
+        self.bulk = bulk_http(http)  # ranged GETs and streamed PUTs: the bulk bytes
         self.region = region
         self.auth = auth or TempAuth(region)
         self._credentials: swift.Credentials | None = None
@@ -116,10 +110,7 @@ class SwiftClient:
         re-sent on a 401: a streamed body cannot be replayed (the caller reads it again)."""
         creds = await self.credentials()
         request = swift.put_stream_request(creds, container, obj, length, etag, metadata)
-        async with translated_errors(swift.SERVICE, request), self.http.put(
-            wire_url(request), headers=request.headers, data=StreamedBody(views, length)
-        ) as response:
-            reply = Reply(response.status, response.headers, await response.read())
+        reply = await self.bulk.put_stream(swift.SERVICE, request, views, length)
         if reply.status == 401:
             await self._authenticate(stale=creds)  # the retry of the whole segment uses it
             raise TokenRefused(f"{request.method} {request.path}: token refused")
@@ -180,15 +171,16 @@ class SwiftClient:
 
         async def attempt(creds: swift.Credentials, final: bool) -> None:
             request = swift.get_range_request(creds, container, obj, start, length, if_match)
-            async with translated_errors(swift.SERVICE, request), self.http.get(
-                wire_url(request), headers=request.headers
-            ) as response:
+            async with self.bulk.get(swift.SERVICE, request) as response:
                 if response.status == 401 and not final:
                     raise TokenRefused(request.path)
                 head = Reply(response.status, response.headers,
                              b"" if response.status < 300 else await response.read())
                 swift.check_ranged_reply(request, head, start, length, object_size)
-                await read_exactly(request, response, buffer, progress)
+                try:
+                    await response.read_into(buffer, progress)
+                except IntegrityError as exc:
+                    raise IntegrityError(f"{request.method} {request.path}: {exc}") from None
 
         await self._authorized(attempt)
 

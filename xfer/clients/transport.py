@@ -1,4 +1,5 @@
-"""The one transport towards OpenStack services: the aiohttp session, request bodies sent from
+"""The one transport towards OpenStack services: the aiohttp session (and the bulk data path's
+own connections, clients/bulk_http.py, kept and closed with it), request bodies sent from
 buffers, exact reads, and the single place where aiohttp's exceptions become xfer's."""
 
 from __future__ import annotations
@@ -6,25 +7,48 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from yarl import URL
 
+from xfer.clients.bulk_http import BulkHttp, RangeProgress
 from xfer.errors import IntegrityError, TransportError
 from xfer.proto.http import Reply, Request
 from xfer.settings import Settings
 
+__all__ = ["RangeProgress"]  # engine/ reads it from here, the one transport module
 log = logging.getLogger(__name__)
 
 
 def http_session(settings: Settings) -> aiohttp.ClientSession:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
                                     sock_read=settings.read_timeout)
-    # No connection cap here: the copy window already bounds how many requests are in flight.
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+    connector = _Connector(BulkHttp(settings.connect_timeout, settings.read_timeout))
     return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
+
+
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp's connector (no connection cap: the copy window already bounds how many
+    requests are in flight), holding the session's bulk connections too, closed with it."""
+
+    def __init__(self, bulk: BulkHttp) -> None:
+        super().__init__(limit=0, ttl_dns_cache=300)
+        self.bulk = bulk
+
+    async def close(self, *, abort_ssl: bool = False) -> None:
+        self.bulk.close()
+        await super().close(abort_ssl=abort_ssl)
+
+
+def bulk_http(http: aiohttp.ClientSession) -> BulkHttp:
+    """The bulk connections of an xfer session (http_session); for any other session, a client
+    that closes each connection after its request, with that session's timeouts."""
+    if isinstance(http.connector, _Connector):
+        return http.connector.bulk
+    timeout = http.timeout
+    return BulkHttp(timeout.sock_connect or Settings.connect_timeout,
+                    timeout.sock_read or Settings.read_timeout, pooled=False)
 
 
 @asynccontextmanager
@@ -75,41 +99,6 @@ class BufferPayload(aiohttp.payload.Payload):
         end = len(view) if content_length is None else min(len(view), content_length)
         for piece in detached_slices(view[:end]):
             await writer.write(piece)
-
-
-class StreamedBody(aiohttp.payload.Payload):
-    """A body of known length sent from an async iterator of views, in order: the socket's
-    flow control paces the iterator, so the producer never runs ahead of what is sent. The
-    iterator is resumed only once its last view was written, as copies (detached_slices): it
-    may then reuse that buffer."""
-
-    def __init__(self, views: AsyncIterator[memoryview], length: int) -> None:
-        super().__init__(views, content_type="application/octet-stream")
-        self._size = self._length = length
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        raise TypeError("a streamed body cannot be decoded")
-
-    async def write(self, writer: Any) -> None:
-        await self.write_with_length(writer, None)
-
-    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
-        sent = 0
-        async for view in self._value:
-            sent += len(view)
-            if sent > self._length:
-                raise IntegrityError(f"streamed body longer than its {self._length} bytes")
-            for piece in detached_slices(view):
-                await writer.write(piece)
-        if sent != self._length:
-            raise IntegrityError(f"streamed body ended after {sent} of {self._length} bytes")
-
-
-@dataclass
-class RangeProgress:
-    """How many bytes of a ranged read have landed: a retry resumes after them."""
-
-    filled: int = 0
 
 
 def request_body(body: bytes | bytearray | memoryview | None) -> Any:

@@ -3,6 +3,7 @@ retry policy, the process's memory budget and its share of the rate cap."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from xfer.engine.inflight import InflightBytes
@@ -25,3 +26,4 @@ class CopyContext:
     retrying: Retrier
     memory: InflightBytes  # the process-wide bound on buffered bytes, shared by all copies
     rate: TokenBucket  # this copy's share of the process's rate cap, and its own
+    spill_room: Callable[[], bool]  # whether spilling is worth its CPU now (engine/spill.py)

@@ -13,6 +13,7 @@ are `ahead` chunks per range being fetched, whatever the object's size.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from xfer.clients.transport import RangeProgress
 from xfer.engine.chunks import BufferPool, Chunk, ChunkQueue, chunk_ranges
@@ -21,18 +22,20 @@ from xfer.engine.hashing import SegmentFeed
 from xfer.engine.rate import TokenBucket
 from xfer.engine.retry import Retrier
 from xfer.engine.sources import SourceReader, SourceState
-from xfer.engine.spill import SpillFile
+from xfer.engine.spill import STALL_SECONDS, SpillFile
 
 
 class ChunkFetcher:
     def __init__(self, source: SourceReader, state: SourceState, chunk_size: int,
-                 rate: TokenBucket, retrying: Retrier, spill: SpillFile | None = None) -> None:
+                 rate: TokenBucket, retrying: Retrier, spill: SpillFile | None = None,
+                 spill_room: Callable[[], bool] = lambda: True) -> None:
         self.source = source
         self.state = state  # the source version every read is pinned to
         self.chunk_size = chunk_size
         self.rate = rate
         self.retrying = retrying
         self.spill = spill  # where chunks only a hasher feed still needs may wait
+        self.spill_room = spill_room  # whether spilling is worth its CPU now (spill.CpuRoom)
         self.buffers = BufferPool(chunk_size)
         self.bytes_read = 0  # from the source, all of it
         self.bytes_read_again = 0  # of which in ranges fetched `again` (a copy's catch-ups)
@@ -49,16 +52,21 @@ class ChunkFetcher:
         previous: asyncio.Event | None = None
         async with asyncio.TaskGroup() as group:
             for start, size in chunk_ranges(offset, length, self.chunk_size):
+                stalled = False
                 while slots.locked():
                     # Every buffer of this range is taken. When the hasher alone still needs
                     # one (it is busy with an earlier segment), move that one to disk rather
-                    # than stall this range's other consumers until the hasher gets here.
+                    # than stall this range's other consumers until the hasher gets here,
+                    # when that is worth its CPU or they waited long enough (engine/spill.py).
                     candidate = None if feed is None else feed.spill_candidate()
-                    if candidate is not None and self.spill is not None:
+                    if (candidate is not None and self.spill is not None
+                            and (stalled or self.spill_room())):
                         await candidate.spill(self.spill)
+                        stalled = False
                         continue
                     consumed.clear()
-                    await consumed.wait()
+                    stalled = not await _set_within(
+                        consumed, None if candidate is None else STALL_SECONDS)
                 await slots.acquire()
                 delivered = asyncio.Event()
                 group.create_task(self._fetch_chunk(start, size, slots, previous, delivered,
@@ -116,3 +124,13 @@ class ChunkFetcher:
                                                   view[progress.filled:], progress))
         finally:
             self.reading -= 1
+
+
+async def _set_within(event: asyncio.Event, seconds: float | None) -> bool:
+    """Wait for `event`, at most `seconds` (None: for ever); whether it was set."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

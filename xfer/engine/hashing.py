@@ -49,6 +49,7 @@ class SegmentFeed:
         self.length = length
         self._items: deque[Chunk | AttemptEnd] = deque()
         self._arrived = asyncio.Event()
+        self.hashed = asyncio.Event()  # the hasher is through this segment's accepted bytes
 
     def put(self, item: Chunk | AttemptEnd) -> None:
         self._items.append(item)
@@ -120,6 +121,7 @@ async def hash_in_order(feeds: asyncio.Queue[SegmentFeed | None], with_sha512: b
                 if position != feed.offset + feed.length:
                     raise AssertionError(f"segment at {feed.offset} accepted with the hasher "
                                          f"at {position}")
+                feed.hashed.set()
                 break
             if item.offset != position:
                 raise AssertionError(f"chunk at {item.offset} while the hasher is at {position}")

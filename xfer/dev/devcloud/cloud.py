@@ -83,13 +83,16 @@ def up(
     database: bool = True,
     openstack: bool = True,
     file_store_regions: Sequence[str] = (),
+    glance_defaults: Sequence[tuple[str, str]] = (),
 ) -> CloudInfo:
     """Start a fresh cloud in ``state_dir`` and return once every service answers authenticated
     requests and Postgres accepts clients. Refuses if a cloud already runs there.
 
     ``database=False``: no database for xfer (Postgres still runs for Keystone and Glance).
     ``openstack=False``: Swift clusters with tempauth only, no Keystone and no Glance.
-    ``file_store_regions``: these regions' Glance also get a file-store API (glance_server.py)."""
+    ``file_store_regions``: these regions' Glance also get a file-store API (glance_server.py).
+    ``glance_defaults``: (option, value) set in every Glance's [DEFAULT] section, e.g.
+    ``("do_secure_hash", "false")`` (the benchmark's image flow without Glance's read-back)."""
     regions = [spec.region for spec in clusters]
     databases = {glance_server.database_name(region) for region in regions}
     if not regions or len(databases) != len(regions):
@@ -112,7 +115,8 @@ def up(
                                                                       pgserver)
         if server is not None and database and not database_url:
             database_url = server.url(postgres.DATABASE_NAME)
-        cloud = _plan(state_dir, clusters, python, openstack, file_store_regions, server)
+        cloud = _plan(state_dir, clusters, python, openstack, file_store_regions, server,
+                      glance_defaults)
         cloud = replace(cloud, database_url=database_url)
         try:
             return _start(cloud, python, pgserver)
@@ -154,6 +158,7 @@ def _plan(
     openstack: bool,
     file_store_regions: Sequence[str],
     server: postgres.PostgresInfo | None,
+    glance_defaults: Sequence[tuple[str, str]] = (),
 ) -> CloudInfo:
     """Ports, passwords and config files for every service; nothing started yet."""
     # Keystone; per region a Glance, a Keystone proxy and xfer's catalog port; file-store APIs.
@@ -199,7 +204,7 @@ def _plan(
                    *(int(url.rsplit(":", 1)[1]) for url in xfer_urls.values())]
     glances = {region: glance_server.prepare_glance(
         region, state_dir / "glance" / region, port, keystone, cloud_ports, python, server,
-        file_store_ports.get(region, 0))
+        file_store_ports.get(region, 0), glance_defaults)
         for region, port in glance_ports.items()}
     return CloudInfo(state_dir, clusters, "", keystone=keystone, glances=glances,
                      xfer_urls=xfer_urls, postgres=server)

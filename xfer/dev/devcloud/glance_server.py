@@ -30,7 +30,7 @@ Config choices, and why (measured facts in shared/notes/real-keystone-glance-on-
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,9 +87,11 @@ def prepare_glance(
     python: Path,
     server: postgres.PostgresInfo,
     file_store_port: int = 0,
+    defaults: Sequence[tuple[str, str]] = (),
 ) -> GlanceInfo:
     """Directories and glance-api.conf; ``import_ports`` are the ports imports may fetch from.
-    With ``file_store_port``, also the config of the region's file-store API on that port.
+    With ``file_store_port``, also the config of the region's file-store API on that port;
+    ``defaults``: more [DEFAULT] options (option, value).
     The database (``database_name(region)``) is made by cloud.py: created and synced, or cloned."""
     paste_ini = python.parent.parent / "etc" / "glance" / "glance-api-paste.ini"
     if not paste_ini.is_file():
@@ -102,6 +104,7 @@ def prepare_glance(
         (directory / name).mkdir(parents=True, exist_ok=True)
     conf = _glance_conf(info, keystone, import_ports, paste_ini)
     conf["database"] = postgres.oslo_db_section(server, info.database)
+    conf["DEFAULT"].update(defaults)
     write_conf(directory / "glance-api.conf", conf, secret=True)
     if file_store_port:
         info.file_store_api_dir.mkdir()
