@@ -20,11 +20,11 @@ from pydantic import ValidationError
 from xfer.engine.plan import Segment
 from xfer.engine.types import ObjectRef, Verification
 from xfer.errors import ErrorCode
+from xfer.images.types import ImageCopyJob, ImageStep
 from xfer.jobs.records import (
     Duty,
     DutyRecord,
     DutyState,
-    ImageJobFields,
     IndexedObject,
     JobDetail,
     JobError,
@@ -72,8 +72,9 @@ def image_job() -> JobRecord:
                               Verification.SOURCE_PINNED, 10, 0),),
         created_at=T0, started_at=T0, finished_at=T0 + timedelta(seconds=9),
         updated_at=T0 + timedelta(seconds=9), kind="image", project_id="p1", user_id="u1",
-        image=ImageJobFields("img-1", "img-2", "registered", "näme ☃",
-                             {"os_distro": "cirros", "é": "\u2028"}, True, "trust", None))
+        image=ImageCopyJob(uuid.UUID(int=7), SOURCE.region, TARGET.region, "img-1", "trust",
+                           "näme ☃", {"os_distro": "cirros", "é": "\u2028"}, True, "img-2",
+                           ImageStep.REGISTERED))
 
 
 def image_job_detail() -> JobDetail:

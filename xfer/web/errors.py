@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from xfer import logs
+from xfer.clients.bulk_link import LinkLost
 from xfer.clients.swift import TokenRefused
 from xfer.engine.retry import RetryBudgetExhausted
 from xfer.errors import (
@@ -60,6 +61,7 @@ from xfer.errors import (
 from xfer.jobs.states import InvalidTransition
 from xfer.jobs.store import IdempotencyConflict
 from xfer.jobs.worker import CancelRequested, LeaseExpiring, LeaseLost
+from xfer.proto.http1 import FramingError
 from xfer.web.replies import Error, ErrorBody
 from xfer.web.validation import job_id
 
@@ -150,6 +152,8 @@ ANSWERS: Mapping[type[XferError], Answer | Mapping[str, Answer]] = {
     LeaseLost: INTERNAL,
     LeaseExpiring: INTERNAL,
     CancelRequested: INTERNAL,
+    LinkLost: INTERNAL,  # the bulk data path's; it becomes a TransportError where raised
+    FramingError: INTERNAL,  # likewise
 }
 # A CopyFailed answered as a reply (the Glance-compatible reads), by its code; else 502.
 STATUS_OF_CODE: Mapping[ErrorCode, int] = {
