@@ -281,7 +281,9 @@ async def test_xfer_serve_signalled_at_a_step_leaves_one_verified_image(
         async with asyncio.timeout(30):
             code = await signalled.wait()
     assert code == (0 if signum == signal.SIGTERM else -signal.SIGKILL)
-    async with running_service(image_settings.with_overrides(lease_seconds=2)) as heir:
+    # the heir's own lease is the default: a 2 s one, not renewed in time at load 20, made
+    # a third attempt (the dead process's 2 s lease is what must run out)
+    async with running_service(image_settings) as heir:
         ended = await wait_job(heir, user, job["id"])
         assert await settled_trusts(cloud, user, 0) == []  # ended by the heir
     assert ended["attempts"] == 2
