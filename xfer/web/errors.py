@@ -176,12 +176,16 @@ HTTP_CODES: Mapping[int, ErrorCode] = {
 
 def answer_of(exc: XferError) -> Answer:
     """The table's answer for this error: its class's, or its nearest listed base's."""
-    for kind in type(exc).__mro__:
-        entry = ANSWERS.get(kind)
+    return answer_of_class(type(exc), getattr(exc, "service", ""))
+
+
+def answer_of_class(kind: type[XferError], service: str = "") -> Answer:
+    """The answer for an error of this class (of this service, where that decides)."""
+    for base in kind.__mro__:
+        entry = ANSWERS.get(base)
         if isinstance(entry, Answer):
             return entry
         if entry is not None:
-            service = getattr(exc, "service", "")
             return entry.get(service, INTERNAL)
     return INTERNAL
 

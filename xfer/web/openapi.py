@@ -1,12 +1,13 @@
 """The OpenAPI 3.1 description of the REST API, served at GET /v1/openapi.json.
 
-Built here rather than kept as a file so that the job states, page limits, error codes and
-the configured region names come from the code that enforces them: every request schema and
-parameter is generated from the models of xfer/web/validation.py, which are what the
-handlers validate with, and every reply schema from the models of xfer/web/replies.py, which
-are what the handlers send. What is written here by hand is the routes: which statuses each
-answers, and why. tests/test_openapi.py validates real responses of a running service against it, and
-tests/test_fuzz.py sends the requests it describes (valid and invalid) and checks each reply.
+Generated, never written twice: every request schema and parameter from the models of
+xfer/web/validation.py (what the handlers validate with), every reply schema from the models
+of xfer/web/replies.py (what the handlers send), the paths from the table of operations.py,
+whose error replies get their status and code from the error table (errors.py); the job
+states, page limits, error codes and configured region names come from the code that
+enforces them. tests/test_openapi.py validates real responses of a running service against
+it, and tests/test_fuzz.py sends the requests it describes (valid and invalid) and checks
+each reply.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 from pydantic_core import CoreSchema
 
+from xfer.errors import ErrorCode
 from xfer.web import replies, validation
 from xfer.web.api import SETTINGS
+from xfer.web.errors import HTTP_CODES, JOB_FAILURE, STATUS_OF_CODE, Answer, answer_of_class
+from xfer.web.operations import AUTH_ERRORS, OPERATIONS, Operation, Raised, Success
 
 Schema = dict[str, Any]
-TEXT: Schema = {"type": "string"}
-BINARY: Schema = {"type": "string", "contentMediaType": "application/octet-stream"}
 REF_TEMPLATE = "#/components/schemas/{model}"
 
 
@@ -96,178 +98,80 @@ def _schema_of(adapter: TypeAdapter[Any]) -> Schema:
     return schema
 
 
-def _request_example(regions: list[str]) -> Schema:
-    """A copy between the first two configured regions: documentation, and the valid request
-    that schemathesis' coverage phase varies one field at a time (tests/test_fuzz.py), so that
-    each boundary value reaches the database."""
-    source, target = (regions * 2)[:2] if regions else ("RegionOne", "RegionTwo")
-    copy = {"region": target} if target != source else {"region": target, "object": "copy.img"}
-    return {"source": {"region": source, "container": "images", "object": "cirros.img"},
-            "target": copy, "checksum": "0" * 32}
+def _status_and_code(raised: Raised) -> tuple[int, ErrorCode]:
+    """The status and code the error table answers what is raised with."""
+    if isinstance(raised, ErrorCode):
+        return STATUS_OF_CODE.get(raised, JOB_FAILURE.status), raised
+    if isinstance(raised, int):
+        return raised, HTTP_CODES[raised]
+    answer = raised if isinstance(raised, Answer) else answer_of_class(raised)
+    assert answer.code is not None, f"{raised} takes its code from the error"
+    return answer.status, answer.code
 
 
-def _image_copy_example(regions: list[str]) -> Schema:
-    """A copy from the first configured region, with a name and a property: documentation, and
-    the valid request whose fields tests/test_fuzz.py varies one at a time."""
-    return {"source_region": regions[0] if regions else "RegionOne", "name": "cirros copy",
-            "properties": {"os_distro": "cirros"}}
+def _errors(operation: Operation) -> dict[str, Schema]:
+    raised = list(operation.raises)
+    if operation.keystone != "open":
+        raised += AUTH_ERRORS
+    if operation.keystone == "only":
+        raised.append(404)  # require_caller: this xfer runs without Keystone
+    codes: dict[int, list[ErrorCode]] = {}
+    for item in raised:
+        status, code = _status_and_code(item)
+        if code not in codes.setdefault(status, []):
+            codes[status].append(code)
+    documented = {}
+    for status, listed in sorted(codes.items()):
+        named = ", ".join(f"`{code}`" for code in listed) + " (docs/api.md says when)"
+        if status in operation.passed_on:
+            documented[str(status)] = {
+                "description": "The fronted Glance's own reply (no such image, or you may not "
+                               "see it: {code, message, title}), or an Error: " + named,
+                "content": operation.passed_on[status]}
+        else:
+            documented[str(status)] = error("An Error: " + named)
+    return documented
+
+
+def _success(success: Success) -> Schema:
+    if success.model is not None:
+        content = json_content(ref(success.model.__name__))
+    else:
+        assert success.content is not None
+        content = success.content
+    documented = {"description": success.description, "content": content}
+    if success.location:
+        documented["headers"] = {"Location": {"required": True, "schema": {"type": "string"},
+                                              "description": "/v1/jobs/{id}"}}
+    return documented
+
+
+def _operation(operation: Operation, regions: list[str]) -> Schema:
+    parameters = [{"name": "job_id", "in": "path", "required": True,
+                   "schema": _schema_of(validation.JOB_ID)}] if operation.job_id else []
+    for model, where in operation.parameters:
+        parameters += _parameters(model, where)
+    parameters += operation.headers
+    item: Schema = {"operationId": operation.operation_id, "summary": operation.summary}
+    if operation.description:
+        item["description"] = operation.description
+    if parameters:
+        item["parameters"] = parameters
+    if operation.body is not None:
+        example = operation.example(regions) if operation.example else None
+        item["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": ref(operation.body.__name__), "example": example}}}
+    item["responses"] = {**{str(status): _success(success)
+                            for status, success in operation.replies.items()},
+                         **_errors(operation)}
+    return item
 
 
 def _paths(regions: list[str]) -> dict[str, Schema]:
-    job_id = {"name": "job_id", "in": "path", "required": True,
-              "schema": _schema_of(validation.JOB_ID)}
-    location = {"Location": {"required": True, "schema": {"type": "string"},
-                             "description": "/v1/jobs/{id}"}}
-    (idempotency_key,) = _parameters(validation.KeyHeaders, "header")
-    (image_id,) = _parameters(validation.ImagePath, "path")
-    # With Keystone (XFER_KEYSTONE_URL) every route but the probes and this document
-    auth_errors = {
-        "401": error("With Keystone: no valid token in X-Auth-Token (or two of them)"),
-        "403": error("With Keystone: the policy does not allow it to your roles"),
-        "503": error("With Keystone: Keystone did not answer (keystone_unavailable: try "
-                     "again after Retry-After), or refuses xfer's own service credentials "
-                     "(service_misconfigured: the operator's to fix)"),
-    }
-    keystone_errors = {**auth_errors, "404": error("This xfer runs without Keystone")}
-    # the Glance-compatible reads pass on the fronted Glance's own 404 (its JSON, text or HTML)
-    glance_404_text = ("No such image, or you may not see it (the fronted Glance's own reply: "
-                       "{code, message, title}); or this xfer runs without Keystone (an Error)")
-    glance_404_content = {"application/json": {"schema": {"type": "object"}},
-                          "text/html": {"schema": TEXT}, "text/plain": {"schema": TEXT}}
-    glance_404 = {"description": glance_404_text, "content": glance_404_content}
-    return {
-        "/v1/jobs": {
-            "post": {
-                "operationId": "createJob", "summary": "Request a copy",
-                "parameters": [idempotency_key],
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": ref("JobRequestBody"), "example": _request_example(regions)}}},
-                "responses": {
-                    "201": response("The job, queued", ref("Job"), headers=location),
-                    "200": response("The job an earlier request with this Idempotency-Key "
-                                    "created", ref("Job"), headers=location),
-                    "400": error("A field is invalid; `field` names it"),
-                    "408": ref("BodyTimeout", "responses"),
-                    "409": error("The Idempotency-Key was used in your project for another "
-                                 "request"),
-                    "413": ref("PayloadTooLarge", "responses"), **auth_errors,
-                },
-            },
-            "get": {
-                "operationId": "listJobs", "summary": "Jobs, newest first, a page at a time",
-                "parameters": _parameters(validation.JobsQuery),
-                "responses": {"200": response("A page of jobs", ref("JobPage")),
-                              "400": error("A parameter is invalid; `field` names it"),
-                              **auth_errors},
-            },
-        },
-        "/v1/jobs/{job_id}": {"get": {
-            "operationId": "getJob", "parameters": [job_id],
-            "summary": "A job with its progress, written segments and state transitions",
-            "responses": {"200": response("The job", ref("JobDetail")),
-                          "404": ref("NotFound", "responses"), **auth_errors}}},
-        "/v1/jobs/{job_id}/cancel": {"post": {
-            "operationId": "cancelJob", "parameters": [job_id], "summary": "Cancel a job",
-            "responses": {"202": response("Cancelled, or asked to stop", ref("Job")),
-                          "404": ref("NotFound", "responses"),
-                          "409": error("The job has already ended or is being cancelled"),
-                          **auth_errors}}},
-        "/v1/jobs/{job_id}/events": {"get": {
-            "operationId": "jobEvents", "parameters": [job_id],
-            "summary": "Live progress as server-sent events",
-            "description": "`event: progress` with a Job as data whenever its state, "
-                           "bytes_done or image.step changes; last `event: end` with data {\"reason\": "
-                           "\"finished\"|\"max_duration\"|\"shutdown\"|\"deleted\"}.",
-            "responses": {"200": {"description": "An event stream",
-                                  "content": {"text/event-stream": {"schema": TEXT}}},
-                          "404": ref("NotFound", "responses"), **auth_errors}}},
-        "/v1/objects": {"get": {
-            "operationId": "findObjects", "summary": "Verified copies by checksum",
-            "parameters": _parameters(validation.ObjectsQuery),
-            "responses": {"200": response("Matching copies", ref("ObjectList")),
-                          "400": error("Neither checksum nor os_hash_value, or a bad one"),
-                          **auth_errors}}},
-        "/v1/images/{image_id}/copies": {"post": {
-            "operationId": "copyImage", "parameters": [image_id, idempotency_key],
-            "summary": "Copy an image of another region into this one (Keystone only)",
-            "requestBody": {"required": True, "content": {"application/json": {
-                "schema": ref("ImageCopyBody"), "example": _image_copy_example(regions)}}},
-            "responses": {"201": response("The job, queued", ref("Job"), headers=location),
-                          "200": response("The job of an earlier request with this "
-                                          "Idempotency-Key", ref("Job"), headers=location),
-                          **keystone_errors,
-                          "400": error("A field is invalid; `field` names it"),
-                          "408": ref("BodyTimeout", "responses"),
-                          "409": error("The Idempotency-Key was used in your project for another "
-                                 "request"),
-                          "413": ref("PayloadTooLarge", "responses")}}},
-        "/v1/images": {"get": {
-            "operationId": "findImages",
-            "summary": "Active images with this content, per region of your catalog",
-            "parameters": _parameters(validation.ImagesQuery),
-            "responses": {"200": response("The oldest match per region, with a count",
-                                          ref("ImageMatches")),
-                          **keystone_errors,
-                          "400": error("Neither checksum nor os_hash_value, or a bad one")}}},
-        "/v1/regions": {"get": {
-            "operationId": "listRegions", "summary": "Regions of your catalog to copy from",
-            "responses": {"200": response("The regions", ref("RegionList")),
-                          **keystone_errors}}},
-        "/v2/images/{image_id}": {"get": {
-            "operationId": "glanceShowImage", "parameters": [image_id],
-            "summary": "The fronted region's Glance image record, as that Glance gives it to "
-                       "you (Keystone only; for glance-download). A failing Glance is a 502.",
-            "responses": {"200": response("Glance's image record", {"type": "object"}),
-                          **auth_errors, "404": glance_404,
-                          "400": error("The image id is not a UUID")}}},
-        "/v2/images/{image_id}/file": {"get": {
-            "operationId": "glanceImageData",
-            "parameters": [image_id, {
-                "name": "Range", "in": "header", "required": False,
-                "schema": {"type": "string", "example": "bytes=0-1048575"},
-                "description": "one byte range; a range short of the whole image is pinned "
-                               "to the source version but not hashed"}],
-            "summary": "The image's data, read with parallel ranged GETs and verified (MD5 "
-                       "and SHA-512) before its last byte (Keystone only; for glance-download)",
-            "responses": {
-                "200": {"description": "The whole image; cut short and the connection closed "
-                                       "when it does not verify. X-Xfer-Source: swift or "
-                                       "glance; X-Xfer-Verified: whole",
-                        "content": {"application/octet-stream": {"schema": BINARY}}},
-                "206": {"description": "The range asked (Content-Range); X-Xfer-Verified: "
-                                       "range, or whole when the range is the whole image",
-                        "content": {"application/octet-stream": {"schema": BINARY}}},
-                **auth_errors,
-                "403": error("The policy does not allow it to your roles; or the image's "
-                             "Swift refused you its data (source_forbidden, "
-                             "source_auth_failed)"),
-                "404": {"description": glance_404_text + "; or the image's data is not in "
-                                        "its Swift (source_not_found)",
-                        "content": glance_404_content},
-                "503": error("Keystone did not answer; or the image's Swift kept failing "
-                             "(source_unavailable)"),
-                "400": error("The image id is not a UUID, or Range is not one byte range"),
-                "409": error("The image is not active, or has no checksum to verify against"),
-                "416": error("The range starts past the image's end"),
-                "501": error("The image is in a store xfer cannot read, and reading through "
-                             "its Glance is off (unsupported_store)"),
-                "502": error("The data does not match the image record (checksum_mismatch); "
-                             "or the fronted Glance or Swift failed")}}},
-        "/v1/openapi.json": {"get": {
-            "operationId": "openapi", "summary": "This document",
-            "responses": {"200": response("OpenAPI 3.1", {"type": "object"})}}},
-        "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness",
-                             "responses": {"200": response("Alive", ref("Health"))}}},
-        "/readyz": {"get": {
-            "operationId": "readyz", "summary": "Database and every region reachable",
-            "responses": {"200": response("Ready", ref("Ready")),
-                          "503": response("A check failed; `checks` says which",
-                                          ref("NotReady"))}}},
-        "/metrics": {"get": {
-            "operationId": "metrics", "summary": "Prometheus metrics",
-            "responses": {"200": {"description": "Prometheus text exposition format",
-                                  "content": {"text/plain": {"schema": TEXT}}}}}},
-    }
+    paths: dict[str, Schema] = {}
+    for operation in OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method] = _operation(operation, regions)
+    return paths
 
 
 def document(regions: Iterable[str] = ()) -> Schema:
@@ -280,13 +184,12 @@ def document(regions: Iterable[str] = ()) -> Schema:
         "paths": _paths(sorted(regions)),
         "components": {
             "schemas": _schemas(),
+            # what any path answers that is no route, or any method a route does not have
             "responses": {
-                "NotFound": error("No such job, or no such route"),
-                "MethodNotAllowed": error("The route has no such method") | {
+                "NotFound": error("No such route (`not_found`)"),
+                "MethodNotAllowed": error("The route has no such method "
+                                          "(`method_not_allowed`)") | {
                     "headers": {"Allow": {"required": True, "schema": {"type": "string"}}}},
-                "PayloadTooLarge": error("The body is over the service's limit"),
-                "BodyTimeout": error("The body did not arrive within the service's "
-                                     "XFER_BODY_TIMEOUT; the connection is closed"),
             },
         },
     }, sorted(regions))
