@@ -1,4 +1,4 @@
-"""The `xfer` command: serve, worker, migrate, config, upload, sweep, devcloud, demo."""
+"""The `xfer` command: serve, worker, migrate, check, config, upload, sweep, devcloud, demo."""
 
 from __future__ import annotations
 
@@ -82,6 +82,14 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from xfer.check import Preflight, print_outcomes
+
+    settings = load(args.config_file)
+    outcomes = run_async(settings, Preflight(settings, args.timeout).run())
+    return print_outcomes(outcomes, sys.stdout)
+
+
 def _config(args: argparse.Namespace) -> int:
     print(reference() if args.what == "reference" else sample(), end="")
     return 0
@@ -113,6 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     migrate = commands.add_parser("migrate", parents=[configured],
                                   help="apply the database migrations")
     migrate.set_defaults(func=_migrate)
+    check = commands.add_parser(
+        "check", parents=[configured],
+        help="check this configuration against the cloud: database, Keystone, catalog, "
+             "Swift, Glance",
+        description="Runs each check, prints what it found and the fix for a failure; exits "
+                    "1 when any failed. Run it after deploying or changing xfer.")
+    check.add_argument("--timeout", type=float, default=10.0,
+                       help="seconds each check may take (default 10)")
+    check.set_defaults(func=_check)
     config = commands.add_parser("config", help="print the configuration reference or a "
                                                  "sample configuration file")
     config.add_argument("what", choices=("reference", "sample"),

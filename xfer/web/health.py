@@ -1,10 +1,13 @@
 """Operational endpoints: liveness, readiness and Prometheus metrics.
 
     GET /healthz   200 {"status": "ok"} while the process serves requests
-    GET /readyz    200 when the database answers SELECT 1 and every configured region's Swift
+    GET /readyz    200 when the database answers SELECT 1, every configured region's Swift
                    authenticates and answers GET /info, through the same clients the copies
-                   use, each within `ready_timeout`; else 503 with the usual error object and
-                   every check
+                   use, and (with Keystone) xfer's own service user gets a token holding the
+                   `service` role, each within `ready_timeout`; else 503 with the usual error
+                   object naming what is down, and every check. A check failed by xfer's own
+                   configuration (Keystone refusing its credentials, the role missing) says so:
+                   waiting will not mend it, unlike a service that did not answer.
     GET /metrics   Prometheus text format, from this service's own registry
 """
 
@@ -18,10 +21,12 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from xfer.clients.keystone import SERVICE_ROLE, Keystone
 from xfer.clients.swift import SwiftRegions
-from xfer.errors import XferError
+from xfer.errors import ConfigError, ServiceCredentialsRefused, XferError
 from xfer.jobs.metrics import Metrics
 from xfer.web.api import METRICS, SETTINGS, STORE
+from xfer.web.auth import KEYSTONE
 
 REGIONS = web.AppKey("regions", SwiftRegions)
 Check = dict[str, Any]
@@ -39,6 +44,8 @@ async def _timed(check: Awaitable[object], limit_seconds: float) -> Check:
             await check
     except TimeoutError:
         result: Check = {"ok": False, "error": f"no answer within {limit_seconds:g}s"}
+    except (ServiceCredentialsRefused, ConfigError) as exc:
+        result = {"ok": False, "error": f"xfer's own configuration: {exc}"}
     except XferError as exc:
         result = {"ok": False, "error": str(exc) or type(exc).__name__}
     else:
@@ -47,15 +54,33 @@ async def _timed(check: Awaitable[object], limit_seconds: float) -> Check:
     return result
 
 
+async def keystone_ready(keystone: Keystone) -> None:
+    """xfer's own token, and the role without which Keystone lets it validate no caller's
+    token (every request would get 503 service_misconfigured)."""
+    identity = await keystone.service_identity()
+    if SERVICE_ROLE not in identity.roles:
+        raise ConfigError(
+            f"Keystone's token for xfer's service user {identity.user_name!r} on project "
+            f"{identity.project_name!r} lacks the {SERVICE_ROLE!r} role, without which it "
+            f"validates no caller's token (openstack role add --user {identity.user_name} "
+            f"--project {identity.project_name} {SERVICE_ROLE})")
+
+
 async def readyz(request: web.Request) -> web.Response:
     timeout = request.app[SETTINGS].ready_timeout
+    keystone = request.app.get(KEYSTONE)
     async with asyncio.TaskGroup() as group:
         database = group.create_task(_timed(request.app[STORE].ping(), timeout))
         regions = {name: group.create_task(_timed(client.limits(), timeout))
                    for name, client in request.app[REGIONS].items()}
-    checks = {"database": database.result(),
-              "regions": {name: task.result() for name, task in regions.items()}}
-    failed = [f"database: {checks['database']['error']}"] if not checks["database"]["ok"] else []
+        identity = None if keystone is None else group.create_task(
+            _timed(keystone_ready(keystone), timeout))
+    checks: Check = {"database": database.result(),
+                     "regions": {name: task.result() for name, task in regions.items()}}
+    if identity is not None:
+        checks["keystone"] = identity.result()
+    failed = [f"{name}: {checks[name]['error']}" for name in ("database", "keystone")
+              if name in checks and not checks[name]["ok"]]
     failed += [f"region {name}: {check['error']}"
                for name, check in checks["regions"].items() if not check["ok"]]
     if failed:

@@ -200,8 +200,9 @@ def _other_schemas() -> dict[str, Schema]:
     check = {"type": "object", "properties": {"ok": {"type": "boolean"}, "error": text,
                                               "seconds": {"type": "number"}},
              "required": ["ok", "seconds"], "additionalProperties": False}
-    checks = closed({"database": check,
-                     "regions": {"type": "object", "additionalProperties": check}})
+    checks = closed({"database": check, "keystone": check,
+                     "regions": {"type": "object", "additionalProperties": check}},
+                    optional=("keystone",))
     error_fields = {"error": closed({"code": text, "message": text, "field": text},
                                     optional=("field",))}
     return {
