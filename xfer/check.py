@@ -38,6 +38,9 @@ from xfer.proto.keystone import TokenInfo
 from xfer.settings import Settings
 
 XFER_SERVICE_TYPE = "image-transfer"
+# clients.transport.http_session's aiohttp session, passed through untouched: only clients/
+# imports aiohttp (tests/test_layers.py), so it is not named here.
+Session = Any
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
@@ -116,7 +119,7 @@ class Preflight:
                               "process also migrates at start)")
         return "reachable, every migration applied"
 
-    async def _keystone(self, http: Any, keystone: Keystone) -> None:
+    async def _keystone(self, http: Session, keystone: Keystone) -> None:
         url = self.settings.keystone_url
         reachable = await self.check("keystone", lambda: _answers(http, "keystone", url),
                                      f"keystone_url (XFER_KEYSTONE_URL) must be Keystone's v3 "
@@ -192,7 +195,7 @@ class Preflight:
             raise CheckFailed(f"{home}'s {XFER_SERVICE_TYPE} endpoint {url} does not lead to "
                               f"{s.listen_host}, where this xfer listens", fix)
 
-    async def _region_services(self, http: Any, info: TokenInfo, region: str) -> None:
+    async def _region_services(self, http: Session, info: TokenInfo, region: str) -> None:
         storage_url = info.endpoint("object-store", region) or ""
         await self.check(f"swift {region}",
                          lambda: _answers(http, "swift", swift.info_request(storage_url).url),
@@ -203,7 +206,7 @@ class Preflight:
                          f"{region}'s image endpoint must be reachable from here")
 
 
-async def _answers(http: Any, service: str, url: str) -> str:
+async def _answers(http: Session, service: str, url: str) -> str:
     reply = await exchange(http, service, Request("GET", url))
     if reply.status >= 400:
         raise CheckFailed(f"GET {url} answered {reply.status}",
