@@ -11,11 +11,16 @@ CLIENT_SOURCES := client/pyproject.toml $(wildcard client/xferclient/*.py client
 
 deps: system-packages $(VENV)/.installed $(CLOUD_VENV)/.installed $(CLI_VENV)/.installed
 
-# Debian packages the local cloud needs: memcached for tempauth's (and keystonemiddleware's) tokens.
+# Debian packages: memcached for the local cloud's tempauth (and keystonemiddleware's) tokens;
+# systemd for systemd-analyze.
 system-packages:
 	@command -v memcached >/dev/null 2>&1 || { \
 	  echo "installing Debian package memcached"; \
 	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q memcached >/dev/null; }
+	@# systemd-analyze checks the example units (tests/test_deploy.py)
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+	  echo "installing Debian package systemd"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd >/dev/null; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -1,4 +1,4 @@
-"""The `xfer` command: serve, worker, migrate, upload, sweep, devcloud, demo."""
+"""The `xfer` command: serve, worker, migrate, check, config, upload, sweep, devcloud, demo."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from xfer import logs
+from xfer.configuration import REFERENCE_PATH, load, reference, sample
 from xfer.errors import CopyFailed, XferError
-from xfer.settings import Settings, from_environ
+from xfer.settings import Settings
 
 
 def run_async(settings: Settings, main: Coroutine[Any, Any, Any]) -> Any:
@@ -27,7 +28,7 @@ def run_async(settings: Settings, main: Coroutine[Any, Any, Any]) -> Any:
 def _serve(args: argparse.Namespace, api_enabled: bool) -> int:
     from xfer.app import serve
 
-    settings = from_environ()
+    settings = load(args.config_file)
     if args.port is not None:
         settings = settings.with_overrides(listen_port=args.port)
     logs.configure()
@@ -46,7 +47,7 @@ def _serve(args: argparse.Namespace, api_enabled: bool) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     from xfer.jobs.db import close_pool, create_pool
 
-    settings = from_environ()
+    settings = load(args.config_file)
 
     async def main() -> None:
         pool = await create_pool(settings.database_url)
@@ -60,7 +61,7 @@ def _migrate(args: argparse.Namespace) -> int:
 def _upload(args: argparse.Namespace) -> int:
     from xfer.upload import Progress, UploadRequest, print_result, upload
 
-    settings = from_environ()
+    settings = load(args.config_file)
     logs.configure()
     regions = tuple(region.strip() for region in args.region.split(",") if region.strip())
     request = UploadRequest(Path(args.file), regions, args.container,
@@ -73,11 +74,24 @@ def _upload(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from xfer.jobs.sweep import print_report, run_sweep
 
-    settings = from_environ()
+    settings = load(args.config_file)
     logs.configure()
     report = run_async(settings, run_sweep(settings, dry_run=args.dry_run,
                                            older_than_hours=args.older_than_hours))
     print_report(report, as_json=args.json)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from xfer.check import Preflight, print_outcomes
+
+    settings = load(args.config_file)
+    outcomes = run_async(settings, Preflight(settings, args.timeout).run())
+    return print_outcomes(outcomes, sys.stdout)
+
+
+def _config(args: argparse.Namespace) -> int:
+    print(reference() if args.what == "reference" else sample(), end="")
     return 0
 
 
@@ -90,14 +104,40 @@ def _demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xfer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the REST API and a worker")
+    configured = argparse.ArgumentParser(add_help=False)
+    configured.add_argument(
+        "--config-file", metavar="PATH", default=None,
+        help="INI file of settings in [DEFAULT] (default: $XFER_CONFIG_FILE, else none); "
+             "XFER_* environment variables override it")
+    serve = commands.add_parser(
+        "serve", parents=[configured], help="run the REST API and a worker",
+        epilog=f"Every setting, its meaning, unit and default: {REFERENCE_PATH} (also "
+               f"`xfer config reference`); a commented sample file: `xfer config sample`.")
     serve.add_argument("--port", type=int, default=None, help="listen port (0: any free one)")
     serve.set_defaults(func=lambda a: _serve(a, api_enabled=True))
-    worker = commands.add_parser("worker", help="run only a worker")
+    worker = commands.add_parser("worker", parents=[configured], help="run only a worker",
+                                 epilog=f"Settings: {REFERENCE_PATH}.")
     worker.set_defaults(func=lambda a: _serve(a, api_enabled=False), port=None)
-    migrate = commands.add_parser("migrate", help="apply the database migrations")
+    migrate = commands.add_parser("migrate", parents=[configured],
+                                  help="apply the database migrations")
     migrate.set_defaults(func=_migrate)
-    seed = commands.add_parser("upload", help="upload a local file to one or more regions")
+    check = commands.add_parser(
+        "check", parents=[configured],
+        help="check this configuration against the cloud: database, Keystone, catalog, "
+             "Swift, Glance",
+        description="Runs each check, prints what it found and the fix for a failure; exits "
+                    "1 when any failed. Run it after deploying or changing xfer.")
+    check.add_argument("--timeout", type=float, default=10.0,
+                       help="seconds each check may take (default 10)")
+    check.set_defaults(func=_check)
+    config = commands.add_parser("config", help="print the configuration reference or a "
+                                                 "sample configuration file")
+    config.add_argument("what", choices=("reference", "sample"),
+                        help=f"reference: {REFERENCE_PATH} (Markdown); sample: a commented "
+                             f"INI file with every default")
+    config.set_defaults(func=_config)
+    seed = commands.add_parser("upload", parents=[configured],
+                               help="upload a local file to one or more regions")
     seed.add_argument("file")
     seed.add_argument("--region", required=True, help="one region, or several: R1,R2")
     seed.add_argument("--container", required=True)
@@ -106,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--json", action="store_true", help="print the result as JSON")
     seed.set_defaults(func=_upload)
     sweep = commands.add_parser(
-        "sweep", help="remove what dead copies left in the operator's Swift accounts",
+        "sweep", parents=[configured], help="remove what dead copies left in the operator's Swift accounts",
         description="Segments of jobs that ended without publishing them, or of jobs this "
                     "database does not know that no manifest uses; also lists what cleanups "
                     "could not remove in users' accounts.")

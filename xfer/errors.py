@@ -39,6 +39,8 @@
     │                        copying, keeping what was written
     ├── CancelRequested      (jobs/worker) a user cancelled the running job
     ├── DevcloudError        (dev/devcloud) the local cloud could not start or stop
+    ├── CheckFailed          (check) a preflight check of `xfer check` found a problem;
+    │                        carries the operator's fix
     └── CopyFailed           a copy ended in failure; carries the job's error code and a
         │                    sentence a user can act on. The image flow's, with fixed codes:
         ├── ImageNotFound        source_image_not_found: no such image, or not visible to the user

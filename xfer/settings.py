@@ -30,7 +30,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, get_type_hints
 
 from xfer.errors import ConfigError
@@ -48,130 +48,206 @@ class RegionConfig:
     key: str = field(repr=False)
 
 
+def setting(default: Any = MISSING, meaning: str = "", unit: str = "", *,
+            factory: Callable[[], Any] | None = None, shown: str | None = None,
+            secret: bool = False) -> Any:
+    """A Settings field with what it means and its unit, in the one place the configuration
+    reference (`xfer config reference`) and the sample file (`xfer config sample`) are made
+    from; `shown`: how to show a default computed at start (a factory's)."""
+    metadata = {"meaning": " ".join(meaning.split()), "unit": unit, "shown": shown}
+    if factory is not None:
+        return field(default_factory=factory, repr=not secret, metadata=metadata)
+    return field(default=default, repr=not secret, metadata=metadata)
+
+
+SECONDS, HOURS, BYTES, MB_PER_S = "seconds", "hours", "bytes", "MB/s (10**6 bytes)"
+
+
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = field(default="", repr=False)
-    regions: Mapping[str, RegionConfig] = field(default_factory=dict)
-    listen_host: str = "127.0.0.1"
-    listen_port: int = 8660
-    segment_size: int = 16 * MiB  # when xfer cuts the segments itself
-    chunk_size: int = 4 * MiB  # one ranged GET
-    chunks_ahead: int = 4  # a segment's chunks fetched ahead of its PUT and the hasher
-    segments_in_flight: int = 6
-    # where chunks wait for the hasher when they are ahead of it (engine/spill.py); at most
-    # about (segments_in_flight - 1) segments' worth; default: the system's temporary directory
-    spill_dir: str | None = None
-    # MB/s (10**6 bytes) all of this process's copies together may read; 0: no cap. Shared
-    # max-min fairly between the copies running (engine/rate.py); a job may ask for less.
-    max_rate_mb: float = 0.0
-    max_concurrent_copies: int = 2
-    max_inflight_bytes: int = 192 * MiB
-    verify_sha512: bool = True
-    event_loop: str = "asyncio"
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    request_attempts: int = 5
-    retry_budget: int = 50
-    backoff_base: float = 0.2
-    backoff_max: float = 5.0
-    lease_seconds: float = 30.0
-    poll_interval: float = 2.0
-    # How long a worker keeps retrying to record how a copy ended (succeeded, failed,
-    # cancelled) while PostgreSQL is unreachable, backing off like a Swift retry
-    # (`backoff_base`..`backoff_max`). A copy that verified stays published meanwhile; after
-    # this the job is left to its expired lease and a later claim runs it again, resuming from
-    # its recorded segments. Claims wait for the database however long it takes; lease
-    # renewals (and with them the copy) only while a third of the lease remains.
-    database_retry_seconds: float = 300.0
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # --- where the jobs are, where the bytes are, where the API listens
+    database_url: str = setting(
+        "", "PostgreSQL URL of xfer's database (postgresql://USER:PASSWORD@HOST:PORT/DB), "
+        "shared by every xfer process of a deployment; needed by serve, worker, migrate.",
+        secret=True)
+    regions: Mapping[str, RegionConfig] = setting(
+        meaning="The operator's Swift accounts per region, as JSON: "
+        '{"REGION": {"auth_url": ..., "user": ..., "key": ...}} (tempauth v1): object copies, '
+        "`xfer upload` and `xfer sweep` use them; image copies act as the user instead.",
+        factory=dict)
+    listen_host: str = setting(
+        "127.0.0.1", "Address the API listens on (0.0.0.0 or :: for every interface); the "
+        "catalog's image-transfer endpoint of the home region must reach it.")
+    listen_port: int = setting(
+        8660, "Port the API listens on (0: any free port); the one in the home region's "
+        "catalog endpoint.", "TCP port")
+    # --- one copy's pipeline and its memory (the module docstring's bound)
+    segment_size: int = setting(
+        16 * MiB, "Size of the target's segments when xfer cuts them itself (a source that is "
+        "an SLO keeps its own segments).", BYTES)
+    chunk_size: int = setting(4 * MiB, "Bytes one ranged GET on the source reads.", BYTES)
+    chunks_ahead: int = setting(
+        4, "A segment's chunks fetched ahead of its PUT and of the hasher.", "chunks")
+    segments_in_flight: int = setting(
+        6, "Target segments one copy writes at once.", "segments")
+    spill_dir: str | None = setting(
+        None, "Where chunks wait for the hasher when they are ahead of it (engine/spill.py), "
+        "at most about (segments_in_flight - 1) segments' worth.",
+        shown="the system's temporary directory")
+    max_rate_mb: float = setting(
+        0.0, "What all this process's copies together may read; 0: no cap. Shared max-min "
+        "fairly between the copies running (engine/rate.py); a job may ask for less.",
+        MB_PER_S)
+    max_concurrent_copies: int = setting(2, "Copies one process runs at once.", "copies")
+    max_inflight_bytes: int = setting(
+        192 * MiB, "Process-wide budget of buffered bytes, shared by copies (each segment in "
+        "flight takes its share first, in segment order) and image streams.", BYTES)
+    verify_sha512: bool = setting(
+        True, "Compute the SHA-512 of every copy besides its MD5, and check it against the "
+        "source image's os_hash_value; false: MD5 only, less CPU.")
+    event_loop: str = setting(
+        "asyncio", "The event loop: asyncio or uvloop (measured no faster here; "
+        "benchmarks/).")
+    # --- requests to Swift, Glance and Keystone
+    connect_timeout: float = setting(10.0, "Longest a connection may take to open.", SECONDS)
+    read_timeout: float = setting(
+        30.0, "Longest a reply may stay silent (between two reads on its socket).", SECONDS)
+    request_attempts: int = setting(
+        5, "Times one request is tried in all when it fails in a way worth retrying "
+        "(connection reset, 5xx, 408, 429).", "attempts")
+    retry_budget: int = setting(
+        50, "Retries one copy may spend in all, across its requests; then it fails with "
+        "retry_budget_exhausted.", "retries")
+    backoff_base: float = setting(
+        0.2, "A retry waits a random time up to this, doubled per attempt (full jitter), at "
+        "most backoff_max; retries towards the database back off the same way.", SECONDS)
+    backoff_max: float = setting(5.0, "Ceiling of the random wait before a retry.", SECONDS)
+    # --- jobs in PostgreSQL
+    lease_seconds: float = setting(
+        30.0, "How long a claimed job stays this worker's without a renewal: a worker that "
+        "died has its jobs taken over this long after; a stopping process hands its jobs "
+        "back within a third of it.", SECONDS)
+    poll_interval: float = setting(
+        2.0, "How often an idle worker looks for jobs when no NOTIFY woke it.", SECONDS)
+    database_retry_seconds: float = setting(
+        300.0, "How long a worker keeps retrying to record how a copy ended while PostgreSQL "
+        "is unreachable (backing off like a Swift retry); a copy that verified stays "
+        "published meanwhile, and after this the job is left to its expired lease and "
+        "resumed by a later claim. Claims wait for the database however long it takes.",
+        SECONDS)
+    worker_id: str = setting(
+        meaning="This process's name in the jobs it holds (leases, logs).",
+        factory=lambda: f"{socket.gethostname()}-{os.getpid()}", shown="HOSTNAME-PID")
     # --- what one client may hold of the API (web/server.py, web/api.read_body)
-    max_body_bytes: int = 64 * 1024
-    # Seconds a connection may take to send a whole request head (request line and headers),
-    # from its opening or from the end of the previous reply: past it, it is closed unanswered.
-    # Also how long a keep-alive connection may stay idle (one timer does both); above the
-    # 15 s for which aiohttp's client keeps an idle connection, so a pooled connection is not
-    # closed under a client that is just reusing it.
-    header_timeout: float = 20.0
-    # Seconds a request's body (at most max_body_bytes) may take to arrive once the API reads
-    # it: past it, 408 `body_timeout` and the connection is closed.
-    body_timeout: float = 30.0
-    # Connections one client address may hold open at once; more are closed as they are
-    # accepted, unanswered. 0: no limit (behind a proxy every client has the proxy's address:
-    # limit there instead).
-    max_client_connections: int = 64
-    # GET /v1/jobs/{id}/events: how often it reads the job, and how long one stream may last
-    events_poll_interval: float = 0.5
-    events_max_seconds: float = 600.0
-    # GET /readyz: how long each check (database, each region's /info) may take
-    ready_timeout: float = 2.0
+    max_body_bytes: int = setting(64 * 1024, "Largest request body the API reads.", BYTES)
+    header_timeout: float = setting(
+        20.0, "Time a connection may take to send a whole request head, from its opening or "
+        "the end of the previous reply; past it, it is closed unanswered. Also how long a "
+        "keep-alive connection may stay idle (above the 15 s for which aiohttp's client keeps "
+        "an idle connection).", SECONDS)
+    body_timeout: float = setting(
+        30.0, "Time a request's body may take to arrive once the API reads it; past it, 408 "
+        "body_timeout and the connection is closed.", SECONDS)
+    max_client_connections: int = setting(
+        64, "Connections one client address may hold open at once; more are closed as they "
+        "are accepted. 0: no limit (behind a proxy every client has the proxy's address: "
+        "limit there instead).", "connections")
+    events_poll_interval: float = setting(
+        0.5, "How often GET /v1/jobs/{id}/events reads the job.", SECONDS)
+    events_max_seconds: float = setting(
+        600.0, "How long one GET /v1/jobs/{id}/events stream may last.", SECONDS)
+    ready_timeout: float = setting(
+        2.0, "How long each check of GET /readyz (database, Keystone, each region's Swift) "
+        "may take.", SECONDS)
     # --- Keystone and Glance (the image copy flow). Without keystone_url the API is open and
     # serves object copies only: the local benchmark and tempauth-only deployments.
-    keystone_url: str = ""  # http://HOST:PORT/v3
-    keystone_user: str = "xfer"  # xfer's service user: validates tokens, is the trustee
-    keystone_password: str = field(default="", repr=False)
-    keystone_project: str = "service"
-    keystone_domain: str = "Default"
-    # The region whose catalog lists this xfer: image copies asked here land here (pull model).
-    home_region: str = ""
-    # Who may do what: rule name -> "role:a or role:b" ("@": any valid token, "!": nobody);
-    # what is given replaces that rule's default (web/policy.py lists the defaults).
-    policy: Mapping[str, str] = field(default_factory=dict)
-    # Image properties copied to the target: fnmatch patterns kept, then patterns dropped
-    # (Glance's own and per-image fields are never copied; see images/properties.py).
-    property_allow: tuple[str, ...] = ("*",)
-    property_deny: tuple[str, ...] = ("os_glance_*",)
-    # An image in a store xfer cannot read (file, RBD, single-tenant Swift): read its bytes
-    # through the source Glance's ranged /file instead (still verified end to end); False:
-    # fail such copies with unsupported_store.
-    read_through_glance: bool = True
-    # A copy acts as its user through a Keystone trust, deleted once the job has ended
-    # (jobs/trusts.py); it expires after this long in any case, should xfer be unable to
-    # delete it (its database lost, Keystone refusing): the longest a copy may wait and run.
-    trust_hours: float = 24.0
-    # A job recorded but still without its trust after this long (the process recording it
-    # died while Keystone created the trust) gets it found and attached, or fails, saying so.
-    # Longer than a trust creation can take, retries and timeouts included.
-    trust_adopt_seconds: float = 600.0
-    # What remains to be done for jobs that ended (deleting their trusts), in every process:
-    # looked for this often (at once when this process ended a job), so many at a time, each
-    # held this long by the process doing it; a failed attempt is tried again after
-    # duty_backoff_base doubled per attempt, at most duty_backoff_max, seconds.
-    duty_poll_seconds: float = 10.0
-    duty_batch: int = 8
-    duty_lease_seconds: float = 120.0
-    duty_backoff_base: float = 5.0
-    duty_backoff_max: float = 600.0
-    # `xfer serve` sweeps the operator's Swift accounts for what dead copies left (as
-    # `xfer sweep` does) this often, in hours; 0: never (run `xfer sweep` from cron instead).
-    # Segments of jobs unknown to the database must be this many hours old to go.
-    sweep_interval_hours: float = 0.0
-    sweep_older_than_hours: float = 24.0
-    # How often a running image copy checks that its target image still exists (a user who
-    # deletes it stops the copy within this long: target_image_gone).
-    image_watch_seconds: float = 5.0
-    # Glance's import of a verified copy failing (a database lock, a store hiccup; its revert
-    # deletes the data) is tried this many times in all, the data copied anew each time.
-    registration_attempts: int = 3
-    # Glance's import task and the image not changing for this long, plus the time to read the
-    # image at registration_min_rate_mb (MB/s), is a stalled registration: Glance lost it.
-    registration_stall_seconds: float = 120.0
-    registration_min_rate_mb: float = 20.0
-    # How long the target Glance may take to read the copy back and make the image active.
-    image_active_timeout: float = 900.0
-    token_cache_size: int = 1024
+    keystone_url: str = setting(
+        "", "Keystone's v3 identity endpoint (http://HOST:PORT/v3); empty: no Keystone, the "
+        "API is open and serves object copies only (local benchmark, tempauth deployments).")
+    keystone_user: str = setting(
+        "xfer", "xfer's service user: validates callers' tokens (needs the `service` role) "
+        "and is the trustee of copies.")
+    keystone_password: str = setting("", "The service user's password.", secret=True)
+    keystone_project: str = setting(
+        "service", "The project the service user's token is scoped to (where it holds "
+        "`service`).")
+    keystone_domain: str = setting(
+        "Default", "Domain (name) of the service user and of its project.")
+    home_region: str = setting(
+        "", "The region whose catalog lists this xfer (service type image-transfer): image "
+        "copies asked here land here (pull model). Needed with keystone_url.")
+    policy: Mapping[str, str] = setting(
+        meaning='Who may do what, as JSON: rule name -> "role:a or role:b" ("@": any valid '
+        'token, "!": nobody); what is given replaces that rule\'s default (web/policy.py lists '
+        "the defaults).", factory=dict)
+    property_allow: tuple[str, ...] = setting(
+        ("*",), "Image properties copied to the target: fnmatch patterns kept, "
+        "comma-separated (Glance's own and per-image fields are never copied).")
+    property_deny: tuple[str, ...] = setting(
+        ("os_glance_*",), "Image properties not copied: fnmatch patterns dropped after "
+        "property_allow, comma-separated.")
+    read_through_glance: bool = setting(
+        True, "An image in a store xfer cannot read (file, RBD, single-tenant Swift): read its "
+        "bytes through the source Glance's ranged /file instead (still verified end to end); "
+        "false: fail such copies with unsupported_store.")
+    trust_hours: float = setting(
+        24.0, "Life of the Keystone trust a copy acts through (deleted once the job ends; "
+        "expires after this should xfer be unable to delete it): the longest a copy may wait "
+        "and run.", HOURS)
+    trust_adopt_seconds: float = setting(
+        600.0, "A job recorded but still without its trust after this long (its process died "
+        "while Keystone created the trust) gets it found and attached, or fails, saying so.",
+        SECONDS)
+    duty_poll_seconds: float = setting(
+        10.0, "How often every process looks for what remains to be done for jobs that ended "
+        "(deleting trusts, cleanups); at once when it ended a job itself.", SECONDS)
+    duty_batch: int = setting(8, "Duties one process claims at a time.", "duties")
+    duty_lease_seconds: float = setting(
+        120.0, "How long a claimed duty stays the claiming process's.", SECONDS)
+    duty_backoff_base: float = setting(
+        5.0, "Wait before a failed duty is tried again, doubled per attempt.", SECONDS)
+    duty_backoff_max: float = setting(600.0, "Longest wait before a duty is tried again.",
+                                      SECONDS)
+    sweep_interval_hours: float = setting(
+        0.0, "How often `xfer serve` sweeps the operator's Swift accounts for what dead copies "
+        "left (as `xfer sweep` does); 0: never (run `xfer sweep` from cron instead).", HOURS)
+    sweep_older_than_hours: float = setting(
+        24.0, "Age a segment of a job unknown to the database must have to be swept.", HOURS)
+    image_watch_seconds: float = setting(
+        5.0, "How often a running image copy checks that its target image still exists (a "
+        "user who deletes it stops the copy within this long: target_image_gone).", SECONDS)
+    registration_attempts: int = setting(
+        3, "Times Glance's import of a verified copy is tried in all (a database lock, a "
+        "store hiccup; its revert deletes the data), the data copied anew each time.",
+        "attempts")
+    registration_stall_seconds: float = setting(
+        120.0, "Glance's import task and the image not changing for this long, plus the time "
+        "to read the image at registration_min_rate_mb, is a stalled registration.", SECONDS)
+    registration_min_rate_mb: float = setting(
+        20.0, "The slowest Glance is expected to read a copy back while registering it.",
+        MB_PER_S)
+    image_active_timeout: float = setting(
+        900.0, "How long the target Glance may take to read the copy back and make the image "
+        "active.", SECONDS)
+    token_cache_size: int = setting(
+        1024, "Callers' tokens whose validation is cached (each for at most 5 minutes, least "
+        "recently used out).", "tokens")
     # --- the Glance-compatible read endpoint (GET /v2/images/{id}[/file], web/glance_front.py)
-    # The region whose Glance and Swift it fronts; "": home_region.
-    front_region: str = ""
-    # Ranged reads in flight for one stream, of stream_chunk_size each; a stream holds that
-    # many chunks, from the same process-wide budget of buffered bytes as copies. Larger reads
-    # than a copy's: a stream has one consumer, and each ranged GET of a DLO costs Swift a
-    # container listing (measured, 1 GiB DLO, 2 cores: 4 MiB x 8 150 MB/s, 16 MiB x 4
-    # 245 MB/s, 32 MiB x 2 316 MB/s, 32 MiB x 4 281 MB/s; Glance's own /file 285-318 MB/s).
-    stream_reads: int = 2
-    stream_chunk_size: int = 32 * MiB
-    # A reader that takes no bytes for this long is cut off: its stream holds its chunks out
-    # of the budget copies share (glance-download writes to its staging disk at once).
-    stream_write_timeout: float = 60.0
+    front_region: str = setting(
+        "", "The region whose Glance and Swift the Glance-compatible read endpoint fronts.",
+        shown="home_region")
+    # Larger reads than a copy's: a stream has one consumer, and each ranged GET of a DLO
+    # costs Swift a container listing (measured, 1 GiB DLO, 2 cores: 4 MiB x 8 150 MB/s,
+    # 16 MiB x 4 245 MB/s, 32 MiB x 2 316 MB/s, 32 MiB x 4 281 MB/s; Glance's own /file
+    # 285-318 MB/s).
+    stream_reads: int = setting(
+        2, "Ranged reads in flight for one image stream, of stream_chunk_size each, from the "
+        "budget of max_inflight_bytes.", "reads")
+    stream_chunk_size: int = setting(32 * MiB, "Bytes one ranged read of a stream asks for.",
+                                     BYTES)
+    stream_write_timeout: float = setting(
+        60.0, "A reader that takes no bytes for this long is cut off (reader_stalled): its "
+        "stream holds its chunks out of the budget copies share.", SECONDS)
 
     def __post_init__(self) -> None:
         positive = (
@@ -190,7 +266,7 @@ class Settings:
         )
         for name in positive:
             if getattr(self, name) <= 0:
-                raise ConfigError(f"{_env_name(name)} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"{env_name(name)} must be positive, got {getattr(self, name)}")
         if not 0 <= self.listen_port <= 65535:
             raise ConfigError(f"XFER_LISTEN_PORT must be 0..65535 (0: any free port), got {self.listen_port}")
         if self.sweep_interval_hours < 0 or self.sweep_older_than_hours < 0:
@@ -206,6 +282,8 @@ class Settings:
         if self.keystone_url and not (self.keystone_password and self.home_region):
             raise ConfigError("XFER_KEYSTONE_URL needs XFER_KEYSTONE_PASSWORD (xfer's service "
                               "user) and XFER_HOME_REGION (the region this xfer serves)")
+        if not self.worker_id.strip():
+            raise ConfigError("XFER_WORKER_ID must not be empty (default: HOSTNAME-PID)")
         if self.event_loop not in ("asyncio", "uvloop"):
             raise ConfigError(f"XFER_EVENT_LOOP must be 'asyncio' or 'uvloop', got {self.event_loop!r}")
 
@@ -237,7 +315,7 @@ class Settings:
         return replace(self, **changes)
 
 
-def _env_name(field_name: str) -> str:
+def env_name(field_name: str) -> str:
     return "XFER_" + field_name.upper()
 
 
@@ -300,22 +378,29 @@ def _parse_float(text: str) -> float:
 # One parser per field type, looked up by the type itself (a setting of a type with no parser
 # fails at import, in `_PARSER_BY_FIELD`, not when someone first sets it).
 _PARSERS: dict[object, Callable[[str], Any]] = {
-    int: _parse_int, float: _parse_float, bool: _parse_bool, str: str, str | None: str,
+    int: _parse_int, float: _parse_float, bool: _parse_bool, str: str,
+    str | None: lambda text: text or None,  # empty: the default (XFER_SPILL_DIR=)
     tuple[str, ...]: _parse_patterns, Mapping[str, str]: _parse_policy,
     Mapping[str, RegionConfig]: _parse_regions,
 }
 _PARSER_BY_FIELD: dict[str, Callable[[str], Any]] = {
     name: _PARSERS[hint] for name, hint in get_type_hints(Settings).items()}
 
-# Variables read by other parts of xfer (the local cloud), accepted here so that the
-# unknown-variable check does not reject them.
-OTHER_KNOWN_VARIABLES = frozenset({"XFER_DEVCLOUD_DIR", "XFER_DEVCLOUD_PYTHON"})
+# Variables read by other parts of xfer (the configuration file's path, the local cloud),
+# accepted here so that the unknown-variable check does not reject them.
+OTHER_KNOWN_VARIABLES = frozenset({"XFER_CONFIG_FILE", "XFER_DEVCLOUD_DIR",
+                                   "XFER_DEVCLOUD_PYTHON"})
 
 
-def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from XFER_* variables; an unknown XFER_* name or a bad value is an error."""
-    environ = os.environ if environ is None else environ
-    by_env_name = {_env_name(f.name): f for f in fields(Settings)}
+def parse_setting(name: str, text: str) -> Any:
+    """The value of setting `name` written as `text`; ValueError saying why not."""
+    return _PARSER_BY_FIELD[name](text)
+
+
+def environ_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Setting name -> value from XFER_* variables; an unknown XFER_* name or a bad value is
+    a ConfigError naming it."""
+    by_env_name = {env_name(f.name): f.name for f in fields(Settings)}
     values: dict[str, Any] = {}
     for name, text in environ.items():
         if not name.startswith("XFER_") or name in OTHER_KNOWN_VARIABLES:
@@ -324,7 +409,12 @@ def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
         if setting is None:
             raise ConfigError(f"unknown setting {name}; known: {', '.join(sorted(by_env_name))}")
         try:
-            values[setting.name] = _PARSER_BY_FIELD[setting.name](text)
+            values[setting] = parse_setting(setting, text)
         except ValueError as exc:
             raise ConfigError(f"invalid value for {name}: {exc}") from None
-    return Settings(**values)
+    return values
+
+
+def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from XFER_* variables alone (xfer.configuration.load adds the file)."""
+    return Settings(**environ_values(os.environ if environ is None else environ))

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 # request never sets out with a token that expires on the way.
 RENEW_MARGIN = timedelta(minutes=5)
 Clock = Callable[[], datetime]
+# The role with which Keystone's default policy (identity:validate_token) lets xfer's token
+# validate other users' tokens: without it every caller gets 503 service_misconfigured.
+SERVICE_ROLE = "service"
 
 
 def utc_now() -> datetime:
@@ -134,6 +137,10 @@ class Keystone:
 
     async def service_user_id(self) -> str:
         return (await self._service.get())[1].user_id
+
+    async def service_identity(self) -> TokenInfo:
+        """What Keystone says of xfer's own token: its roles and the catalog it is given."""
+        return (await self._service.get())[1]
 
     async def validate(self, user_token: str) -> TokenInfo:
         """What Keystone says of a caller's token; TokenInvalid when it does not vouch for it.

@@ -11,8 +11,11 @@ import logging
 import re
 from importlib.resources import files
 from importlib.resources.abc import Traversable
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+from xfer.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 SQL_DIR: Traversable = files("xfer.sql")
@@ -69,6 +72,31 @@ async def migrate(connection: asyncpg.Connection) -> list[int]:
     finally:
         await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
     return applied_now
+
+
+async def pending_migrations(url: str) -> list[str]:
+    """The migrations this database lacks (`xfer check`), applying none; DatabaseUnavailable
+    when it cannot be reached."""
+    try:
+        connection = await asyncpg.connect(url)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseUnavailable(f"PostgreSQL at {_without_password(url)}: {exc}") from exc
+    try:
+        done: set[int] = set()
+        if await connection.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+            done = {row["version"] for row in
+                    await connection.fetch("SELECT version FROM schema_migrations")}
+    finally:
+        await connection.close()
+    return [path.name for version, path in migration_files() if version not in done]
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 CLOSE_SECONDS = 10.0

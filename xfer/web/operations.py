@@ -170,7 +170,7 @@ OPERATIONS = (
                   "schema": {"type": "object"}}})}),
     Operation("get", "/healthz", "healthz", "Liveness",
               {200: Success("Alive", replies.Health)}),
-    Operation("get", "/readyz", "readyz", "Database and every region reachable",
+    Operation("get", "/readyz", "readyz", "Database, Keystone and every region reachable",
               {200: Success("Ready", replies.Ready),
                503: Success("A check failed (not_ready); `checks` says which",
                             replies.NotReady)}),

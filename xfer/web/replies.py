@@ -359,11 +359,17 @@ class Check(Reply):
 
 class Checks(Reply):
     database: Check
+    keystone: Check | SkipJsonSchema[None] = Field(
+        default=None, description="with Keystone: xfer's own token and its service role",
+        json_schema_extra=_absent_when_none)
     regions: dict[str, Check]
 
     def wire(self) -> Any:
-        return {"database": self.database.wire(),
-                "regions": {name: check.wire() for name, check in self.regions.items()}}
+        checks = {"database": self.database.wire(),
+                  "regions": {name: check.wire() for name, check in self.regions.items()}}
+        if self.keystone is not None:
+            checks["keystone"] = self.keystone.wire()
+        return checks
 
 
 class Health(Reply):
