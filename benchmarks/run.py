@@ -341,8 +341,12 @@ def main(argv: list[str] | None = None) -> int:
             say("stopped the local cloud and removed its objects")
     if "glance" in args.extra_runs:  # a cloud of its own: Keystone, Glance, keystoneauth Swift
         for secure_hash in args.glance_secure_hash:
-            document[glance_key(secure_hash)] = glance_runs.glance_comparison(
-                args.state_dir / "glance", GLANCE_IMAGE_SIZE, args.repeat, secure_hash)
+            try:
+                document[glance_key(secure_hash)] = glance_runs.glance_comparison(
+                    args.state_dir / "glance", GLANCE_IMAGE_SIZE, args.repeat, secure_hash)
+            except Exception as exc:  # the session's other results are still written
+                say(f"glance comparison with do_secure_hash {secure_hash} FAILED: {exc}")
+                document.setdefault("failed", {})[glance_key(secure_hash)] = str(exc)
     document["session_seconds"] = round((datetime.now(UTC) - started).total_seconds())
     finish(document, args)
     say(f"the session took {document['session_seconds'] / 60:.1f} minutes")
@@ -353,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = document["rows"] + [r for c in document["fanout"] for r in c["runs"]] + document["rate_cap"]
     glance_ok = all(run["same_checksum"] for key in (glance_key(True), glance_key(False))
                     for run in document.get(key, {}).get("runs", ()) if run["copier"] == "xfer")
-    return 0 if all(row["ok"] for row in runs) and glance_ok else 1
+    return 0 if all(row["ok"] for row in runs) and glance_ok and not document.get("failed") else 1
 
 
 if __name__ == "__main__":
