@@ -24,11 +24,14 @@ import os
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from xfer.dev.devcloud import CloudInfo
+from xfer.dev.devcloud.processes import proc_status
+from xfer.dev.devcloud.state import locked, read_state, write_state
 
 CHUNK = 64 * 1024
 PG_CTL_SECONDS = 30.0  # pg_ctl's own wait (-t) is shorter: this only catches a hung pg_ctl
@@ -209,6 +212,22 @@ async def postgres_stopped(cloud: CloudInfo) -> AsyncIterator[None]:
         yield
     finally:
         await pg_ctl(pgdata, *start_arguments(cloud))
+        record_restarted_postgres(cloud.state_dir)
+
+
+def record_restarted_postgres(state_dir: Path) -> None:
+    """The cloud's state names the postmaster started again, as `devcloud.services` does for
+    the services it restarts: `devcloud env` and `down` then see a running cloud."""
+    pid = int((state_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+    status = proc_status(pid)
+    assert status is not None, f"the restarted postmaster {pid} is gone"
+    with locked(state_dir):
+        state = read_state(state_dir)
+        assert state is not None
+        cloud = state[0]
+        processes = tuple(replace(p, pid=pid, start_ticks=status[1]) if p.name == "postgres"
+                          else p for p in cloud.processes)
+        write_state(replace(cloud, processes=processes), ready=True)
 
 
 def stop_restarted_postgres(state_dir: Path) -> None:

@@ -29,7 +29,7 @@ async def idle_while_listening(caplog: pytest.LogCaptureFixture) -> None:
     a notification (or the poll interval) makes it claim again."""
     def waiting() -> bool:
         messages = [record.getMessage() for record in caplog.records
-                    if record.name == "xfer.jobs.worker"]
+                    if record.name == "xfer.jobs.worker.claims"]
         listening = [i for i, m in enumerate(messages) if m == "listening for new jobs"]
         return bool(listening) and any(m.startswith("no job to claim")
                                        for m in messages[listening[0] + 1:])
@@ -40,7 +40,7 @@ async def idle_while_listening(caplog: pytest.LogCaptureFixture) -> None:
 
 async def test_new_job_wakes_an_idle_worker_without_waiting_for_the_poll(
         settings: Settings, regions: dict[str, SwiftClient], caplog: pytest.LogCaptureFixture):
-    caplog.set_level(logging.DEBUG, logger="xfer.jobs.worker")
+    caplog.set_level(logging.DEBUG, logger="xfer.jobs.worker.claims")
     container = unique("notify")
     await put_plain(regions["RegionOne"], container, "image", payload(1000))
     # polling alone would take 30 s: a prompt start can only come from LISTEN/NOTIFY

@@ -35,6 +35,8 @@ from xfer.logs import current_job
 from xfer.settings import Settings
 
 log = logging.getLogger(__name__)
+# the claim loop's own lines, about no job (every line of "xfer.jobs.worker" names its job)
+claims_log = logging.getLogger(__name__ + ".claims")
 
 
 class LeaseLost(XferError):
@@ -95,7 +97,7 @@ class Worker:
         return job, job is not None, claimed_at
 
     async def _idle(self) -> None:
-        log.debug("no job to claim: waiting for a notification, or %.1f s",
+        claims_log.debug("no job to claim: waiting for a notification, or %.1f s",
                   self.settings.poll_interval)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.poll_interval):
@@ -109,7 +111,7 @@ class Worker:
                 lost = await self.retry.until_back("listen for new jobs", lambda: (
                     stack.enter_async_context(self.store.listening(self._wake.set,
                                                                    self._on_cancel))))
-                log.debug("listening for new jobs")
+                claims_log.debug("listening for new jobs")
                 self._wake.set()
                 await lost.wait()
             log.warning("LISTEN connection lost; opening another")
