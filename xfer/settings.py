@@ -113,6 +113,13 @@ class Settings:
     keystone_domain: str = "Default"
     # The region whose catalog lists this xfer: image copies asked here land here (pull model).
     home_region: str = ""
+    # The web view (/ui/, with Keystone only): the Fernet key (32 url-safe base64 bytes, e.g.
+    # from `python -c "import cryptography.fernet as f; print(f.Fernet.generate_key().decode())"`)
+    # that encrypts and signs its session cookie, the same for every xfer behind one address;
+    # empty: a key made at start-up (said in the log), so sessions end with the process.
+    ui_session_key: str = field(default="", repr=False)
+    ui_session_hours: float = 8.0  # a session's cookie lasts this long (the token may end first)
+    ui_cookie_secure: bool = False  # the cookie's Secure flag: set it when served over https
     # Who may do what: rule name -> "role:a or role:b" ("@": any valid token, "!": nobody);
     # what is given replaces that rule's default (web/policy.py lists the defaults).
     policy: Mapping[str, str] = field(default_factory=dict)
@@ -206,6 +213,8 @@ class Settings:
         if self.keystone_url and not (self.keystone_password and self.home_region):
             raise ConfigError("XFER_KEYSTONE_URL needs XFER_KEYSTONE_PASSWORD (xfer's service "
                               "user) and XFER_HOME_REGION (the region this xfer serves)")
+        if self.ui_session_hours <= 0:
+            raise ConfigError(f"XFER_UI_SESSION_HOURS must be positive, got {self.ui_session_hours}")
         if self.event_loop not in ("asyncio", "uvloop"):
             raise ConfigError(f"XFER_EVENT_LOOP must be 'asyncio' or 'uvloop', got {self.event_loop!r}")
 
