@@ -11,11 +11,15 @@ CLIENT_SOURCES := client/pyproject.toml $(wildcard client/xferclient/*.py client
 
 deps: system-packages $(VENV)/.installed $(CLOUD_VENV)/.installed $(CLI_VENV)/.installed
 
-# Debian packages the local cloud needs: memcached for tempauth's (and keystonemiddleware's) tokens.
+# Debian packages the tests need: memcached for tempauth's (and keystonemiddleware's) tokens;
+# chromium for the web view's tests (tests/test_web.py drives it headless; about 300 MB).
 system-packages:
 	@command -v memcached >/dev/null 2>&1 || { \
 	  echo "installing Debian package memcached"; \
 	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q memcached >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian package chromium"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

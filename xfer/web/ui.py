@@ -36,12 +36,12 @@ from xfer.web.ui_session import (
     checked_form,
     csrf_token,
     flash,
+    install_sessions,
     require_signed_in,
     sign_in,
     sign_out,
     signed_in,
     take_flash,
-    ui_sessions,
 )
 from xfer.web.validation import JobsQuery, validate_query
 
@@ -233,7 +233,7 @@ def _package_dir(name: str) -> Path:
 def setup(app: web.Application) -> None:
     """The web view's routes, templates, assets and sessions (before the app starts)."""
     settings = app[SETTINGS]
-    app.middlewares.append(ui_sessions(settings))
+    install_sessions(app, settings)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(_package_dir("templates")),
                          autoescape=jinja2.select_autoescape(default=True),
                          undefined=jinja2.StrictUndefined,

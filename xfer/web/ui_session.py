@@ -21,7 +21,6 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from aiohttp_session import Session, get_session, new_session, session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
@@ -53,7 +52,7 @@ def session_key(settings: Settings) -> Fernet:
                           "base64 (44 characters)") from None
 
 
-def ui_sessions(settings: Settings) -> Middleware:
+def install_sessions(app: web.Application, settings: Settings) -> None:
     """A middleware giving the web view's requests (and only those) their session."""
     storage = EncryptedCookieStorage(
         session_key(settings), cookie_name=COOKIE_NAME, path=UI_PREFIX, httponly=True,
@@ -67,7 +66,7 @@ def ui_sessions(settings: Settings) -> Middleware:
             return await handler(request)
         return await sessions(request, handler)
 
-    return middleware
+    app.middlewares.append(middleware)
 
 
 async def csrf_token(request: web.Request) -> str:
