@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
@@ -32,6 +33,9 @@ from xfer.settings import Settings
 from xfer.web.auth import CALLER, KEYSTONE, UI_PREFIX, Caller, caller_of_token
 
 log = logging.getLogger(__name__)
+# aiohttp-session 2.12 keys the request with strings (request["aiohttp_session"]), which
+# aiohttp warns about on every request: its own choice, nothing to act on here.
+warnings.filterwarnings("ignore", category=web.NotAppKeyWarning, module="aiohttp_session")
 COOKIE_NAME = "xfer_ui"
 TOKEN, CSRF, FLASH = "token", "csrf", "flash"
 MAX_FIELD_CHARS = 512  # a user name, password or secret longer than this is no such thing
