@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from datetime import UTC, datetime
 
@@ -29,23 +28,23 @@ def job(state: JobState, bytes_done: int, segments_total: int | None = 8) -> Job
 
 
 def test_written_in_flight_and_pending_while_running() -> None:
-    assert segment_cells(job(JobState.RUNNING, 3 * MiB + 1), [0, 1]) == "wwiipppp"
+    assert segment_cells(job(JobState.RUNNING, 2 * MiB), [0, 1], 3) == "wwiiippp"
 
 
 def test_out_of_order_writes_stay_where_they_are() -> None:
-    assert segment_cells(job(JobState.RUNNING, 4 * MiB), [0, 2]) == "wiwipppp"
+    assert segment_cells(job(JobState.RUNNING, 2 * MiB), [0, 2], 2) == "wiwipppp"
 
 
 def test_a_failed_job_marks_what_was_in_flight_failed() -> None:
-    assert segment_cells(job(JobState.FAILED, 3 * MiB), [0]) == "wffppppp"
+    assert segment_cells(job(JobState.FAILED, MiB), [0], 2) == "wffppppp"
 
 
-def test_a_cancelled_job_leaves_unwritten_segments_pending() -> None:
-    assert segment_cells(job(JobState.CANCELLED, 3 * MiB), [0]) == "wppppppp"
+def test_a_cancelled_or_queued_job_has_nothing_in_flight() -> None:
+    assert segment_cells(job(JobState.CANCELLED, MiB), [0], 6) == "wppppppp"
+    assert segment_cells(job(JobState.QUEUED, MiB), [0], 6) == "wppppppp"
 
 
 def test_success_is_every_segment_verified_and_no_plan_is_no_map() -> None:
-    assert segment_cells(job(JobState.SUCCEEDED, 8 * MiB), []) == "v" * 8
-    assert segment_cells(job(JobState.QUEUED, 0, segments_total=None), []) == ""
-    unsized = dataclasses.replace(job(JobState.RUNNING, MiB), segment_size=None)
-    assert segment_cells(unsized, []) == "ippppppp"
+    assert segment_cells(job(JobState.SUCCEEDED, 8 * MiB), [], 6) == "v" * 8
+    assert segment_cells(job(JobState.QUEUED, 0, segments_total=None), [], 6) == ""
+    assert segment_cells(job(JobState.RUNNING, 7 * MiB), range(7), 6) == "wwwwwwwi"

@@ -19,7 +19,7 @@ from keystoneauth1 import session as ksa_session
 from tests.cdp import Browser, Page, chromium, chromium_binary
 from tests.conftest import MiB, Service, keystone_settings, running_service
 from tests.test_cloud_keystone_glance import upload, user_session
-from tests.test_image_copy import glance_image
+from tests.test_image_copy import container_gone, glance_image, no_image
 from xfer.dev import devcloud
 from xfer.settings import Settings
 
@@ -122,7 +122,7 @@ async def test_sign_in_copy_watch_the_map_fill_csrf_and_tenancy(
     # While it runs: some segments written, not all, the state running, the rate shown.
     during = await page.wait_for(f"""(() => {{ const cells = {CELLS};
         const state = document.getElementById('state').textContent;
-        return state === 'running' && cells.includes('w') && /[pi]/.test(cells)
+        return state === 'running' && cells.includes('w') && cells.includes('i')
             && cells + '|' + document.getElementById('rate').textContent; }})()""",
                                  COPY_DEADLINE_S)
     cells, rate = str(during).split("|")
@@ -170,3 +170,32 @@ async def test_sign_in_copy_watch_the_map_fill_csrf_and_tenancy(
     async with aiohttp.ClientSession() as http, http.get(
             f"{web_xfer.url}/ui/jobs/{job_id}/events") as response:
         assert response.status == 401  # no session, no events
+
+
+async def test_cancel_from_the_copys_page_leaves_nothing_behind(
+        web_xfer: Service, browser: Browser, cloud: devcloud.CloudInfo,
+        alice: ksa_session.Session, shots: Path) -> None:
+    source = upload(alice, SOURCE, os.urandom(IMAGE_BYTES))
+    page = await browser.new_page()
+    await sign_in(page, web_xfer.url, cloud, "alice")
+    job_id = await start_copy(page, web_xfer.url, source["id"])
+    await page.wait_for(f"{CELLS}.includes('w')", COPY_DEADLINE_S)
+
+    await page.eval("document.getElementById('cancel').click()")
+    flash = await page.wait_for("document.readyState === 'complete' && "
+                                "document.getElementById('flash')?.textContent", PAGE_DEADLINE_S)
+    assert str(flash).startswith("cancel asked"), flash
+    await page.wait_for("document.getElementById('state').textContent === 'cancelled'",
+                        COPY_DEADLINE_S)
+    cells = await page.eval(CELLS)
+    assert "i" not in cells and "v" not in cells, cells
+    target_id = await page.eval("document.getElementById('target-image').textContent")
+    await page.screenshot(shots / "5-cancelled.png")
+
+    # What the copy made is removed (after the job ends): checked in Glance and Swift.
+    token = {"X-Auth-Token": alice.get_token()}
+    cleanup = await web_xfer.cleaned_up(job_id, COPY_DEADLINE_S, headers=token)
+    assert all(duty["state"] == "done" for duty in cleanup), cleanup
+    if target_id != "-":
+        assert no_image(alice, TARGET, target_id)
+        assert container_gone(alice, TARGET, target_id)

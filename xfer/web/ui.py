@@ -114,7 +114,8 @@ async def job_page(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(reason="no such job")
     return await _page(request, "job.html", {
         "caller": caller, "job": JobDetail.of_detail(detail),
-        "cells": segment_cells(detail.job, [segment.index for segment in detail.segments]),
+        "cells": segment_cells(detail.job, [segment.index for segment in detail.segments],
+                               request.app[SETTINGS].segments_in_flight),
         "lease": _lease(request, caller, detail.job)})
 
 
@@ -139,7 +140,8 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         detail = await store.job_detail(job.id)
         job = job if detail is None else detail.job
         written = [] if detail is None else [segment.index for segment in detail.segments]
-        return {"job": Job.of(job).wire(), "cells": segment_cells(job, written)}
+        return {"job": Job.of(job).wire(),
+                "cells": segment_cells(job, written, request.app[SETTINGS].segments_in_flight)}
 
     return await stream_events(request, caller, with_segments)
 
