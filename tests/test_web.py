@@ -199,3 +199,37 @@ async def test_cancel_from_the_copys_page_leaves_nothing_behind(
     if target_id != "-":
         assert no_image(alice, TARGET, target_id)
         assert container_gone(alice, TARGET, target_id)
+
+
+async def test_sign_in_with_an_application_credential_and_refusals(
+        web_xfer: Service, browser: Browser, cloud: devcloud.CloudInfo,
+        alice: ksa_session.Session, shots: Path) -> None:
+    """alice's application credential (made through Keystone's API with her own token) signs
+    her in; a wrong password does not, and says so on the page."""
+    identity = alice.get_endpoint(service_type="identity", interface="public")
+    made = alice.post(f"{identity}/users/{alice.get_user_id()}/application_credentials",
+                      json={"application_credential": {"name": f"web-{os.getpid()}"}})
+    assert made.status_code == 201, made.text
+    credential = made.json()["application_credential"]
+    page = await browser.new_page()
+
+    await page.goto(f"{web_xfer.url}/ui/login")
+    await page.eval("""(() => { document.getElementById('user').value = 'alice';
+        document.getElementById('password').value = 'not her password';
+        document.getElementById('project').value = 'alpha';
+        document.getElementById('sign-in').click(); })()""")
+    error = await page.wait_for("document.readyState === 'complete' && "
+                                "document.getElementById('error')?.textContent", PAGE_DEADLINE_S)
+    assert error == "Keystone refused these credentials"
+    await page.screenshot(shots / "6-refused.png")
+
+    await page.eval(f"""(() => {{
+        document.getElementById('credential_id').value = {json.dumps(credential['id'])};
+        document.getElementById('secret').value = {json.dumps(credential['secret'])};
+        document.getElementById('credential-form').submit(); }})()""")
+    who = await page.wait_for("location.pathname === '/ui/' && "
+                              "document.getElementById('who')?.textContent", PAGE_DEADLINE_S)
+    assert str(who).startswith("alice · project alpha"), who
+    deleted = alice.delete(f"{identity}/users/{alice.get_user_id()}/application_credentials/"
+                           f"{credential['id']}")
+    assert deleted.status_code == 204, deleted.text
