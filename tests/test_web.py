@@ -175,11 +175,20 @@ async def test_sign_in_copy_watch_the_map_fill_csrf_and_tenancy(
 async def test_cancel_from_the_copys_page_leaves_nothing_behind(
         web_xfer: Service, browser: Browser, cloud: devcloud.CloudInfo,
         alice: ksa_session.Session, shots: Path) -> None:
-    source = upload(alice, SOURCE, os.urandom(IMAGE_BYTES))
+    source = upload(alice, SOURCE, os.urandom(2 * IMAGE_BYTES))  # ~25 s: time to look
     page = await browser.new_page()
     await sign_in(page, web_xfer.url, cloud, "alice")
     job_id = await start_copy(page, web_xfer.url, source["id"])
     await page.wait_for(f"{CELLS}.includes('w')", COPY_DEADLINE_S)
+
+    # An operator (admin: every project) sees the running copy, with its worker's lease.
+    admin = await browser.new_page()
+    await sign_in(admin, web_xfer.url, cloud, "admin")
+    assert await admin.eval(f"!!document.querySelector('[data-job=\"{job_id}\"]')")
+    await admin.goto(f"{web_xfer.url}/ui/jobs/{job_id}")
+    lease = await admin.eval("document.getElementById('lease')?.textContent")
+    assert lease is not None and "last heartbeat" in lease, lease
+    assert await page.eval("document.getElementById('lease') === null")  # alice: no lease
 
     await page.eval("document.getElementById('cancel').click()")
     flash = await page.wait_for("document.readyState === 'complete' && "
