@@ -60,6 +60,8 @@
     text("eta", seconds(job.eta));
     text("attempts", job.attempts + " (retries " + job.retries + ")");
     text("md5", job.md5 || "-");
+    text("md5-expected", job.checksum || "-");
+    text("checked-against", job.md5_checked_against || "-");
     text("sha512", job.sha512 || "-");
     text("verification", job.verification || "-");
     text("error", job.error ? job.error.code + ": " + job.error.message : "-");
