@@ -12,7 +12,8 @@ CLIENT_SOURCES := client/pyproject.toml $(wildcard client/xferclient/*.py client
 deps: system-packages $(VENV)/.installed $(CLOUD_VENV)/.installed $(CLI_VENV)/.installed
 
 # Debian packages: memcached for the local cloud's tempauth (and keystonemiddleware's) tokens;
-# systemd for systemd-analyze.
+# systemd for systemd-analyze; chromium for the web view's tests (tests/test_web.py drives it
+# headless; about 300 MB).
 system-packages:
 	@command -v memcached >/dev/null 2>&1 || { \
 	  echo "installing Debian package memcached"; \
@@ -21,6 +22,9 @@ system-packages:
 	@command -v systemd-analyze >/dev/null 2>&1 || { \
 	  echo "installing Debian package systemd"; \
 	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian package chromium"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -30,7 +30,18 @@ from xfer.jobs.sweep import Sweeper, sweep_periodically
 from xfer.jobs.trusts import JobTrusts
 from xfer.jobs.worker import Worker
 from xfer.settings import Settings
-from xfer.web import api, auth, errors, events, glance_front, health, images, openapi, server
+from xfer.web import (
+    api,
+    auth,
+    errors,
+    events,
+    glance_front,
+    health,
+    images,
+    openapi,
+    server,
+    ui,
+)
 from xfer.web.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -70,6 +81,8 @@ def build_app(settings: Settings, store: JobStore, regions: SwiftRegions,
     events.setup(app)
     health.setup(app, metrics, regions)
     openapi.setup(app)
+    if openstack is not None:
+        ui.setup(app)  # the web view signs in with Keystone: there is none without it
     return app
 
 

@@ -176,6 +176,17 @@ class Settings:
     home_region: str = setting(
         "", "The region whose catalog lists this xfer (service type image-transfer): image "
         "copies asked here land here (pull model). Needed with keystone_url.")
+    ui_session_key: str = setting(
+        "", "The web view's (/ui/, with Keystone only) Fernet key (32 url-safe base64 bytes, "
+        "e.g. from `python -c \"import cryptography.fernet as f; "
+        "print(f.Fernet.generate_key().decode())\"`) that encrypts and signs its session "
+        "cookie, the same for every xfer behind one address; empty: a key made at start-up "
+        "(said in the log), so sessions end with the process.", secret=True)
+    ui_session_hours: float = setting(
+        8.0, "How long a web view session's cookie lasts (the Keystone token may end first).",
+        HOURS)
+    ui_cookie_secure: bool = setting(
+        False, "The web view cookie's Secure flag: set it when xfer is served over https.")
     policy: Mapping[str, str] = setting(
         meaning='Who may do what, as JSON: rule name -> "role:a or role:b" ("@": any valid '
         'token, "!": nobody); what is given replaces that rule\'s default (web/policy.py lists '
@@ -284,6 +295,8 @@ class Settings:
                               "user) and XFER_HOME_REGION (the region this xfer serves)")
         if not self.worker_id.strip():
             raise ConfigError("XFER_WORKER_ID must not be empty (default: HOSTNAME-PID)")
+        if self.ui_session_hours <= 0:
+            raise ConfigError(f"XFER_UI_SESSION_HOURS must be positive, got {self.ui_session_hours}")
         if self.event_loop not in ("asyncio", "uvloop"):
             raise ConfigError(f"XFER_EVENT_LOOP must be 'asyncio' or 'uvloop', got {self.event_loop!r}")
 

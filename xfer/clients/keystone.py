@@ -177,6 +177,15 @@ class Keystone:
         except AuthError as exc:  # without the `service` role: 403
             raise self._refused(exc, "does not let validate tokens") from exc
 
+    async def user_token(self, request: Request) -> tuple[str, TokenInfo]:
+        """A user's own token (the web view's sign-in: keystone.password_token_request or
+        application_credential_token_request); TokenInvalid when Keystone refuses the
+        credentials, without saying which part was wrong (nor does Keystone)."""
+        try:
+            return await self._issue(request)
+        except AuthError:
+            raise TokenInvalid("Keystone refused these credentials") from None
+
     async def create_trust(self, user_token: str, user: TokenInfo, expires_at: datetime) -> str:
         """A trust from the user to xfer's service user: the user's roles on its project,
         with impersonation, until `expires_at` (whole seconds). Created with the user's own

@@ -52,6 +52,19 @@ class ImageSearch:
         return [task.result() for task in tasks]
 
 
+    async def owned(self, info: TokenInfo, token: str, region: str) -> list[Image]:
+        """The active images the caller's project owns in `region` (the web view's copy
+        form), oldest first; nothing for a region without an image endpoint."""
+
+        async def user_token() -> str:
+            return token
+
+        url = info.endpoint("image", region) if region in info.storage_regions() else None
+        if url is None:
+            return []
+        return await self.openstack.glance(url, user_token).images_with(owner=info.project_id)
+
+
 async def _match(region: str, glance: GlanceClient, project_id: str, checksum: str | None,
                  os_hash_value: str | None) -> RegionMatch:
     try:

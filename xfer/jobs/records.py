@@ -169,6 +169,9 @@ class JobRecord:
     project_id: str | None = None  # who asked (None: an open API without Keystone)
     user_id: str | None = None
     image: ImageCopyJob | None = None  # set for kind "image"
+    # The worker holding a running job, and until when unless it renews (its heartbeat).
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any],
@@ -198,6 +201,7 @@ class JobRecord:
             created_at=row["created_at"], started_at=row["started_at"],
             finished_at=row["finished_at"], updated_at=row["updated_at"],
             observed_at=row.get("observed_at"), kind=row["kind"],
+            lease_owner=row.get("lease_owner"), lease_expires_at=row.get("lease_expires_at"),
             project_id=row["project_id"], user_id=row["user_id"], image=_image_job(row))
 
     @property

@@ -122,6 +122,15 @@ def password_token_request(auth_url: str, user: str, password: str, project: str
         "scope": {"project": {"name": project, "domain": {"name": domain}}}})
 
 
+def application_credential_token_request(auth_url: str, credential_id: str,
+                                        secret: str) -> Request:
+    """A token from an application credential: its scope (project, roles) is the
+    credential's own, so no scope is asked for."""
+    return _token_request(auth_url, {
+        "identity": {"methods": ["application_credential"],
+                     "application_credential": {"id": credential_id, "secret": secret}}})
+
+
 def trust_token_request(auth_url: str, trustee_user: str, trustee_password: str, trust_id: str,
                         domain: str = "Default") -> Request:
     """A trust-scoped token: the trustee authenticates, the token acts as the trust says

@@ -27,6 +27,7 @@ KEYSTONE = web.AppKey("keystone", Keystone)
 POLICY = web.AppKey("policy", Policy)
 # Probes and documents an operator or a load balancer reads without a token.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v1/openapi.json"})
+UI_PREFIX = "/ui/"
 TOKEN_HEADER = "X-Auth-Token"
 MAX_TOKEN_LENGTH = 8192  # fernet tokens are ~200 bytes, PKI-era ones a few KiB
 
@@ -64,13 +65,23 @@ async def keystone_auth(request: web.Request,
                         ) -> web.StreamResponse:
     """Keystone's other answers (down, or refusing xfer's own credentials) are raised, and
     answered by the error table (errors.py)."""
-    if request.path in OPEN_PATHS:
-        return await handler(request)
+    if request.path in OPEN_PATHS or request.path.startswith(UI_PREFIX):
+        return await handler(request)  # the web view signs its users in itself (ui_session.py)
     try:
         request[CALLER] = await _caller(request)
     except TokenInvalid as exc:
         return _unauthorized(request, exc)
     return await handler(request)
+
+
+async def caller_of_token(request: web.Request, token: str) -> Caller:
+    """The caller a token stands for, as Keystone says (cached); TokenInvalid otherwise."""
+    try:
+        info = await request.app[KEYSTONE].validate(token)
+    except TokenInvalid:
+        raise TokenInvalid("the token is invalid or expired; get a new one from "
+                           "Keystone") from None
+    return Caller(token, info)
 
 
 async def _caller(request: web.Request) -> Caller:
@@ -82,12 +93,7 @@ async def _caller(request: web.Request) -> Caller:
         raise TokenInvalid("this API needs a Keystone token in X-Auth-Token")
     if len(token) > MAX_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
         raise TokenInvalid("X-Auth-Token is not a Keystone token")
-    try:
-        info = await request.app[KEYSTONE].validate(token)
-    except TokenInvalid:
-        raise TokenInvalid("the token is invalid or expired; get a new one from "
-                           "Keystone") from None
-    return Caller(token, info)
+    return await caller_of_token(request, token)
 
 
 def caller_of(request: web.Request) -> Caller | None:

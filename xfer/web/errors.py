@@ -295,6 +295,8 @@ async def json_errors(request: web.Request,
     job_token = logs.current_job.set(None if job is None else str(job))
     try:
         return await _answer(request, handler)
+    except web.HTTPException:  # a redirect (the web view's forms): aiohttp answers it as is
+        raise
     except Exception:
         if request.writer.output_size:  # a stream had begun: the protocol handler ends it
             raise

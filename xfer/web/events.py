@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -27,11 +28,13 @@ from aiohttp import web
 from xfer.errors import DatabaseUnavailable
 from xfer.jobs.records import JobRecord
 from xfer.web.api import METRICS, SETTINGS, STORE, job_id_of, visible
-from xfer.web.auth import authorize
+from xfer.web.auth import Caller, authorize
 from xfer.web.replies import EndReason, Job, StreamEnd
 
 KEEPALIVE_SECONDS = 15.0
 STOPPING = web.AppKey("events_stopping", asyncio.Event)
+# What a progress event carries for a job: the API's Job, the web view's page its segments too.
+Render = Callable[[JobRecord], Awaitable[Any]]
 HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
            "X-Accel-Buffering": "no"}  # nginx: pass events on as they come
 
@@ -58,8 +61,12 @@ def _progress_of(job: JobRecord) -> tuple[object, ...]:
     return job.state, job.bytes_done, None if job.image is None else job.image.step
 
 
+async def job_progress(job: JobRecord) -> Any:
+    return Job.of(job).wire()
+
+
 async def _follow(request: web.Request, response: web.StreamResponse,
-                  job: JobRecord) -> EndReason | None:
+                  job: JobRecord, render: Render) -> EndReason | None:
     """Send progress events until the stream should end; return why (None: client gone)."""
     settings, store = request.app[SETTINGS], request.app[STORE]
     loop = asyncio.get_running_loop()
@@ -67,7 +74,7 @@ async def _follow(request: web.Request, response: web.StreamResponse,
     last_sent, last_write = None, loop.time()
     while True:
         if _progress_of(job) != last_sent:
-            await response.write(event_text("progress", Job.of(job).wire()))
+            await response.write(event_text("progress", await render(job)))
             last_sent, last_write = _progress_of(job), loop.time()
         if job.state.terminal:
             return "finished"
@@ -92,7 +99,12 @@ async def _follow(request: web.Request, response: web.StreamResponse,
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
-    caller = authorize(request, "job:read")
+    return await stream_events(request, authorize(request, "job:read"), job_progress)
+
+
+async def stream_events(request: web.Request, caller: Caller | None,
+                        render: Render) -> web.StreamResponse:
+    """The job of the request's path as events, for a caller already authorized to read it."""
     job = await request.app[STORE].job_observed(job_id_of(request))
     if job is None or not visible(caller, job):
         raise web.HTTPNotFound(reason="no such job")
@@ -100,7 +112,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     with request.app[METRICS].event_streams.track_inprogress(), contextlib.suppress(
             ConnectionResetError):  # the client went away mid-write
-        reason = await _follow(request, response, job)
+        reason = await _follow(request, response, job, render)
         if reason is not None:
             await response.write(event_text("end", StreamEnd(reason=reason).wire()))
             await response.write_eof()

@@ -3,9 +3,13 @@ may copy from, and find an image by its content across regions."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import Any
+
 from aiohttp import web
 
 from xfer.images.search import ImageSearch
+from xfer.jobs.records import JobRecord
 from xfer.jobs.trusts import JobTrusts
 from xfer.web.api import SETTINGS, created_job_reply, read_body
 from xfer.web.auth import Caller, require_caller
@@ -33,16 +37,21 @@ async def create_image_copy(request: web.Request) -> web.Response:
     job only, deleted once the job has ended (jobs/trusts.py): xfer acts through it, so the
     copy outlives the token and no token is stored."""
     caller = require_caller(request, "image_copy:create")
-    settings = request.app[SETTINGS]
+    body = parse_json_body(await read_body(request))
+    return await created_job_reply(request, start_image_copy(
+        request, caller, body, request.match_info["image_id"], idempotency_key(request.headers)))
+
+
+def start_image_copy(request: web.Request, caller: Caller, body: Any, image_id: str,
+                     key: str | None) -> Awaitable[tuple[JobRecord, bool]]:
+    """The copy asked for by `body` (ImageCopyBody's fields), as the API and the web view's
+    form ask it: (the job, whether it was created now); RequestError for a bad field."""
     copy_request = validate_image_copy(
-        parse_json_body(await read_body(request)), request.match_info["image_id"],
-        copy_regions(caller), settings.home_region, caller.info.project_id,
-        caller.info.user_id)
-    key = idempotency_key(request.headers)
+        body, image_id, copy_regions(caller), request.app[SETTINGS].home_region,
+        caller.info.project_id, caller.info.user_id)
     # Keystone refusing the trust (the user's to fix: 403 trust_refused) or xfer's own
     # credentials (the operator's: 503 service_misconfigured), or not answering: errors.py
-    return await created_job_reply(request, request.app[TRUSTS].create_job(
-        copy_request, key, caller.token, caller.info))
+    return request.app[TRUSTS].create_job(copy_request, key, caller.token, caller.info)
 
 
 async def list_regions(request: web.Request) -> web.Response:
