@@ -28,6 +28,8 @@ from xfer.clients.swift import SwiftClient
 from xfer.clients.transport import http_session
 from xfer.dev import devcloud
 from xfer.jobs.db import migrate
+from xfer.jobs.duty_store import DutyStore
+from xfer.jobs.store import JobStore
 from xfer.settings import MiB, RegionConfig, Settings, from_environ
 
 # No per-example deadline: on a shared 2-core machine a 3 MiB example took over the default
@@ -215,6 +217,16 @@ def keystone_settings(settings: Settings, cloud: devcloud.CloudInfo, home_region
         "keystone_url": cloud.keystone.auth_url, "keystone_user": service.name,
         "keystone_password": service.password, "keystone_project": service.project,
         "home_region": home_region, **changes})
+
+
+@pytest.fixture
+async def stores(settings: Settings) -> AsyncIterator[tuple[JobStore, DutyStore]]:
+    """The job and duty stores on the test's database, for tests that drive them directly."""
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    try:
+        yield JobStore(pool), DutyStore(pool)
+    finally:
+        await pool.close()
 
 
 @pytest.fixture

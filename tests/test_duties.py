@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 
 from tests.conftest import unique
@@ -22,15 +20,6 @@ from xfer.jobs.store import JobStore
 from xfer.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def stores(settings: Settings) -> AsyncIterator[tuple[JobStore, DutyStore]]:
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
-    try:
-        yield JobStore(pool), DutyStore(pool)
-    finally:
-        await pool.close()
 
 
 async def new_job(store: JobStore, duties: DutyStore) -> uuid.UUID:

@@ -8,10 +8,8 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import asyncpg
 import pytest
 
 from tests.conftest import MiB, md5, running_service, unique
@@ -28,15 +26,6 @@ from xfer.settings import Settings
 
 pytestmark = pytest.mark.integration
 TARGET = "RegionTwo"
-
-
-@pytest.fixture
-async def stores(settings: Settings) -> AsyncIterator[tuple[JobStore, DutyStore]]:
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
-    try:
-        yield JobStore(pool), DutyStore(pool)
-    finally:
-        await pool.close()
 
 
 async def put_segments(client: SwiftClient, container: str, target: str, job_id: str,
