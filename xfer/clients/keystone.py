@@ -177,6 +177,13 @@ class Keystone:
         except AuthError as exc:  # without the `service` role: 403
             raise self._refused(exc, "does not let validate tokens") from exc
 
+    async def vouch_for_service(self) -> None:
+        """Keystone, asked now (never from the cache), still vouches for xfer's own token, as
+        Glance and Swift need when they validate the service token xfer sends them. Raises
+        TransportError or a 5xx RemoteError when Keystone does not answer,
+        ServiceCredentialsRefused when it refuses xfer's user."""
+        await self._validate(await self.service_token())
+
     async def user_token(self, request: Request) -> tuple[str, TokenInfo]:
         """A user's own token (the web view's sign-in: keystone.password_token_request or
         application_credential_token_request); TokenInvalid when Keystone refuses the

@@ -46,6 +46,8 @@ from xfer.errors import (
     ImageNotFound,
     ImportFailed,
     RemoteError,
+    ServiceCredentialsRefused,
+    TargetForbidden,
     TransportError,
     XferError,
 )
@@ -256,12 +258,31 @@ class ImageCopier:
         log.info("data copied and verified in %.2fs (%s, %d segments)", copy.seconds,
                  copy.layout, copy.segments)
         storage_url = (await clients.target_swift.credentials()).storage_url
-        await clients.target_glance.add_location(
-            image_id, SwiftLocation(storage_url, spec.segment_container, image_id),
-            HASH_ALGORITHM, source.os_hash_value or "")
+        try:
+            await clients.target_glance.add_location(
+                image_id, SwiftLocation(storage_url, spec.segment_container, image_id),
+                HASH_ALGORITHM, source.os_hash_value or "")
+        except TargetForbidden as refused:
+            await self._blame_keystone_if_down(refused)
+            raise
         await observer.image_step(ImageStep.REGISTERED)
         log.info("location added; Glance reads the data back")
         return copy
+
+    async def _blame_keystone_if_down(self, refused: TargetForbidden) -> None:
+        """Glance answers 403 to a location both when its policy refuses the user and when its
+        middleware could not validate xfer's service token because Keystone did not answer
+        (seen with Keystone stopped mid-copy). Keystone, asked now, tells which: an outage
+        must not send the user to check their roles."""
+        try:
+            await self.keystone.vouch_for_service()
+        except ServiceCredentialsRefused:
+            raise
+        except (RemoteError, TransportError) as exc:
+            raise CopyFailed(ErrorCode.KEYSTONE_FAILED,
+                             f"Keystone did not answer ({exc}) while the target Glance checked "
+                             f"xfer's service token, so Glance refused to register the copy "
+                             f"({refused}); copy again once Keystone is back") from refused
 
     async def _wait_registered(self, glance: GlanceClient, image_id: str, source: Image,
                                since: ImageTask | None = None) -> Image:
