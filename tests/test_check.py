@@ -161,6 +161,7 @@ def test_the_command_reads_a_file_and_the_environment_and_exits_by_the_outcome(
     good = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=120)
     assert good.returncode == 0, good.stdout + good.stderr
     assert "ok    catalog: image-transfer in RegionOne, RegionTwo" in good.stdout
+    assert "ok    keystone trusts: trusts enabled; " in good.stdout
     bad = subprocess.run(command, env=environ | {"XFER_KEYSTONE_PASSWORD": "wrong"},
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1, bad.stdout + bad.stderr

@@ -6,7 +6,7 @@ that failed is reported as not checked. The process exits 1 when any check faile
     database    PostgreSQL answers at XFER_DATABASE_URL and has every migration
     keystone    answers at XFER_KEYSTONE_URL; xfer's service user gets a token, holds the
                 `service` role (without it Keystone lets it validate no caller's token) and
-                validates a token
+                validates a token; trusts are enabled and it may list those naming it trustee
     catalog     an image-transfer endpoint in every region holding images, the home region's
                 at this xfer's listen address and port
     swift       each region's /info answers (the catalog's object-store, and XFER_REGIONS')
@@ -30,7 +30,7 @@ from xfer.clients.keystone import SERVICE_ROLE, Keystone
 from xfer.clients.openstack import OpenStackClients
 from xfer.clients.swift import SwiftClient
 from xfer.clients.transport import exchange, http_session
-from xfer.errors import ServiceCredentialsRefused, XferError
+from xfer.errors import RemoteError, ServiceCredentialsRefused, XferError
 from xfer.jobs.db import pending_migrations
 from xfer.proto import swift
 from xfer.proto.http import Request
@@ -140,6 +140,7 @@ class Preflight:
             return
         await self.check("keystone service role", lambda: self._role(keystone, identity[0]),
                          "see xfer's log and Keystone's for why it refused")
+        await self.check("keystone trusts", lambda: self._trusts(keystone))
         await self.check("catalog", lambda: self._catalog(identity[0]))
         for region in identity[0].storage_regions():
             await self._region_services(http, identity[0], region)
@@ -158,6 +159,25 @@ class Preflight:
             raise CheckFailed(str(exc), "see Keystone's policy for identity:validate_token"
                               ) from exc
         return f"{user!r} holds {SERVICE_ROLE!r} on {project!r} and validates tokens"
+
+    async def _trusts(self, keystone: Keystone) -> str:
+        """xfer works for a user through a trust the user's token creates (not checkable
+        without a user); what xfer's own user does with trusts is: list those naming it
+        trustee, to find one created just before a crash (jobs/trusts.py adopt_trust)."""
+        user = self.settings.keystone_user
+        try:
+            trusts = await keystone.trustee_trusts()
+        except RemoteError as exc:
+            if exc.status == 404:
+                raise CheckFailed(f"Keystone has no trusts API (GET {exc.path}: 404): no user "
+                                  f"can delegate a copy to xfer",
+                                  "enable trusts in keystone.conf ([trust] enabled = true)"
+                                  ) from exc
+            raise CheckFailed(f"Keystone refused {user!r} the list of trusts naming it "
+                              f"trustee ({exc.status}): {exc}",
+                              "let a trustee list its trusts (identity:list_trusts; "
+                              "Keystone's default policy does)") from exc
+        return f"trusts enabled; {len(trusts)} name {user!r} trustee (one per running copy)"
 
     async def _catalog(self, info: TokenInfo) -> str:
         regions = info.storage_regions()

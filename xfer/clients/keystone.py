@@ -210,13 +210,14 @@ class Keystone:
                          expires_at: datetime) -> str | None:
         """The trust from that user on that project to xfer with that expiry (Keystone keeps
         at most one), from the trusts xfer is trustee of."""
-        for trust in await self._trustee_trusts():
+        for trust in await self.trustee_trusts():
             if (trust.trustor_user_id, trust.project_id, trust.impersonation,
                     trust.expires_at) == (trustor_user_id, project_id, True, expires_at):
                 return trust.id
         return None
 
-    async def _trustee_trusts(self) -> tuple[keystone.Trust, ...]:
+    async def trustee_trusts(self) -> tuple[keystone.Trust, ...]:
+        """The trusts naming xfer's service user trustee (one per job that holds one)."""
         service_token, info = await self._service.get()
         request = keystone.trustee_trusts_request(self.config.auth_url, service_token,
                                                   info.user_id)
