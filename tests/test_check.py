@@ -86,6 +86,8 @@ async def test_a_listen_port_the_catalog_does_not_name_fails_the_catalog_check(
     assert set(failed(outcomes)) == {"catalog"}
     assert (f"{cloud.xfer_urls[HOME]} has port {right.listen_port}; this xfer listens on "
             f"{right.listen_port + 1}") in outcomes["catalog"].found
+    # nor does the front lead there: not set up, which is no failure
+    assert outcomes["front"].ok is None and "not set up" in outcomes["front"].found
     wrong_host = await outcomes_of(right.with_overrides(listen_host="127.0.0.2"))
     assert "does not lead to 127.0.0.2" in wrong_host["catalog"].found
     elsewhere = await outcomes_of(keystone_settings(settings, cloud, "RegionThree"))
@@ -110,6 +112,15 @@ def endpoint_removed(cloud: devcloud.CloudInfo, service_type: str, region: str) 
             "url": endpoint["url"]}})
         assert made.status_code == 201, made.text
         admin.session.close()
+
+
+async def test_a_front_for_a_region_without_images_is_named_with_the_setting_to_change(
+        settings: Settings, cloud: devcloud.CloudInfo) -> None:
+    outcomes = await outcomes_of(deployed(settings, cloud, front_region=f"{HOME}-via-xfer"))
+    assert set(failed(outcomes)) == {"front"}
+    assert f"{HOME}-via-xfer lead(s) to this xfer, which fronts '{HOME}-via-xfer'" in outcomes[
+        "front"].found
+    assert "XFER_FRONT_REGION" in outcomes["front"].fix
 
 
 async def test_a_region_without_an_xfer_endpoint_is_named_with_the_command_to_add_it(
@@ -162,6 +173,7 @@ def test_the_command_reads_a_file_and_the_environment_and_exits_by_the_outcome(
     assert good.returncode == 0, good.stdout + good.stderr
     assert "ok    catalog: image-transfer in RegionOne, RegionTwo" in good.stdout
     assert "ok    keystone trusts: trusts enabled; " in good.stdout
+    assert f"ok    front: {HOME}-via-xfer: this xfer, serving {HOME}'s images" in good.stdout
     bad = subprocess.run(command, env=environ | {"XFER_KEYSTONE_PASSWORD": "wrong"},
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1, bad.stdout + bad.stderr

@@ -9,6 +9,8 @@ that failed is reported as not checked. The process exits 1 when any check faile
                 validates a token; trusts are enabled and it may list those naming it trustee
     catalog     an image-transfer endpoint in every region holding images, the home region's
                 at this xfer's listen address and port
+    front       when an image-only region (`RegionOne-via-xfer`) leads to this xfer, for
+                glance-download through it: the region it fronts holds images
     swift       each region's /info answers (the catalog's object-store, and XFER_REGIONS')
     glance      each region's image endpoint answers
 
@@ -142,6 +144,7 @@ class Preflight:
                          "see xfer's log and Keystone's for why it refused")
         await self.check("keystone trusts", lambda: self._trusts(keystone))
         await self.check("catalog", lambda: self._catalog(identity[0]))
+        await self._front(identity[0])
         for region in identity[0].storage_regions():
             await self._region_services(http, identity[0], region)
 
@@ -196,6 +199,37 @@ class Preflight:
                 + f" (first, once: openstack service create --name xfer {XFER_SERVICE_TYPE})")
         await self._home_endpoint(info.endpoint(XFER_SERVICE_TYPE, home) or "")
         return f"{XFER_SERVICE_TYPE} in {', '.join(regions)}; {home}'s is this xfer"
+
+    async def _front(self, info: TokenInfo) -> None:
+        """The Glance-compatible read endpoint (glance-download through xfer) is optional:
+        set up when a region with an image endpoint only (`RegionOne-via-xfer`) leads to
+        this xfer; then the region it fronts must hold images."""
+        storage = info.storage_regions()
+        fronts = [region for region in info.regions("image") if region not in storage
+                  and await self._leads_here(info.endpoint("image", region) or "")]
+        if not fronts:
+            self.outcomes.append(Outcome(
+                "front", None, "no image-only region's endpoint leads to this xfer: "
+                "glance-download through xfer is not set up (optional; docs/operations.md)"))
+            return
+
+        async def fronted() -> str:
+            region = self.settings.fronted_region
+            if region not in storage:
+                raise CheckFailed(
+                    f"{', '.join(fronts)} lead(s) to this xfer, which fronts {region!r}: a "
+                    f"region holding no images (those with images: {', '.join(storage)})",
+                    "set front_region (XFER_FRONT_REGION; default home_region) to the region "
+                    "whose images the front serves")
+            return f"{', '.join(fronts)}: this xfer, serving {region}'s images to Glance"
+        await self.check("front", fronted)
+
+    async def _leads_here(self, url: str) -> bool:
+        """Whether `url` names this xfer's listen address and port."""
+        parts, s = urlsplit(url), self.settings
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return port == s.listen_port and (s.listen_host in WILDCARD_HOSTS or s.listen_host in
+                                          await _addresses(parts.hostname or ""))
 
     async def _home_endpoint(self, url: str) -> None:
         s, home = self.settings, self.settings.home_region
