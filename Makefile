@@ -57,7 +57,7 @@ test: deps
 	$(VENV)/bin/ruff check xfer tests benchmarks client
 	$(VENV)/bin/mypy xfer
 	$(VENV)/bin/mypy --python-executable $(CLI_VENV)/bin/python client/xferclient
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest --durations=25
 
 # The tests that need no local cloud (a test using one is marked integration by conftest):
 # the quick loop while editing, under 30 s (25-26 s here on 2 cores, about 30 CPU-s). Bytecode
