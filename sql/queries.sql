@@ -245,9 +245,41 @@ UPDATE jobs SET bytes_total = $2, segments_total = $3, layout = $4, updated_at =
 WHERE id = $1;
 
 -- name: record_segment
+-- Written: no longer in flight (one statement, so the map never shows it both).
+WITH landed AS (
+    UPDATE job_segment_attempts SET in_flight = false, updated_at = now()
+    WHERE job_id = $1 AND index = $2 AND in_flight
+)
 INSERT INTO job_segments (job_id, index, "offset", length, etag)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (job_id, index) DO UPDATE SET etag = EXCLUDED.etag, written_at = now();
+
+-- name: segment_started
+INSERT INTO job_segment_attempts (job_id, index, attempts, in_flight) VALUES ($1, $2, 1, true)
+ON CONFLICT (job_id, index) DO UPDATE
+SET attempts = job_segment_attempts.attempts + 1, in_flight = true, updated_at = now();
+
+-- name: segment_failed
+INSERT INTO job_segment_attempts (job_id, index, failures, last_error_code, last_error)
+VALUES ($1, $2, 1, $3, $4)
+ON CONFLICT (job_id, index) DO UPDATE
+SET failures = job_segment_attempts.failures + 1, in_flight = false,
+    last_error_code = EXCLUDED.last_error_code, last_error = EXCLUDED.last_error,
+    updated_at = now();
+
+-- name: clear_segments_in_flight
+-- A new attempt of the job: what an earlier one had in flight is not in flight any more.
+UPDATE job_segment_attempts SET in_flight = false, updated_at = now()
+WHERE job_id = $1 AND in_flight;
+
+-- name: segment_attempts_changed
+-- What a follower of the web view's segment map sees change: every write sets updated_at.
+SELECT count(*) AS segments, max(updated_at) AS changed
+FROM job_segment_attempts WHERE job_id = $1;
+
+-- name: list_segment_attempts
+SELECT index, attempts, failures, in_flight, last_error_code, last_error
+FROM job_segment_attempts WHERE job_id = $1 ORDER BY index;
 
 -- name: set_progress
 UPDATE jobs SET bytes_done = $2, updated_at = now() WHERE id = $1;

@@ -149,3 +149,16 @@ CREATE TABLE job_duties (
 );
 
 CREATE INDEX job_duties_pending ON job_duties (due_at) WHERE state = 'pending';
+
+-- Each segment's attempts (sql/migrations/0010_segment_attempts.sql says how).
+CREATE TABLE job_segment_attempts (
+    job_id          uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    index           integer NOT NULL,
+    attempts        integer NOT NULL DEFAULT 0,
+    failures        integer NOT NULL DEFAULT 0,
+    in_flight       boolean NOT NULL DEFAULT false,
+    last_error_code text,
+    last_error      text,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (job_id, index)
+);

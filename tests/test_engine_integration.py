@@ -32,6 +32,12 @@ class Recorder:
     async def planned(self, plan: Plan) -> None:
         self.plan = plan
 
+    async def segment_started(self, segment: Segment, attempt: int) -> None:
+        pass
+
+    async def segment_failed(self, segment: Segment, attempt: int, error: object) -> None:
+        pass
+
     async def segment_written(self, segment: Segment, etag: str) -> None:
         self.written.append(segment)
         self.first_written.set()

@@ -88,6 +88,17 @@ def test_xfers_own_credentials_refused_is_the_operators_503_not_a_refused_trust(
     assert message == "Keystone refused the trust xfer needs to copy as you: roles you lack"
 
 
+def test_keystone_answering_an_error_is_told_apart_from_keystone_not_answering() -> None:
+    """Issue 19: a 5xx from Keystone is an answer; the reply says which status it was."""
+    status, code, message, _ = reply(keystone_error(RemoteError, 502))
+    assert (status, code) == (503, ErrorCode.KEYSTONE_UNAVAILABLE)
+    assert message == ("Keystone answered xfer with HTTP 502 to POST /v3/auth/tokens; "
+                       "try again shortly")
+    status, code, message, _ = reply(TransportError("keystone", "GET", "/v3", "refused"))
+    assert (status, code) == (503, ErrorCode.KEYSTONE_UNAVAILABLE)
+    assert message == "Keystone did not answer xfer; try again shortly"
+
+
 @pytest.mark.parametrize("exc, status, code, field", [
     (RequestError("source.region", "no such region"), 400, ErrorCode.INVALID_REQUEST,
      "source.region"),

@@ -148,6 +148,27 @@ async def test_503_burst_on_target_segment_puts_is_retried(faulty: Faulty,
     assert burst.fired == 3 and job["retries"] >= 3
 
 
+async def test_a_segment_whose_put_failed_once_is_recorded_with_two_attempts_and_written(
+        faulty: Faulty, regions: dict[str, SwiftClient]) -> None:
+    """Issue 20: the segment map's record. One 503 to segment 1's PUT: the worker records
+    that segment's two attempts, the failed one's code, and then the segment written; the
+    others have one attempt each and none is left in flight."""
+    container, name, data = await plain_source(regions, "retried-segment")
+    once = faulty.target.add(status("PUT", SEGMENT_PUT + r".*/00000001$", 503))
+    job = await faulty.copy(job_body(container, name, segment_size=MiB))
+    await assert_copied(regions, job, container, name, data)
+    assert once.fired == 1 and job["segments_total"] == 4
+    assert [s["index"] for s in job["segments"]] == [0, 1, 2, 3]  # all written (verified)
+    by_index = {record["index"]: record for record in job["segment_attempts"]}
+    assert by_index[1] == {"index": 1, "attempts": 2, "failures": 1, "in_flight": False,
+                           "last_error": {"code": "target_unavailable",
+                                          "message": by_index[1]["last_error"]["message"]}}
+    assert "503" in by_index[1]["last_error"]["message"]
+    for index in (0, 2, 3):
+        assert by_index[index] == {"index": index, "attempts": 1, "failures": 0,
+                                   "in_flight": False, "last_error": None}
+
+
 async def test_stalled_source_read_times_out_and_is_retried(faulty: Faulty,
                                                             regions: dict[str, SwiftClient]) -> None:
     container, name, data = await plain_source(regions, "stall")
@@ -328,6 +349,8 @@ async def test_fan_out_reads_once_and_a_failing_target_does_not_fail_the_other(
             return None
 
         async def planned(self, plan: object) -> None: ...
+        async def segment_started(self, segment: object, attempt: int) -> None: ...
+        async def segment_failed(self, segment: object, attempt: int, error: object) -> None: ...
         async def segment_written(self, segment: object, etag: str) -> None: ...
         async def verifying(self) -> None: ...
 

@@ -397,6 +397,12 @@ class StepRecorder:
     async def planned(self, _plan: object) -> None:
         return None
 
+    async def segment_started(self, _segment: object, _attempt: int) -> None:
+        return None
+
+    async def segment_failed(self, _segment: object, _attempt: int, _error: object) -> None:
+        return None
+
     async def segment_written(self, _segment: object, _etag: str) -> None:
         return None
 

@@ -29,6 +29,7 @@ from xfer.jobs.records import (
     JobDetail,
     JobError,
     JobRecord,
+    SegmentAttempts,
     TargetRecord,
     Transition,
 )
@@ -86,7 +87,10 @@ def image_job_detail() -> JobDetail:
         duties=(DutyRecord(job.id, Duty.ADOPT_TRUST, DutyState.DONE, 1, T0, None, None),
                 DutyRecord(job.id, Duty.END_TRUST, DutyState.PENDING, 2, T0, "boom", None),
                 DutyRecord(job.id, Duty.REMOVE_TARGET_IMAGE, DutyState.DONE, 1, T0, None,
-                           "deleted")))
+                           "deleted")),
+        attempts=(SegmentAttempts(0, 1, 0, False, None),
+                  SegmentAttempts(1, 2, 1, True,
+                                  JobError("target_unavailable", "503 from RegionTwo"))))
 
 
 def index_entries() -> list[IndexedObject]:

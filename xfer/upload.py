@@ -49,6 +49,12 @@ class Progress:
         self.total = plan.size
         self._draw("uploading")
 
+    async def segment_started(self, segment: Segment, attempt: int) -> None:
+        pass  # the line shows bytes written; a retry is logged by the engine
+
+    async def segment_failed(self, segment: Segment, attempt: int, error: CopyFailed) -> None:
+        pass
+
     async def segment_written(self, segment: Segment, etag: str) -> None:
         self.done[segment.index] = segment.length
         self._draw("uploading")

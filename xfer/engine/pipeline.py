@@ -93,18 +93,19 @@ class Pipeline:
             declared = self.declared_etag(segment)
             feeding: SegmentFeed | None = feed
             tries: dict[Publisher, int] = {}
+            attempt = 0
             while pending:
-                etag, failures = await self._attempt(segment, feeding, pending, declared)
+                attempt += 1
+                await self.ctx.observer.segment_started(segment, attempt)
+                try:
+                    etag, failures = await self._attempt(segment, feeding, pending, declared)
+                except CopyFailed as exc:  # the source failed for good: the whole copy fails
+                    await self.ctx.observer.segment_failed(segment, attempt, exc)
+                    raise
                 if len(failures) < len(pending):  # stored somewhere: these bytes were right
                     feeding, declared = None, etag
                     self.segment_etags[segment.index] = etag
-                for publisher, exc in failures.items():
-                    tries[publisher] = tries.get(publisher, 0) + 1
-                    retry = isinstance(exc, BodyRejected) or exc.retryable
-                    if not (retry and await self.ctx.retrying.another_try(
-                            tries[publisher], f"segment {segment.index} to "
-                            f"{publisher.target.ref.region}", exc)):
-                        publisher.failure = self._blame(segment, publisher, exc)
+                await self._failed(segment, attempt, failures, tries)
                 pending = [publisher for publisher in failures if publisher.active]
             if not any(publisher.active for publisher in self.publishers):
                 raise next(p.failure for p in self.publishers if p.failure is not None)
@@ -119,6 +120,24 @@ class Pipeline:
         finally:
             self.ctx.memory.give_back(taken)
             lanes.release()
+
+    async def _failed(self, segment: Segment, attempt: int,
+                      failures: dict[Publisher, XferError], tries: dict[Publisher, int]) -> None:
+        """After an attempt at a segment: report it failed (when some target did not store
+        it), then wait to try those targets again, or fail them."""
+        if not failures:
+            return
+        publisher, exc = next(iter(failures.items()))
+        # the code the segment would fail the copy with, and what happened (not "gave up")
+        code = self._blame(segment, publisher, exc).code
+        await self.ctx.observer.segment_failed(segment, attempt, CopyFailed(code, str(exc)))
+        for publisher, exc in failures.items():
+            tries[publisher] = tries.get(publisher, 0) + 1
+            retry = isinstance(exc, BodyRejected) or exc.retryable
+            if not (retry and await self.ctx.retrying.another_try(
+                    tries[publisher], f"segment {segment.index} to "
+                    f"{publisher.target.ref.region}", exc)):
+                publisher.failure = self._blame(segment, publisher, exc)
 
     def _blame(self, segment: Segment, publisher: Publisher, exc: XferError) -> CopyFailed:
         """Who failed when a segment kept failing: bytes refused against the source's own

@@ -1,17 +1,19 @@
-"""What a running copy tells the database: its plan, each written segment, bytes done and its
-move to verifying. A database outage never stops or fails the copy: what could not be
-recorded waits here and `catch_up` records it when the database answers again."""
+"""What a running copy tells the database: its plan, each segment's attempts (started, failed)
+and each written segment, bytes done and its move to verifying. A database outage never stops
+or fails the copy: what could not be recorded waits here and `catch_up` records it when the
+database answers again."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from xfer.engine.plan import Plan, Segment
 from xfer.engine.types import VerifiedCopy
-from xfer.errors import DatabaseUnavailable
+from xfer.errors import CopyFailed, DatabaseUnavailable
 from xfer.images.types import ImageSource, ImageStep
 from xfer.jobs.outage import DatabaseRetry
 from xfer.jobs.store import JobStore
@@ -42,6 +44,10 @@ class JobProgress:
         self.handing_over = False
         self._plan: Plan | None = None
         self._segments: dict[int, tuple[Segment, str]] = {}  # written, not yet recorded
+        # attempts at segments, in order: (index, None) started, (index, error) failed
+        self._attempts: deque[tuple[int, CopyFailed | None]] = deque()
+        # a new attempt of the job: what an earlier one left in flight is not in flight now
+        self._clear_in_flight = True
         self._bytes_recorded = 0
         self._verifying = False  # reached, not yet recorded
         self._lock = asyncio.Lock()  # one writer at a time keeps the records in order
@@ -61,6 +67,14 @@ class JobProgress:
 
     async def planned(self, plan: Plan) -> None:
         self._plan = plan
+        await self._record()
+
+    async def segment_started(self, segment: Segment, attempt: int) -> None:
+        self._attempts.append((segment.index, None))
+        await self._record()
+
+    async def segment_failed(self, segment: Segment, attempt: int, error: CopyFailed) -> None:
+        self._attempts.append((segment.index, error))
         await self._record()
 
     async def segment_written(self, segment: Segment, etag: str) -> None:
@@ -108,6 +122,7 @@ class JobProgress:
 
     def _pending(self) -> bool:
         return bool(self._plan is not None or self._segments or self._verifying
+                    or self._attempts or self._clear_in_flight
                     or self._bytes_recorded != self.bytes_done)
 
     async def _record(self) -> None:
@@ -122,6 +137,7 @@ class JobProgress:
         if self._plan is not None:
             await self.store.set_plan(self.job_id, self._plan)
             self._plan = None
+        await self._write_attempts()
         while self._segments:
             index, (segment, etag) = next(iter(self._segments.items()))
             await self.store.record_segment(self.job_id, segment, etag)
@@ -135,3 +151,16 @@ class JobProgress:
                 # cancelling meanwhile, or taken over: the lease keeper ends the copy shortly
                 log.info("job no longer running here; not marked verifying")
             self._verifying = False
+
+    async def _write_attempts(self) -> None:
+        """Before the written segments: a segment's start is recorded before its end."""
+        if self._clear_in_flight:
+            await self.store.clear_segments_in_flight(self.job_id)
+            self._clear_in_flight = False
+        while self._attempts:
+            index, error = self._attempts[0]
+            if error is None:
+                await self.store.segment_started(self.job_id, index)
+            else:
+                await self.store.segment_failed(self.job_id, index, error)
+            self._attempts.popleft()

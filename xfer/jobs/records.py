@@ -232,14 +232,32 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class SegmentAttempts:
+    """One segment's attempts as the copy recorded them (over all attempts of the job)."""
+
+    index: int
+    attempts: int  # started
+    failures: int
+    in_flight: bool  # an attempt started and has neither failed nor written it yet
+    last_error: JobError | None  # the code and sentence of its last failed attempt
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> SegmentAttempts:
+        error = (None if row["last_error_code"] is None
+                 else JobError(row["last_error_code"], row["last_error"] or ""))
+        return cls(row["index"], row["attempts"], row["failures"], row["in_flight"], error)
+
+
+@dataclass(frozen=True)
 class JobDetail:
     """A job with its written segments, its state changes and its duties (what remains, or
-    remained, to be done once it ended), read in one snapshot."""
+    remained, to be done once it ended), and its segments' attempts, read in one snapshot."""
 
     job: JobRecord
     segments: tuple[Segment, ...]
     transitions: tuple[Transition, ...]
     duties: tuple[DutyRecord, ...] = ()
+    attempts: tuple[SegmentAttempts, ...] = ()
 
 
 @dataclass(frozen=True)

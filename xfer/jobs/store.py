@@ -37,6 +37,7 @@ from xfer.jobs.records import (
     JobDetail,
     JobRecord,
     JobRequest,
+    SegmentAttempts,
     Transition,
     source_names,
 )
@@ -51,6 +52,9 @@ from xfer.jobs.states import (
 JOBS_CHANNEL = "xfer_jobs"
 CANCEL_CHANNEL = "xfer_cancel"
 Q = load_queries()
+# A segment's last error, as a job's error sentence: enough to say what failed (with the
+# transaction id), bounded since one is written per failed attempt.
+SEGMENT_ERROR_CHARS = 500
 # What removes what a copy made, should it fail or be cancelled, in the order it runs (the
 # image before its data: Glance may still read it; every one before end_trust, at 100).
 CLEANUP_RANKS = {Duty.REMOVE_TARGET_IMAGE: 10, Duty.REMOVE_IMAGE_DATA: 20,
@@ -348,6 +352,25 @@ class JobStore:
                                 segment.length, etag)
 
     @translated
+    async def segment_started(self, job_id: uuid.UUID, index: int) -> None:
+        await self.pool.execute(Q["segment_started"], job_id, index)
+
+    @translated
+    async def segment_failed(self, job_id: uuid.UUID, index: int, error: CopyFailed) -> None:
+        await self.pool.execute(Q["segment_failed"], job_id, index, error.code.value,
+                                str(error)[:SEGMENT_ERROR_CHARS])
+
+    @translated
+    async def segment_attempts_changed(self, job_id: uuid.UUID) -> tuple[int, datetime | None]:
+        """Changes whenever a segment's attempts do (one cheap read, for event streams)."""
+        row = await self.pool.fetchrow(Q["segment_attempts_changed"], job_id)
+        return (0, None) if row is None else (row["segments"], row["changed"])
+
+    @translated
+    async def clear_segments_in_flight(self, job_id: uuid.UUID) -> None:
+        await self.pool.execute(Q["clear_segments_in_flight"], job_id)
+
+    @translated
     async def recorded_segments(self, job_id: uuid.UUID) -> tuple[Segment, ...]:
         return tuple(_segment(row) for row in await self.pool.fetch(Q["list_segments"], job_id))
 
@@ -455,11 +478,13 @@ class JobStore:
             segments = await connection.fetch(Q["list_segments"], job_id)
             transitions = await connection.fetch(Q["list_transitions"], job_id)
             duties = await connection.fetch(Q["list_duties"], job_id)
+            attempts = await connection.fetch(Q["list_segment_attempts"], job_id)
         return JobDetail(
             record, tuple(_segment(row) for row in segments),
             tuple(Transition(JobState(t["from_state"]) if t["from_state"] else None,
                              JobState(t["to_state"]), t["at"]) for t in transitions),
-            tuple(DutyRecord.from_row(row) for row in duties))
+            tuple(DutyRecord.from_row(row) for row in duties),
+            tuple(SegmentAttempts.from_row(row) for row in attempts))
 
     @translated
     async def list_jobs_page(self, state: JobState | None, region: str | None,

@@ -258,7 +258,8 @@ def parse_created_trust(request: Request, reply: Reply) -> str:
             f"Keystone refused to let xfer act for you ({reply.status}: "
             f"{keystone_message(reply)}). A trust is created with your own project-scoped "
             f"token from a password (or other direct) login: Keystone refuses it to tokens "
-            f"of an application credential, restricted or not, and of a trust."))
+            f"of an application credential, restricted or not, and of a trust. Sign in, or "
+            f"get your token, with your password and ask again."))
     if reply.status != 201:
         raise _remote_error(request, reply)
     try:

@@ -91,6 +91,12 @@ JOB_FAILURE = Answer(502, None)  # a CopyFailed: status by its code (STATUS_OF_C
 KEYSTONE_UNAVAILABLE = Answer(503, ErrorCode.KEYSTONE_UNAVAILABLE,
                               "Keystone did not answer xfer; try again shortly",
                               retry_after=RETRY_AFTER_SECONDS, log_level=logging.WARNING)
+# Keystone answered, with a status xfer cannot use (a 5xx, mostly): said apart from no answer,
+# so that whoever reads it looks at Keystone's log rather than at the network.
+KEYSTONE_ANSWERED_ERROR = Answer(503, ErrorCode.KEYSTONE_UNAVAILABLE,
+                                 "Keystone answered xfer with HTTP {exc.status} to "
+                                 "{exc.method} {exc.path}; try again shortly",
+                                 retry_after=RETRY_AFTER_SECONDS, log_level=logging.WARNING)
 # A service xfer calls while answering failed (RemoteError and TransportError: by service).
 SERVICE_FAILED: Mapping[str, Answer] = {
     "keystone": KEYSTONE_UNAVAILABLE,
@@ -99,6 +105,8 @@ SERVICE_FAILED: Mapping[str, Answer] = {
     "swift": Answer(502, ErrorCode.SWIFT_FAILED,
                     "the object store failed to answer xfer: {exc}", log_level=logging.WARNING),
 }
+# The same services when they answered (RemoteError): Keystone's status is told.
+SERVICE_ANSWERED: Mapping[str, Answer] = {**SERVICE_FAILED, "keystone": KEYSTONE_ANSWERED_ERROR}
 
 # The one table from error class to status and code; an error's class is looked up along its
 # MRO, so a subclass listed here wins over its base (ServiceCredentialsRefused over AuthError).
@@ -115,10 +123,10 @@ ANSWERS: Mapping[type[XferError], Answer | Mapping[str, Answer]] = {
         503, ErrorCode.DATABASE_UNAVAILABLE,
         "the job database is unavailable; try again shortly",
         retry_after=RETRY_AFTER_SECONDS, log_level=logging.WARNING),
-    RemoteError: SERVICE_FAILED,
+    RemoteError: SERVICE_ANSWERED,
     TransportError: SERVICE_FAILED,
-    AuthError: SERVICE_FAILED,
-    TrustExists: SERVICE_FAILED,
+    AuthError: SERVICE_ANSWERED,
+    TrustExists: SERVICE_ANSWERED,
     # the user's own trust refused: the user's to fix (another token, another login)
     TrustRefused: Answer(403, ErrorCode.TRUST_REFUSED,
                          "Keystone refused the trust xfer needs to copy as you: {exc.detail}"),

@@ -35,6 +35,8 @@ KEEPALIVE_SECONDS = 15.0
 STOPPING = web.AppKey("events_stopping", asyncio.Event)
 # What a progress event carries for a job: the API's Job, the web view's page its segments too.
 Render = Callable[[JobRecord], Awaitable[Any]]
+# What a follower sees change besides the job's progress (the web view: its segments' attempts).
+Watch = Callable[[JobRecord], Awaitable[object]]
 HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
            "X-Accel-Buffering": "no"}  # nginx: pass events on as they come
 
@@ -65,17 +67,22 @@ async def job_progress(job: JobRecord) -> Any:
     return Job.of(job).wire()
 
 
-async def _follow(request: web.Request, response: web.StreamResponse,
-                  job: JobRecord, render: Render) -> EndReason | None:
-    """Send progress events until the stream should end; return why (None: client gone)."""
+async def nothing_else(job: JobRecord) -> object:
+    return None
+
+
+async def _follow(request: web.Request, response: web.StreamResponse, job: JobRecord,
+                  render: Render, watch: Watch, watched: object) -> EndReason | None:
+    """Send progress events until the stream should end; return why (None: client gone).
+    `watched`: what `watch` said of the job first."""
     settings, store = request.app[SETTINGS], request.app[STORE]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.events_max_seconds
     last_sent, last_write = None, loop.time()
     while True:
-        if _progress_of(job) != last_sent:
+        if (_progress_of(job), watched) != last_sent:
             await response.write(event_text("progress", await render(job)))
-            last_sent, last_write = _progress_of(job), loop.time()
+            last_sent, last_write = (_progress_of(job), watched), loop.time()
         if job.state.terminal:
             return "finished"
         remaining = deadline - loop.time()
@@ -91,10 +98,11 @@ async def _follow(request: web.Request, response: web.StreamResponse,
             last_write = loop.time()
         try:
             fresh = await store.job_observed(job.id)
+            if fresh is None:
+                return "deleted"
+            watched = await watch(fresh)
         except DatabaseUnavailable:
             continue  # keep the stream (and its keep-alives) until the database answers again
-        if fresh is None:
-            return "deleted"
         job = fresh
 
 
@@ -102,17 +110,19 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     return await stream_events(request, authorize(request, "job:read"), job_progress)
 
 
-async def stream_events(request: web.Request, caller: Caller | None,
-                        render: Render) -> web.StreamResponse:
-    """The job of the request's path as events, for a caller already authorized to read it."""
+async def stream_events(request: web.Request, caller: Caller | None, render: Render,
+                        watch: Watch = nothing_else) -> web.StreamResponse:
+    """The job of the request's path as events, for a caller already authorized to read it;
+    an event whenever its progress or what `watch` says of it changes."""
     job = await request.app[STORE].job_observed(job_id_of(request))
     if job is None or not visible(caller, job):
         raise web.HTTPNotFound(reason="no such job")
+    watched = await watch(job)
     response = web.StreamResponse(headers=HEADERS)
     await response.prepare(request)
     with request.app[METRICS].event_streams.track_inprogress(), contextlib.suppress(
             ConnectionResetError):  # the client went away mid-write
-        reason = await _follow(request, response, job, render)
+        reason = await _follow(request, response, job, render, watch, watched)
         if reason is not None:
             await response.write(event_text("end", StreamEnd(reason=reason).wire()))
             await response.write_eof()

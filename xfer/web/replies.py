@@ -27,6 +27,7 @@ from xfer.jobs.records import (
     IndexedObject,
     JobError,
     JobRecord,
+    SegmentAttempts,
     TargetRecord,
     source_names,
 )
@@ -226,6 +227,23 @@ class Segment(Reply):
     etag: str | None
 
 
+class SegmentAttempt(Reply):
+    """A segment's attempts, as the copy recorded them over all attempts of the job."""
+
+    index: Count
+    attempts: Count = Field(description="attempts started (a read and a PUT to each target)")
+    failures: Count = Field(description="attempts that failed; each was tried again, or "
+                                        "failed the copy")
+    in_flight: bool = Field(description="an attempt started and has not ended yet")
+    last_error: JobFailure | None = Field(description="the last failed attempt's code and "
+                                                      "sentence")
+
+    @classmethod
+    def of(cls, record: SegmentAttempts) -> SegmentAttempt:
+        return cls(index=record.index, attempts=record.attempts, failures=record.failures,
+                   in_flight=record.in_flight, last_error=JobFailure.of(record.last_error))
+
+
 class Transition(Reply):
     from_state: JobState | None = Field(alias="from")
     to: JobState
@@ -254,6 +272,9 @@ class JobDetail(Job):
         "its state and outcome"))
     segments_written: Count
     segments: list[Segment]
+    segment_attempts: list[SegmentAttempt] = Field(description=(
+        "every segment the copy started, by index: its attempts, failures and whether one is "
+        "in flight"))
     transitions: list[Transition]
 
     @classmethod
@@ -263,6 +284,7 @@ class JobDetail(Job):
             segments_written=len(detail.segments),
             segments=[Segment(index=s.index, offset=s.offset, length=s.length, etag=s.etag)
                       for s in detail.segments],
+            segment_attempts=[SegmentAttempt.of(record) for record in detail.attempts],
             transitions=[Transition.model_validate({"from": t.from_state, "to": t.to_state,
                                                      "at": t.at})
                          for t in detail.transitions])

@@ -31,7 +31,7 @@ from xfer.web.auth import UI_PREFIX, Caller, authorize, require_caller
 from xfer.web.errors import REQUEST_ID, reply_of
 from xfer.web.events import stream_events
 from xfer.web.replies import Job, JobDetail
-from xfer.web.segment_map import segment_cells
+from xfer.web.segment_map import segment_map
 from xfer.web.ui_session import (
     checked_form,
     csrf_token,
@@ -114,8 +114,8 @@ async def job_page(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(reason="no such job")
     return await _page(request, "job.html", {
         "caller": caller, "job": JobDetail.of_detail(detail),
-        "cells": segment_cells(detail.job, [segment.index for segment in detail.segments],
-                               request.app[SETTINGS].segments_in_flight),
+        "segments": segment_map(detail.job, [segment.index for segment in detail.segments],
+                                detail.attempts).wire(),
         "lease": _lease(request, caller, detail.job)})
 
 
@@ -129,7 +129,8 @@ def _lease(request: web.Request, caller: Caller, job: JobRecord) -> dict[str, An
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
-    """The API's event stream, for the session's caller, each event with the segment map."""
+    """The API's event stream, for the session's caller, each event with the segment map: one
+    also whenever a segment's attempts change (one starts, fails, or is written)."""
     caller = await signed_in(request)
     if caller is None:
         raise web.HTTPUnauthorized(reason="sign in first")
@@ -138,12 +139,16 @@ async def job_events(request: web.Request) -> web.StreamResponse:
 
     async def with_segments(job: JobRecord) -> Any:
         detail = await store.job_detail(job.id)
-        job = job if detail is None else detail.job
-        written = [] if detail is None else [segment.index for segment in detail.segments]
-        return {"job": Job.of(job).wire(),
-                "cells": segment_cells(job, written, request.app[SETTINGS].segments_in_flight)}
+        if detail is None:
+            return {"job": Job.of(job).wire(), **segment_map(job, [], []).wire()}
+        written = [segment.index for segment in detail.segments]
+        return {"job": Job.of(detail.job).wire(),
+                **segment_map(detail.job, written, detail.attempts).wire()}
 
-    return await stream_events(request, caller, with_segments)
+    async def segments_changed(job: JobRecord) -> object:
+        return await store.segment_attempts_changed(job.id)
+
+    return await stream_events(request, caller, with_segments, segments_changed)
 
 
 async def cancel(request: web.Request) -> web.StreamResponse:
@@ -163,8 +168,9 @@ def _source_regions(request: web.Request, caller: Caller) -> list[str]:
 
 
 async def new_copy_page(request: web.Request, form: dict[str, str] | None = None,
-                        error: str | None = None) -> web.Response:
-    """Pick a source region of the caller's catalog, then one of the project's images there."""
+                        error: str | None = None, status: int = 400) -> web.Response:
+    """Pick a source region of the caller's catalog, then one of the project's images there
+    (`status`: the page's when it shows an error, the API's for that error)."""
     caller = await require_signed_in(request)
     require_caller(request, "image_copy:create")
     chosen = (form or {}).get("source_region") or request.query.get("source_region", "")
@@ -179,7 +185,7 @@ async def new_copy_page(request: web.Request, form: dict[str, str] | None = None
     return await _page(request, "new.html", {
         "caller": caller, "regions": regions, "chosen": chosen, "images": found,
         "home": request.app[SETTINGS].home_region, "error": error, "form": form or {},
-        "key": (form or {}).get("key") or uuid.uuid4().hex}, status=400 if error else 200)
+        "key": (form or {}).get("key") or uuid.uuid4().hex}, status=status if error else 200)
 
 
 async def new_copy_form(request: web.Request) -> web.Response:
@@ -197,8 +203,9 @@ async def create_copy(request: web.Request) -> web.StreamResponse:
         # the form's key: a second submit of the same form is the same copy, not another
         job, _ = await images.start_image_copy(request, caller, body, form.get("image_id", ""),
                                                form.get("key") or None)
-    except XferError as exc:
-        return await new_copy_page(request, form, _sentence(request, exc))
+    except XferError as exc:  # answered as the API answers it (a refused trust: 403)
+        return await new_copy_page(request, form, _sentence(request, exc),
+                                   reply_of(exc, request.get(REQUEST_ID, "")).status)
     raise web.HTTPSeeOther(f"{UI_PREFIX}jobs/{job.id}")
 
 

@@ -1,6 +1,7 @@
 // A copy's page, kept live: the server's events for this job (an EventSource on a /ui/ route,
 // sent with the session cookie), each with the job as GET /v1/jobs/{id} shows it and the segment
-// map as one letter per segment (xfer/web/segment_map.py). No library: about 100 lines.
+// map as one letter per segment with the attempts of retried segments (xfer/web/segment_map.py).
+// No library: about 110 lines.
 "use strict";
 (function () {
   const root = document.getElementById("job");
@@ -26,17 +27,24 @@
     if (element) element.textContent = value;
   }
 
-  function drawMap(cells, attempts) {
+  // cells: one letter per segment; tries: by index, the attempts of the segments that failed
+  // one or are in flight, as the worker recorded them (xfer/web/segment_map.py)
+  function drawMap(cells, tries) {
     while (map.children.length > cells.length) map.removeChild(map.lastChild);
     while (map.children.length < cells.length) map.appendChild(document.createElement("span"));
     const counts = {};
     for (let i = 0; i < cells.length; i += 1) {
-      const cell = map.children[i], letter = cells[i];
+      const cell = map.children[i], letter = cells[i], record = tries[String(i)];
       counts[letter] = (counts[letter] || 0) + 1;
-      cell.className = "cell " + letter;
+      cell.className = "cell " + letter + (record && record.failures ? " retried" : "");
       cell.dataset.state = names[letter];
-      cell.title = "segment " + i + ": " + names[letter] +
-        (letter === "f" ? " (job failed after " + attempts + " attempts)" : "");
+      cell.dataset.attempts = record ? String(record.attempts) : "";
+      cell.dataset.failures = record ? String(record.failures) : "";
+      // a segment that failed an attempt shows how many it had
+      cell.textContent = record && record.failures ? String(record.attempts) : "";
+      cell.title = "segment " + i + ": " + names[letter] + (record ? " (attempt " +
+        record.attempts + (record.failures ? ", " + record.failures + " failed, last: " +
+        record.error : "") + ")" : "");
     }
     text("segment-counts", Object.keys(names).filter((k) => counts[k])
       .map((k) => counts[k] + " " + names[k]).join(", "));
@@ -52,7 +60,7 @@
     document.querySelector("#rate-chart polyline").setAttribute("points", points.join(" "));
   }
 
-  function show(job, cells) {
+  function show(job, segments) {
     text("state", job.state);
     document.getElementById("state").className = "state state-" + job.state;
     text("bytes", bytes(job.bytes_done) + (job.bytes_total === null ? "" : " / " + bytes(job.bytes_total)));
@@ -69,16 +77,17 @@
       text("step", job.image.step || "-");
       text("target-image", job.image.target_image_id || "-");
     }
-    drawMap(cells, job.attempts);
+    drawMap(segments.cells, segments.tries);
     drawRate(job.rate);
   }
 
-  drawMap(map.dataset.cells, 0);
+  const first = JSON.parse(map.dataset.segments);
+  drawMap(first.cells, first.tries);
   const source = new EventSource(root.dataset.events);
   source.addEventListener("progress", (event) => {
     const data = JSON.parse(event.data);
     text("stream-state", "live");
-    show(data.job, data.cells);
+    show(data.job, data);
   });
   source.addEventListener("end", (event) => {
     const reason = JSON.parse(event.data).reason;
