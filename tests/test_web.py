@@ -265,6 +265,7 @@ async def watch_a_retried_segment(web_xfer: Service, page: Page, cloud: devcloud
     seen = await page.wait_for(f"""(() => {{ const cell = {retried};
         return cell && cell.classList.contains('retried') && cell.textContent === '2'
             && cell.dataset.failures === '1'
+            && document.getElementById('attempts').textContent.endsWith('(retries 1)')
             && document.getElementById('state').textContent + '|' + {CELLS} + '|' + {IN_FLIGHT};
         }})()""", COPY_DEADLINE_S)
     state, cells, in_flight = str(seen).split("|")

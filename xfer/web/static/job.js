@@ -66,7 +66,9 @@
     text("bytes", bytes(job.bytes_done) + (job.bytes_total === null ? "" : " / " + bytes(job.bytes_total)));
     text("rate", rate(job.rate));
     text("eta", seconds(job.eta));
-    text("attempts", job.attempts + " (retries " + job.retries + ")");
+    // job.retries is recorded when the copy ends; meanwhile the segments' failed attempts say
+    const failed = Object.values(segments.tries).reduce((n, record) => n + record.failures, 0);
+    text("attempts", job.attempts + " (retries " + Math.max(job.retries, failed) + ")");
     text("md5", job.md5 || "-");
     text("md5-expected", job.checksum || "-");
     text("checked-against", job.md5_checked_against || "-");
