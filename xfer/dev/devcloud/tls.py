@@ -1,9 +1,15 @@
-"""The local cloud's TLS: a CA it generates, a certificate for loopback signed by it, and a
-TLS-terminating proxy that puts https in front of a service's plain port.
+"""The local cloud's TLS: a CA it generates, a certificate for loopback signed by it, and the
+https endpoints a TLS-terminating proxy (tls_proxy.py, one process) gives its public services.
 
 Real clouds serve their public endpoints over https, usually from a TLS-terminating proxy
-(haproxy, nginx) in front of services that speak plain http; the proxy here is that, on
-loopback: it relays bytes, so what reaches the service is exactly what the client sent.
+(haproxy, nginx) in front of services that speak plain http; tls_proxy.py is that, on loopback.
+Keystone, each region's Swift and Glance, and the xfer serving each region (on its catalog
+port) get an https port; `tls_catalog` lists them as regions of their own (`RegionOne-tls`,
+and `RegionOne-tls-via-xfer` for glance-download through xfer), which a caller registers in
+Keystone when it wants them (the plain catalog stays what every other test expects).
+Each Glance trusts the CA: `swift_store_cacert` for the Swift locations it reads, and
+SSL_CERT_FILE in its environment for glance-download, whose urllib opener reads only the
+system's default CA paths (glance/common/scripts/utils.py, open_external_uri).
 
     <state_dir>/tls/ca.pem        the CA's certificate: the bundle clients trust (XFER_CA_FILE)
     <state_dir>/tls/ca.key        its key (mode 0600)
@@ -13,13 +19,12 @@ loopback: it relays bytes, so what reaches the service is exactly what the clien
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime
+import http.client
 import ipaddress
 import ssl
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -27,16 +32,92 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from xfer.dev.devcloud.loopback import LOOPBACK, SECRET_FILE_MODE
+from xfer.dev.devcloud.keystone_server import XFER_SERVICE_TYPE, via_xfer
+from xfer.dev.devcloud.loopback import LOOPBACK, PROBE_TIMEOUT_S, SECRET_FILE_MODE
+from xfer.dev.devcloud.swift_conf import KEYSTONE_PREFIX
 
 VALID_DAYS = 30
-RELAY_BUFFER = 256 * 1024  # bytes one read of a relayed connection takes
+TLS_SUFFIX = "-tls"  # RegionOne-tls: RegionOne's services through their https endpoints
+
+
+def tls_region(region: str) -> str:
+    return region + TLS_SUFFIX
 
 
 @dataclass(frozen=True)
 class CertificateFiles:
     cert_file: Path
     key_file: Path
+
+
+@dataclass(frozen=True)
+class TlsInfo:
+    """The cloud's CA, its loopback certificate and its https ports (each relayed to a plain
+    one)."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    keystone_port: int
+    # region -> (object-store, image, xfer) https ports
+    region_ports: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    relays: tuple[tuple[int, int], ...] = ()  # (https port, plain port) pairs
+
+    @property
+    def certificate(self) -> CertificateFiles:
+        return CertificateFiles(self.cert_file, self.key_file)
+
+    @property
+    def keystone_url(self) -> str:
+        return f"https://{LOOPBACK}:{self.keystone_port}/v3"
+
+    def ports(self) -> list[int]:
+        return [port for port, _ in self.relays]
+
+
+def prepare_tls(directory: Path, keystone: tuple[int, int],
+                regions: dict[str, tuple[tuple[int, int], tuple[int, int], tuple[int, int]]]
+                ) -> TlsInfo:
+    """A fresh CA and certificate in `directory`; `keystone`: (https port, plain port), and
+    per region the same pairs for its object store, image API and xfer."""
+    ca = make_ca(directory)
+    server = issue(ca, directory)
+    relays = [keystone, *(pair for pairs in regions.values() for pair in pairs)]
+    return TlsInfo(ca.cert_file, server.cert_file, server.key_file, keystone[0],
+                   {region: (store[0], image[0], xfer[0])
+                    for region, (store, image, xfer) in regions.items()}, tuple(relays))
+
+
+def readiness_problem(tls: TlsInfo) -> str | None:
+    """None once Keystone answers `GET /v3` through the proxy, its certificate verified with
+    the CA (the proxy listens on every port before it says so)."""
+    context = ssl.create_default_context(cafile=str(tls.ca_file))
+    connection = http.client.HTTPSConnection(LOOPBACK, tls.keystone_port, timeout=PROBE_TIMEOUT_S,
+                                             context=context)
+    try:
+        connection.request("GET", "/v3")
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        return f"https://{LOOPBACK}:{tls.keystone_port}/v3: {type(exc).__name__}: {exc}"
+    finally:
+        connection.close()
+    return None if status == 200 else f"GET /v3 through the TLS proxy answered {status}"
+
+
+def tls_catalog(tls: TlsInfo) -> list[tuple[str, str, str]]:
+    """(region, service type, public URL) of the https regions: `<region>-tls` with identity,
+    object-store, image and image-transfer, and `<region>-tls-via-xfer` whose image service is
+    that region's xfer over https (the service named xfer-glance-front, as in the seed)."""
+
+    entries = []
+    for region, (store, image, xfer) in tls.region_ports.items():
+        name, base = tls_region(region), f"https://{LOOPBACK}"
+        entries += [(name, "identity", tls.keystone_url),
+                    (name, "object-store", f"{base}:{store}/v1/{KEYSTONE_PREFIX}$(project_id)s"),
+                    (name, "image", f"{base}:{image}"),
+                    (name, XFER_SERVICE_TYPE, f"{base}:{xfer}"),
+                    (via_xfer(name), "image", f"{base}:{xfer}")]
+    return entries
 
 
 def make_ca(directory: Path, name: str = "xfer local cloud CA") -> CertificateFiles:
@@ -99,68 +180,3 @@ def _write(directory: Path, name: str, cert: x509.Certificate,
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
     return files
-
-
-def server_context(certificate: CertificateFiles) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certificate.cert_file, certificate.key_file)
-    return context
-
-
-@contextlib.asynccontextmanager
-async def tls_proxy(upstream_port: int, certificate: CertificateFiles,
-                    listen_port: int = 0) -> AsyncIterator[int]:
-    """https on `listen_port` (0: any free port, yielded) relayed to http on `upstream_port`,
-    in the running event loop; every relayed connection is closed on exit."""
-    relays: set[asyncio.Task[None]] = set()
-
-    async def accepted(client_reader: asyncio.StreamReader,
-                       client_writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        relays.add(task)
-        try:
-            await _relay(client_reader, client_writer, upstream_port)
-        finally:
-            relays.discard(task)
-
-    server = await asyncio.start_server(accepted, LOOPBACK, listen_port,
-                                        ssl=server_context(certificate))
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for task in list(relays):
-            task.cancel()
-        await asyncio.gather(*relays, return_exceptions=True)
-        await server.wait_closed()
-
-
-async def _relay(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter,
-                 upstream_port: int) -> None:
-    try:
-        upstream_reader, upstream_writer = await asyncio.open_connection(LOOPBACK, upstream_port)
-    except OSError:
-        client_writer.close()
-        return
-    try:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(_pipe(client_reader, upstream_writer))
-            group.create_task(_pipe(upstream_reader, client_writer))
-    except* (OSError, ssl.SSLError):
-        pass  # either side went away: both are closed below
-    finally:
-        upstream_writer.close()
-        client_writer.close()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """One direction; its end closes the other side's connection (a TLS stream has no half
-    close), which ends the other direction: a server closing its connection is seen by the
-    client at once, as without the proxy."""
-    try:
-        while data := await reader.read(RELAY_BUFFER):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        writer.close()
