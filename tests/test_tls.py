@@ -339,7 +339,13 @@ async def test_a_service_whose_certificate_is_from_another_ca_fails_the_copy_cle
             async with running_service(https_settings(settings, cloud, region,
                                                       https_catalog)) as xfer:
                 job = await copy_over(xfer, alice, source["id"], devtls.tls_region("RegionOne"))
-                await xfer.cleaned_up(job["id"], headers={"X-Auth-Token": alice.get_token()})
+                target = job["image"]["target_image_id"]
+                assert target, job  # it got as far as the target image, in RegionTwo's Glance
+                async with asyncio.timeout(60):  # xfer's cleanup deletes it (in Glance: trusted)
+                    while True:
+                        if await asyncio.to_thread(no_image, alice, "RegionTwo", target):
+                            break
+                        await asyncio.sleep(0.3)
         finally:
             for path in made:
                 admin.delete(path)
@@ -347,8 +353,8 @@ async def test_a_service_whose_certificate_is_from_another_ca_fails_the_copy_cle
     message = job["error"]["message"]
     assert f"TLS certificate of 127.0.0.1:{port} is not trusted" in message, job["error"]
     assert "XFER_CA_FILE" in message and "Traceback" not in message
-    target = job["image"]["target_image_id"]
-    assert target, job  # it got as far as the target image, in RegionTwo's Glance
-    assert no_image(alice, "RegionTwo", target) and container_gone(alice, "RegionTwo", target)
+    # no byte reached the Swift xfer refused: no container either (seen through the plain
+    # endpoint; xfer's own cleanup of the data keeps failing on that certificate, and says so)
+    assert container_gone(alice, "RegionTwo", target)
     alice.session.close()
     admin.session.close()
