@@ -30,10 +30,11 @@ from xfer.dev import devcloud
 from xfer.dev.devcloud import tls as devtls
 from xfer.dev.devcloud.keystone_server import via_xfer
 from xfer.dev.devcloud.tls_proxy import tls_proxy
-from xfer.errors import ConfigError, TransportError
+from xfer.errors import ConfigError, ErrorCode, TransportError, UntrustedCertificate
 from xfer.proto.http import Request
 from xfer.settings import Settings
 from xfer.tls import client_context, server_context
+from xfer.web.errors import reply_of
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +104,15 @@ def test_the_listening_certificate_and_key_are_checked_at_start_up(
     assert listening.listen_scheme == "https" and Settings().listen_scheme == "http"
 
 
+def test_an_untrusted_certificate_is_the_operators_to_fix_not_a_retry() -> None:
+    refused = UntrustedCertificate("keystone", "POST", "/v3/auth/tokens", "the TLS certificate "
+                                   "of 127.0.0.1:5000 is not trusted (...)")
+    answered = reply_of(refused, "req-1")
+    assert (answered.status, answered.code) == (503, ErrorCode.SERVICE_MISCONFIGURED)
+    assert "127.0.0.1:5000 is not trusted" in answered.message
+    assert isinstance(refused, TransportError) and not refused.retryable
+
+
 # --- every client path through one verified context, against the real cloud behind TLS
 
 
@@ -150,10 +160,10 @@ async def test_xfer_reads_over_https_with_the_configured_ca_and_refuses_any_othe
         assert status == 200 and body == data[:1024 * 1024]
 
         # The system's CAs (no XFER_CA_FILE) do not include this one: aiohttp's path...
-        with pytest.raises(TransportError, match=r"is not trusted.*XFER_CA_FILE"):
+        with pytest.raises(UntrustedCertificate, match=r"is not trusted.*XFER_CA_FILE"):
             await read_both_ways(Settings(), url, token)
         async with http_session(Settings()) as http:  # ...and the bulk path's
-            with pytest.raises(TransportError, match=r"is not trusted.*XFER_CA_FILE"):
+            with pytest.raises(UntrustedCertificate, match=r"is not trusted.*XFER_CA_FILE"):
                 async with bulk_http(http).get("swift", Request("GET", url, {})):
                     pass
 
@@ -162,9 +172,9 @@ async def test_xfer_reads_over_https_with_the_configured_ca_and_refuses_any_othe
     async with tls_proxy(cluster.ports.keystone_proxy, *cert_files(other)) as port:
         url = f"https://127.0.0.1:{port}/v1/{account}/{path}"
         async with http_session(Settings(ca_file=str(ca.cert_file))) as http:
-            with pytest.raises(TransportError, match="IP address mismatch"):
+            with pytest.raises(UntrustedCertificate, match="IP address mismatch"):
                 await exchange(http, "swift", Request("HEAD", url, {"X-Auth-Token": token}))
-            with pytest.raises(TransportError, match="IP address mismatch"):
+            with pytest.raises(UntrustedCertificate, match="IP address mismatch"):
                 async with bulk_http(http).get("swift", Request("GET", url, {})):
                     pass
 
@@ -353,6 +363,7 @@ async def test_a_service_whose_certificate_is_from_another_ca_fails_the_copy_cle
     message = job["error"]["message"]
     assert f"TLS certificate of 127.0.0.1:{port} is not trusted" in message, job["error"]
     assert "XFER_CA_FILE" in message and "Traceback" not in message
+    assert job["error"]["code"] == "swift_failed" and "after retries" not in message  # not retried
     # no byte reached the Swift xfer refused: no container either (seen through the plain
     # endpoint; xfer's own cleanup of the data keeps failing on that certificate, and says so)
     assert container_gone(alice, "RegionTwo", target)

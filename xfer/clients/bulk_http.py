@@ -30,7 +30,7 @@ from contextlib import asynccontextmanager, contextmanager
 from multidict import CIMultiDict
 
 from xfer.clients.bulk_link import BodySink, Link, LinkLost, RangeProgress, Watchdog
-from xfer.errors import IntegrityError, TransportError
+from xfer.errors import IntegrityError, TransportError, UntrustedCertificate
 from xfer.proto.http import Reply, Request
 from xfer.proto.http1 import FramingError, Origin, ReplyHead, origin_and_target, request_head
 
@@ -108,8 +108,9 @@ class BulkHttp:
                     # SNI, and the name (or IP address) the certificate must be for
                     server_hostname=origin.host if secure else None)
         except ssl.SSLCertVerificationError as exc:
-            raise TransportError(service, request.method, request.path, untrusted_certificate(
-                origin.host, origin.port, exc)) from exc
+            raise UntrustedCertificate(service, request.method, request.path,
+                                       untrusted_certificate(origin.host, origin.port, exc)
+                                       ) from exc
         except (OSError, TimeoutError) as exc:
             raise TransportError(service, request.method, request.path,
                                  f"cannot connect: {type(exc).__name__}: {exc}") from exc

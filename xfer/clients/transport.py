@@ -14,7 +14,7 @@ import aiohttp
 from yarl import URL
 
 from xfer.clients.bulk_http import BulkHttp, RangeProgress, untrusted_certificate
-from xfer.errors import IntegrityError, TransportError
+from xfer.errors import IntegrityError, TransportError, UntrustedCertificate
 from xfer.proto.http import Reply, Request
 from xfer.settings import Settings
 from xfer.tls import client_context
@@ -64,9 +64,10 @@ async def translated_errors(service: str, request: Request) -> AsyncIterator[Non
     try:
         yield
     except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-        reason = type(exc).__name__ + (f": {exc}" if str(exc) else "")
         if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-            reason = untrusted_certificate(exc.host, exc.port, exc.certificate_error)
+            raise UntrustedCertificate(service, request.method, request.path, untrusted_certificate(
+                exc.host, exc.port, exc.certificate_error)) from exc
+        reason = type(exc).__name__ + (f": {exc}" if str(exc) else "")
         raise TransportError(service, request.method, request.path, reason) from exc
 
 
