@@ -25,6 +25,7 @@ from tests.test_cloud_keystone_glance import (
 from tests.test_glance_download import start_import
 from tests.test_image_copy import container_gone, glance_image, no_image
 from xfer import cli
+from xfer.check import Preflight
 from xfer.clients.transport import bulk_http, exchange, http_session
 from xfer.dev import devcloud
 from xfer.dev.devcloud import tls as devtls
@@ -369,3 +370,24 @@ async def test_a_service_whose_certificate_is_from_another_ca_fails_the_copy_cle
     assert container_gone(alice, "RegionTwo", target)
     alice.session.close()
     admin.session.close()
+
+
+async def test_xfer_check_passes_over_https_and_names_a_plain_endpoint_for_a_tls_xfer(
+        settings: Settings, cloud: devcloud.CloudInfo, https_catalog: devtls.TlsInfo,
+        server_cert: devtls.CertificateFiles) -> None:
+    """`xfer check` with every call over https (Keystone, each region's Swift and Glance,
+    the plain regions' and the -tls ones'), for an xfer listening with TLS where the catalog's
+    https endpoint of RegionOne-tls says; the same xfer as RegionOne's, whose catalog
+    endpoint is http, is told so."""
+    listening = {"tls_cert_file": str(server_cert.cert_file),
+                 "tls_key_file": str(server_cert.key_file), "listen_host": "127.0.0.1"}
+    home = devtls.tls_region("RegionOne")
+    right = https_settings(settings, cloud, home, https_catalog, **listening,
+                           listen_port=https_catalog.region_ports["RegionOne"][2])
+    outcomes = await Preflight(right, 10.0).run()
+    assert all(outcome.ok for outcome in outcomes), [o for o in outcomes if not o.ok]
+    assert {f"swift {home}", f"glance {home}", "catalog"} <= {o.name for o in outcomes}
+    plain_port = int(cloud.xfer_urls["RegionOne"].rsplit(":", 1)[1])
+    wrong = right.with_overrides(home_region="RegionOne", listen_port=plain_port)
+    catalog, = [o for o in await Preflight(wrong, 10.0).run() if o.name == "catalog"]
+    assert catalog.ok is False and "is not https; this xfer listens with TLS" in catalog.found

@@ -187,6 +187,9 @@ class Preflight:
         if parts.path.rstrip("/").endswith("/v1"):
             raise CheckFailed(f"{home}'s {XFER_SERVICE_TYPE} endpoint {url} ends with /v1; "
                               f"xfer's paths start there", fix)
+        if s.listen_scheme == "https" and parts.scheme != "https":
+            raise CheckFailed(f"{home}'s {XFER_SERVICE_TYPE} endpoint {url} is not https; this "
+                              f"xfer listens with TLS (tls_cert_file)", fix)
         if port != s.listen_port:
             raise CheckFailed(f"{home}'s {XFER_SERVICE_TYPE} endpoint {url} has port {port}; "
                               f"this xfer listens on {s.listen_port}", fix)
