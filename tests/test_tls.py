@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -391,3 +392,31 @@ async def test_xfer_check_passes_over_https_and_names_a_plain_endpoint_for_a_tls
     wrong = right.with_overrides(home_region="RegionOne", listen_port=plain_port)
     catalog, = [o for o in await Preflight(wrong, 10.0).run() if o.name == "catalog"]
     assert catalog.ok is False and "is not https; this xfer listens with TLS" in catalog.found
+
+
+async def test_the_web_view_signs_in_over_https_with_a_secure_cookie_and_relative_redirects(
+        settings: Settings, cloud: devcloud.CloudInfo, https_catalog: devtls.TlsInfo) -> None:
+    """An xfer listening with TLS (the cloud's certificate) whose Keystone is https: the
+    sign-in form's cookie is Secure, the sign-in reaches Keystone through the CA, and the
+    redirect after it is a path."""
+    assert cloud.keystone is not None
+    listening = https_settings(settings, cloud, devtls.tls_region("RegionTwo"), https_catalog,
+                               tls_cert_file=str(https_catalog.cert_file),
+                               tls_key_file=str(https_catalog.key_file))
+    alice = cloud.keystone.user("alice")
+    trusted = ssl.create_default_context(cafile=str(https_catalog.ca_file))
+    async with running_service(listening) as service, aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=trusted),
+            cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:  # unsafe: an IP address host
+        https = service.url.replace("http://", "https://")
+        async with http.get(f"{https}/ui/login") as response:
+            assert response.status == 200
+            assert "Secure" in response.headers["Set-Cookie"]
+            csrf = re.search(r'name="csrf" value="([^"]+)"', await response.text())
+        assert csrf is not None
+        async with http.post(f"{https}/ui/login", allow_redirects=False, data={
+                "csrf": csrf[1], "user": alice.name, "password": alice.password,
+                "project": alice.project, "domain": "Default"}) as response:
+            assert response.status == 303, await response.text()
+            assert response.headers["Location"] == "/ui/"
+            assert "Secure" in response.headers["Set-Cookie"]
