@@ -7,6 +7,7 @@ another CA, `xfer check` and the web view's sign-in."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import ssl
@@ -18,6 +19,7 @@ import pytest
 from keystoneauth1 import session as ksa_session
 
 from tests.conftest import MiB, Service, keystone_settings, md5, running_service
+from tests.test_cli import openstack
 from tests.test_cloud_keystone_glance import image_api, upload, user_session, wait_active
 from tests.test_glance_download import start_import
 from tests.test_image_copy import container_gone, glance_image, no_image
@@ -236,3 +238,26 @@ async def test_the_web_view_signs_in_over_https_with_a_secure_cookie_and_relativ
             assert response.status == 303, await response.text()
             assert response.headers["Location"] == "/ui/"
             assert "Secure" in response.headers["Set-Cookie"]
+
+
+async def test_the_openstack_cli_reaches_xfer_behind_the_tls_proxy_with_its_cacert(
+        settings: Settings, cloud: devcloud.CloudInfo, https_catalog: devtls.TlsInfo,
+        tmp_path: Path) -> None:
+    """A user's side: clouds.yaml with the https Keystone and `cacert` (keystoneauth's own
+    setting), the region RegionTwo-tls, whose image-transfer endpoint is the TLS proxy in
+    front of RegionTwo's xfer: `openstack xfer region list` answers through it."""
+    assert cloud.keystone is not None
+    user, home = cloud.keystone.user("alice"), devtls.tls_region("RegionTwo")
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(json.dumps({"clouds": {"alice": {
+        "auth": {"auth_url": https_catalog.keystone_url, "username": user.name,
+                 "password": user.password, "project_name": user.project,
+                 "user_domain_name": "Default", "project_domain_name": "Default"},
+        "region_name": home, "interface": "public", "identity_api_version": 3,
+        "cacert": str(https_catalog.ca_file)}}}))
+    port = int(cloud.xfer_urls["RegionTwo"].rsplit(":", 1)[1])
+    async with running_service(https_settings(settings, cloud, home, https_catalog,
+                                              listen_port=port)):
+        ran = await openstack(clouds, "alice", "xfer", "region", "list", "-f", "json")
+    assert ran.code == 0, ran.err
+    assert devtls.tls_region("RegionOne") in {row["Name"] for row in json.loads(ran.out)}, ran.out
