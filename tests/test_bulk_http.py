@@ -21,6 +21,7 @@ from xfer.clients.transport import http_session
 from xfer.errors import IntegrityError, RemoteError, SourceChanged, TransportError
 from xfer.proto.http import Request
 from xfer.settings import Settings
+from xfer.tls import client_context
 
 
 async def test_ranged_gets_land_in_place_on_one_kept_connection(
@@ -151,7 +152,7 @@ async def web_server() -> AsyncIterator[str]:
 
 
 async def test_a_chunked_body_is_undone_into_the_buffer(web_server: str) -> None:
-    bulk = BulkHttp(5.0, 5.0)
+    bulk = BulkHttp(5.0, 5.0, client_context(Settings()))
     try:
         buffer = memoryview(bytearray(256_000))
         async with bulk.get("test", Request("GET", f"{web_server}/chunked")) as reply:
@@ -168,7 +169,7 @@ async def test_a_chunked_body_is_undone_into_the_buffer(web_server: str) -> None
 
 
 async def test_a_connection_the_server_closed_while_idle_is_not_reused(web_server: str) -> None:
-    bulk = BulkHttp(5.0, 5.0)
+    bulk = BulkHttp(5.0, 5.0, client_context(Settings()))
     try:
         for _ in range(3):
             buffer = memoryview(bytearray(256_000))
@@ -182,7 +183,7 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused(web_serve
 
 
 async def test_no_server_is_a_transport_error() -> None:
-    bulk = BulkHttp(1.0, 1.0)
+    bulk = BulkHttp(1.0, 1.0, client_context(Settings()))
     with pytest.raises(TransportError) as failed:
         async with bulk.get("test", Request("GET", "http://127.0.0.1:1/x")):
             pass

@@ -17,7 +17,7 @@ from xfer import errors
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "xfer"
 # Arrows point down only: a module may import its own layer and the layers below it.
-RANK = {"errors": 0, "settings": 0, "configuration": 0, "logs": 0, "proto": 1, "clients": 2,
+RANK = {"errors": 0, "settings": 0, "configuration": 0, "logs": 0, "tls": 0, "proto": 1, "clients": 2,
         "engine": 3, "images": 4,
         "jobs": 5, "web": 6, "app": 7, "upload": 7, "check": 7, "cli": 8, "dev": 9}
 # proto/ is sans-IO: besides its own modules and errors, only these standard modules.

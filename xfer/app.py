@@ -30,6 +30,7 @@ from xfer.jobs.sweep import Sweeper, sweep_periodically
 from xfer.jobs.trusts import JobTrusts
 from xfer.jobs.worker import Worker
 from xfer.settings import Settings
+from xfer.tls import client_context, server_context
 from xfer.web import (
     api,
     auth,
@@ -92,6 +93,9 @@ async def serve(settings: Settings, *, api_enabled: bool = True,
     """Run the API (unless disabled) and a worker until `stop` is set, SIGTERM or SIGINT."""
     if not settings.database_url:
         raise ConfigError("XFER_DATABASE_URL is not set")
+    # A CA bundle, certificate or key that cannot be used stops start-up, naming its setting.
+    client_context(settings)
+    listen_tls = server_context(settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -116,10 +120,12 @@ async def serve(settings: Settings, *, api_enabled: bool = True,
                     build_app(settings, store, regions, metrics, openstack, copier, duties),
                     access_log=None)
                 await runner.setup()
-                site = web.TCPSite(runner, settings.listen_host, settings.listen_port)
+                site = web.TCPSite(runner, settings.listen_host, settings.listen_port,
+                                   ssl_context=listen_tls)
                 await site.start()
                 port = runner.addresses[0][1]
-                log.info("listening on http://%s:%d", settings.listen_host, port)
+                log.info("listening on %s://%s:%d", settings.listen_scheme,
+                         settings.listen_host, port)
             async with asyncio.TaskGroup() as group:
                 worker = group.create_task(
                     Worker(settings, store, copier, metrics, image_copier,

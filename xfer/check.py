@@ -235,12 +235,15 @@ class Preflight:
         s, home = self.settings, self.settings.home_region
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        fix = (f"make {home}'s {XFER_SERVICE_TYPE} endpoint http://{s.listen_host}:"
+        fix = (f"make {home}'s {XFER_SERVICE_TYPE} endpoint {s.listen_scheme}://{s.listen_host}:"
                f"{s.listen_port} (openstack endpoint set --url ...), or set listen_host and "
                f"listen_port (XFER_LISTEN_HOST, XFER_LISTEN_PORT) to match it")
         if parts.path.rstrip("/").endswith("/v1"):
             raise CheckFailed(f"{home}'s {XFER_SERVICE_TYPE} endpoint {url} ends with /v1; "
                               f"xfer's paths start there", fix)
+        if s.listen_scheme == "https" and parts.scheme != "https":
+            raise CheckFailed(f"{home}'s {XFER_SERVICE_TYPE} endpoint {url} is not https; this "
+                              f"xfer listens with TLS (tls_cert_file)", fix)
         if port != s.listen_port:
             raise CheckFailed(f"{home}'s {XFER_SERVICE_TYPE} endpoint {url} has port {port}; "
                               f"this xfer listens on {s.listen_port}", fix)

@@ -37,7 +37,7 @@ def _serve(args: argparse.Namespace, api_enabled: bool) -> int:
         # The one line on stdout, for whoever started the process and waits for the port
         # (logs go to stderr): JSON, like every line xfer writes.
         if api_enabled:
-            url = f"http://{settings.listen_host}:{port}"
+            url = f"{settings.listen_scheme}://{settings.listen_host}:{port}"
             print(json.dumps({"listening": url}), flush=True)
 
     run_async(settings, serve(settings, api_enabled=api_enabled, on_ready=announce))

@@ -36,7 +36,7 @@ REFERENCE_COMMAND = f"xfer config reference > {REFERENCE_PATH}"
 GROUPS = (
     ("Database, regions, listening", "database_url"),
     ("One copy's pipeline and memory", "segment_size"),
-    ("Requests to Swift, Glance and Keystone", "connect_timeout"),
+    ("Requests to Swift, Glance and Keystone", "ca_file"),
     ("Jobs in PostgreSQL", "lease_seconds"),
     ("What one client may hold of the API", "max_body_bytes"),
     ("Keystone and Glance (image copies)", "keystone_url"),

@@ -19,6 +19,9 @@
     ├── TokenRefused         (clients/swift) a 401 to a token that may have expired: the
     │                        client authenticates once more, the error never leaves it
     ├── TransportError       no usable answer: connection refused/reset, timeout
+    │   └── UntrustedCertificate  the server's TLS certificate (or name) does not verify
+    │                        against xfer's CAs (XFER_CA_FILE): not retried (web answers 503
+    │                        service_misconfigured)
     ├── FramingError         (proto/http1) bytes that are not the HTTP/1.1 the bulk data path
     │                        reads or writes; its client raises a TransportError instead
     ├── LinkLost             (clients/bulk_link) a bulk connection failed or stalled; its
@@ -217,6 +220,13 @@ class TransportError(XferError):
         self.path = path
         self.reason = reason
         super().__init__(f"{service}: {method} {path} failed: {reason}")
+
+
+class UntrustedCertificate(TransportError):
+    """The server's certificate did not verify against the CAs xfer trusts, or is for another
+    name: the same on every attempt, and the operator's (or the service's) to fix."""
+
+    retryable = False
 
 
 class IntegrityError(XferError):

@@ -81,6 +81,12 @@ class Settings:
     listen_port: int = setting(
         8660, "Port the API listens on (0: any free port); the one in the home region's "
         "catalog endpoint.", "TCP port")
+    tls_cert_file: str = setting(
+        "", "PEM certificate chain `xfer serve` listens with over https (the catalog's "
+        "image-transfer endpoint is then https://...); empty: plain http, e.g. behind a "
+        "TLS-terminating proxy (docs/operations.md, HTTPS).")
+    tls_key_file: str = setting(
+        "", "PEM private key of tls_cert_file; empty: in tls_cert_file itself.")
     # --- one copy's pipeline and its memory (the module docstring's bound)
     segment_size: int = setting(
         16 * MiB, "Size of the target's segments when xfer cuts them itself (a source that is "
@@ -109,6 +115,10 @@ class Settings:
         "asyncio", "The event loop: asyncio or uvloop (measured no faster here; "
         "benchmarks/).")
     # --- requests to Swift, Glance and Keystone
+    ca_file: str = setting(
+        "", "PEM bundle of the CAs whose certificates xfer trusts on every https endpoint it "
+        "calls (Keystone, Swift, Glance; the bulk data path too), in place of the system's; "
+        "empty: the system's CAs. Certificates and hostnames are always verified.")
     connect_timeout: float = setting(10.0, "Longest a connection may take to open.", SECONDS)
     read_timeout: float = setting(
         30.0, "Longest a reply may stay silent (between two reads on its socket).", SECONDS)
@@ -186,7 +196,8 @@ class Settings:
         8.0, "How long a web view session's cookie lasts (the Keystone token may end first).",
         HOURS)
     ui_cookie_secure: bool = setting(
-        False, "The web view cookie's Secure flag: set it when xfer is served over https.")
+        False, "The web view cookie's Secure flag: set it when a TLS proxy serves xfer over "
+        "https (always set when xfer listens with tls_cert_file).")
     policy: Mapping[str, str] = setting(
         meaning='Who may do what, as JSON: rule name -> "role:a or role:b" ("@": any valid '
         'token, "!": nobody); what is given replaces that rule\'s default (web/policy.py lists '
@@ -297,12 +308,19 @@ class Settings:
             raise ConfigError("XFER_WORKER_ID must not be empty (default: HOSTNAME-PID)")
         if self.ui_session_hours <= 0:
             raise ConfigError(f"XFER_UI_SESSION_HOURS must be positive, got {self.ui_session_hours}")
+        if self.tls_key_file and not self.tls_cert_file:
+            raise ConfigError("XFER_TLS_KEY_FILE is set without XFER_TLS_CERT_FILE")
         if self.event_loop not in ("asyncio", "uvloop"):
             raise ConfigError(f"XFER_EVENT_LOOP must be 'asyncio' or 'uvloop', got {self.event_loop!r}")
 
     @property
     def keystone_enabled(self) -> bool:
         return bool(self.keystone_url)
+
+    @property
+    def listen_scheme(self) -> str:
+        """How clients reach `xfer serve` directly: https when it terminates TLS itself."""
+        return "https" if self.tls_cert_file else "http"
 
     @property
     def fronted_region(self) -> str:

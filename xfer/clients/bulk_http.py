@@ -30,11 +30,11 @@ from contextlib import asynccontextmanager, contextmanager
 from multidict import CIMultiDict
 
 from xfer.clients.bulk_link import BodySink, Link, LinkLost, RangeProgress, Watchdog
-from xfer.errors import IntegrityError, TransportError
+from xfer.errors import IntegrityError, TransportError, UntrustedCertificate
 from xfer.proto.http import Reply, Request
 from xfer.proto.http1 import FramingError, Origin, ReplyHead, origin_and_target, request_head
 
-__all__ = ["BulkHttp", "BulkReply", "RangeProgress"]
+__all__ = ["BulkHttp", "BulkReply", "RangeProgress", "untrusted_certificate"]
 WRITE_SLICE = 1 << 20  # what one write hands the transport
 IDLE_SECONDS = 15.0  # a kept connection unused for longer is closed (aiohttp's default)
 
@@ -43,12 +43,13 @@ class BulkHttp:
     """Connections for bulk requests, kept alive per origin when `pooled` (an xfer session's;
     a one-off client closes each after its request)."""
 
-    def __init__(self, connect_timeout: float, read_timeout: float, pooled: bool = True) -> None:
+    def __init__(self, connect_timeout: float, read_timeout: float, tls: ssl.SSLContext,
+                 pooled: bool = True) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.pooled = pooled
         self._idle: dict[Origin, list[Link]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self.tls = tls  # xfer.tls.client_context: the configured CAs, hostnames checked
         self.connections_made = 0
 
     @asynccontextmanager
@@ -103,8 +104,13 @@ class BulkHttp:
             async with asyncio.timeout(self.connect_timeout):
                 transport, link = await loop.create_connection(
                     lambda: Link(origin), origin.host, origin.port,
-                    ssl=self._ssl_context() if secure else None,
+                    ssl=self.tls if secure else None,
+                    # SNI, and the name (or IP address) the certificate must be for
                     server_hostname=origin.host if secure else None)
+        except ssl.SSLCertVerificationError as exc:
+            raise UntrustedCertificate(service, request.method, request.path,
+                                       untrusted_certificate(origin.host, origin.port, exc)
+                                       ) from exc
         except (OSError, TimeoutError) as exc:
             raise TransportError(service, request.method, request.path,
                                  f"cannot connect: {type(exc).__name__}: {exc}") from exc
@@ -113,11 +119,6 @@ class BulkHttp:
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return link
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            self._ssl = ssl.create_default_context()
-        return self._ssl
 
     @contextmanager
     def _exchange(self, service: str, request: Request, link: Link) -> Iterator[None]:
@@ -212,6 +213,13 @@ async def _send_views(link: Link, views: AsyncIterator[memoryview], length: int)
     if sent != length:
         raise IntegrityError(f"streamed body ended after {sent} of {length} bytes")
     return sent
+
+
+def untrusted_certificate(host: str, port: int | None, error: BaseException) -> str:
+    """Why a TLS handshake failed verification, with the setting that decides it."""
+    detail = getattr(error, "verify_message", "") or str(error)
+    return (f"the TLS certificate of {host}:{port} is not trusted ({detail}): xfer trusts "
+            f"the CAs in XFER_CA_FILE, or the system's when it is empty")
 
 
 def _framed(service: str, request: Request, length: int | None = None) -> tuple[Origin, bytes]:

@@ -5,6 +5,7 @@ buffers, exact reads, and the single place where aiohttp's exceptions become xfe
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,19 +13,24 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from xfer.clients.bulk_http import BulkHttp, RangeProgress
-from xfer.errors import IntegrityError, TransportError
+from xfer.clients.bulk_http import BulkHttp, RangeProgress, untrusted_certificate
+from xfer.errors import IntegrityError, TransportError, UntrustedCertificate
 from xfer.proto.http import Reply, Request
 from xfer.settings import Settings
+from xfer.tls import client_context
 
 __all__ = ["RangeProgress"]  # engine/ reads it from here, the one transport module
 log = logging.getLogger(__name__)
 
 
 def http_session(settings: Settings) -> aiohttp.ClientSession:
+    """The session every client of xfer's calls through: https verified with the configured
+    CAs (xfer.tls.client_context; a bad XFER_CA_FILE is a ConfigError here, at start-up), on
+    aiohttp's requests and the bulk data path alike."""
+    tls = client_context(settings)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
                                     sock_read=settings.read_timeout)
-    connector = _Connector(BulkHttp(settings.connect_timeout, settings.read_timeout))
+    connector = _Connector(BulkHttp(settings.connect_timeout, settings.read_timeout, tls), tls)
     return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
 
 
@@ -32,8 +38,8 @@ class _Connector(aiohttp.TCPConnector):
     """aiohttp's connector (no connection cap: the copy window already bounds how many
     requests are in flight), holding the session's bulk connections too, closed with it."""
 
-    def __init__(self, bulk: BulkHttp) -> None:
-        super().__init__(limit=0, ttl_dns_cache=300)
+    def __init__(self, bulk: BulkHttp, tls: ssl.SSLContext) -> None:
+        super().__init__(limit=0, ttl_dns_cache=300, ssl=tls)
         self.bulk = bulk
 
     async def close(self, *, abort_ssl: bool = False) -> None:
@@ -42,13 +48,15 @@ class _Connector(aiohttp.TCPConnector):
 
 
 def bulk_http(http: aiohttp.ClientSession) -> BulkHttp:
-    """The bulk connections of an xfer session (http_session); for any other session, a client
-    that closes each connection after its request, with that session's timeouts."""
+    """The bulk connections of an xfer session (http_session); for any other session (tests'),
+    a client that closes each connection after its request, with that session's timeouts and
+    the system's CAs."""
     if isinstance(http.connector, _Connector):
         return http.connector.bulk
     timeout = http.timeout
     return BulkHttp(timeout.sock_connect or Settings.connect_timeout,
-                    timeout.sock_read or Settings.read_timeout, pooled=False)
+                    timeout.sock_read or Settings.read_timeout, client_context(Settings()),
+                    pooled=False)
 
 
 @asynccontextmanager
@@ -56,6 +64,9 @@ async def translated_errors(service: str, request: Request) -> AsyncIterator[Non
     try:
         yield
     except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            raise UntrustedCertificate(service, request.method, request.path, untrusted_certificate(
+                exc.host, exc.port, exc.certificate_error)) from exc
         reason = type(exc).__name__ + (f": {exc}" if str(exc) else "")
         raise TransportError(service, request.method, request.path, reason) from exc
 

@@ -56,6 +56,7 @@ from xfer.errors import (
     TrustInvalid,
     TrustRefused,
     UnsupportedStore,
+    UntrustedCertificate,
     XferError,
 )
 from xfer.jobs.states import InvalidTransition
@@ -136,6 +137,11 @@ ANSWERS: Mapping[type[XferError], Answer | Mapping[str, Answer]] = {
         "Keystone refuses xfer's own service credentials, so xfer cannot act for anyone; "
         "this is the cloud operator's to fix (xfer's log says what Keystone answered), not "
         "something to try again", log_level=logging.ERROR),
+    # a service's certificate xfer does not trust: the operator's too (XFER_CA_FILE)
+    UntrustedCertificate: Answer(
+        503, ErrorCode.SERVICE_MISCONFIGURED,
+        "xfer does not trust the TLS certificate of a service it calls ({exc.reason}); this "
+        "is the cloud operator's to fix, not something to try again", log_level=logging.ERROR),
     CopyFailed: JOB_FAILURE,
     ImageNotFound: JOB_FAILURE,
     ImageNotActive: JOB_FAILURE,

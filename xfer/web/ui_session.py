@@ -60,7 +60,7 @@ def install_sessions(app: web.Application, settings: Settings) -> None:
     """A middleware giving the web view's requests (and only those) their session."""
     storage = EncryptedCookieStorage(
         session_key(settings), cookie_name=COOKIE_NAME, path=UI_PREFIX, httponly=True,
-        samesite="Strict", secure=settings.ui_cookie_secure,
+        samesite="Strict", secure=settings.ui_cookie_secure or settings.listen_scheme == "https",
         max_age=int(settings.ui_session_hours * 3600))
     sessions = session_middleware(storage)
 

@@ -36,7 +36,15 @@ from pathlib import Path
 from types import ModuleType
 
 from xfer.dev.children import stop_child
-from xfer.dev.devcloud import glance_server, keystone_server, loopback, postgres, swift_cluster
+from xfer.dev.devcloud import (
+    glance_server,
+    keystone_server,
+    loopback,
+    postgres,
+    swift_cluster,
+    tls,
+    tls_proxy,
+)
 from xfer.dev.devcloud.keystone_server import RegionEndpoints
 from xfer.dev.devcloud.loopback import DevcloudError, LaunchSpec, OneShot
 from xfer.dev.devcloud.processes import (
@@ -58,7 +66,7 @@ READY_TIMEOUT_S = 180.0
 DEFAULT_CLUSTERS = (ClusterSpec("RegionOne"), ClusterSpec("RegionTwo"))
 REPO_ROOT = Path(__file__).resolve().parents[3]  # the directory holding the xfer package
 # Only the directories this module creates: state_dir may be a user's own directory.
-OWNED_DIRECTORIES = ("clusters", "keystone", "glance", "pgdata")
+OWNED_DIRECTORIES = ("clusters", "keystone", "glance", "pgdata", "tls")
 # Where `up` moves a previous cloud's directories, to remove them while the new one starts: the
 # ~2,600 files of the last cloud took 8-10 s to delete on the busy 2-core machine.
 PREVIOUS_CLOUD_PREFIX = ".previous-cloud-"
@@ -161,8 +169,9 @@ def _plan(
     glance_defaults: Sequence[tuple[str, str]] = (),
 ) -> CloudInfo:
     """Ports, passwords and config files for every service; nothing started yet."""
-    # Keystone; per region a Glance, a Keystone proxy and xfer's catalog port; file-store APIs.
-    openstack_ports = 1 + 3 * len(specs) + len(file_store_regions) if openstack else 0
+    # Keystone; per region a Glance, a Keystone proxy and xfer's catalog port; file-store APIs;
+    # https for Keystone and, per region, Swift, Glance and xfer (tls.py).
+    openstack_ports = 2 + 6 * len(specs) + len(file_store_regions) if openstack else 0
     ports = iter(loopback.pick_free_ports(PORTS_PER_CLUSTER * len(specs) + openstack_ports))
     cluster_ports = {
         spec.region: ClusterPorts(*(next(ports) for _ in range(PORTS_PER_CLUSTER)))
@@ -191,6 +200,11 @@ def _plan(
     }
     keystone = keystone_server.prepare_keystone(state_dir / "keystone", keystone_port, endpoints,
                                                 server)
+    https = tls.prepare_tls(state_dir / "tls", (next(ports), keystone_port), {
+        region: ((next(ports), cluster_ports[region].keystone_proxy),
+                 (next(ports), glance_ports[region]),
+                 (next(ports), int(xfer_urls[region].rsplit(":", 1)[1])))
+        for region in cluster_ports})
     swift_user = keystone.user("swift")
     access = KeystoneAccess(keystone.auth_url, swift_user.name, swift_user.password,
                             swift_user.project)
@@ -201,13 +215,13 @@ def _plan(
     # glance-download from the xfer fronting another region (its `<region>-via-xfer`).
     cloud_ports = [keystone_port, *glance_ports.values(),
                    *(port for p in cluster_ports.values() for port in (p.proxy, p.keystone_proxy)),
-                   *(int(url.rsplit(":", 1)[1]) for url in xfer_urls.values())]
+                   *(int(url.rsplit(":", 1)[1]) for url in xfer_urls.values()), *https.ports()]
     glances = {region: glance_server.prepare_glance(
         region, state_dir / "glance" / region, port, keystone, cloud_ports, python, server,
-        file_store_ports.get(region, 0), glance_defaults)
+        file_store_ports.get(region, 0), glance_defaults, str(https.ca_file))
         for region, port in glance_ports.items()}
     return CloudInfo(state_dir, clusters, "", keystone=keystone, glances=glances,
-                     xfer_urls=xfer_urls, postgres=server)
+                     xfer_urls=xfer_urls, postgres=server, tls=https)
 
 
 class _Recorder:
@@ -239,6 +253,8 @@ def _start(planned: CloudInfo, python: Path, pgserver: ModuleType | None) -> Clo
         try:
             if planned.keystone is not None:
                 started.record(spawn(keystone_server.launch_spec(planned.keystone, python)))
+            if planned.tls is not None:
+                started.record(spawn(tls_proxy.launch_spec(planned.tls, planned.state_dir)))
             _finish_steps(started, steps, running, starting_postgres, deadline)
         finally:
             for child in running.values():  # only after a failure are some still running

@@ -64,6 +64,7 @@ class GlanceInfo:
     file_store_port: int = 0  # 0: no file-store API
     file_store_url: str = ""  # its URL: uploads through it land in the file store
     database: str = ""  # its database in the cloud's PostgreSQL, shared by both APIs
+    ca_file: str = ""  # the cloud's CA (tls.py), trusted for https Swift and glance-download
 
     @property
     def log_path(self) -> Path:
@@ -88,10 +89,11 @@ def prepare_glance(
     server: postgres.PostgresInfo,
     file_store_port: int = 0,
     defaults: Sequence[tuple[str, str]] = (),
+    ca_file: str = "",
 ) -> GlanceInfo:
     """Directories and glance-api.conf; ``import_ports`` are the ports imports may fetch from.
     With ``file_store_port``, also the config of the region's file-store API on that port;
-    ``defaults``: more [DEFAULT] options (option, value).
+    ``defaults``: more [DEFAULT] options (option, value); ``ca_file``: the CA to trust.
     The database (``database_name(region)``) is made by cloud.py: created and synced, or cloned."""
     paste_ini = python.parent.parent / "etc" / "glance" / "glance-api-paste.ini"
     if not paste_ini.is_file():
@@ -99,12 +101,14 @@ def prepare_glance(
     directory = directory.resolve()
     file_store_url = f"http://{LOOPBACK}:{file_store_port}" if file_store_port else ""
     info = GlanceInfo(region, port, f"http://{LOOPBACK}:{port}", directory, file_store_port,
-                      file_store_url, database_name(region))
+                      file_store_url, database_name(region), ca_file)
     for name in ("images", "staging", "tasks", "locks"):
         (directory / name).mkdir(parents=True, exist_ok=True)
     conf = _glance_conf(info, keystone, import_ports, paste_ini)
     conf["database"] = postgres.oslo_db_section(server, info.database)
     conf["DEFAULT"].update(defaults)
+    if ca_file:  # the Swift locations it reads may be https (an xfer copy's, through tls.py)
+        conf["glance_store"]["swift_store_cacert"] = ca_file
     write_conf(directory / "glance-api.conf", conf, secret=True)
     if file_store_port:
         info.file_store_api_dir.mkdir()
@@ -141,7 +145,10 @@ def launch_specs(info: GlanceInfo, python: Path) -> list[LaunchSpec]:
     for name, config_dir, port in apis:
         argv = (str(python), "-P", str(OPENSTACK_MAIN), "serve", "glance", str(config_dir),
                 *gunicorn_argv(port, config_dir / "gunicorn.pid", timeout_s=REQUEST_TIMEOUT_S))
-        specs.append(LaunchSpec(f"{info.region}/{name}", argv, config_dir / f"{name}.log"))
+        # glance-download's urllib opener reads only OpenSSL's default CA paths: no option
+        environ = (("SSL_CERT_FILE", info.ca_file),) if info.ca_file else ()
+        specs.append(LaunchSpec(f"{info.region}/{name}", argv, config_dir / f"{name}.log",
+                                environ=environ))
     return specs
 
 

@@ -46,6 +46,7 @@ class LaunchSpec:
     argv: tuple[str, ...]
     log_path: Path
     stop_signal: int = signal.SIGTERM
+    environ: tuple[tuple[str, str], ...] = ()  # added to the cloud's own environment
 
 
 @dataclass(frozen=True)

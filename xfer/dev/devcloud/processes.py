@@ -42,7 +42,7 @@ def spawn(launch: LaunchSpec) -> ProcessRecord:
         pid = os.posix_spawn(
             launch.argv[0],
             launch.argv,
-            child_environ(),
+            child_environ() | dict(launch.environ),
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_DUP2, log_fd, 1),

@@ -5,6 +5,7 @@
   and a HEAD of its account work; with Keystone, a HEAD of alice's account with her token works
   too (keystonemiddleware validated it with Keystone, keystoneauth let her in).
 - Each Glance answers ``GET /v2/images`` to alice's token.
+- The TLS proxy (tls.py) relays Keystone's ``GET /v3`` over https, verified with the cloud's CA.
 Any process that exits meanwhile stops the wait at once, with the end of its log.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from xfer.dev.devcloud import glance_server, keystone_server, swift_cluster
+from xfer.dev.devcloud import glance_server, keystone_server, swift_cluster, tls
 from xfer.dev.devcloud.keystone_server import IssuedToken
 from xfer.dev.devcloud.loopback import DevcloudError, log_tail
 from xfer.dev.devcloud.processes import is_alive
@@ -70,6 +71,10 @@ def _checks(cloud: CloudInfo) -> list[Check]:
                                 _keystone_swift_problem(cluster), proxy_log))
     for region, glance in cloud.glances.items():
         checks.append(Check(f"{region} Glance", _glance_problem(glance), glance.log_path))
+    if cloud.tls is not None:
+        https = cloud.tls
+        checks.append(Check("TLS proxy", lambda _alice: tls.readiness_problem(https),
+                            cloud.state_dir / "tls" / "tls-proxy.log"))
     return checks
 
 

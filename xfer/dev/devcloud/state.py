@@ -23,6 +23,7 @@ from xfer.dev.devcloud.loopback import SECRET_FILE_MODE, DevcloudError
 from xfer.dev.devcloud.postgres import PostgresInfo
 from xfer.dev.devcloud.processes import ProcessRecord
 from xfer.dev.devcloud.swift_cluster import ClusterInfo, ClusterPorts
+from xfer.dev.devcloud.tls import TlsInfo
 from xfer.settings import RegionConfig, regions_variable
 
 STATE_FILE = "devcloud.json"
@@ -40,6 +41,7 @@ class CloudInfo:
     # The embedded PostgreSQL: xfer's database (unless database=False or XFER_DATABASE_URL) and
     # Keystone's and Glance's. None when it runs neither.
     postgres: PostgresInfo | None = None
+    tls: TlsInfo | None = None  # the https endpoints (tls.py), with Keystone
 
     def environ(self) -> dict[str, str]:
         """XFER_* variables for an xfer process using this cloud."""
@@ -143,5 +145,11 @@ def _cloud_from(document: dict[str, Any]) -> CloudInfo:
     server = document.get("postgres")
     postgres = None if not server else PostgresInfo(Path(server["pgdata"]),
                                                     Path(server["socket_dir"]))
+    tls = None
+    if document.get("tls"):
+        t = document["tls"]
+        tls = TlsInfo(Path(t["ca_file"]), Path(t["cert_file"]), Path(t["key_file"]),
+                      t["keystone_port"], {r: tuple(p) for r, p in t["region_ports"].items()},
+                      tuple(tuple(pair) for pair in t["relays"]))
     return CloudInfo(Path(document["state_dir"]), clusters, document["database_url"], processes,
-                     keystone, glances, document.get("xfer_urls", {}), postgres)
+                     keystone, glances, document.get("xfer_urls", {}), postgres, tls)
