@@ -88,6 +88,14 @@ async def test_a_listen_port_the_catalog_does_not_name_fails_the_catalog_check(
             f"{right.listen_port + 1}") in outcomes["catalog"].found
     # nor does the front lead there: not set up, which is no failure
     assert outcomes["front"].ok is None and "not set up" in outcomes["front"].found
+    # behind a proxy at the catalog's URL, listening elsewhere: public_url names the endpoint
+    proxied = await outcomes_of(right.with_overrides(listen_port=right.listen_port + 1,
+                                                     public_url=cloud.xfer_urls[HOME] + "/"))
+    assert failed(proxied) == {} and proxied["front"].ok, proxied
+    astray = await outcomes_of(right.with_overrides(public_url="https://xfer.example.org"))
+    assert set(failed(astray)) == {"catalog"}
+    assert "is not this xfer's public_url https://xfer.example.org" in astray["catalog"].found
+    assert "XFER_PUBLIC_URL" in astray["catalog"].fix
     wrong_host = await outcomes_of(right.with_overrides(listen_host="127.0.0.2"))
     assert "does not lead to 127.0.0.2" in wrong_host["catalog"].found
     elsewhere = await outcomes_of(keystone_settings(settings, cloud, "RegionThree"))

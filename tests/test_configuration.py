@@ -87,6 +87,8 @@ def test_the_file_sets_and_the_environment_overrides_it(tmp_path: Path) -> None:
     ("[DEFAULT]\nchunk_size = 1\nchunk_size = 2\n", r"xfer.conf is not valid INI: .*'chunk_size'"),
     ("chunk_size = 1\n", r"xfer.conf is not valid INI: .*no section headers"),
     ("[DEFAULT]\nchunk_size = 0\n", r"XFER_CHUNK_SIZE must be positive"),
+    ("[DEFAULT]\npublic_url = xfer.example.org\n", r"XFER_PUBLIC_URL must be an http\(s\)://"),
+    ("[DEFAULT]\npublic_url = https://xfer:port\n", r"XFER_PUBLIC_URL must be an http\(s\)://"),
 ])
 def test_a_bad_file_is_refused_naming_the_file_and_the_key(tmp_path: Path, text: str,
                                                            says: str) -> None:

@@ -26,7 +26,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from xfer.clients.keystone import SERVICE_ROLE, Keystone
 from xfer.clients.openstack import OpenStackClients
@@ -225,19 +225,32 @@ class Preflight:
         await self.check("front", fronted)
 
     async def _leads_here(self, url: str) -> bool:
-        """Whether `url` names this xfer's listen address and port."""
+        """Whether `url` names this xfer: its public_url's origin, or its listen address and
+        port."""
         parts, s = urlsplit(url), self.settings
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return port == s.listen_port and (s.listen_host in WILDCARD_HOSTS or s.listen_host in
-                                          await _addresses(parts.hostname or ""))
+        if s.public_url:
+            return _origin(url) == _origin(s.public_url)
+        return _port(parts) == s.listen_port and (
+            s.listen_host in WILDCARD_HOSTS
+            or s.listen_host in await _addresses(parts.hostname or ""))
 
     async def _home_endpoint(self, url: str) -> None:
         s, home = self.settings, self.settings.home_region
+        if s.public_url:
+            if _origin(url) != _origin(s.public_url) or urlsplit(url).path.rstrip("/") != (
+                    urlsplit(s.public_url).path.rstrip("/")):
+                raise CheckFailed(
+                    f"{home}'s {XFER_SERVICE_TYPE} endpoint {url} is not this xfer's "
+                    f"public_url {s.public_url}",
+                    f"make the endpoint {s.public_url} (openstack endpoint set --url ...), or "
+                    f"set public_url (XFER_PUBLIC_URL) to where the proxy serves this xfer")
+            return
         parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = _port(parts)
         fix = (f"make {home}'s {XFER_SERVICE_TYPE} endpoint {s.listen_scheme}://{s.listen_host}:"
                f"{s.listen_port} (openstack endpoint set --url ...), or set listen_host and "
-               f"listen_port (XFER_LISTEN_HOST, XFER_LISTEN_PORT) to match it")
+               f"listen_port (XFER_LISTEN_HOST, XFER_LISTEN_PORT) to match it; behind a proxy, "
+               f"set public_url (XFER_PUBLIC_URL) to the endpoint")
         if parts.path.rstrip("/").endswith("/v1"):
             raise CheckFailed(f"{home}'s {XFER_SERVICE_TYPE} endpoint {url} ends with /v1; "
                               f"xfer's paths start there", fix)
@@ -261,6 +274,15 @@ class Preflight:
         await self.check(f"glance {region}",
                          lambda: _answers(http, "glance", image_url.rstrip("/") + "/versions"),
                          f"{region}'s image endpoint must be reachable from here")
+
+
+def _port(parts: SplitResult) -> int:
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), _port(parts)
 
 
 async def _answers(http: Session, service: str, url: str) -> str:

@@ -32,6 +32,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
 
 from xfer.errors import ConfigError
 
@@ -87,6 +88,10 @@ class Settings:
         "TLS-terminating proxy (docs/operations.md, HTTPS).")
     tls_key_file: str = setting(
         "", "PEM private key of tls_cert_file; empty: in tls_cert_file itself.")
+    public_url: str = setting(
+        "", "Where clients reach this xfer when a TLS-terminating proxy or load balancer "
+        "stands in front of it (https://xfer.example.org): the home region's image-transfer "
+        "endpoint, which `xfer check` compares with it; empty: listen_host:listen_port.")
     # --- one copy's pipeline and its memory (the module docstring's bound)
     segment_size: int = setting(
         16 * MiB, "Size of the target's segments when xfer cuts them itself (a source that is "
@@ -308,6 +313,9 @@ class Settings:
             raise ConfigError("XFER_WORKER_ID must not be empty (default: HOSTNAME-PID)")
         if self.ui_session_hours <= 0:
             raise ConfigError(f"XFER_UI_SESSION_HOURS must be positive, got {self.ui_session_hours}")
+        if self.public_url and not _is_http_url(self.public_url):
+            raise ConfigError(f"XFER_PUBLIC_URL must be an http(s):// URL with a host, got "
+                              f"{self.public_url!r}")
         if self.tls_key_file and not self.tls_cert_file:
             raise ConfigError("XFER_TLS_KEY_FILE is set without XFER_TLS_CERT_FILE")
         if self.event_loop not in ("asyncio", "uvloop"):
@@ -449,3 +457,12 @@ def environ_values(environ: Mapping[str, str]) -> dict[str, Any]:
 def from_environ(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from XFER_* variables alone (xfer.configuration.load adds the file)."""
     return Settings(**environ_values(os.environ if environ is None else environ))
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not one
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
