@@ -16,6 +16,8 @@ matplotlib.use("Agg")  # files only: no display on a benchmark machine
 import matplotlib.pyplot as plt  # after the backend is chosen
 from matplotlib.axes import Axes
 
+from benchmarks import curves_chart
+
 MiB = 1 << 20
 VERDICT_COLOURS = {True: "#c8e6c9", False: "#ffcdd2", None: "#eeeeee"}
 WHERE_WIDTH = 70
@@ -105,8 +107,12 @@ def main() -> None:
     """Draw a results file again: `python -m benchmarks.chart benchmarks/results/<time>.json`."""
     for name in sys.argv[1:]:
         source = Path(name)
-        draw(json.loads(source.read_text()), source.with_suffix(".png"))
+        document = json.loads(source.read_text())
+        draw(document, source.with_suffix(".png"))
         print(f"picture in {source.with_suffix('.png')}")
+        curves = source.with_name(f"{source.stem}-curves.png")
+        if curves_chart.draw_curves(document, curves):
+            print(f"planning curves in {curves}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@
               of the file: fan-out from a local source; what it read of the file is its rchar
               (/proc/<pid>/io) less that of the same command uploading one byte
 
+    concurrency  1, 2, 4 and 8 copies at once in one xfer serve, and 4 split between two
+              (benchmarks/concurrency.py): aggregate MiB/s and peak RSS
+
 Each is skipped, with a line saying why, when the xfer under test does not offer it.
 """
 
@@ -36,7 +39,7 @@ from benchmarks.runs import (
 )
 from benchmarks.sources import Source, write_random_file
 
-EXTRA_RUNS = ("fanout", "ratecap", "upload", "glance")
+EXTRA_RUNS = ("fanout", "ratecap", "upload", "glance", "concurrency")
 FANOUT_TARGETS = (TARGET_REGION, SECOND_TARGET_REGION)
 FANOUT_COPIER = "xfer-fanout"  # MD5+SHA-512, as Glance needs both
 SEQUENTIAL_COPIER = "xfer-md5-sha512"

@@ -201,3 +201,32 @@ def summary_table(summary: Sequence[dict[str, Any]]) -> str:
 def write_json(path: Path, document: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def capped_table(summary: Iterable[dict[str, Any]], total_mb: float) -> str:
+    """The capped link's runs (medians): MB/s against the link's total capacity (goal: xfer
+    >= 90%), the copier's CPU per GiB and the cores busy meanwhile (a run starved of CPU
+    cannot fill the link)."""
+    lines = [f"{'source':<8}  {'copier':<26}  {'MB/s':>6}  {'of cap':>6}  {'cpu/GiB':>7}  "
+             f"{'busy':>5}  {'others':>6}"]
+    for entry in summary:
+        if entry["scenario"] != "capped":
+            continue
+        mb_s = entry["mib_s"] * MiB / 1e6
+        lines.append(f"{entry['source']:<8}  {entry['copier']:<26}  {mb_s:>6.1f}  "
+                     f"{mb_s / total_mb:>6.0%}  {entry['copier_cpu_s_per_gib'] or 0:>7.2f}  "
+                     f"{entry['busy_cores'] or 0:>5.2f}  {entry['other_cores'] or 0:>6.2f}")
+    return "\n".join(lines)
+
+
+def concurrency_table(rows: Iterable[dict[str, Any]]) -> str:
+    lines = [f"{'scenario':<10}  {'source':<14}  {'processes':>9}  {'copies':>6}  {'MiB/s':>6}  "
+             f"{'cpu/GiB':>7}  {'busy':>5}  {'others':>6}  peak RSS MiB per process"]
+    for row in rows:
+        rss = ", ".join(str(round(r / MiB)) for r in row.get("rss_per_process_bytes", []))
+        lines.append(f"{row['scenario']:<10}  {row['source']:<14}  {row['processes']:>9}  "
+                     f"{row['copies']:>6}  {row['mib_s']:>6.1f}  "
+                     f"{row['copier_cpu_s_per_gib']:>7.2f}  {row['busy_cores']:>5.2f}  "
+                     f"{row['other_cores']:>6.2f}  {rss}"
+                     + ("" if row["ok"] else f"  FAILED {row['detail'][:120]}"))
+    return "\n".join(lines)

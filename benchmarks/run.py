@@ -22,13 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import extra_runs, glance_runs, goals, report, swift_http
+from benchmarks import capped, concurrency, extra_runs, glance_runs, goals, report, swift_http
 from benchmarks.copiers import (
     AB_SUFFIX,
     COPIERS,
     EXTRA_COPIERS,
     ApiFeatures,
     RunSpec,
+    known_copier,
     probe_xfer,
 )
 from benchmarks.procstat import CpuMeter
@@ -44,7 +45,6 @@ from benchmarks.runs import (
     run_copy,
     say,
 )
-from benchmarks.shaping_proxy import Shape
 from benchmarks.sources import SOURCE_KINDS, Source, upload_source, write_random_file
 from xfer import settings as xfer_settings
 from xfer.dev import devcloud
@@ -53,7 +53,7 @@ from xfer.settings import RegionConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
-SCENARIOS = ("colocated", "emulated")
+SCENARIOS = ("colocated", "emulated", "capped")
 CONTAINER = "images"
 GiB, MiB = 1 << 30, 1 << 20
 GLANCE_IMAGE_SIZE = GiB  # issue 9's comparison: Glance's usual plain 1 GiB image
@@ -92,6 +92,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rtt-ms", type=float, default=40.0, help="emulated link round trip")
     parser.add_argument("--rate-mb", type=float, default=50.0,
                         help="emulated link: MB/s per TCP connection and direction")
+    parser.add_argument("--capped-rate-mb", type=float, default=25.0,
+                        help="capped link: MB/s per TCP connection and direction")
+    parser.add_argument("--capped-total-mb", type=float, default=100.0,
+                        help="capped link: MB/s per direction, all connections together")
+    parser.add_argument("--capped-sweep", type=capped.sweep_choice,
+                        default=capped.sweep_choice(capped.DEFAULT_SWEEP),
+                        help="capped link: the xfer runs, CHUNK_MIB:SEGMENTS_IN_FLIGHT,... "
+                             f"(default {capped.DEFAULT_SWEEP}); the other copiers asked for run too")
     parser.add_argument("--rate-cap-mb", type=float, default=40.0,
                         help="ratecap: XFER_MAX_RATE_MB of the capped copy")
     parser.add_argument("--rate-cap-seconds", type=float, default=30.0,
@@ -114,7 +122,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".devcloud-bench")
     args = parser.parse_args(argv)
     args.extra_runs = [] if args.extra_runs == ["none"] else args.extra_runs
-    unknown = [c for c in args.copiers if c not in COPIERS + EXTRA_COPIERS]
+    unknown = [c for c in args.copiers if not known_copier(c)]
     unknown += [s for s in args.scenarios if s not in SCENARIOS]
     unknown += [s for s in args.sources if s not in SOURCE_KINDS]
     unknown += [r for r in args.extra_runs if r not in extra_runs.EXTRA_RUNS]
@@ -198,27 +206,37 @@ def probe_xfer_features(bench: Bench) -> ApiFeatures:
 
 
 def say_plan(args: argparse.Namespace, sources: list[Source], unavailable: dict[str, str]) -> None:
-    copies = len(args.scenarios) * len(sources) * args.repeat * len(args.copiers)
+    copies = sum(len(capped.stage_copiers(args, scenario)) for scenario in args.scenarios) \
+        * len(sources) * args.repeat
     fanouts = sum(len(args.scenarios) * args.repeat for run in ("fanout", "upload")
                   if run in args.extra_runs and run not in unavailable)
     say(f"plan: {copies} copier runs, {fanouts} fan-out comparisons (3 copies or uploads each), "
         f"{'a' if 'ratecap' in args.extra_runs else 'no'} rate-capped copy of "
-        f"{args.rate_cap_seconds:g} s")
+        f"{args.rate_cap_seconds:g} s"
+        + (f", {len(concurrency.COUNTS) + 1} concurrency runs"
+           if "concurrency" in args.extra_runs else ""))
 
 
 def run_stage(bench: Bench, stage: Stage, sources: list[Source], document: dict[str, Any],
               rate_source: Source | None, upload_file: tuple[Source, Path] | None) -> None:
     args = bench.args
+    copiers = capped.stage_copiers(args, stage.scenario)
     for source in sources:
         for repeat in range(1, args.repeat + 1):
             # interleaved, in turn forwards and backwards: drift hits every copier alike
-            for copier in args.copiers if repeat % 2 else reversed(args.copiers):
+            for copier in copiers if repeat % 2 else reversed(copiers):
                 document["rows"].append(run_copy(bench, stage, source, copier, repeat))
+    if stage.scenario == "capped":
+        return  # the link's sweep only
     if "fanout" in args.extra_runs and "fanout" not in document["unavailable"]:
         chosen = [s for s in sources if s.kind == args.fanout_source] or sources[:1]
         for repeat in range(1, args.repeat + 1):
             document["fanout"].append(
                 extra_runs.fanout_comparison(bench, stage, chosen[0], repeat))
+    if "concurrency" in args.extra_runs and stage.scenario == rate_cap_scenario(args):
+        chosen = [s for s in sources if s.kind == args.fanout_source] or sources[:1]
+        document.setdefault("concurrency", []).extend(
+            concurrency.concurrency_runs(bench, stage, chosen[0]))
     if rate_source is not None and stage.scenario == rate_cap_scenario(args):
         document["rate_cap"] += extra_runs.rate_cap_runs(bench, stage, rate_source)
     if upload_file is not None:
@@ -252,9 +270,9 @@ def session(bench: Bench, document: dict[str, Any]) -> None:
     document["sources"] = [vars(s) for s in sources + ([rate_source] if rate_source else [])
                            + ([upload_file[0]] if upload_file else [])]
     say_plan(args, sources, document["unavailable"])
-    shape = Shape(args.rtt_ms / 1000, args.rate_mb * 1e6)
     try:
         for scenario in args.scenarios:
+            shape = capped.stage_shape(args, scenario)
             with region_endpoints(bench.cloud, scenario, shape, args.state_dir) as (endpoints,
                                                                                    proxies):
                 stage = Stage(scenario, endpoints, CpuMeter(measured_pids(bench.cloud, proxies)))
@@ -284,6 +302,14 @@ def finish(document: dict[str, Any], args: argparse.Namespace) -> None:
     print("\n== medians over repeats (net/GiB: the kernel's loopback TCP (softirq); ceiling: "
           f"{report.CORES} cores / every CPU-s per GiB of the run)")
     print(report.summary_table(summary))
+    if document.get("concurrency"):
+        print("\n== concurrency: copies at once, in one xfer serve or two (MiB/s: all of them)")
+        print(report.concurrency_table(document["concurrency"]))
+    if any(entry["scenario"] == "capped" for entry in summary):
+        capped = document["capped_shape"]
+        print(f"\n== capped link: RTT {capped['rtt_ms']:g} ms, {capped['rate_mb_per_connection']:g} "
+              f"MB/s per connection, {capped['total_mb']:g} MB/s in all (goal: xfer >= 90%)")
+        print(report.capped_table(summary, capped["total_mb"]))
     print("\n== xfer's own CPU-s per GiB beyond the one-core cost of its hashes (issue 21: "
           "<= 1.5), every xfer run beside the table above")
     print(report.beyond_hashes_table(every_xfer_run))
@@ -310,6 +336,10 @@ def draw(document: dict[str, Any], path: Path) -> None:
         return
     chart.draw(document, path)
     say(f"picture in {path}")
+    from benchmarks import curves_chart
+    curves = path.with_name(f"{path.stem}-curves.png")
+    if curves_chart.draw_curves(document, curves):
+        say(f"planning curves in {curves}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         "started": started.isoformat(), "cores": report.CORES, "full_run": is_full_run(args),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "shape": {"rtt_ms": args.rtt_ms, "rate_mb_per_connection": args.rate_mb},
+        "capped_shape": {"rtt_ms": args.rtt_ms, "rate_mb_per_connection": args.capped_rate_mb,
+                         "total_mb": args.capped_total_mb},
         "rows": [], "fanout": [], "rate_cap": [], "unavailable": {}, "floor": {}}
     if not args.glance_only:
         say(f"starting a local cloud of {len(regions)} regions in {args.state_dir}")

@@ -2,13 +2,17 @@
 
 Every accepted connection gets its own upstream connection and two pumps (one per direction).
 Each pump paces what it reads with a token bucket (`rate` bytes/s per connection per direction,
-a bucket of one read) and hands each chunk to a writer that releases it `rtt/2` after the
+a bucket of one read) and, with a `total` rate, with a second bucket per direction shared by
+every connection (the link's capacity: a chunk leaves when both allow, first come first
+served), and hands each chunk to a writer that releases it `rtt/2` after the
 chunk left the emulated link. A new connection waits one `rtt` before its upstream connection
 is opened: the TCP handshake. TCP's slow start and window limits are not emulated.
 
 Runs in its own process so that no timed event loop is shared with it::
 
     python -m benchmarks.shaping_proxy --upstream 127.0.0.1:8080 --rtt-ms 40 --rate-mb 50
+    python -m benchmarks.shaping_proxy --upstream 127.0.0.1:8080 --rtt-ms 40 --rate-mb 25 \
+        --total-mb 100
     -> prints "shaping proxy listening on 127.0.0.1:PORT", serves until SIGTERM
 
 tempauth builds the storage URL from the Host header, so a client whose auth URL points at the
@@ -41,9 +45,25 @@ READ_AHEAD_BYTES = 1024 * 1024
 class Shape:
     rtt: float  # seconds
     rate: float  # bytes per second, per connection and direction
+    total: float = 0.0  # bytes per second per direction, all connections together; 0: no cap
 
     def describe(self) -> str:
-        return f"RTT {self.rtt * 1000:.0f} ms, {self.rate / 1e6:.0f} MB/s per connection"
+        capped = f", {self.total / 1e6:.0f} MB/s in all" if self.total else ""
+        return f"RTT {self.rtt * 1000:.0f} ms, {self.rate / 1e6:.0f} MB/s per connection{capped}"
+
+
+class _SharedLink:
+    """One direction of the link's capacity, shared by every connection: when it has sent all
+    it was given (the same token bucket as a connection's, at the total rate)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.free = 0.0
+
+    def take(self, now: float, size: int) -> float:
+        """When `size` bytes given now have left the link."""
+        self.free = max(self.free, now - BURST_BYTES / self.rate) + size / self.rate
+        return self.free
 
 
 _EOF, _CLOSE = object(), object()  # what a delivery line carries besides data
@@ -58,9 +78,10 @@ class _Side(asyncio.Protocol):
     (backpressure). Callbacks only: the line is the link's contents, one timer serves it.
     """
 
-    def __init__(self, shape: Shape, sides: set[_Side]) -> None:
+    def __init__(self, shape: Shape, sides: set[_Side], shared: _SharedLink | None) -> None:
         self.shape = shape
         self.sides = sides
+        self.shared = shared  # the link's capacity in the direction this side sends
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.peer: _Side | None = None
@@ -79,6 +100,8 @@ class _Side(asyncio.Protocol):
         now = self.loop.time()
         self.link_free = max(self.link_free, now - BURST_BYTES / self.shape.rate)
         self.link_free += len(data) / self.shape.rate
+        if self.shared is not None:
+            self.link_free = max(self.link_free, self.shared.take(now, len(data)))
         self._send(data)
         if self.link_free > now + READ_AHEAD_BYTES / self.shape.rate and not self.rate_paused:
             self.rate_paused = True
@@ -159,10 +182,13 @@ class _Proxy:
         self.upstream = upstream
         self.shape = shape
         self.sides: set[_Side] = set()
+        # toward Swift (requests, PUT bodies) and from it (GET bodies)
+        self.upstream_link = _SharedLink(shape.total) if shape.total else None
+        self.downstream_link = _SharedLink(shape.total) if shape.total else None
         self.connecting: set[asyncio.Task[None]] = set()  # one per client still in handshake
 
     def accept(self) -> _Side:
-        client = _Side(self.shape, self.sides)
+        client = _Side(self.shape, self.sides, self.upstream_link)
         task = asyncio.get_running_loop().create_task(self._open_upstream(client))
         self.connecting.add(task)
         task.add_done_callback(self.connecting.discard)
@@ -173,7 +199,7 @@ class _Proxy:
         loop = asyncio.get_running_loop()
         try:
             _, upstream = await loop.create_connection(
-                lambda: _Side(self.shape, self.sides), *self.upstream)
+                lambda: _Side(self.shape, self.sides, self.downstream_link), *self.upstream)
         except OSError:
             client.close()
             return
@@ -220,7 +246,7 @@ def running_proxy(upstream_port: int, shape: Shape, log_path: str) -> Iterator[R
     """Start a proxy process in front of a loopback port; stop it (by PID) on the way out."""
     argv = [sys.executable, "-m", "benchmarks.shaping_proxy", "--upstream",
             f"{LOOPBACK}:{upstream_port}", "--rtt-ms", str(shape.rtt * 1000),
-            "--rate-mb", str(shape.rate / 1e6)]
+            "--rate-mb", str(shape.rate / 1e6), "--total-mb", str(shape.total / 1e6)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=log)
@@ -241,9 +267,11 @@ def main() -> None:
     parser.add_argument("--listen-port", type=int, default=0)
     parser.add_argument("--rtt-ms", type=float, default=40.0)
     parser.add_argument("--rate-mb", type=float, default=50.0, help="MB/s per connection")
+    parser.add_argument("--total-mb", type=float, default=0.0,
+                        help="MB/s per direction for all connections together (0: no cap)")
     args = parser.parse_args()
     host, port = args.upstream.rsplit(":", 1)
-    shape = Shape(args.rtt_ms / 1000, args.rate_mb * 1e6)
+    shape = Shape(args.rtt_ms / 1000, args.rate_mb * 1e6, args.total_mb * 1e6)
     asyncio.run(serve(args.listen_port, (host, int(port)), shape))
 
 

@@ -331,6 +331,11 @@ WHERE ($1::text IS NULL OR md5 = $1)
 ORDER BY region, project
 LIMIT 100;
 
+-- name: sha512_paired_with_md5
+-- The SHA-512 values xfer verified together with an MD5 (images/search.py: copies whose Glance
+-- computed no MD5 are found by these).
+SELECT DISTINCT sha512 FROM objects WHERE md5 = $1 AND sha512 IS NOT NULL LIMIT 10;
+
 -- name: job_with_clock
 -- observed_at: the database's clock, against which started_at and finished_at were taken.
 SELECT *, clock_timestamp() AS observed_at FROM jobs WHERE id = $1;

@@ -93,8 +93,10 @@ def cloud() -> Iterator[devcloud.CloudInfo]:
     specs = (devcloud.ClusterSpec("RegionOne"),
              devcloud.ClusterSpec("RegionTwo", max_file_size=TARGET_MAX_FILE_SIZE))
     with cloud_state_dir("tests") as state_dir:
-        # RegionOne's file-store API: source images in Glance's file store (issue 10).
-        info = devcloud.up(state_dir, specs, file_store_regions=("RegionOne",))
+        # RegionOne's file-store API: source images in Glance's file store (issue 10);
+        # RegionTwo's no-secure-hash API: a target Glance with do_secure_hash = False (21).
+        info = devcloud.up(state_dir, specs, file_store_regions=("RegionOne",),
+                           no_secure_hash_regions=("RegionTwo",))
         try:
             yield info
         finally:

@@ -17,7 +17,8 @@ job taken over after a crash continues where it stood:
    segments too (Glance shares an image by a read ACL on that container only), verifying MD5
    and SHA-512 against the source image's checksum and os_hash_value;
 5. add the location (Glance API 2.17) with the SHA-512 as validation data;
-6. wait until Glance made the image active with the same checksum and os_hash_value.
+6. wait until Glance made the image active with the same os_hash_value, size and checksum (or
+   none: with Glance's do_secure_hash = False, images/registered.py).
 
 Any failure or cancel ends the job, and the duties recorded with the target image remove it
 and the data copied (jobs/cleanup.py), so nothing half-made is left; the job says why, and its
@@ -53,6 +54,7 @@ from xfer.errors import (
 )
 from xfer.images.data import locate, require_active
 from xfer.images.properties import propagated_body
+from xfer.images.registered import registration_problem, same_content
 from xfer.images.types import (
     ImageCopyJob,
     ImageCopyOutcome,
@@ -153,9 +155,9 @@ class ImageCopier:
                 if existing is not None:
                     log.info("deduplicated: image %s in %s holds the same data", existing.id,
                              job.target_region)
-                    return _outcome(existing, ObjectRef(job.target_region,
-                                                        image_container(existing.id),
-                                                        existing.id), None, True)
+                    ref = ObjectRef(job.target_region, image_container(existing.id),
+                                    existing.id)
+                    return _outcome(source, existing, ref, None, True)
             target_id = str(uuid.uuid4())
             # Recorded before it is created, with the duties that would remove it: whatever
             # happens next, the image is known to the job (a crash in between leaves an id
@@ -332,12 +334,10 @@ class ImageCopier:
 
     def _verified_active(self, source: Image, target: Image, target_ref: ObjectRef,
                          copy: CopyOutcome | None) -> ImageCopyOutcome:
-        if (target.checksum, target.os_hash_value) != (source.checksum, source.os_hash_value):
-            raise CopyFailed(ErrorCode.REGISTRATION_FAILED,
-                             f"the target image {target.id} became active with checksum "
-                             f"{target.checksum} and os_hash_value {target.os_hash_value}, "
-                             f"not the source's {source.checksum} / {source.os_hash_value}")
-        return _outcome(target, target_ref, copy, False)
+        problem = registration_problem(source, target)
+        if problem is not None:
+            raise CopyFailed(ErrorCode.REGISTRATION_FAILED, problem)
+        return _outcome(source, target, target_ref, copy, False)
 
     async def _source_image(self, glance: GlanceClient, job: ImageCopyJob) -> Image:
         try:
@@ -365,11 +365,12 @@ class ImageCopier:
 
     async def _existing_copy(self, glance: GlanceClient, source: Image,
                              project_id: str) -> Image | None:
-        """The oldest active image of the user's project with the source's content."""
-        for image in await images_of_project(glance, project_id, checksum=source.checksum,
+        """The oldest active image of the user's project with the source's content, found by
+        its SHA-512 alone: a copy registered with Glance's do_secure_hash = False has no MD5."""
+        for image in await images_of_project(glance, project_id, checksum=None,
                                              os_hash_value=source.os_hash_value):
-            if (image.owner, image.os_hash_value, image.status) == (
-                    project_id, source.os_hash_value, "active"):
+            if (image.owner, image.status) == (project_id, "active") \
+                    and same_content(source, image):
                 return image
         return None
 
@@ -434,9 +435,11 @@ def _target_spec(job: ImageCopyJob, image_id: str, source: ImageSource,
                     resume=job.resume, deduplicate=False)
 
 
-def _outcome(image: Image, target: ObjectRef, copy: CopyOutcome | None, deduplicated: bool
-             ) -> ImageCopyOutcome:
+def _outcome(source: Image, image: Image, target: ObjectRef, copy: CopyOutcome | None,
+             deduplicated: bool) -> ImageCopyOutcome:
+    """The checksum is the source's, which the copy was verified against (the target image
+    has none when its Glance does not compute it: images/registered.py)."""
     return ImageCopyOutcome(
-        image_id=image.id, target=target, checksum=image.checksum or "",
+        image_id=image.id, target=target, checksum=source.checksum or "",
         os_hash_value=image.os_hash_value or "", size=image.size or 0,
         deduplicated=deduplicated, copy=copy)

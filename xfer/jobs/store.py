@@ -419,6 +419,13 @@ class JobStore:
         return [IndexedObject(**dict(row)) for row in rows]
 
     @translated
+    async def sha512_paired_with(self, md5: str) -> list[str]:
+        """The SHA-512 values of copies xfer verified with this MD5 (any project's: a fact
+        about content, used only to ask Glance with a caller's own token)."""
+        rows = await self.pool.fetch(Q["sha512_paired_with_md5"], md5)
+        return [row["sha512"] for row in rows]
+
+    @translated
     async def finish_failed(self, job_id: uuid.UUID, worker_id: str, code: ErrorCode,
                             message: str, spec: CopySpec | None = None,
                             outcome: FanOutOutcome | None = None) -> bool:

@@ -11,7 +11,7 @@ from aiohttp import web
 from xfer.images.search import ImageSearch
 from xfer.jobs.records import JobRecord
 from xfer.jobs.trusts import JobTrusts
-from xfer.web.api import SETTINGS, created_job_reply, read_body
+from xfer.web.api import SETTINGS, STORE, created_job_reply, read_body
 from xfer.web.auth import Caller, require_caller
 from xfer.web.replies import ImageMatch, ImageMatches, Region, RegionList, RegionUnavailable
 from xfer.web.validation import (
@@ -68,10 +68,14 @@ async def find_images(request: web.Request) -> web.Response:
     caller can see, and how many there are."""
     caller = require_caller(request, "image:find")
     query = images_query(request.query)
+    checksum = None if query.checksum is None else query.checksum.lower()
+    os_hash_value = None if query.os_hash_value is None else query.os_hash_value.lower()
+    # copies registered where Glance computes no MD5 are found by the SHA-512 xfer paired
+    paired = (await request.app[STORE].sha512_paired_with(checksum)
+              if checksum is not None and os_hash_value is None else [])
     matches = await request.app[IMAGE_SEARCH].find(
-        caller.info, caller.token,
-        checksum=None if query.checksum is None else query.checksum.lower(),
-        os_hash_value=None if query.os_hash_value is None else query.os_hash_value.lower())
+        caller.info, caller.token, checksum=checksum, os_hash_value=os_hash_value,
+        paired=paired)
     return web.json_response(ImageMatches(
         images=[ImageMatch.of(match) for match in matches if match.image is not None],
         unavailable=[RegionUnavailable(region=m.region, error=m.error)

@@ -92,6 +92,7 @@ def up(
     openstack: bool = True,
     file_store_regions: Sequence[str] = (),
     glance_defaults: Sequence[tuple[str, str]] = (),
+    no_secure_hash_regions: Sequence[str] = (),
 ) -> CloudInfo:
     """Start a fresh cloud in ``state_dir`` and return once every service answers authenticated
     requests and Postgres accepts clients. Refuses if a cloud already runs there.
@@ -100,13 +101,16 @@ def up(
     ``openstack=False``: Swift clusters with tempauth only, no Keystone and no Glance.
     ``file_store_regions``: these regions' Glance also get a file-store API (glance_server.py).
     ``glance_defaults``: (option, value) set in every Glance's [DEFAULT] section, e.g.
-    ``("do_secure_hash", "false")`` (the benchmark's image flow without Glance's read-back)."""
+    ``("do_secure_hash", "false")`` (the benchmark's image flow without Glance's read-back).
+    ``no_secure_hash_regions``: these regions' Glance also get a no-secure-hash API, the same
+    with ``do_secure_hash = False`` (glance_server.py)."""
     regions = [spec.region for spec in clusters]
     databases = {glance_server.database_name(region) for region in regions}
     if not regions or len(databases) != len(regions):
         raise ValueError(f"need at least one cluster and distinct regions, got {regions}")
-    if set(file_store_regions) - set(regions) or (file_store_regions and not openstack):
-        raise ValueError(f"file_store_regions {list(file_store_regions)}: not Glance regions")
+    for extra in (file_store_regions, no_secure_hash_regions):
+        if set(extra) - set(regions) or (extra and not openstack):
+            raise ValueError(f"{list(extra)}: not Glance regions")
     python = cloud_python()
     if not python.exists():
         raise DevcloudError(
@@ -124,7 +128,7 @@ def up(
         if server is not None and database and not database_url:
             database_url = server.url(postgres.DATABASE_NAME)
         cloud = _plan(state_dir, clusters, python, openstack, file_store_regions, server,
-                      glance_defaults)
+                      glance_defaults, no_secure_hash_regions)
         cloud = replace(cloud, database_url=database_url)
         try:
             return _start(cloud, python, pgserver)
@@ -167,11 +171,13 @@ def _plan(
     file_store_regions: Sequence[str],
     server: postgres.PostgresInfo | None,
     glance_defaults: Sequence[tuple[str, str]] = (),
+    no_secure_hash_regions: Sequence[str] = (),
 ) -> CloudInfo:
     """Ports, passwords and config files for every service; nothing started yet."""
-    # Keystone; per region a Glance, a Keystone proxy and xfer's catalog port; file-store APIs;
-    # https for Keystone and, per region, Swift, Glance and xfer (tls.py).
-    openstack_ports = 2 + 6 * len(specs) + len(file_store_regions) if openstack else 0
+    # Keystone; per region a Glance, a Keystone proxy and xfer's catalog port; file-store and
+    # no-secure-hash APIs; https for Keystone and, per region, Swift, Glance and xfer (tls.py).
+    openstack_ports = (2 + 6 * len(specs) + len(file_store_regions)
+                       + len(no_secure_hash_regions)) if openstack else 0
     ports = iter(loopback.pick_free_ports(PORTS_PER_CLUSTER * len(specs) + openstack_ports))
     cluster_ports = {
         spec.region: ClusterPorts(*(next(ports) for _ in range(PORTS_PER_CLUSTER)))
@@ -189,6 +195,7 @@ def _plan(
     keystone_port = next(ports)
     glance_ports = {spec.region: next(ports) for spec in specs}
     file_store_ports = {region: next(ports) for region in file_store_regions}
+    no_secure_hash_ports = {region: next(ports) for region in no_secure_hash_regions}
     # Where an xfer serving each region listens (`xfer devcloud env --serve REGION`): the
     # catalog lists it as that region's `image-transfer` endpoint.
     xfer_urls = {spec.region: f"http://{loopback.LOOPBACK}:{next(ports)}" for spec in specs}
@@ -218,7 +225,8 @@ def _plan(
                    *(int(url.rsplit(":", 1)[1]) for url in xfer_urls.values()), *https.ports()]
     glances = {region: glance_server.prepare_glance(
         region, state_dir / "glance" / region, port, keystone, cloud_ports, python, server,
-        file_store_ports.get(region, 0), glance_defaults, str(https.ca_file))
+        file_store_ports.get(region, 0), glance_defaults, str(https.ca_file),
+        no_secure_hash_ports.get(region, 0))
         for region, port in glance_ports.items()}
     return CloudInfo(state_dir, clusters, "", keystone=keystone, glances=glances,
                      xfer_urls=xfer_urls, postgres=server, tls=https)

@@ -16,6 +16,9 @@ Config choices, and why (measured facts in shared/notes/real-keystone-glance-on-
   directories whose only difference is ``default_store = file``: what is uploaded through it
   lands in the file store (location ``file://<glance dir>/images/<id>``) and is an ordinary
   image of the region's Glance.
+- Likewise a region may get a *no-secure-hash API*: the same again with ``do_secure_hash =
+  False``, so that an image whose location is added through it is activated without Glance
+  reading the data back (its checksum stays None), as in a deployment that sets it.
 - Imports on loopback need ``[import_filtering_opts]`` to allow 127.0.0.1 and the cloud's ports
   (Glance's SSRF guard allows 80/443 only), as bracketed lists: the bare form passes start-up
   and fails only at import time. Location imports need ``[oslo_concurrency] lock_path``,
@@ -23,6 +26,7 @@ Config choices, and why (measured facts in shared/notes/real-keystone-glance-on-
 
     <glance dir>/glance-api.conf   (OS_GLANCE_CONFIG_DIR is this directory; mode 0600)
     <glance dir>/file-store-api/glance-api.conf   the file-store API's, when there is one
+    <glance dir>/no-secure-hash-api/glance-api.conf   the no-secure-hash API's, when there is one
     <glance dir>/{images,staging,tasks,locks}/
     <glance dir>/glance-api.log    gunicorn's and Glance's stderr
 """
@@ -63,8 +67,10 @@ class GlanceInfo:
     directory: Path
     file_store_port: int = 0  # 0: no file-store API
     file_store_url: str = ""  # its URL: uploads through it land in the file store
-    database: str = ""  # its database in the cloud's PostgreSQL, shared by both APIs
+    database: str = ""  # its database in the cloud's PostgreSQL, shared by all its APIs
     ca_file: str = ""  # the cloud's CA (tls.py), trusted for https Swift and glance-download
+    no_secure_hash_port: int = 0  # 0: no no-secure-hash API (do_secure_hash = False)
+    no_secure_hash_url: str = ""
 
     @property
     def log_path(self) -> Path:
@@ -73,6 +79,10 @@ class GlanceInfo:
     @property
     def file_store_api_dir(self) -> Path:
         return self.directory / "file-store-api"
+
+    @property
+    def no_secure_hash_api_dir(self) -> Path:
+        return self.directory / "no-secure-hash-api"
 
     @property
     def file_store_dir(self) -> Path:
@@ -90,9 +100,11 @@ def prepare_glance(
     file_store_port: int = 0,
     defaults: Sequence[tuple[str, str]] = (),
     ca_file: str = "",
+    no_secure_hash_port: int = 0,
 ) -> GlanceInfo:
     """Directories and glance-api.conf; ``import_ports`` are the ports imports may fetch from.
     With ``file_store_port``, also the config of the region's file-store API on that port;
+    with ``no_secure_hash_port``, of its no-secure-hash API;
     ``defaults``: more [DEFAULT] options (option, value); ``ca_file``: the CA to trust.
     The database (``database_name(region)``) is made by cloud.py: created and synced, or cloned."""
     paste_ini = python.parent.parent / "etc" / "glance" / "glance-api-paste.ini"
@@ -100,8 +112,10 @@ def prepare_glance(
         raise DevcloudError(f"no {paste_ini}: is glance installed in the cloud venv?")
     directory = directory.resolve()
     file_store_url = f"http://{LOOPBACK}:{file_store_port}" if file_store_port else ""
+    no_secure_hash_url = f"http://{LOOPBACK}:{no_secure_hash_port}" if no_secure_hash_port else ""
     info = GlanceInfo(region, port, f"http://{LOOPBACK}:{port}", directory, file_store_port,
-                      file_store_url, database_name(region), ca_file)
+                      file_store_url, database_name(region), ca_file, no_secure_hash_port,
+                      no_secure_hash_url)
     for name in ("images", "staging", "tasks", "locks"):
         (directory / name).mkdir(parents=True, exist_ok=True)
     conf = _glance_conf(info, keystone, import_ports, paste_ini)
@@ -110,6 +124,11 @@ def prepare_glance(
     if ca_file:  # the Swift locations it reads may be https (an xfer copy's, through tls.py)
         conf["glance_store"]["swift_store_cacert"] = ca_file
     write_conf(directory / "glance-api.conf", conf, secret=True)
+    if no_secure_hash_port:
+        info.no_secure_hash_api_dir.mkdir()
+        trusting = {**conf, "DEFAULT": {**conf["DEFAULT"], "do_secure_hash": "false",
+                                        "worker_self_reference_url": no_secure_hash_url}}
+        write_conf(info.no_secure_hash_api_dir / "glance-api.conf", trusting, secret=True)
     if file_store_port:
         info.file_store_api_dir.mkdir()
         conf["glance_store"]["default_store"] = "file"
@@ -141,6 +160,9 @@ def launch_specs(info: GlanceInfo, python: Path) -> list[LaunchSpec]:
     apis = [("glance-api", info.directory, info.port)]
     if info.file_store_port:
         apis.append(("glance-file-store-api", info.file_store_api_dir, info.file_store_port))
+    if info.no_secure_hash_port:
+        apis.append(("glance-no-secure-hash-api", info.no_secure_hash_api_dir,
+                     info.no_secure_hash_port))
     specs = []
     for name, config_dir, port in apis:
         argv = (str(python), "-P", str(OPENSTACK_MAIN), "serve", "glance", str(config_dir),
@@ -155,7 +177,7 @@ def launch_specs(info: GlanceInfo, python: Path) -> list[LaunchSpec]:
 def readiness_problem(info: GlanceInfo, token: str) -> str | None:
     """None once ``GET /v2/images`` answers 200 to a user's token on every API of the region:
     the app is loaded, its keystonemiddleware validates tokens and its database answers."""
-    for port in (info.port, info.file_store_port):
+    for port in (info.port, info.file_store_port, info.no_secure_hash_port):
         if not port:
             continue
         status, _, _ = http_request(

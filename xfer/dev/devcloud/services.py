@@ -111,6 +111,8 @@ def _probe(cloud: CloudInfo, name: str) -> tuple[int, str]:
         return cloud.glances[region].port, "/"
     if server == "glance-file-store-api":
         return cloud.glances[region].file_store_port, "/"
+    if server == "glance-no-secure-hash-api":
+        return cloud.glances[region].no_secure_hash_port, "/"
     ports = cloud.clusters[region].ports
     by_server = {"proxy-server": ports.proxy, "keystone-proxy-server": ports.keystone_proxy,
                  "account-server": ports.account, "container-server": ports.container,
