@@ -56,6 +56,7 @@ def _concurrency(axes: Axes, document: dict[str, Any]) -> None:
              color="#6a1b9a", label="peak RSS, 1 process")
     rss.set_ylabel("peak RSS per process, MiB", fontsize=7)
     rss.set_ylim(bottom=0)
+    rss.legend(fontsize=6, loc="upper left")
     axes.set_ylim(bottom=0)
     axes.set_title(f"concurrency ({rows[0]['scenario']}, {rows[0]['source']})", fontsize=8)
     axes.legend(fontsize=6, loc="lower right")
