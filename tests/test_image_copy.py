@@ -409,7 +409,7 @@ class StepRecorder:
     async def verifying(self) -> None:
         return None
 
-    async def source_found(self, _source: object, _checksum: str) -> None:
+    async def source_found(self, _source: object, _checksum: str | None) -> None:
         return None
 
     async def target_image_planned(self, image_id: str, _container: str) -> None:

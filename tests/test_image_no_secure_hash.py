@@ -74,3 +74,27 @@ async def test_a_copy_into_a_glance_without_secure_hash_is_verified_by_xfer_and_
     again = await copy_image(xfer, user, source["id"])
     assert again["state"] == "succeeded", again["error"]
     assert (again["deduplicated"], again["image"]["target_image_id"]) == (True, copied["id"])
+
+
+async def test_a_copy_without_a_checksum_is_copied_on_verified_by_its_sha512(
+        settings: Settings, cloud: devcloud.CloudInfo, xfer: Service,
+        no_secure_hash_target: str) -> None:
+    """The checksum-less copy in RegionTwo, copied back into RegionOne (whose Glance reads it
+    back and computes the MD5): verified by its SHA-512, indexed by the MD5 xfer computed."""
+    user = new_user(cloud)
+    data = os.urandom(2 * MiB + 777)
+    source = upload(user, SOURCE, data, chunked=False)
+    first = await copy_image(xfer, user, source["id"])
+    assert first["state"] == "succeeded", first["error"]
+    middle = glance_image(user, TARGET, first["image"]["target_image_id"])
+    assert middle["checksum"] is None
+
+    async with running_service(keystone_settings(settings, cloud, SOURCE)) as back_home:
+        job = await copy_image(back_home, user, middle["id"], source_region=TARGET, force=True)
+    assert job["state"] == "succeeded", job["error"]
+    # nothing to expect the MD5 to be (the job detail said so with a 500 before): computed
+    assert job["checksum"] is None and job["md5"] == hashlib.md5(data).hexdigest()
+    again = glance_image(user, SOURCE, job["image"]["target_image_id"])
+    assert again["id"] not in (source["id"], middle["id"])
+    assert (again["status"], again["checksum"], again["os_hash_value"]) == (
+        "active", source["checksum"], source["os_hash_value"])

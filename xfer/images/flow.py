@@ -6,7 +6,8 @@ its data in the user's project; xfer's own service token goes along as X-Service
 Glance wants a service (adding a location). The steps, each done once and recorded, so that a
 job taken over after a crash continues where it stood:
 
-1. read the source image (active, with checksum and os_hash_value) and find its data in the
+1. read the source image (active, with a sha512 os_hash_value, and a checksum unless xfer made
+   it into a Glance with do_secure_hash = False) and find its data in the
    source Swift (plain object, SLO or DLO; another store is `unsupported_store`);
 2. unless `force`, an active image with the same checksum and os_hash_value that the user's
    project owns in the target region (hidden from listings or not) ends the job at once
@@ -15,7 +16,7 @@ job taken over after a crash continues where it stood:
 3. create the target image, queued, with the source's properties propagated once;
 4. copy the data through the engine into the image's own container `glance_<new id>`, its
    segments too (Glance shares an image by a read ACL on that container only), verifying MD5
-   and SHA-512 against the source image's checksum and os_hash_value;
+   and SHA-512 against the source image's checksum (when it has one) and os_hash_value;
 5. add the location (Glance API 2.17) with the SHA-512 as validation data;
 6. wait until Glance made the image active with the same os_hash_value, size and checksum (or
    none: with Glance's do_secure_hash = False, images/registered.py).
@@ -143,7 +144,7 @@ class ImageCopier:
         # None: the engine reads the source's Swift with the job's client
         reader: SourceReader | None = None if data.swift is not None else data.reader
         clients.source_swift = data.swift
-        await observer.source_found(source_ref, source.checksum or "")
+        await observer.source_found(source_ref, source.checksum)
         log.info("source image %s: %d bytes at %s", source.id, source.size or 0,
                  source_ref.describe())
         await _check_source_data(data.swift, source_ref, source)  # before anything is made
@@ -347,12 +348,18 @@ class ImageCopier:
                              f"image {job.source_image_id} was not found in "
                              f"{job.source_region}, or you may not see it") from None
         require_active(source, job.source_region)
-        if not source.checksum or source.os_hash_algo != HASH_ALGORITHM \
-                or not source.os_hash_value:
+        # The SHA-512 is what a copy is verified against; the MD5 too when Glance recorded one
+        # (a copy xfer made into a Glance with do_secure_hash = False has none: registered.py)
+        if source.os_hash_algo != HASH_ALGORITHM or not source.os_hash_value:
             raise CopyFailed(ErrorCode.UNSUPPORTED_STORE,
-                             f"image {source.id} has no checksum and sha512 os_hash_value to "
-                             f"verify a copy against (os_hash_algo {source.os_hash_algo!r}); "
-                             f"xfer copies images whose Glance records both")
+                             f"image {source.id} has no sha512 os_hash_value to verify a copy "
+                             f"against (os_hash_algo {source.os_hash_algo!r}); xfer copies "
+                             f"images whose Glance records one")
+        if not source.checksum and not self.settings.verify_sha512:
+            raise CopyFailed(ErrorCode.UNSUPPORTED_STORE,
+                             f"image {source.id} has no checksum (MD5), and this xfer does not "
+                             f"verify SHA-512 (verify_sha512 is off): nothing would verify the "
+                             f"copy; ask your cloud operator")
         return source
 
     async def _target_image(self, glance: GlanceClient, image_id: str) -> Image:
@@ -400,7 +407,8 @@ async def _check_source_data(swift: SwiftClient | None, ref: ImageSource, source
                          f"the data of image {source.id} ({ref.describe()}) is {head.size} "
                          f"bytes, but {recorded}: the source's data is not what its record "
                          f"says; nothing was made")
-    if head.kind is swift_proto.ObjectKind.PLAIN and head.etag != source.checksum:
+    if head.kind is swift_proto.ObjectKind.PLAIN and source.checksum \
+            and head.etag != source.checksum:
         raise CopyFailed(ErrorCode.SOURCE_NOT_AS_RECORDED,
                          f"the data of image {source.id} ({ref.describe()}) has MD5 "
                          f"{head.etag} (Swift's ETag), but {recorded}: the source's data is "
@@ -438,8 +446,10 @@ def _target_spec(job: ImageCopyJob, image_id: str, source: ImageSource,
 def _outcome(source: Image, image: Image, target: ObjectRef, copy: CopyOutcome | None,
              deduplicated: bool) -> ImageCopyOutcome:
     """The checksum is the source's, which the copy was verified against (the target image
-    has none when its Glance does not compute it: images/registered.py)."""
+    has none when its Glance does not compute it: images/registered.py); for a source without
+    one, the MD5 xfer computed while copying, or else the one the target's Glance computed."""
+    checksum = source.checksum or (copy.md5 if copy else None) or image.checksum
     return ImageCopyOutcome(
-        image_id=image.id, target=target, checksum=source.checksum or "",
+        image_id=image.id, target=target, checksum=checksum or "",
         os_hash_value=image.os_hash_value or "", size=image.size or 0,
         deduplicated=deduplicated, copy=copy)

@@ -9,7 +9,8 @@ the source's two. With `do_secure_hash = False`, Glance computes neither: its lo
 read from the store when the location is added. Such an image turns active with `checksum`
 None. xfer verified the MD5 itself while copying (against the source's checksum), so a
 missing checksum is accepted when everything Glance did record agrees; a checksum Glance did
-compute must be the source's.
+compute must be the source's. Such a copy can be copied on: its SHA-512 (and size) is then what
+the next copy is verified against, and the MD5 Glance computes for it is not compared.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def registration_problem(source: Image, target: Image) -> str | None:
         return (f"{found}, not the source's os_hash_value {source.os_hash_value}")
     if target.size is not None and target.size != source.size:
         return f"{found}, not the source's size {source.size}"
-    if target.checksum is not None and target.checksum != source.checksum:
+    if None not in (target.checksum, source.checksum) and target.checksum != source.checksum:
         return f"{found}, not the source's checksum {source.checksum}"
     return None
 

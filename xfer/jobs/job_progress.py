@@ -89,7 +89,7 @@ class JobProgress:
     # --- an image copy's steps: each recorded before the next begins, since a job taken over
     # continues from them (a target image not recorded would be made twice)
 
-    async def source_found(self, source: ImageSource, checksum: str) -> None:
+    async def source_found(self, source: ImageSource, checksum: str | None) -> None:
         await self._record_step("record the source image's data", lambda: (
             self.store.set_image_source(self.job_id, source, checksum)))
 

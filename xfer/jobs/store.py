@@ -223,7 +223,7 @@ class JobStore:
 
     @translated
     async def set_image_source(self, job_id: uuid.UUID, source: ImageSource,
-                               expected_md5: str) -> None:
+                               expected_md5: str | None) -> None:
         container, name = source_names(source)
         await self.pool.execute(Q["set_image_source"], job_id, container, name, expected_md5)
 
