@@ -115,12 +115,8 @@ def base_settings(cloud: devcloud.CloudInfo) -> Settings:
 
 @pytest.fixture(scope="session")
 async def template_database(cloud: devcloud.CloudInfo) -> str:
-    admin = await asyncpg.connect(database_url(cloud.database_url, "postgres"))
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
-        await admin.execute(f"CREATE DATABASE {TEMPLATE_DB}")
-    finally:
-        await admin.close()
+    await as_postgres(cloud.database_url, f"DROP DATABASE IF EXISTS {TEMPLATE_DB}",
+                      f"CREATE DATABASE {TEMPLATE_DB}")
     connection = await asyncpg.connect(database_url(cloud.database_url, TEMPLATE_DB))
     try:
         await migrate(connection)
@@ -133,16 +129,19 @@ async def template_database(cloud: devcloud.CloudInfo) -> str:
 async def database(cloud: devcloud.CloudInfo, template_database: str) -> AsyncIterator[str]:
     """A fresh, migrated database for one test, cloned from the template."""
     name = f"xfer_test_{os.getpid()}_{next(_database_numbers)}"
-    await _admin(cloud, f"CREATE DATABASE {name} TEMPLATE {template_database}")
+    await as_postgres(cloud.database_url, f"CREATE DATABASE {name} TEMPLATE {template_database}")
     yield database_url(cloud.database_url, name)
     # a connection of its own: a test may have restarted Postgres, dropping any held one
-    await _admin(cloud, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await as_postgres(cloud.database_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-async def _admin(cloud: devcloud.CloudInfo, statement: str) -> None:
-    admin = await asyncpg.connect(database_url(cloud.database_url, "postgres"))
+async def as_postgres(server_url: str, *statements: str) -> None:
+    """`statements`, in order, on the server's `postgres` database (creating, dropping
+    databases and roles), on a connection of their own."""
+    admin = await asyncpg.connect(database_url(server_url, "postgres"))
     try:
-        await admin.execute(statement)
+        for statement in statements:
+            await admin.execute(statement)
     finally:
         await admin.close()
 

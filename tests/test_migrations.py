@@ -11,7 +11,7 @@ import sys
 import asyncpg
 import pytest
 
-from tests.conftest import database_url
+from tests.conftest import as_postgres, database_url
 from xfer.jobs.db import SQL_DIR, migrate, migration_files
 
 pytestmark = pytest.mark.integration
@@ -38,12 +38,8 @@ CATALOG = {
 
 async def empty_database(cloud_url: str) -> str:
     name = f"xfer_migrations_{next(_numbers)}"
-    admin = await asyncpg.connect(database_url(cloud_url, "postgres"))
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
+    await as_postgres(cloud_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
+                      f"CREATE DATABASE {name}")
     return database_url(cloud_url, name)
 
 

@@ -15,12 +15,11 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 import aiohttp
-import asyncpg
 import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import MiB, RegionConfig, Service, database_url, md5, unique
+from tests.conftest import MiB, RegionConfig, Service, as_postgres, md5, unique
 from tests.sources import payload, put_plain
 from xfer.app import build_app
 from xfer.clients.openstack import OpenStackClients
@@ -315,11 +314,7 @@ async def test_readyz_and_metrics_without_the_database(settings: Settings, cloud
     async with api_only(settings) as (service, _):
         await service.submit(job_body("c", "o"))
         name = urlsplit(settings.database_url).path.lstrip("/")
-        admin = await asyncpg.connect(database_url(cloud.database_url, "postgres"))
-        try:
-            await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-        finally:
-            await admin.close()
+        await as_postgres(cloud.database_url, f"DROP DATABASE {name} WITH (FORCE)")
         body = await get_json(service, "/readyz", 503)
         assert not body["checks"]["database"]["ok"] and "database" in body["error"]["message"]
         assert all(check["ok"] for check in body["checks"]["regions"].values())

@@ -24,11 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 import requests
 
-from tests.conftest import database_url, unique
+from tests.conftest import as_postgres, unique
 from tests.keystone_users import admin_session
 from tests.test_cloud_keystone_glance import keystone_of
 from tests.test_observe import closed_port
@@ -131,12 +130,9 @@ async def create_database(cloud: devcloud.CloudInfo, names: Names, block: str) -
     the local cloud's PostgreSQL (it has no `postgres` system user to sudo to)."""
     assert block.splitlines() == ["sudo -u postgres createuser --pwprompt xfer",
                                   "sudo -u postgres createdb --owner xfer xfer"]
-    admin = await asyncpg.connect(database_url(cloud.database_url, "postgres"))
-    try:
-        await admin.execute(f"CREATE ROLE {names.database} LOGIN PASSWORD '{names.password}'")
-        await admin.execute(f"CREATE DATABASE {names.database} OWNER {names.database}")
-    finally:
-        await admin.close()
+    await as_postgres(cloud.database_url,
+                      f"CREATE ROLE {names.database} LOGIN PASSWORD '{names.password}'",
+                      f"CREATE DATABASE {names.database} OWNER {names.database}")
     where = urlsplit(cloud.database_url)  # the server's address, maybe a socket in the query
     server = where.netloc.rpartition("@")[2]
     return urlunsplit((where.scheme, f"{names.database}:{names.password}@{server}",
@@ -144,12 +140,9 @@ async def create_database(cloud: devcloud.CloudInfo, names: Names, block: str) -
 
 
 async def drop_database(cloud: devcloud.CloudInfo, names: Names) -> None:
-    admin = await asyncpg.connect(database_url(cloud.database_url, "postgres"))
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {names.database} WITH (FORCE)")
-        await admin.execute(f"DROP ROLE IF EXISTS {names.database}")
-    finally:
-        await admin.close()
+    await as_postgres(cloud.database_url,
+                      f"DROP DATABASE IF EXISTS {names.database} WITH (FORCE)",
+                      f"DROP ROLE IF EXISTS {names.database}")
 
 
 def xfer(*arguments: str, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
