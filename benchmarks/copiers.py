@@ -34,6 +34,7 @@ from benchmarks.procstat import (
     CpuMeter,
     cpu_seconds,
     machine_cpu_seconds,
+    main_thread_cpu_seconds,
     peak_rss_bytes,
     run_measured,
 )
@@ -257,6 +258,7 @@ def run_xfer(spec: RunSpec, window: Window, options: XferOptions) -> CopierResul
     with xfer_server(xfer_environ(spec, options), spec.workdir / "xfer-serve.log",
                      options.tree) as (pid, url):
         cpu_before, rss_idle = cpu_seconds(pid), peak_rss_bytes(pid)
+        loop_before = main_thread_cpu_seconds(pid)
         with profiled(pid, spec.profile), window:
             posted = time.time()
             job = json_request(f"{url}/v1/jobs", body)
@@ -269,6 +271,7 @@ def run_xfer(spec: RunSpec, window: Window, options: XferOptions) -> CopierResul
         if finished is not None and finished > posted:
             window.wall_seconds = min(window.wall_seconds, finished - posted)
         cpu = cpu_seconds(pid) - cpu_before
+        loop_cpu = main_thread_cpu_seconds(pid) - loop_before
         rss = peak_rss_bytes(pid)
     ok = job["state"] == "succeeded"
     verified = ok and job["md5"] == spec.md5 and bool(job.get("md5_checked_against"))
@@ -279,7 +282,8 @@ def run_xfer(spec: RunSpec, window: Window, options: XferOptions) -> CopierResul
     return CopierResult(ok, cpu, rss, "yes" if verified else "NO",
                         "" if ok else json.dumps(job.get("error")),
                         {"job": {k: job.get(k) for k in keep}, "rss_before_job_bytes": rss_idle,
-                         "xfer_pid": pid, "sha512": options.sha512})
+                         "xfer_pid": pid, "sha512": options.sha512,
+                         "loop_thread_cpu_seconds": round(loop_cpu, 3)})
 
 
 def run_xfer_upload(spec: RunSpec, window: Window, local_file: Path,

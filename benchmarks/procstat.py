@@ -16,8 +16,18 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a live process (all its threads); 0.0 if it is gone."""
+    return _stat_cpu(Path(f"/proc/{pid}/stat"))
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process's main thread alone (xfer's event loop: everything but
+    the hashes and the spill file, which run in worker threads); 0.0 if it is gone."""
+    return _stat_cpu(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+def _stat_cpu(path: Path) -> float:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = path.read_text()
     except OSError:
         return 0.0
     fields = stat.rsplit(")", 1)[1].split()  # the name (field 2) may hold spaces

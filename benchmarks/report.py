@@ -56,10 +56,18 @@ def add_beyond_hashes(rows: Iterable[dict[str, Any]], floor: dict[str, dict[str,
             continue
         cost, row["hashes"] = hash_floor(row, floor)
         row["beyond_hashes_cpu_s_per_gib"] = round(row["copier_cpu_s_per_gib"] - cost, 2)
+        if row.get("loop_thread_cpu_seconds") is not None:  # measured, not derived
+            row["loop_cpu_s_per_gib"] = round(
+                per_gib(row["loop_thread_cpu_seconds"], row["size"]), 2)
 
 
 def _beyond(row: dict[str, Any]) -> str:
     value = row.get("beyond_hashes_cpu_s_per_gib")
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _loop(row: dict[str, Any]) -> str:
+    value = row.get("loop_cpu_s_per_gib")
     return "-" if value is None else f"{value:.2f}"
 
 
@@ -118,13 +126,16 @@ def table(rows: Iterable[dict[str, Any]]) -> str:
 
 
 def beyond_hashes_table(rows: Iterable[dict[str, Any]]) -> str:
+    """`loop`: what xfer's main thread (its event loop: HTTP, buffers, job records) spent,
+    measured; `beyond`: all of xfer's CPU less the one-core cost of its hashes, derived."""
     lines = [f"{'scenario':<10}  {'source':<14}  {'run':<22}  {'#':>1}  {'cpu/GiB':>7}  "
-             f"{'beyond':>6}  {'others':>6}  hashes"]
+             f"{'beyond':>6}  {'loop':>6}  {'others':>6}  hashes"]
     for row in rows:
         if row.get("beyond_hashes_cpu_s_per_gib") is None:
             continue
         lines.append(f"{row['scenario']:<10}  {row['source']:<14}  {row['copier']:<22}  "
                      f"{row['repeat']:>1}  {row['copier_cpu_s_per_gib']:>7.2f}  {_beyond(row):>6}"
+                     f"  {_loop(row):>6}"
                      f"  {row['other_cores']:>6.2f}  {row['hashes']}")
     return "\n".join(lines)
 
@@ -135,6 +146,7 @@ def _median(rows: Sequence[dict[str, Any]], key: str) -> float | None:
 
 
 SUMMARY_MEDIANS = ("mib_s", "wall_seconds", "copier_cpu_s_per_gib", "beyond_hashes_cpu_s_per_gib",
+                   "loop_cpu_s_per_gib",
                    "swift_cpu_s_per_gib",
                    "proxy_cpu_s_per_gib", "softirq_cpu_s_per_gib", "cost_cpu_s_per_gib",
                    "ceiling_mib_s", "busy_cores", "other_cores")
@@ -184,13 +196,13 @@ def summarise_fanout(comparisons: Sequence[dict[str, Any]]) -> list[dict[str, An
 
 def summary_table(summary: Sequence[dict[str, Any]]) -> str:
     lines = [f"{'scenario':<10}  {'source':<14}  {'copier':<16}  {'MiB/s':>6}  {'cpu/GiB':>7}  "
-             f"{'beyond':>6}  {'swift/GiB':>9}  {'proxy/GiB':>9}  {'net/GiB':>7}  {'ceiling':>7}  "
-             f"{'others':>6}  {'RSS MiB':>7}  ok/runs"]
+             f"{'beyond':>6}  {'loop':>5}  {'swift/GiB':>9}  {'proxy/GiB':>9}  {'net/GiB':>7}  "
+             f"{'ceiling':>7}  {'others':>6}  {'RSS MiB':>7}  ok/runs"]
     for s in summary:
         mib_s, ceiling = s["mib_s"] or 0.0, s["ceiling_mib_s"] or 0.0
         lines.append(
             f"{s['scenario']:<10}  {s['source']:<14}  {s['copier']:<16}  {mib_s:>6.1f}  "
-            f"{s['copier_cpu_s_per_gib'] or 0:>7.2f}  {_beyond(s):>6}  "
+            f"{s['copier_cpu_s_per_gib'] or 0:>7.2f}  {_beyond(s):>6}  {_loop(s):>5}  "
             f"{s['swift_cpu_s_per_gib'] or 0:>9.2f}  "
             f"{s['proxy_cpu_s_per_gib'] or 0:>9.2f}  {s['softirq_cpu_s_per_gib'] or 0:>7.2f}  "
             f"{ceiling:>7.0f}  {s['other_cores'] or 0:>6.2f}"

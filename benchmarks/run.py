@@ -299,8 +299,9 @@ def finish(document: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"   emulated link: RTT {shape['rtt_ms']:g} ms, "
           f"{shape['rate_mb_per_connection']:g} MB/s per TCP connection and direction")
     print(report.table(document["rows"]))
-    print("\n== medians over repeats (net/GiB: the kernel's loopback TCP (softirq); ceiling: "
-          f"{report.CORES} cores / every CPU-s per GiB of the run)")
+    print("\n== medians over repeats (beyond: xfer's CPU-s/GiB less the one-core cost of its "
+          "hashes; loop: its event loop thread's, measured; net/GiB: the kernel's loopback TCP "
+          f"(softirq); ceiling: {report.CORES} cores / every CPU-s per GiB of the run)")
     print(report.summary_table(summary))
     if document.get("concurrency"):
         print("\n== concurrency: copies at once, in one xfer serve or two (MiB/s: all of them)")

@@ -1,15 +1,20 @@
 """Pure parts of the benchmark harness: its reading of xfer's job events
-(benchmarks/copiers.py), the capped link's sweep names and the shaping proxy's shared link.
-Unit tests: no cloud, nothing timed."""
+(benchmarks/copiers.py), the capped link's sweep names, the shaping proxy's shared link, and
+what it says of xfer's CPU beyond its hashes. Unit tests: no cloud, nothing timed."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
+import threading
 
 import pytest
 
 from benchmarks.capped import sweep_choice
 from benchmarks.copiers import job_finished_epoch, sse_events, xfer_options
+from benchmarks.procstat import cpu_seconds, main_thread_cpu_seconds
+from benchmarks.report import add_beyond_hashes, beyond_hashes_table
 from benchmarks.shaping_proxy import BURST_BYTES, _SharedLink
 
 
@@ -46,3 +51,42 @@ def test_the_shared_link_sends_what_all_connections_give_it_at_its_rate() -> Non
     assert link.take(10.0, 1_000_000) == pytest.approx(10.01)
     assert link.take(10.0, 1_000_000) == pytest.approx(10.02)  # another connection, queued
     assert link.take(20.0, 1_000_000) == pytest.approx(20.0 - BURST_BYTES / 100e6 + 0.01)
+
+
+def test_beyond_the_hashes_counts_each_hash_pass_and_the_loop_thread_is_measured() -> None:
+    floor = {"md5": {"cpu_s_per_gib": 1.8}, "sha512": {"cpu_s_per_gib": 2.1}}
+    cut_anew = {"scenario": "colocated", "source": "plain 1 GiB", "copier": "xfer-md5-sha512",
+                "repeat": 1, "size": 1 << 30, "sha512": True, "segments_kept": False,
+                "layout": "slo", "copier_cpu_s_per_gib": 8.0, "other_cores": 0.0,
+                "loop_thread_cpu_seconds": 2.5}
+    kept = {**cut_anew, "source": "slo100 1 GiB", "segments_kept": True,
+            "copier_cpu_s_per_gib": 6.0, "loop_thread_cpu_seconds": None}
+    other = {"copier": "rclone", "copier_cpu_s_per_gib": 3.0}
+    add_beyond_hashes([cut_anew, kept, other], floor)
+    # segments xfer cuts need their own MD5 for their PUT: two MD5 passes and a SHA-512
+    assert cut_anew["beyond_hashes_cpu_s_per_gib"] == pytest.approx(8.0 - 2 * 1.8 - 2.1)
+    assert cut_anew["hashes"] == "2xMD5+SHA-512 (segments cut anew)"
+    assert cut_anew["loop_cpu_s_per_gib"] == 2.5
+    assert kept["beyond_hashes_cpu_s_per_gib"] == pytest.approx(6.0 - 1.8 - 2.1)
+    assert "loop_cpu_s_per_gib" not in kept
+    assert other["beyond_hashes_cpu_s_per_gib"] is None
+    lines = beyond_hashes_table([cut_anew, kept, other]).splitlines()
+    assert lines[0].split()[4:7] == ["cpu/GiB", "beyond", "loop"]
+    # the source names ("plain 1 GiB") take three words: cpu/GiB, beyond and loop follow
+    assert [line.split()[6:9] for line in lines[1:]] == [["8.00", "2.30", "2.50"],
+                                                        ["6.00", "2.10", "-"]]
+
+
+def test_the_main_threads_cpu_leaves_out_what_other_threads_spend() -> None:
+    main_before, all_before = main_thread_cpu_seconds(os.getpid()), cpu_seconds(os.getpid())
+
+    def burn() -> None:  # hashlib releases the GIL: CPU on this thread, not the main one
+        hashlib.sha512(bytes(256 << 20)).digest()
+
+    worker = threading.Thread(target=burn)
+    worker.start()
+    worker.join()
+    spent_all = cpu_seconds(os.getpid()) - all_before
+    spent_main = main_thread_cpu_seconds(os.getpid()) - main_before
+    assert spent_all >= 0.2  # 256 MiB of SHA-512: about half a second on this machine
+    assert spent_main < spent_all / 2
