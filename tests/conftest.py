@@ -27,7 +27,7 @@ from xfer.app import serve
 from xfer.clients.swift import SwiftClient
 from xfer.clients.transport import http_session
 from xfer.dev import devcloud
-from xfer.jobs.db import migrate
+from xfer.jobs.db import create_pool, migrate
 from xfer.jobs.duty_store import DutyStore
 from xfer.jobs.store import JobStore
 from xfer.settings import MiB, RegionConfig, Settings, from_environ
@@ -223,7 +223,7 @@ def keystone_settings(settings: Settings, cloud: devcloud.CloudInfo, home_region
 @pytest.fixture
 async def stores(settings: Settings) -> AsyncIterator[tuple[JobStore, DutyStore]]:
     """The job and duty stores on the test's database, for tests that drive them directly."""
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    pool = await create_pool(settings.database_url, max_size=4)  # xfer's: no reset query
     try:
         yield JobStore(pool), DutyStore(pool)
     finally:

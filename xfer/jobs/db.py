@@ -114,8 +114,23 @@ async def close_pool(pool: asyncpg.Pool) -> None:
 
 
 async def create_pool(database_url: str, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=max_size)
-    assert pool is not None
-    async with pool.acquire() as connection:
+    """The process's pool, once the database is migrated (on a connection of its own: the
+    migration lock is a session's, and pooled connections keep no session state)."""
+    connection = await asyncpg.connect(database_url)
+    try:
         await migrate(connection)
+    finally:
+        await connection.close()
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=max_size,
+                                     reset=_rolled_back_only)
+    assert pool is not None
     return pool
+
+
+async def _rolled_back_only(connection: asyncpg.Connection) -> None:
+    """A connection back in the pool needs no reset beyond the rollback asyncpg does first:
+    xfer sets nothing on a session (no SET, no session lock, no cursor outside a
+    transaction, and the one LISTEN connection is closed, not given back; see
+    JobStore.listening). asyncpg's default reset is one more query on every release, a
+    round trip for xfer and for PostgreSQL (`python -m benchmarks.pool_reset` measures it;
+    docs/benchmarks.md has the figures)."""

@@ -538,15 +538,14 @@ class JobStore:
             await translated(connection.add_listener)(CANCEL_CHANNEL, cancel)
             yield lost
         finally:
-            try:
-                # A lost connection has dropped its listeners already and cannot be asked to.
-                with contextlib.suppress(*CONNECTION_ERRORS):
-                    await connection.remove_listener(JOBS_CHANNEL, new_job)
-                    await connection.remove_listener(CANCEL_CHANNEL, cancel)
-            finally:  # even when cancelled again meanwhile: an unreleased connection would
-                # keep pool.close() waiting for ever
-                with contextlib.suppress(*CONNECTION_ERRORS):
-                    await self.pool.release(connection)
+            # Closed, not reset: pooled connections keep no session state (db.create_pool),
+            # and an UNLISTEN cut short would leave this one listening. Then released even
+            # when cancelled again meanwhile: an unreleased connection would keep
+            # pool.close() waiting for ever.
+            with contextlib.suppress(asyncpg.InterfaceError):  # lost: the pool has it back
+                connection.terminate()
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await self.pool.release(connection)
 
 
 async def _record_targets(connection: asyncpg.Connection, job_id: uuid.UUID, spec: CopySpec,
