@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from tests.conftest import MiB, md5, unique
 from tests.sources import payload, put_plain, read_back
+from xfer.clients import bulk_link
 from xfer.clients.bulk_http import BulkHttp, RangeProgress
 from xfer.clients.swift import SwiftClient
 from xfer.clients.transport import http_session
@@ -164,6 +166,50 @@ async def test_a_chunked_body_is_undone_into_the_buffer(web_server: str) -> None
         with pytest.raises(IntegrityError):  # a body longer than asked
             async with bulk.get("test", Request("GET", f"{web_server}/chunked")) as reply:
                 await reply.read_into(memoryview(bytearray(1000)))
+    finally:
+        bulk.close()
+
+
+@pytest.fixture
+async def trickling_server() -> AsyncIterator[str]:
+    """A body of known length in 10,000-byte writes, a connection kept alive after it (so
+    that only its bytes, not the server's close, can end a read)."""
+    body = bytes(range(256)) * 1000
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        reply = web.StreamResponse(status=206)
+        reply.content_length = len(body)
+        await reply.prepare(request)
+        for start in range(0, len(body), 10_000):
+            await reply.write(body[start:start + 10_000])
+            await asyncio.sleep(0.005)
+        return reply
+
+    app = web.Application()
+    app.router.add_get("/trickle", trickle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/trickle"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_body_in_small_pieces_lands_whole_though_its_tail_is_below_the_low_mark(
+        trickling_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk_link, "RCVLOWAT", 64_000)  # a body of 4 marks less 6,000 bytes
+    bulk = BulkHttp(5.0, 2.0, client_context(Settings()))  # a read waiting in vain: 2 s
+    try:
+        buffer = memoryview(bytearray(256_000))
+        async with bulk.get("test", Request("GET", trickling_server)) as reply:
+            await reply.read_into(buffer)
+            assert reply.link.transport is not None
+            sock = reply.link.transport.get_extra_info("socket")
+            # back to every byte: the next reply head (or the server's close) must wake it
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+        assert bytes(buffer) == bytes(range(256)) * 1000
     finally:
         bulk.close()
 
