@@ -110,6 +110,35 @@ async def test_copies_share_the_process_byte_budget(base_settings: Settings, swi
     assert tight.memory.held == 0
 
 
+async def test_copies_of_one_process_hold_no_more_buffers_than_its_budget(
+        base_settings: Settings, swift_http, regions: dict[str, SwiftClient]):
+    """Copies at once and one after the other take their chunk buffers from the process's
+    pool, so it never holds more than the byte budget lets them use at once, however many
+    copies ran (each copy's own pool used to keep its peak for good: RSS grew per copy)."""
+    tuned = base_settings.with_overrides(chunk_size=256 * 1024, chunks_ahead=2,
+                                         segments_in_flight=3, segment_size=MiB,
+                                         max_inflight_bytes=3 * MiB)
+    copier = Copier(tuned, SwiftRegions(swift_http, dict(tuned.regions)))
+    container = unique("pool")
+    sources = {f"image-{i}": payload(4 * MiB + i) for i in range(6)}
+    for name, data in sources.items():
+        await put_plain(regions["RegionOne"], container, name, data)
+    names = list(sources)
+    async with asyncio.timeout(120):
+        together = await asyncio.gather(*(copier.copy(spec(container, name), Recorder())
+                                          for name in names[:4]))
+        after = [await copier.copy(spec(container, name), Recorder()) for name in names[4:]]
+    outcomes = together + after
+    assert [o.md5 for o in outcomes] == [md5(data) for data in sources.values()]
+    # each copy saw buffers of its own; the process made no more than the budget's worth
+    # (a segment's share of it: (chunks_ahead + 1) chunks, and 3 MiB is 4 segments' shares)
+    assert all(0 < o.peak_buffer_bytes for o in outcomes)
+    pooled = copier.buffers.allocated * tuned.chunk_size
+    assert pooled <= tuned.max_inflight_bytes
+    assert pooled < sum(o.peak_buffer_bytes for o in outcomes)
+    assert copier.memory.held == 0
+
+
 @pytest.mark.parametrize("cpu_room", [True, False], ids=["cpu-room", "cpu-busy"])
 @pytest.mark.parametrize("segment_size", [2 * MiB, 8 * MiB])
 async def test_kept_segments_of_any_size_stream_within_the_same_bound(

@@ -1,11 +1,12 @@
 """What every step of one copy shares: its spec and settings, its source, its observer, its
-retry policy, the process's memory budget and its share of the rate cap."""
+retry policy, the process's memory budget and chunk buffers, and its share of the rate cap."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from xfer.engine.chunks import BufferPool
 from xfer.engine.inflight import InflightBytes
 from xfer.engine.rate import TokenBucket
 from xfer.engine.retry import Retrier
@@ -25,5 +26,6 @@ class CopyContext:
     observer: CopyObserver
     retrying: Retrier
     memory: InflightBytes  # the process-wide bound on buffered bytes, shared by all copies
+    buffers: BufferPool  # the chunk buffers within that bound, also the process's
     rate: TokenBucket  # this copy's share of the process's rate cap, and its own
     spill_room: Callable[[], bool]  # whether spilling is worth its CPU now (engine/spill.py)

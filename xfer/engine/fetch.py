@@ -28,7 +28,8 @@ from xfer.engine.spill import STALL_SECONDS, SpillFile
 class ChunkFetcher:
     def __init__(self, source: SourceReader, state: SourceState, chunk_size: int,
                  rate: TokenBucket, retrying: Retrier, spill: SpillFile | None = None,
-                 spill_room: Callable[[], bool] = lambda: True) -> None:
+                 spill_room: Callable[[], bool] = lambda: True,
+                 buffers: BufferPool | None = None) -> None:
         self.source = source
         self.state = state  # the source version every read is pinned to
         self.chunk_size = chunk_size
@@ -36,12 +37,21 @@ class ChunkFetcher:
         self.retrying = retrying
         self.spill = spill  # where chunks only a hasher feed still needs may wait
         self.spill_room = spill_room  # whether spilling is worth its CPU now (spill.CpuRoom)
-        self.buffers = BufferPool(chunk_size)
+        # the process's pool (a copy's), or one of its own (a stream's)
+        self.buffers = buffers or BufferPool(chunk_size)
+        if self.buffers.size != chunk_size:
+            raise ValueError(f"chunks of {chunk_size} bytes from a pool of {self.buffers.size}")
+        self.buffers_held = 0  # this fetcher's chunk buffers now
+        self.most_buffers_held = 0  # and at most at once
         self.bytes_read = 0  # from the source, all of it
         self.bytes_read_again = 0  # of which in ranges fetched `again` (a copy's catch-ups)
         self.reads = 0  # ranged reads that delivered a chunk
         self.reading = 0  # ranged reads in flight now
         self.most_reading = 0  # the most that were in flight at once
+
+    @property
+    def peak_buffer_bytes(self) -> int:
+        return self.most_buffers_held * self.chunk_size
 
     async def fetch(self, offset: int, length: int, queues: list[ChunkQueue], ahead: int,
                     feed: SegmentFeed | None = None, again: bool = False) -> None:
@@ -80,6 +90,8 @@ class ChunkFetcher:
                            queues: list[ChunkQueue], feed: SegmentFeed | None,
                            consumed: asyncio.Event, again: bool) -> None:
         buffer = self.buffers.take()
+        self.buffers_held += 1
+        self.most_buffers_held = max(self.most_buffers_held, self.buffers_held)
         view = memoryview(buffer)[:length]
 
         def free() -> None:
@@ -87,6 +99,7 @@ class ChunkFetcher:
             # the buffer may be reused as soon as every consumer is done; anything else
             # would show as an ETag or digest mismatch, never as a silent corruption.
             self.buffers.give_back(buffer)
+            self.buffers_held -= 1
             slots.release()
 
         try:

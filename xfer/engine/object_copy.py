@@ -23,6 +23,7 @@ from typing import Protocol
 
 from xfer.clients.swift import SwiftClient, SwiftRegions
 from xfer.engine import preflight
+from xfer.engine.chunks import BufferPool
 from xfer.engine.context import CopyContext
 from xfer.engine.failures import failing_as
 from xfer.engine.hashing import Digests
@@ -65,6 +66,7 @@ class Copier:
         self.settings = settings
         self.regions = regions
         self.memory = InflightBytes(settings.max_inflight_bytes)
+        self.buffers = BufferPool(settings.chunk_size)  # the copies' chunks, within `memory`
         self.rates = RateShares(settings.max_rate_mb * 1e6 or None, settings.chunk_size)
         self.spill_room = CpuRoom()  # one view of the machine's idle CPU for all copies
         # set when the process stops: cancelled copies then keep what they wrote
@@ -77,7 +79,7 @@ class Copier:
                 raise ValueError(f"copy {spec.job_id} names no source object and got no reader")
             source = SwiftSource(clients[spec.source.region], spec.source)
         return CopyContext(spec, self.settings, source, observer, Retrier(self.settings),
-                           self.memory, rate, self.spill_room)
+                           self.memory, self.buffers, rate, self.spill_room)
 
     def _publishers(self, ctx: CopyContext, clients: RegionClients) -> list[Publisher]:
         return [Publisher(ctx, target, clients[target.ref.region])
@@ -240,8 +242,7 @@ def _outcome(ctx: CopyContext, source: preflight.Source, publishers: list[Publis
                         else Verification.SOURCE_PINNED)
         checked_against = source.checked_against
         segments = len(pipeline.plan.segments)
-        buffers = pipeline.fetcher.buffers
-        peak = buffers.allocated * buffers.size
+        peak = pipeline.fetcher.peak_buffer_bytes
         spilled, read = pipeline.spill.bytes_spilled, pipeline.fetcher.bytes_read
         catch_up = pipeline.fetcher.bytes_read_again
     return FanOutOutcome(
