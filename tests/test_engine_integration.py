@@ -139,18 +139,14 @@ async def test_copies_of_one_process_hold_no_more_buffers_than_its_budget(
     assert copier.memory.held == 0
 
 
-@pytest.mark.parametrize("cpu_room", [True, False], ids=["cpu-room", "cpu-busy"])
 @pytest.mark.parametrize("segment_size", [2 * MiB, 8 * MiB])
 async def test_kept_segments_of_any_size_stream_within_the_same_bound(
-        base_settings: Settings, swift_http, regions: dict[str, SwiftClient], segment_size: int,
-        cpu_room: bool):
+        base_settings: Settings, swift_http, regions: dict[str, SwiftClient], segment_size: int):
     """Segments 8 or 32 chunks long keep their boundaries (and the SLO's ETag) with the same
-    buffers; segments ahead of the hasher wait on disk instead of in memory while the CPU has
-    room, and for the hasher when it has not (engine/spill.py)."""
+    buffers; segments ahead of the hasher wait on disk instead of in memory."""
     tuned = base_settings.with_overrides(chunk_size=256 * 1024, chunks_ahead=2,
                                          segments_in_flight=3)
     copier = Copier(tuned, SwiftRegions(swift_http, dict(tuned.regions)))
-    copier.spill_room = lambda: cpu_room
     container, name, data = unique("kept"), "image.raw", payload(4 * segment_size + 12345)
     source_etag = await put_slo(regions["RegionOne"], container, name, data, segment_size)
     outcome = await copier.copy(spec(container, name, expected_md5=md5(data)), Recorder())
@@ -158,10 +154,7 @@ async def test_kept_segments_of_any_size_stream_within_the_same_bound(
     assert outcome.etag == source_etag and outcome.segments == 5
     bound = tuned.segments_in_flight * (tuned.chunks_ahead + 1) * tuned.chunk_size
     assert 0 < outcome.peak_buffer_bytes <= bound
-    if cpu_room:  # later segments streamed on while the hasher caught up
-        assert outcome.bytes_spilled > len(data) // 4
-    else:  # at most a chunk now and then, for a PUT that waited STALL_SECONDS
-        assert outcome.bytes_spilled <= len(data) // 4
+    assert outcome.bytes_spilled > 0  # later segments streamed on while the hasher caught up
     assert await read_back(regions["RegionTwo"], container, name) == data
 
 

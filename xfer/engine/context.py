@@ -3,7 +3,6 @@ retry policy, the process's memory budget and chunk buffers, and its share of th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from xfer.engine.chunks import BufferPool
@@ -28,4 +27,3 @@ class CopyContext:
     memory: InflightBytes  # the process-wide bound on buffered bytes, shared by all copies
     buffers: BufferPool  # the chunk buffers within that bound, also the process's
     rate: TokenBucket  # this copy's share of the process's rate cap, and its own
-    spill_room: Callable[[], bool]  # whether spilling is worth its CPU now (engine/spill.py)

@@ -13,7 +13,6 @@ are `ahead` chunks per range being fetched, whatever the object's size.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from xfer.clients.transport import RangeProgress
 from xfer.engine.chunks import BufferPool, Chunk, ChunkQueue, chunk_ranges
@@ -22,13 +21,12 @@ from xfer.engine.hashing import SegmentFeed
 from xfer.engine.rate import TokenBucket
 from xfer.engine.retry import Retrier
 from xfer.engine.sources import SourceReader, SourceState
-from xfer.engine.spill import STALL_SECONDS, SpillFile
+from xfer.engine.spill import SpillFile
 
 
 class ChunkFetcher:
     def __init__(self, source: SourceReader, state: SourceState, chunk_size: int,
                  rate: TokenBucket, retrying: Retrier, spill: SpillFile | None = None,
-                 spill_room: Callable[[], bool] = lambda: True,
                  buffers: BufferPool | None = None) -> None:
         self.source = source
         self.state = state  # the source version every read is pinned to
@@ -36,7 +34,6 @@ class ChunkFetcher:
         self.rate = rate
         self.retrying = retrying
         self.spill = spill  # where chunks only a hasher feed still needs may wait
-        self.spill_room = spill_room  # whether spilling is worth its CPU now (spill.CpuRoom)
         # the process's pool (a copy's), or one of its own (a stream's)
         self.buffers = buffers or BufferPool(chunk_size)
         if self.buffers.size != chunk_size:
@@ -62,21 +59,16 @@ class ChunkFetcher:
         previous: asyncio.Event | None = None
         async with asyncio.TaskGroup() as group:
             for start, size in chunk_ranges(offset, length, self.chunk_size):
-                stalled = False
                 while slots.locked():
                     # Every buffer of this range is taken. When the hasher alone still needs
                     # one (it is busy with an earlier segment), move that one to disk rather
-                    # than stall this range's other consumers until the hasher gets here,
-                    # when that is worth its CPU or they waited long enough (engine/spill.py).
+                    # than stall this range's other consumers until the hasher gets here.
                     candidate = None if feed is None else feed.spill_candidate()
-                    if (candidate is not None and self.spill is not None
-                            and (stalled or self.spill_room())):
+                    if candidate is not None and self.spill is not None:
                         await candidate.spill(self.spill)
-                        stalled = False
                         continue
                     consumed.clear()
-                    stalled = not await _set_within(
-                        consumed, None if candidate is None else STALL_SECONDS)
+                    await consumed.wait()
                 await slots.acquire()
                 delivered = asyncio.Event()
                 group.create_task(self._fetch_chunk(start, size, slots, previous, delivered,
@@ -137,13 +129,3 @@ class ChunkFetcher:
                                                   view[progress.filled:], progress))
         finally:
             self.reading -= 1
-
-
-async def _set_within(event: asyncio.Event, seconds: float | None) -> bool:
-    """Wait for `event`, at most `seconds` (None: for ever); whether it was set."""
-    try:
-        async with asyncio.timeout(seconds):
-            await event.wait()
-    except TimeoutError:
-        return False
-    return True

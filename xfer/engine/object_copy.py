@@ -34,7 +34,6 @@ from xfer.engine.publisher import Publisher
 from xfer.engine.rate import RateShares, TokenBucket
 from xfer.engine.retry import Retrier
 from xfer.engine.sources import SourceReader, SourceState, SwiftSource
-from xfer.engine.spill import CpuRoom
 from xfer.engine.stream import Backlog, StreamOutcome, Writer, check_empty, stream_verified
 from xfer.engine.types import (
     CopyObserver,
@@ -68,7 +67,6 @@ class Copier:
         self.memory = InflightBytes(settings.max_inflight_bytes)
         self.buffers = BufferPool(settings.chunk_size)  # the copies' chunks, within `memory`
         self.rates = RateShares(settings.max_rate_mb * 1e6 or None, settings.chunk_size)
-        self.spill_room = CpuRoom()  # one view of the machine's idle CPU for all copies
         # set when the process stops: cancelled copies then keep what they wrote
         self.handing_over = False
 
@@ -79,7 +77,7 @@ class Copier:
                 raise ValueError(f"copy {spec.job_id} names no source object and got no reader")
             source = SwiftSource(clients[spec.source.region], spec.source)
         return CopyContext(spec, self.settings, source, observer, Retrier(self.settings),
-                           self.memory, self.buffers, rate, self.spill_room)
+                           self.memory, self.buffers, rate)
 
     def _publishers(self, ctx: CopyContext, clients: RegionClients) -> list[Publisher]:
         return [Publisher(ctx, target, clients[target.ref.region])

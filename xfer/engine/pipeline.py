@@ -47,7 +47,7 @@ class Pipeline:
         self.segment_etags: dict[int, str] = {}
         self.spill = SpillFile(ctx.settings.spill_dir, ctx.settings.chunk_size)
         self.fetcher = ChunkFetcher(ctx.source, state, ctx.settings.chunk_size, ctx.rate,
-                                    ctx.retrying, self.spill, ctx.spill_room, ctx.buffers)
+                                    ctx.retrying, self.spill, ctx.buffers)
 
     async def aclose(self) -> None:
         self.spill.close()

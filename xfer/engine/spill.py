@@ -12,13 +12,15 @@ written here and its buffer reused; the hasher reads it back when it gets there.
 A temporary file, unlinked at once (nothing outlives the process), in slots of one chunk that
 are reused once read back: its size stays below what is in flight ahead of the hasher.
 
-Spilling buys parallel PUT streams with CPU: a byte written to the file and read back costs
-about 2 CPU-s per GiB spilled (measured, issue 21: a 1 GiB SLO of 100 MiB segments spilled
-79% of its bytes, 7.54-7.58 CPU-s/GiB, against 5.96 with no spill). That pays where each
-connection is slow and the CPU has room (a long link), and is pure loss where the CPU is what
-limits the copy. So a chunk is spilled only while the machine has idle CPU (CpuRoom), or
-when its segment's PUT has waited STALL_SECONDS for it (a PUT must not sit idle until the
-server gives up on it); otherwise the segment waits for the hasher.
+Spilling buys parallel PUT streams with CPU (a byte written and read back), so for a while it
+was done only while the machine had idle CPU. That gate measured worse (issue 21, 2026-12-08,
+quiet 2-core machine, `make bench BENCH_ARGS="--sizes 1 --repeat 1 --scenarios
+colocated,emulated --sources slo100 --copiers xfer-md5-sha512 --extra-runs none"`, two runs
+each): on the emulated link (40 ms, 50 MB/s per connection) an SLO of 100 MiB segments copied
+at 45-53 MiB/s gated and 67-76 MiB/s spilling whenever a segment was blocked. The gate said
+"no room" in bursts while the machine averaged 0.8 idle cores, and each refusal left a PUT
+idle until the hasher came. Co-located (CPU-bound), spilling left the rate as it was (79-83
+vs 82-85 MiB/s) for 0.6-0.8 more CPU-s per GiB. So a blocked segment spills at once.
 """
 
 from __future__ import annotations
@@ -26,13 +28,9 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-import time
-from collections.abc import Callable
 from typing import IO
 
 from xfer.errors import CopyFailed, ErrorCode
-
-STALL_SECONDS = 5.0  # a blocked segment spills a chunk after this, whatever the CPU
 
 
 class SpillFile:
@@ -90,41 +88,3 @@ def _failure(directory: str | None, exc: OSError) -> CopyFailed:
     where = directory or tempfile.gettempdir()
     return CopyFailed(ErrorCode.LOCAL_DISK_ERROR,
                       f"xfer could not use its spill directory {where} (XFER_SPILL_DIR): {exc}")
-
-
-class CpuRoom:
-    """Whether the machine has idle CPU: at least `min_idle` of its cores idle over the last
-    `period` seconds (/proc/stat, read at most once a period). True where it cannot tell."""
-
-    def __init__(self, min_idle: float = 0.25, period: float = 0.5,
-                 read_stat: Callable[[], tuple[int, int]] | None = None) -> None:
-        self.min_idle = min_idle
-        self.period = period
-        self._read_stat = read_stat or _proc_stat
-        self._sampled_at = -period
-        self._last: tuple[int, int] | None = None
-        self._room = True
-
-    def __call__(self) -> bool:
-        now = time.monotonic()
-        if now - self._sampled_at >= self.period:
-            self._sampled_at = now
-            self._sample()
-        return self._room
-
-    def _sample(self) -> None:
-        try:
-            idle, total = self._read_stat()
-        except (OSError, ValueError):
-            self._room = True
-            return
-        if self._last is not None and total > self._last[1]:
-            self._room = (idle - self._last[0]) / (total - self._last[1]) >= self.min_idle
-        self._last = (idle, total)
-
-
-def _proc_stat() -> tuple[int, int]:
-    """(idle, all) clock ticks of the machine since boot, all cores."""
-    with open("/proc/stat") as stat:
-        fields = [int(value) for value in stat.readline().split()[1:]]
-    return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user..steal
