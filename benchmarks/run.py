@@ -108,7 +108,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="fanout: which source (the first one run when not among them)")
     parser.add_argument("--max-quiet-wait", type=float, default=45.0,
                         help="seconds to wait at most for an idle machine before each run")
-    parser.add_argument("--xfer-loop", choices=("asyncio", "uvloop"), default="asyncio",
+    parser.add_argument("--xfer-loop", choices=("asyncio", "uvloop"), default="uvloop",
                         help="XFER_EVENT_LOOP of xfer-md5 and xfer-md5-sha512")
     parser.add_argument("--xfer-env", action="append", default=[], metavar="XFER_NAME=VALUE",
                         help="an extra setting for every xfer serve (repeatable)")
