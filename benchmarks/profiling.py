@@ -31,8 +31,8 @@ WAITING = "waiting (idle threads, the GIL): not CPU"
 # The first rule picks out the threads that were merely waiting: py-spy counts them as active
 # when it samples native frames.
 AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (WAITING, ("pthread_cond_timedwait", "pthread_cond_wait", "epoll_wait", "sem_wait",
-               "sem_clockwait", "PyThread_acquire_lock_timed")),
+    (WAITING, ("pthread_cond_timedwait", "pthread_cond_wait", "epoll_wait", "epoll_pwait",
+               "sem_wait", "sem_clockwait", "PyThread_acquire_lock_timed")),
     ("MD5", ("MD5_Update", "md5_block")),
     ("SHA-512", ("SHA512_Update", "sha512_block")),
     # Not the data path: job records (Postgres), and the API answering the harness, which
@@ -42,13 +42,13 @@ AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("spill file write/read", ("os_pwrite", "os_preadv", "engine/spill.py")),
     ("thread hand-off (to_thread, wake-ups)", (
         "_write_to_self", "run_in_executor", "call_soon_threadsafe", "_read_from_self",
-        "concurrent/futures", "_worker (", "to_thread")),
+        "concurrent/futures", "_worker (", "to_thread", "UVAsync_send", "uv__async_io")),
     ("new chunk buffers (zeroed pages)", ("BufferPool.take", "hash_in_order;")),
     ("PUT body slices (copies)", ("detached_slices",)),
     ("GET body: aiohttp parser, stream, copy", (
         "_http_parser_cb_on_body", "read_exactly", "aiohttp/streams.py", "StreamReader")),
-    ("socket recv (syscall)", ("sock_recv",)),
-    ("socket send (syscall)", ("sock_send",)),
+    ("socket recv (syscall)", ("sock_recv", "uv__read")),  # asyncio's, uvloop's (libuv)
+    ("socket send (syscall)", ("sock_send", "UVStream__try_write", "uv__try_write")),
     ("aiohttp read timeout timers", ("_reschedule_timeout",)),
     ("HTTP requests (aiohttp client, connector)", (
         "ClientSession._request", "aiohttp/connector.py", "aiohttp/client_reqrep.py",
@@ -59,7 +59,8 @@ AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("xfer engine", ("xfer/engine/",)),
     ("xfer clients", ("xfer/clients/",)),
     ("event loop (selector, callbacks)", ("base_events.py", "selector_events.py",
-                                          "asyncio/events.py", "selectors.py")),
+                                          "asyncio/events.py", "selectors.py",
+                                          "(loop.c)", "uv_run", "uv__io_poll")),
 )
 
 
