@@ -5,10 +5,13 @@ aiohttp web server on loopback."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import uvloop
@@ -20,6 +23,7 @@ from xfer.clients import bulk_link
 from xfer.clients.bulk_http import BulkHttp, RangeProgress
 from xfer.clients.swift import SwiftClient
 from xfer.clients.transport import http_session
+from xfer.dev.devcloud.tls import issue, make_ca
 from xfer.errors import IntegrityError, RemoteError, SourceChanged, TransportError
 from xfer.proto.http import Request
 from xfer.settings import Settings
@@ -170,18 +174,21 @@ async def test_a_chunked_body_is_undone_into_the_buffer(web_server: str) -> None
         bulk.close()
 
 
-@pytest.fixture
-async def trickling_server() -> AsyncIterator[str]:
-    """A body of known length in 10,000-byte writes, a connection kept alive after it (so
-    that only its bytes, not the server's close, can end a read)."""
-    body = bytes(range(256)) * 1000
+TRICKLED = bytes(range(256)) * 1000
+
+
+@contextlib.asynccontextmanager
+async def trickling(body: bytes = TRICKLED, piece: int = 10_000,
+                    tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
+    """A server sending `body` in writes of `piece` bytes, 5 ms apart, keeping the connection
+    alive after it (so that only its bytes, not the server's close, can end a read)."""
 
     async def trickle(request: web.Request) -> web.StreamResponse:
         reply = web.StreamResponse(status=206)
         reply.content_length = len(body)
         await reply.prepare(request)
-        for start in range(0, len(body), 10_000):
-            await reply.write(body[start:start + 10_000])
+        for start in range(0, len(body), piece):
+            await reply.write(body[start:start + piece])
             await asyncio.sleep(0.005)
         return reply
 
@@ -189,27 +196,52 @@ async def trickling_server() -> AsyncIterator[str]:
     app.router.add_get("/trickle", trickle)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
     try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/trickle"
+        scheme = "http" if tls is None else "https"
+        yield f"{scheme}://127.0.0.1:{runner.addresses[0][1]}/trickle"
     finally:
         await runner.cleanup()
 
 
 async def test_a_body_in_small_pieces_lands_whole_though_its_tail_is_below_the_low_mark(
-        trickling_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bulk_link, "RCVLOWAT", 64_000)  # a body of 4 marks less 6,000 bytes
     bulk = BulkHttp(5.0, 2.0, client_context(Settings()))  # a read waiting in vain: 2 s
     try:
-        buffer = memoryview(bytearray(256_000))
-        async with bulk.get("test", Request("GET", trickling_server)) as reply:
+        buffer = memoryview(bytearray(len(TRICKLED)))
+        async with trickling() as url, bulk.get("test", Request("GET", url)) as reply:
             await reply.read_into(buffer)
             assert reply.link.transport is not None
             sock = reply.link.transport.get_extra_info("socket")
             # back to every byte: the next reply head (or the server's close) must wake it
             assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
-        assert bytes(buffer) == bytes(range(256)) * 1000
+        assert bytes(buffer) == TRICKLED
+    finally:
+        bulk.close()
+
+
+async def test_a_body_over_tls_is_read_without_a_low_mark(tmp_path: Path) -> None:
+    """The mark counts the socket's bytes and the body's rest is plaintext: TLS holding part
+    of a record it read would leave the socket short of the mark for good (a 4 MiB body in
+    64 KiB writes, as Swift's proxy sends, stalled until the read timeout). Over TLS the
+    socket keeps waking for every byte."""
+    body = bytes(range(256)) * (16 * 1024)  # 4 MiB
+    ca = make_ca(tmp_path)
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    certificate = issue(ca, tmp_path)
+    server_side.load_cert_chain(certificate.cert_file, certificate.key_file)
+    bulk = BulkHttp(5.0, 2.0, ssl.create_default_context(cafile=str(ca.cert_file)))
+    try:
+        buffer = memoryview(bytearray(len(body)))
+        async with (trickling(body, 64 * 1024, server_side) as url,
+                    bulk.get("test", Request("GET", url)) as reply):
+            await reply.read_into(buffer)
+            assert reply.link.transport is not None
+            sock = reply.link.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+        assert bytes(buffer) == body
     finally:
         bulk.close()
 

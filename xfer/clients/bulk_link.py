@@ -73,7 +73,12 @@ class Link(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport.set_write_buffer_limits(high=0, low=0)
-        self._socket = self.transport.get_extra_info("socket")
+        # Not over TLS: the mark counts the socket's bytes, the body's rest is plaintext, and
+        # TLS may already hold part of a record it read, so the socket would never reach the
+        # mark that the rest of the body asks for (reproduced: a read stalled until its
+        # timeout; benchmarks/bulk_loopback.py --schemes https).
+        tls = self.transport.get_extra_info("ssl_object") is not None
+        self._socket = None if tls else self.transport.get_extra_info("socket")
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.scratch if self._sink is None else self._sink.buffer()
