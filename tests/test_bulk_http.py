@@ -205,19 +205,25 @@ async def trickling(body: bytes = TRICKLED, piece: int = 10_000,
         await runner.cleanup()
 
 
+async def read_whole(bulk: BulkHttp, url: str, size: int) -> bytes:
+    """A body of `size` bytes read in place; its socket then wakes for every byte again, so
+    that the next reply head (or the server's close) is seen."""
+    buffer = memoryview(bytearray(size))
+    async with bulk.get("test", Request("GET", url)) as reply:
+        await reply.read_into(buffer)
+        assert reply.link.transport is not None
+        sock = reply.link.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+    return bytes(buffer)
+
+
 async def test_a_body_in_small_pieces_lands_whole_though_its_tail_is_below_the_low_mark(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bulk_link, "RCVLOWAT", 64_000)  # a body of 4 marks less 6,000 bytes
     bulk = BulkHttp(5.0, 2.0, client_context(Settings()))  # a read waiting in vain: 2 s
     try:
-        buffer = memoryview(bytearray(len(TRICKLED)))
-        async with trickling() as url, bulk.get("test", Request("GET", url)) as reply:
-            await reply.read_into(buffer)
-            assert reply.link.transport is not None
-            sock = reply.link.transport.get_extra_info("socket")
-            # back to every byte: the next reply head (or the server's close) must wake it
-            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
-        assert bytes(buffer) == TRICKLED
+        async with trickling() as url:
+            assert await read_whole(bulk, url, len(TRICKLED)) == TRICKLED
     finally:
         bulk.close()
 
@@ -234,14 +240,8 @@ async def test_a_body_over_tls_is_read_without_a_low_mark(tmp_path: Path) -> Non
     server_side.load_cert_chain(certificate.cert_file, certificate.key_file)
     bulk = BulkHttp(5.0, 2.0, ssl.create_default_context(cafile=str(ca.cert_file)))
     try:
-        buffer = memoryview(bytearray(len(body)))
-        async with (trickling(body, 64 * 1024, server_side) as url,
-                    bulk.get("test", Request("GET", url)) as reply):
-            await reply.read_into(buffer)
-            assert reply.link.transport is not None
-            sock = reply.link.transport.get_extra_info("socket")
-            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
-        assert bytes(buffer) == body
+        async with trickling(body, 64 * 1024, server_side) as url:
+            assert await read_whole(bulk, url, len(body)) == body
     finally:
         bulk.close()
 
