@@ -61,14 +61,18 @@ def add_beyond_hashes(rows: Iterable[dict[str, Any]], floor: dict[str, dict[str,
                 per_gib(row["loop_thread_cpu_seconds"], row["size"]), 2)
 
 
-def _beyond(row: dict[str, Any]) -> str:
-    value = row.get("beyond_hashes_cpu_s_per_gib")
+def _figure(row: dict[str, Any], key: str) -> str:
+    """A CPU-s/GiB figure the row may lack (not an xfer run, or not measured): `-` then."""
+    value = row.get(key)
     return "-" if value is None else f"{value:.2f}"
+
+
+def _beyond(row: dict[str, Any]) -> str:
+    return _figure(row, "beyond_hashes_cpu_s_per_gib")
 
 
 def _loop(row: dict[str, Any]) -> str:
-    value = row.get("loop_cpu_s_per_gib")
-    return "-" if value is None else f"{value:.2f}"
+    return _figure(row, "loop_cpu_s_per_gib")
 
 
 def derive(row: dict[str, Any]) -> dict[str, Any]:

@@ -117,8 +117,8 @@ class Settings:
         True, "Compute the SHA-512 of every copy besides its MD5, and check it against the "
         "source image's os_hash_value; false: MD5 only, less CPU.")
     event_loop: str = setting(
-        "uvloop", "The event loop: uvloop or asyncio (uvloop's costs 0.05-0.35 CPU-s per GiB "
-        "copied less, measured in docs/benchmarks.md).")
+        "uvloop", "The event loop: uvloop or asyncio (uvloop's loop thread costs 0.04-0.30 "
+        "CPU-s per GiB copied less, measured in docs/benchmarks.md).")
     # --- requests to Swift, Glance and Keystone
     ca_file: str = setting(
         "", "PEM bundle of the CAs whose certificates xfer trusts on every https endpoint it "
