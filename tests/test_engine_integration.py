@@ -152,7 +152,7 @@ async def test_kept_segments_of_any_size_stream_within_the_same_bound(
     outcome = await copier.copy(spec(container, name, expected_md5=md5(data)), Recorder())
     assert outcome.md5 == md5(data) and outcome.sha512 == hashlib.sha512(data).hexdigest()
     assert outcome.etag == source_etag and outcome.segments == 5
-    bound = tuned.segments_in_flight * (tuned.chunks_ahead + 1) * tuned.chunk_size
+    bound = tuned.copy_memory_bound  # (segments_in_flight + segments_ahead) segments
     assert 0 < outcome.peak_buffer_bytes <= bound
     assert outcome.bytes_spilled > 0  # later segments streamed on while the hasher caught up
     assert await read_back(regions["RegionTwo"], container, name) == data
@@ -169,5 +169,25 @@ async def test_segments_xfer_cuts_itself_stay_within_the_bound_too(
     await put_plain(regions["RegionOne"], container, name, data)
     outcome = await copier.copy(spec(container, name), Recorder())
     assert outcome.md5 == md5(data) and outcome.segments == 25
-    bound = tuned.segments_in_flight * (tuned.chunks_ahead + 1) * tuned.chunk_size
+    bound = tuned.copy_memory_bound  # (segments_in_flight + segments_ahead) segments
     assert 0 < outcome.peak_buffer_bytes <= bound
+
+
+@pytest.mark.parametrize(("in_flight", "ahead", "reads"), [(2, 2, 3), (1, 0, 1), (3, 4, 16)])
+async def test_puts_open_and_reads_in_flight_stay_within_their_settings(
+        base_settings: Settings, swift_http, regions: dict[str, SwiftClient],
+        in_flight: int, ahead: int, reads: int):
+    """Segments fetched ahead wait for a PUT lane: never more than segments_in_flight PUTs
+    open, never more than reads_in_flight GETs for the copy, and the copy is whole."""
+    tuned = base_settings.with_overrides(chunk_size=64 * 1024, chunks_ahead=4,
+                                         segment_size=256 * 1024, segments_in_flight=in_flight,
+                                         segments_ahead=ahead, reads_in_flight=reads)
+    copier = Copier(tuned, SwiftRegions(swift_http, dict(tuned.regions)))
+    container, name, data = unique("lanes"), "image.raw", payload(3 * MiB + 777)
+    await put_plain(regions["RegionOne"], container, name, data)
+    outcome = await copier.copy(spec(container, name), Recorder())
+    assert outcome.md5 == md5(data) and outcome.segments == 13
+    assert 1 <= outcome.most_putting <= in_flight
+    assert 1 <= outcome.most_reading <= reads
+    assert 0 < outcome.peak_buffer_bytes <= tuned.copy_memory_bound
+    assert await read_back(regions["RegionTwo"], container, name) == data

@@ -357,6 +357,12 @@ def test_settings_reject_unknown_and_invalid_variables():
         from_environ({"XFER_SEGMENT_SIZ": "1"})
     with pytest.raises(ConfigError, match="XFER_SEGMENTS_IN_FLIGHT"):
         from_environ({"XFER_SEGMENTS_IN_FLIGHT": "0"})
+    with pytest.raises(ConfigError, match="XFER_READS_IN_FLIGHT"):
+        from_environ({"XFER_READS_IN_FLIGHT": "0"})
+    with pytest.raises(ConfigError, match="XFER_SEGMENTS_AHEAD"):
+        from_environ({"XFER_SEGMENTS_AHEAD": "-1"})
+    assert from_environ({"XFER_SEGMENTS_AHEAD": "0"}).copy_memory_bound == \
+        from_environ({}).segments_in_flight * from_environ({}).segment_memory_bound
     with pytest.raises(ConfigError, match="XFER_REGIONS"):
         from_environ({"XFER_REGIONS": "[]"})
     settings = from_environ({"XFER_REGIONS": '{"R": {"auth_url": "u", "user": "a", "key": "s3"}}',

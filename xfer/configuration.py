@@ -60,7 +60,8 @@ default.
 
 Segments are streamed: each target segment is one PUT fed in order by ranged GETs of
 `XFER_CHUNK_SIZE` bytes, so the memory bound of a copy does not depend on the segment size:
-`XFER_SEGMENTS_IN_FLIGHT × (XFER_CHUNKS_AHEAD + 1) × XFER_CHUNK_SIZE`, default 6 × 5 × 4 MiB;
+`(XFER_SEGMENTS_IN_FLIGHT + XFER_SEGMENTS_AHEAD) × (XFER_CHUNKS_AHEAD + 1) × XFER_CHUNK_SIZE`,
+default (6 + 3) × 5 × 4 MiB (segments fetched ahead wait for one of the 6 PUTs);
 of a process, `XFER_MAX_INFLIGHT_BYTES`, default 192 MiB, which each image stream of the
 Glance-compatible endpoint also draws from (`XFER_STREAM_READS × XFER_STREAM_CHUNK_SIZE`,
 64 MiB), before it sends its headers; a reader that takes no bytes for

@@ -2,17 +2,19 @@
 
 Memory bound of one copy (it does not depend on the segment size):
 
-    buffered bytes <= segments_in_flight * (chunks_ahead + 1) * chunk_size
+    buffered bytes <= (segments_in_flight + segments_ahead) * (chunks_ahead + 1) * chunk_size
 
 A target segment is written by one streaming PUT, fed in order by ranged GETs of
 `chunk_size` bytes; at most `chunks_ahead` of a segment's chunks are fetched and not yet both
 sent (to every target) and hashed, plus the one the hasher may still hold from an attempt
-that failed. At most `segments_in_flight` segments are in flight. Each segment in flight
+that failed. At most `segments_in_flight` segments have their PUTs open, and up to
+`segments_ahead` more are fetched ahead of a free PUT; a copy has at most `reads_in_flight`
+ranged GETs at once, the lowest offset first. Each segment in flight
 takes its share from one process-wide budget of `max_inflight_bytes` first, in segment order,
 and a process runs at most `max_concurrent_copies` copies, so its data buffers stay below
 
-    min(max_inflight_bytes, max_concurrent_copies * segments_in_flight * (chunks_ahead + 1)
-                                                   * chunk_size)
+    min(max_inflight_bytes, max_concurrent_copies * (segments_in_flight + segments_ahead)
+                                                   * (chunks_ahead + 1) * chunk_size)
 
 plus what each connection holds: on a copy's connections (clients/bulk_http.py) at most the
 1 MiB slice of a chunk it was last given (CPython 3.11's transport copies what it could not
@@ -100,10 +102,17 @@ class Settings:
     chunks_ahead: int = setting(
         4, "A segment's chunks fetched ahead of its PUT and of the hasher.", "chunks")
     segments_in_flight: int = setting(
-        6, "Target segments one copy writes at once.", "segments")
+        6, "Target segments one copy writes at once (its PUTs open).", "segments")
+    segments_ahead: int = setting(
+        3, "Segments one copy fetches ahead of a free PUT, so that a PUT starts with its "
+        "first bytes in (0: none). Measured on a capped 40 ms link (docs/benchmarks.md): with "
+        "reads_in_flight, 69 -> 85% of the link; peak RSS +48 MiB.", "segments")
+    reads_in_flight: int = setting(
+        8, "Ranged GETs one copy has in flight at once, the lowest offset first, so the "
+        "bytes the oldest PUT needs next are not slowed by those of later segments.", "reads")
     spill_dir: str | None = setting(
         None, "Where chunks wait for the hasher when they are ahead of it (engine/spill.py), "
-        "at most about (segments_in_flight - 1) segments' worth.",
+        "at most about (segments_in_flight + segments_ahead - 1) segments' worth.",
         shown="the system's temporary directory")
     max_rate_mb: float = setting(
         0.0, "What all this process's copies together may read; 0: no cap. Shared max-min "
@@ -279,7 +288,7 @@ class Settings:
     def __post_init__(self) -> None:
         positive = (
             "segment_size", "chunk_size", "chunks_ahead", "segments_in_flight",
-            "max_concurrent_copies", "max_inflight_bytes",
+            "reads_in_flight", "max_concurrent_copies", "max_inflight_bytes",
             "connect_timeout", "read_timeout", "request_attempts", "lease_seconds",
             "poll_interval", "database_retry_seconds", "max_body_bytes", "header_timeout",
             "body_timeout",
@@ -299,6 +308,9 @@ class Settings:
         if self.sweep_interval_hours < 0 or self.sweep_older_than_hours < 0:
             raise ConfigError("XFER_SWEEP_INTERVAL_HOURS and XFER_SWEEP_OLDER_THAN_HOURS must "
                               "not be negative")
+        if self.segments_ahead < 0:
+            raise ConfigError(f"XFER_SEGMENTS_AHEAD must be 0 (none) or positive, got "
+                              f"{self.segments_ahead}")
         if self.max_client_connections < 0:
             raise ConfigError("XFER_MAX_CLIENT_CONNECTIONS must be 0 (no limit) or positive, "
                               f"got {self.max_client_connections}")
@@ -342,7 +354,7 @@ class Settings:
 
     @property
     def copy_memory_bound(self) -> int:
-        return self.segments_in_flight * self.segment_memory_bound
+        return (self.segments_in_flight + self.segments_ahead) * self.segment_memory_bound
 
     def region(self, name: str) -> RegionConfig:
         try:

@@ -13,6 +13,8 @@ are `ahead` chunks per range being fetched, whatever the object's size.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 
 from xfer.clients.transport import RangeProgress
 from xfer.engine.chunks import BufferPool, Chunk, ChunkQueue, chunk_ranges
@@ -24,10 +26,44 @@ from xfer.engine.sources import SourceReader, SourceState
 from xfer.engine.spill import SpillFile
 
 
+class LowestFirst:
+    """At most `size` holders at once; whoever waits with the lowest key goes next.
+
+    A copy's reads wait here keyed by offset: on a link whose capacity all its GETs share,
+    the chunk the oldest segment's PUT needs next is not slowed by chunks of later segments
+    (measured: docs/benchmarks.md, stop 26)."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()  # equal keys: first come, first served
+
+    async def acquire(self, key: int) -> None:
+        if self.free > 0 and not self._waiting:
+            self.free -= 1
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (key, next(self._order), granted))
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release()  # granted just as we were cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            _, _, granted = heapq.heappop(self._waiting)
+            if not granted.done():  # a cancelled waiter's future is done: skip it
+                granted.set_result(None)
+                return
+        self.free += 1
+
+
 class ChunkFetcher:
     def __init__(self, source: SourceReader, state: SourceState, chunk_size: int,
                  rate: TokenBucket, retrying: Retrier, spill: SpillFile | None = None,
-                 buffers: BufferPool | None = None) -> None:
+                 buffers: BufferPool | None = None, reads: int | None = None) -> None:
         self.source = source
         self.state = state  # the source version every read is pinned to
         self.chunk_size = chunk_size
@@ -45,6 +81,8 @@ class ChunkFetcher:
         self.reads = 0  # ranged reads that delivered a chunk
         self.reading = 0  # ranged reads in flight now
         self.most_reading = 0  # the most that were in flight at once
+        # a copy's reads at once, lowest offset first (None: as many as its ranges start)
+        self.read_slots = None if reads is None else LowestFirst(reads)
 
     @property
     def peak_buffer_bytes(self) -> int:
@@ -118,6 +156,8 @@ class ChunkFetcher:
     async def _read(self, start: int, view: memoryview) -> None:
         progress = RangeProgress()
         await self.rate.take(len(view))
+        if self.read_slots is not None:
+            await self.read_slots.acquire(start)
         self.reading += 1
         self.most_reading = max(self.most_reading, self.reading)
         try:
@@ -129,3 +169,5 @@ class ChunkFetcher:
                                                   view[progress.filled:], progress))
         finally:
             self.reading -= 1
+            if self.read_slots is not None:
+                self.read_slots.release()

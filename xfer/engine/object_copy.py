@@ -232,7 +232,7 @@ def _outcome(ctx: CopyContext, source: preflight.Source, publishers: list[Publis
         md5, sha512 = source.expected_md5, indexed.indexed_sha512
         verification = Verification.END_TO_END
         checked_against: str | None = "the checksum index"
-        segments = peak = spilled = read = catch_up = 0
+        segments = peak = spilled = read = catch_up = reading = putting = 0
     else:
         pipeline, digests = transfer
         md5, sha512 = digests.md5, digests.sha512
@@ -243,11 +243,13 @@ def _outcome(ctx: CopyContext, source: preflight.Source, publishers: list[Publis
         peak = pipeline.fetcher.peak_buffer_bytes
         spilled, read = pipeline.spill.bytes_spilled, pipeline.fetcher.bytes_read
         catch_up = pipeline.fetcher.bytes_read_again
+        reading, putting = pipeline.fetcher.most_reading, pipeline.most_putting
     return FanOutOutcome(
         size=source.state.size, md5=md5, sha512=sha512, md5_checked_against=checked_against,
         verification=verification, segments=segments, retries=ctx.retrying.budget.spent,
         seconds=time.monotonic() - started, peak_buffer_bytes=peak, bytes_spilled=spilled,
-        bytes_read=read, bytes_read_for_catch_up=catch_up, targets=tuple(results))
+        bytes_read=read, bytes_read_for_catch_up=catch_up, targets=tuple(results),
+        most_reading=reading, most_putting=putting)
 
 
 async def _transfer_verified(ctx: CopyContext, publishers: list[Publisher], plan: Plan,

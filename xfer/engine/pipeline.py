@@ -2,9 +2,11 @@
 order by ranged GETs of one chunk each, within a memory bound that does not depend on the
 segment size.
 
-    per segment in flight (at most `segments_in_flight`, started in order):
+    per segment in flight (at most `segments_in_flight` + `segments_ahead`, started in
+    order; at most `segments_in_flight` with their PUTs open, the others fetching ahead):
         chunk GETs, at most `chunks_ahead` not yet consumed, each retried from the first byte
-        not yet received, pinned to the source version (If-Match)
+        not yet received, pinned to the source version (If-Match); at most
+        `reads_in_flight` for the copy, the lowest offset first
           -> in order to: the segment's PUT body (with the source segment's MD5 as ETag when
              its boundaries are kept, so Swift checks it), the segment's own MD5 (when no ETag
              was known: compared with the one Swift returns), and the whole-object hasher
@@ -47,7 +49,12 @@ class Pipeline:
         self.segment_etags: dict[int, str] = {}
         self.spill = SpillFile(ctx.settings.spill_dir, ctx.settings.chunk_size)
         self.fetcher = ChunkFetcher(ctx.source, state, ctx.settings.chunk_size, ctx.rate,
-                                    ctx.retrying, self.spill, ctx.buffers)
+                                    ctx.retrying, self.spill, ctx.buffers,
+                                    reads=ctx.settings.reads_in_flight)
+        # A segment fetched ahead waits here for its PUTs, its first chunks already in.
+        self.put_lanes = asyncio.Semaphore(ctx.settings.segments_in_flight)
+        self.putting = 0  # segments with their PUTs open now
+        self.most_putting = 0  # and at most at once
 
     async def aclose(self) -> None:
         self.spill.close()
@@ -55,7 +62,7 @@ class Pipeline:
     async def run(self) -> Digests:
         settings = self.ctx.settings
         feeds: asyncio.Queue[SegmentFeed | None] = asyncio.Queue()
-        lanes = asyncio.Semaphore(settings.segments_in_flight)
+        lanes = asyncio.Semaphore(settings.segments_in_flight + settings.segments_ahead)
         try:
             async with contextlib.aclosing(self), asyncio.TaskGroup() as group:
                 hashing = group.create_task(
@@ -175,8 +182,8 @@ class Pipeline:
                     segment.offset, segment.length, queues, self.ctx.settings.chunks_ahead,
                     feed, again=feed is None))
                 digest = group.create_task(_md5_of(md5_queue)) if md5_queue else None
-                for publisher, queue in puts.items():
-                    group.create_task(self._put(publisher, segment, queue, declared, stored))
+                if puts:
+                    group.create_task(self._puts(puts, segment, declared, stored))
             computed = digest.result() if digest else declared
             assert computed is not None
             failures: dict[Publisher, XferError] = {}
@@ -199,6 +206,21 @@ class Pipeline:
                 feed.end_attempt(accepted)
             for queue in queues:
                 queue.close()
+
+    async def _puts(self, puts: dict[Publisher, ChunkQueue], segment: Segment,
+                    declared: str | None, stored: dict[Publisher, str | XferError]) -> None:
+        """The attempt's PUTs, one per target, once a PUT lane is free (first come, first
+        served; a segment fetched ahead already holds its first chunks)."""
+        async with self.put_lanes:
+            self.putting += 1
+            self.most_putting = max(self.most_putting, self.putting)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for publisher, queue in puts.items():
+                        group.create_task(self._put(publisher, segment, queue, declared,
+                                                    stored))
+            finally:
+                self.putting -= 1
 
     async def _put(self, publisher: Publisher, segment: Segment, queue: ChunkQueue,
                    declared: str | None, stored: dict[Publisher, str | XferError]) -> None:

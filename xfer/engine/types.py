@@ -102,6 +102,8 @@ class FanOutOutcome:
     bytes_read: int  # from the source: once for all targets, plus the catch-ups below
     bytes_read_for_catch_up: int  # read again for one target whose PUT had failed
     targets: tuple[TargetOutcome | CopyFailed, ...]
+    most_reading: int = 0  # ranged reads of the source in flight at once, at most
+    most_putting: int = 0  # segments with their PUTs open at once, at most
 
     def single(self) -> CopyOutcome:
         """The outcome of a copy with one target; raises that target's failure."""
@@ -115,7 +117,8 @@ class FanOutOutcome:
             retries=self.retries, target_project=result.project,
             bytes_uploaded=result.bytes_uploaded, segments_reused=result.segments_reused,
             seconds=self.seconds, existing=result.existing,
-            peak_buffer_bytes=self.peak_buffer_bytes, bytes_spilled=self.bytes_spilled)
+            peak_buffer_bytes=self.peak_buffer_bytes, bytes_spilled=self.bytes_spilled,
+            most_reading=self.most_reading, most_putting=self.most_putting)
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,8 @@ class CopyOutcome:
     existing: ObjectRef | None = None  # set when deduplicated: no bytes moved
     peak_buffer_bytes: int = 0  # chunk buffers this copy had at most at once
     bytes_spilled: int = 0  # chunk bytes that waited for the hasher on disk
+    most_reading: int = 0  # ranged reads of the source in flight at once, at most
+    most_putting: int = 0  # segments with their PUTs open at once, at most
 
 
 @dataclass(frozen=True)
