@@ -56,8 +56,11 @@ def live_trusts(cloud: devcloud.CloudInfo, user: ksa_session.Session) -> list[di
     """The trusts Keystone holds from this user, as the user lists them (deleted ones and
     expired ones are not listed)."""
     keystone = keystone_of(cloud)
+    # connect_retries: Keystone's server may close this session's idle keep-alive connection
+    # just as it is reused (ConnectionResetError seen on 12-08, once in a full run); a GET
+    # is safe to send again.
     response = user.get(f"{keystone.auth_url}/OS-TRUST/trusts",
-                        params={"trustor_user_id": user.get_user_id()})
+                        params={"trustor_user_id": user.get_user_id()}, connect_retries=2)
     assert response.status_code == 200, response.text
     trusts: list[dict[str, Any]] = response.json()["trusts"]
     return trusts
