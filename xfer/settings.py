@@ -105,8 +105,8 @@ class Settings:
         6, "Target segments one copy writes at once (its PUTs open).", "segments")
     segments_ahead: int = setting(
         3, "Segments one copy fetches ahead of a free PUT, so that a PUT starts with its "
-        "first bytes in (0: none). Measured on a capped 40 ms link (docs/benchmarks.md): with "
-        "reads_in_flight, 69 -> 85% of the link; peak RSS +48 MiB.", "segments")
+        "first bytes in (0: none). Measured with reads_in_flight on a capped 40 ms link "
+        "(docs/benchmarks.md): 68-72 -> 78-85% of the link; peak RSS +48 MiB.", "segments")
     reads_in_flight: int = setting(
         8, "Ranged GETs one copy has in flight at once, the lowest offset first, so the "
         "bytes the oldest PUT needs next are not slowed by those of later segments.", "reads")
