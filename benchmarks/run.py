@@ -131,6 +131,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      f"scenarios: {', '.join(SCENARIOS)}; sources: {', '.join(SOURCE_KINDS)}; "
                      f"extra runs: {', '.join(extra_runs.EXTRA_RUNS)}) or --repeat < 1")
     args.sizes = [int(float(s) * GiB) for s in args.sizes]
+    if "plain" in args.sources and max(args.sizes) > PLAIN_MAX_BYTES:
+        parser.error(f"--sizes: a plain source is one Swift object, at most "
+                     f"{PLAIN_MAX_BYTES / GiB:g} GiB (Swift's max_file_size); larger ones are "
+                     f"segmented, as Glance stores them: --sources slo100")
     if args.ab_tree is not None:
         if not (args.ab_tree / "xfer" / "cli.py").is_file():
             parser.error(f"--ab-tree {args.ab_tree}: no xfer/cli.py there")
@@ -146,6 +150,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--xfer-env: {exc}")
     return args
 
+
+# Swift's default max_file_size, which the benchmark's cloud keeps: a plain object is no larger
+# (a 16 GiB plain source was refused with 413 only after the smaller ones had been uploaded).
+PLAIN_MAX_BYTES = 5 * GiB
 
 # What a full `make bench` is; a run that differs in any of these is a subset, said so on its
 # picture (a smoke run's numbers are not the benchmark's).

@@ -90,3 +90,14 @@ def test_the_main_threads_cpu_leaves_out_what_other_threads_spend() -> None:
     spent_main = main_thread_cpu_seconds(os.getpid()) - main_before
     assert spent_all >= 0.2  # 256 MiB of SHA-512: about half a second on this machine
     assert spent_main < spent_all / 2
+
+
+def test_a_plain_source_larger_than_swift_takes_is_refused_before_anything_runs(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.run import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--sizes", "1,16", "--sources", "plain"])
+    assert "--sources slo100" in capsys.readouterr().err
+    assert parse_args(["--sizes", "1,16", "--sources", "slo100"]).sizes[-1] == 16 << 30
+    assert parse_args(["--sizes", "4", "--sources", "plain"]).sizes == [4 << 30]
