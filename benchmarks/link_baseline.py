@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from benchmarks import swift_http
+from benchmarks.runs import login_through
 from benchmarks.shaping_proxy import Shape, running_proxy
 from xfer.dev import devcloud
 
@@ -109,8 +110,7 @@ def main() -> None:
             cluster = cloud.clusters["RegionTwo"]
             body = os.urandom(PUT_SIZE)
             with running_proxy(cluster.ports.proxy, shape, log) as proxy:
-                auth_url = cluster.auth_url.replace(f":{cluster.ports.proxy}/", f":{proxy.port}/")
-                session = swift_http.login(auth_url, cluster.user, cluster.key)
+                _, session = login_through(cluster, proxy)
                 for n in streams:
                     mb = _puts_mb(session, n, body)
                     print(f"into Swift, {n:2d} PUT streams of {PUTS} x 16 MiB: {mb:6.1f} MB/s, "

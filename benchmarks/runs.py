@@ -89,6 +89,17 @@ def database_for_run(admin_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
+def login_through(cluster: devcloud.ClusterInfo, proxy: RunningProxy
+                  ) -> tuple[str, swift_http.Session]:
+    """The cluster's auth URL through `proxy`, and a session logged in there, whose storage
+    URL is checked to go through the proxy too (tempauth builds it from the Host header)."""
+    auth_url = cluster.auth_url.replace(f":{cluster.ports.proxy}/", f":{proxy.port}/")
+    session = swift_http.login(auth_url, cluster.user, cluster.key)
+    if urlsplit(session.storage_url).port != proxy.port:
+        raise RuntimeError(f"{cluster.region}: storage URL {session.storage_url} bypasses the proxy")
+    return auth_url, session
+
+
 @contextlib.contextmanager
 def region_endpoints(cloud: devcloud.CloudInfo, scenario: str, shape: Shape,
                      workdir: Path) -> Iterator[tuple[dict[str, RegionConfig], list[RunningProxy]]]:
@@ -103,10 +114,7 @@ def region_endpoints(cloud: devcloud.CloudInfo, scenario: str, shape: Shape,
         for region, cluster in cloud.clusters.items():
             proxy = stack.enter_context(running_proxy(
                 cluster.ports.proxy, shape, str(workdir / f"shaping-{region}.log")))
-            auth_url = cluster.auth_url.replace(f":{cluster.ports.proxy}/", f":{proxy.port}/")
-            storage_url = swift_http.login(auth_url, cluster.user, cluster.key).storage_url
-            if urlsplit(storage_url).port != proxy.port:  # tempauth follows the Host header
-                raise RuntimeError(f"{region}: storage URL {storage_url} bypasses the proxy")
+            auth_url, _ = login_through(cluster, proxy)
             proxies.append(proxy)
             endpoints[region] = RegionConfig(region, auth_url, cluster.user, cluster.key)
         say(f"emulated link ({shape.describe()}): proxies "
