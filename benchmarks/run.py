@@ -49,6 +49,7 @@ from benchmarks.sources import SOURCE_KINDS, Source, upload_source, write_random
 from xfer import settings as xfer_settings
 from xfer.dev import devcloud
 from xfer.errors import ConfigError
+from xfer.proto import swift
 from xfer.settings import RegionConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -131,10 +132,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      f"scenarios: {', '.join(SCENARIOS)}; sources: {', '.join(SOURCE_KINDS)}; "
                      f"extra runs: {', '.join(extra_runs.EXTRA_RUNS)}) or --repeat < 1")
     args.sizes = [int(float(s) * GiB) for s in args.sizes]
-    if "plain" in args.sources and max(args.sizes) > PLAIN_MAX_BYTES:
+    # The benchmark's cloud keeps Swift's default max_file_size: a 16 GiB plain source was
+    # refused with 413 only after the smaller ones had been uploaded.
+    if "plain" in args.sources and max(args.sizes) > swift.DEFAULT_MAX_FILE_SIZE:
         parser.error(f"--sizes: a plain source is one Swift object, at most "
-                     f"{PLAIN_MAX_BYTES / GiB:g} GiB (Swift's max_file_size); larger ones are "
-                     f"segmented, as Glance stores them: --sources slo100")
+                     f"{swift.DEFAULT_MAX_FILE_SIZE / GiB:.0f} GiB (Swift's max_file_size); "
+                     f"larger ones are segmented, as Glance stores them: --sources slo100")
     if args.ab_tree is not None:
         if not (args.ab_tree / "xfer" / "cli.py").is_file():
             parser.error(f"--ab-tree {args.ab_tree}: no xfer/cli.py there")
@@ -150,10 +153,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--xfer-env: {exc}")
     return args
 
-
-# Swift's default max_file_size, which the benchmark's cloud keeps: a plain object is no larger
-# (a 16 GiB plain source was refused with 413 only after the smaller ones had been uploaded).
-PLAIN_MAX_BYTES = 5 * GiB
 
 # What a full `make bench` is; a run that differs in any of these is a subset, said so on its
 # picture (a smoke run's numbers are not the benchmark's).

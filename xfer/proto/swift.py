@@ -37,6 +37,10 @@ class Credentials:
         return f"Credentials(storage_url={self.storage_url!r}, token=<hidden>)"
 
 
+# Swift's defaults for what /info may leave out (swift/common/constraints.py, slo.py).
+DEFAULT_MAX_FILE_SIZE = 5 * 1024 ** 3 + 2
+
+
 @dataclass(frozen=True)
 class Limits:
     """The target cluster's constraints that shape a segment plan."""
@@ -151,7 +155,7 @@ def parse_info(request: Request, reply: Reply) -> Limits:
         raise RemoteError(SERVICE, request.method, request.path, reply.status, txn_id(reply),
                           "static large objects (slo) are not enabled on this cluster")
     return Limits(
-        max_file_size=int(swift.get("max_file_size", 5368709122)),
+        max_file_size=int(swift.get("max_file_size", DEFAULT_MAX_FILE_SIZE)),
         max_manifest_segments=int(slo.get("max_manifest_segments", 1000)),
         max_manifest_size=int(slo.get("max_manifest_size", 8388608)),
         min_segment_size=int(slo.get("min_segment_size", 1)),
