@@ -361,8 +361,9 @@ def test_settings_reject_unknown_and_invalid_variables():
         from_environ({"XFER_READS_IN_FLIGHT": "0"})
     with pytest.raises(ConfigError, match="XFER_SEGMENTS_AHEAD"):
         from_environ({"XFER_SEGMENTS_AHEAD": "-1"})
+    defaults = from_environ({})
     assert from_environ({"XFER_SEGMENTS_AHEAD": "0"}).copy_memory_bound == \
-        from_environ({}).segments_in_flight * from_environ({}).segment_memory_bound
+        defaults.segments_in_flight * defaults.segment_memory_bound
     with pytest.raises(ConfigError, match="XFER_REGIONS"):
         from_environ({"XFER_REGIONS": "[]"})
     settings = from_environ({"XFER_REGIONS": '{"R": {"auth_url": "u", "user": "a", "key": "s3"}}',
